@@ -1,0 +1,51 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let package = Package(
+    name: "ktask",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "KTask", targets: ["KTask"]),
+        .executable(name: "ktask", targets: ["ktask"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    ],
+    targets: [
+        // One-line wrappers for the Linux calls Glibc does not import into Swift.
+        .target(
+            name: "CKTaskShims",
+            cSettings: [.define("_GNU_SOURCE")]
+        ),
+        // The engine: job parameters, chunk planning, the claim loop with undo, the helper pool, priority.
+        .target(
+            name: "KTask",
+            dependencies: [
+                "CKTaskShims",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // The seed's real workloads (prefault, init, compute) and the benchmark driver, shared by the CLI and tests.
+        .target(
+            name: "KTaskWorkloads",
+            dependencies: ["KTask", "CKTaskShims"]
+        ),
+        .executableTarget(
+            name: "ktask",
+            dependencies: [
+                "KTask",
+                "KTaskWorkloads",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(
+            name: "KTaskTests",
+            dependencies: ["KTask", "KTaskWorkloads", "CKTaskShims"]
+        ),
+        .testTarget(
+            name: "ktaskCLITests",
+            dependencies: ["ktask"]
+        ),
+    ]
+)

@@ -1,0 +1,95 @@
+#include "CKTaskShims.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
+int CKTask_gettid(void) { return (int)syscall(SYS_gettid); }
+
+int CKTask_sched_getcpu(void) { return sched_getcpu(); }
+
+int CKTask_set_thread_nice(int nice) {
+    return setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), nice);
+}
+
+int CKTask_get_thread_nice(int tid, int *nice) {
+    errno = 0;
+    int value = getpriority(PRIO_PROCESS, (id_t)tid);
+    if (value == -1 && errno != 0) return -1;
+    *nice = value;
+    return 0;
+}
+
+int CKTask_set_thread_name(const char *name) {
+    char truncated[16];
+    strncpy(truncated, name, sizeof truncated - 1);
+    truncated[sizeof truncated - 1] = '\0';
+    return pthread_setname_np(pthread_self(), truncated);
+}
+
+int CKTask_affinity_cpus(int *cpus, int capacity) {
+    // The kernel's mask may be larger than glibc's fixed cpu_set_t: grow until it fits.
+    for (int possible = 1024; possible <= (1 << 22); possible *= 2) {
+        cpu_set_t *set = CPU_ALLOC(possible);
+        if (set == NULL) return -1;
+        size_t bytes = CPU_ALLOC_SIZE(possible);
+        CPU_ZERO_S(bytes, set);
+        if (sched_getaffinity(0, bytes, set) != 0) {
+            int saved = errno;
+            CPU_FREE(set);
+            if (saved == EINVAL) continue;
+            errno = saved;
+            return -1;
+        }
+        int count = 0;
+        for (int cpu = 0; cpu < possible; cpu++) {
+            if (CPU_ISSET_S(cpu, bytes, set)) {
+                if (count < capacity) cpus[count] = cpu;
+                count++;
+            }
+        }
+        CPU_FREE(set);
+        return count;
+    }
+    errno = EINVAL;
+    return -1;
+}
+
+int CKTask_set_thread_affinity(const int *cpus, int count) {
+    int highest = 0;
+    for (int i = 0; i < count; i++) if (cpus[i] > highest) highest = cpus[i];
+    int possible = highest + 1 > 1024 ? highest + 1 : 1024;
+    cpu_set_t *set = CPU_ALLOC(possible);
+    if (set == NULL) return -1;
+    size_t bytes = CPU_ALLOC_SIZE(possible);
+    CPU_ZERO_S(bytes, set);
+    for (int i = 0; i < count; i++) CPU_SET_S(cpus[i], bytes, set);
+    int result = sched_setaffinity(0, bytes, set);
+    int saved = errno;
+    CPU_FREE(set);
+    errno = saved;
+    return result;
+}
+
+int CKTask_MADV_POPULATE_WRITE(void) { return MADV_POPULATE_WRITE; }
+
+static int64_t clock_ns(clockid_t clock) {
+    struct timespec ts;
+    if (clock_gettime(clock, &ts) != 0) return -1;
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+int64_t CKTask_thread_cpu_time_ns(void) { return clock_ns(CLOCK_THREAD_CPUTIME_ID); }
+
+int64_t CKTask_process_cpu_time_ns(void) { return clock_ns(CLOCK_PROCESS_CPUTIME_ID); }

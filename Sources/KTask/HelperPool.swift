@@ -1,0 +1,142 @@
+import Logging
+import Synchronization
+
+/// A process-wide pool of helper pthreads, and the cap on how many of them may be busy at once.
+///
+/// Threads are started on demand, park (using no CPU) when idle, and retire after `idleTimeout`
+/// without work. Every job that names a pool shares its cap: a job takes the free helpers there are
+/// and never waits for one; its calling thread does the rest. Helper threads are named
+/// `NAME/N` (`ktask/N` for the shared pool) so that `top -H` and `ps -L` show them.
+public final class KTaskPool: @unchecked Sendable {
+    /// The pool every job uses unless it names another. Cap: `KTASK_MAX_THREADS` − 1 where set,
+    /// else usable CPUs − 1, unless set with ``setMaxBusyHelpers(_:)``.
+    public static let shared = KTaskPool(validatedName: "ktask", maxBusyHelpers: nil, idleTimeout: .seconds(10))
+
+    /// Stand-in callers for async jobs: each runs the caller's share at the caller's priority. Not capped:
+    /// there is one per async job in flight, as there would be one blocked caller per sync job.
+    static let asyncCallers = KTaskPool(validatedName: "ktask-a", maxBusyHelpers: Int.max, idleTimeout: .seconds(10))
+
+    static let logger = Logger(label: "ktask.pool")
+
+    let name: String
+    let idleTimeoutNanoseconds: Int64
+    /// Guards every mutable field below and each thread's assignment.
+    let lock = PThreadMutex()
+    private var idle: [HelperThread] = []
+    private var busy = 0
+    private var live = 0
+    private var nextThreadID = 1
+    /// The cap set by API (−1: none, use the environment or the CPU count).
+    private let capOverride: Atomic<Int>
+
+    /// Creates a separate pool, with its own threads and cap.
+    /// - Parameters:
+    ///   - name: thread-name prefix (threads are named `name/N`; Linux keeps 15 bytes of a name).
+    ///   - maxBusyHelpers: the cap on busy helpers; nil uses `KTASK_MAX_THREADS` or usable CPUs − 1.
+    ///   - idleTimeout: how long a helper stays parked without work before it exits.
+    public convenience init(name: String = "ktask", maxBusyHelpers: Int? = nil, idleTimeout: Duration = .seconds(10)) throws(KTaskError) {
+        if let maxBusyHelpers, maxBusyHelpers < 0 { throw .invalidHelperCap(maxBusyHelpers) }
+        guard idleTimeout > .zero else { throw .invalidIdleTimeout(idleTimeout) }
+        self.init(validatedName: name, maxBusyHelpers: maxBusyHelpers, idleTimeout: idleTimeout)
+    }
+
+    private init(validatedName name: String, maxBusyHelpers: Int?, idleTimeout: Duration) {
+        self.name = name
+        let (seconds, attoseconds) = idleTimeout.components
+        self.idleTimeoutNanoseconds = seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+        self.capOverride = Atomic(maxBusyHelpers ?? -1)
+    }
+
+    /// Sets the cap on busy helpers for every job that uses this pool (nil: back to the default).
+    /// Jobs already running keep the helpers they have.
+    public func setMaxBusyHelpers(_ cap: Int?) throws(KTaskError) {
+        if let cap, cap < 0 { throw .invalidHelperCap(cap) }
+        capOverride.store(cap ?? -1, ordering: .relaxed)
+    }
+
+    /// The cap in force for a job that may use `usableCPUs` CPUs.
+    public func cap(usableCPUs: Int) throws(KTaskError) -> HelperCap {
+        let override = capOverride.load(ordering: .relaxed)
+        if override >= 0 { return HelperCap(maxBusyHelpers: override, source: .api) }
+        return try HelperCap.fromEnvironment(usableCPUs: usableCPUs)
+    }
+
+    /// A snapshot of the pool's threads.
+    public struct State: Sendable, Equatable {
+        /// Threads alive (busy or parked).
+        public let liveThreads: Int
+        /// Threads parked, waiting for work.
+        public let idleThreads: Int
+        /// Threads reserved by or working for a job.
+        public let busyHelpers: Int
+    }
+
+    public var state: State {
+        lock.withLock { State(liveThreads: live, idleThreads: idle.count, busyHelpers: busy) }
+    }
+
+    // MARK: Handing out helpers
+
+    /// Helpers set aside for one job: parked threads to wake and how many to start.
+    struct Reservation {
+        var parked: [HelperThread]
+        var toStart: Range<Int>
+        var count: Int { parked.count + toStart.count }
+    }
+
+    /// Reserves up to `wanted` helpers without waiting, so that busy helpers never exceed `cap`.
+    func reserve(upTo wanted: Int, cap: Int) -> Reservation {
+        guard wanted > 0 else { return Reservation(parked: [], toStart: 0..<0) }
+        return lock.withLock {
+            let granted = max(0, min(wanted, cap - busy))
+            busy += granted
+            let reused = min(granted, idle.count)
+            let parked = Array(idle.suffix(reused))
+            idle.removeLast(reused)
+            for helper in parked { helper.reserved = true }
+            let firstNew = nextThreadID
+            nextThreadID += granted - reused
+            live += granted - reused
+            return Reservation(parked: parked, toStart: firstNew..<nextThreadID)
+        }
+    }
+
+    /// Gives every reserved helper `work`, with slots 1, 2, ...; returns how many really started
+    /// (a thread the system refuses to create is given back to the cap).
+    func dispatch(_ reservation: Reservation, work: any PoolWork, nice: Int32?) -> Int {
+        var slot = 1
+        if !reservation.parked.isEmpty {
+            lock.withLock {
+                for helper in reservation.parked {
+                    helper.assignment = PoolAssignment(work: work, slot: slot, nice: nice)
+                    helper.wake.signal()
+                    slot += 1
+                }
+            }
+        }
+        for id in reservation.toStart {
+            let helper = HelperThread(id: id, pool: self, assignment: PoolAssignment(work: work, slot: slot, nice: nice))
+            if helper.start() {
+                slot += 1
+            } else {
+                lock.withLock {
+                    busy -= 1
+                    live -= 1
+                }
+            }
+        }
+        return slot - 1
+    }
+
+    /// Called by a helper, with the lock held, when its work is done: it is free and parked again.
+    func helperFinishedLocked(_ helper: HelperThread) {
+        busy -= 1
+        idle.append(helper)
+    }
+
+    /// Called by a helper, with the lock held, when its idle timeout passed: it exits.
+    func retireLocked(_ helper: HelperThread) {
+        if let index = idle.firstIndex(where: { $0 === helper }) { idle.remove(at: index) }
+        live -= 1
+    }
+}

@@ -1,0 +1,95 @@
+import CKTaskShims
+import Logging
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Work a pool thread runs: a job's claim loop, or an async job's stand-in for its caller.
+///
+/// Pool threads hold work `unowned(unsafe)`: the job owner keeps it alive until every thread it
+/// started has reported back, and a pool thread never touches the work after ``run(slot:)`` returns.
+protocol PoolWork: AnyObject {
+    func run(slot: Int)
+}
+
+/// What a parked pool thread is woken to do.
+struct PoolAssignment {
+    unowned(unsafe) let work: any PoolWork
+    /// The job's participant number (0 is the job's caller).
+    let slot: Int
+    /// The nice value to run the work at; nil keeps the thread's own.
+    let nice: Int32?
+}
+
+/// One pthread of a ``KTaskPool``: parked on its own condition variable while idle, retired once
+/// it has been idle for the pool's idle timeout.
+final class HelperThread: @unchecked Sendable {
+    let id: Int
+    private let pool: KTaskPool
+    /// Signalled when an assignment is given. Waited on with the pool's lock.
+    let wake = PThreadCondition()
+    /// Guarded by the pool's lock.
+    var assignment: PoolAssignment?
+    /// Guarded by the pool's lock: taken off the idle list for a job whose assignment is on its way.
+    var reserved = false
+    /// Only touched by this thread.
+    private var currentNice: Int32 = 0
+
+    init(id: Int, pool: KTaskPool, assignment: PoolAssignment) {
+        self.id = id
+        self.pool = pool
+        self.assignment = assignment
+    }
+
+    /// Starts the pthread; false if the system refused (e.g. too many threads).
+    func start() -> Bool {
+        var attributes = pthread_attr_t()
+        pthread_attr_init(&attributes)
+        defer { pthread_attr_destroy(&attributes) }
+        pthread_attr_setdetachstate(&attributes, Int32(PTHREAD_CREATE_DETACHED))
+        let context = Unmanaged.passRetained(self).toOpaque()
+        var thread = pthread_t()
+        let rc = pthread_create(&thread, &attributes, { context in
+            Unmanaged<HelperThread>.fromOpaque(context!).takeRetainedValue().main()
+            return nil
+        }, context)
+        if rc != 0 {
+            Unmanaged<HelperThread>.fromOpaque(context).release()
+            KTaskPool.logger.warning("could not start helper thread", metadata: ["errno": "\(rc)"])
+            return false
+        }
+        return true
+    }
+
+    private func main() {
+        _ = CKTask_set_thread_name("\(pool.name)/\(id)")
+        currentNice = ThreadPriority.currentThreadNice()
+        pool.lock.lock()
+        while true {
+            while assignment == nil {
+                let deadline = monotonicDeadline(afterNanoseconds: pool.idleTimeoutNanoseconds)
+                let woken = wake.wait(pool.lock, until: deadline)
+                if !woken && assignment == nil && !reserved {
+                    pool.retireLocked(self)
+                    pool.lock.unlock()
+                    return
+                }
+            }
+            let work = assignment!
+            assignment = nil
+            reserved = false
+            pool.lock.unlock()
+
+            if let nice = work.nice, nice != currentNice {
+                // Raising priority can fail without privilege; the thread then stays where it is.
+                ThreadPriority.setCurrentThreadNice(nice)
+                currentNice = ThreadPriority.currentThreadNice()
+            }
+            work.work.run(slot: work.slot)
+
+            pool.lock.lock()
+            pool.helperFinishedLocked(self)
+        }
+    }
+}

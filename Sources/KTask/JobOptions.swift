@@ -1,0 +1,94 @@
+import Synchronization
+
+/// How a job is divided and run. Every field is validated when the job starts (``validate()``).
+public struct KTaskOptions: Sendable {
+    /// The smallest chunk, in work items, worth handing to a thread. Must be at least 1.
+    ///
+    /// Chunks are never smaller than this except where the range itself is smaller, or at its ends
+    /// when `align` cuts them.
+    public var minChunk: Int
+
+    /// Chunk boundaries fall on multiples of `align`, except the two ends of the range. Must be at least 1.
+    public var align: Int
+
+    /// The most threads the job may use, the calling thread included; `nil` means every usable CPU.
+    /// Must be at least 1.
+    public var maxThreads: Int?
+
+    /// The priority helper threads run at while they work on this job.
+    public var helperPriority: HelperPriority
+
+    /// A token that stops the job: once cancelled, no new chunk starts, completed chunks are undone
+    /// and the job throws ``KTaskError/cancelled``.
+    public var cancellation: KTaskCancellation?
+
+    /// The pool the job's helper threads come from, and whose cap on busy helpers the job shares.
+    public var pool: KTaskPool
+
+    public init(
+        minChunk: Int = 1,
+        align: Int = 1,
+        maxThreads: Int? = nil,
+        helperPriority: HelperPriority = .lowest,
+        cancellation: KTaskCancellation? = nil,
+        pool: KTaskPool = .shared
+    ) {
+        self.minChunk = minChunk
+        self.align = align
+        self.maxThreads = maxThreads
+        self.helperPriority = helperPriority
+        self.cancellation = cancellation
+        self.pool = pool
+    }
+
+    /// Throws the ``KTaskError`` for the first field that is out of range.
+    public func validate() throws(KTaskError) {
+        guard minChunk >= 1 else { throw .invalidMinChunk(minChunk) }
+        guard align >= 1 else { throw .invalidAlign(align) }
+        if let maxThreads, maxThreads < 1 { throw .invalidMaxThreads(maxThreads) }
+        if case .nice(let value) = helperPriority, !(ThreadPriority.niceRange ~= value) {
+            throw .invalidNice(value)
+        }
+    }
+}
+
+/// The nice value helper threads run at.
+public enum HelperPriority: Sendable, Equatable, CustomStringConvertible {
+    /// Nice 19, the lowest priority: helpers take only CPU time nothing else wants. The default.
+    case lowest
+    /// A given nice value in -20...19 (values below the process's own need privilege to take effect).
+    case nice(Int)
+    /// The nice value of the thread that starts the job.
+    case inheritCaller
+
+    public var description: String {
+        switch self {
+        case .lowest: "lowest (nice 19)"
+        case .nice(let value): "nice \(value)"
+        case .inheritCaller: "the caller's nice"
+        }
+    }
+
+    /// The nice value to run helpers at for a job started on the calling thread.
+    func resolvedNice() -> Int32 {
+        switch self {
+        case .lowest: Int32(ThreadPriority.lowestNice)
+        case .nice(let value): Int32(value)
+        case .inheritCaller: ThreadPriority.currentThreadNice()
+        }
+    }
+}
+
+/// A cancellation flag shared between whoever may cancel a job and the job's threads.
+public final class KTaskCancellation: Sendable {
+    private let flag = Atomic<Bool>(false)
+
+    public init() {}
+
+    /// Stops the jobs that carry this token from starting any further chunk.
+    public func cancel() { flag.store(true, ordering: .releasing) }
+
+    /// Whether ``cancel()`` has been called.
+    public var isCancelled: Bool { flag.load(ordering: .acquiring) }
+}
+

@@ -1,0 +1,52 @@
+/// What was wrong with a ktask job or setting, and what is allowed instead.
+///
+/// Every invalid input to ktask is reported as one of these cases before any work runs; a job that
+/// was cancelled is reported as ``cancelled`` after its completed chunks were undone. An error thrown
+/// by the job's own chunk function is passed through to the caller unchanged.
+public enum KTaskError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// The range of work items starts below zero; work items are numbered from 0.
+    case negativeRangeStart(Int)
+    /// `minChunk` must be at least 1.
+    case invalidMinChunk(Int)
+    /// `align` must be at least 1.
+    case invalidAlign(Int)
+    /// `maxThreads` must be at least 1 (the calling thread counts as one).
+    case invalidMaxThreads(Int)
+    /// A nice value outside -20...19.
+    case invalidNice(Int)
+    /// A cap on busy helper threads below zero.
+    case invalidHelperCap(Int)
+    /// An idle timeout that is not positive.
+    case invalidIdleTimeout(Duration)
+    /// An environment variable holds a value ktask cannot use.
+    case invalidEnvironmentVariable(name: String, value: String, allowed: String)
+    /// The system refused to start a thread for an async job.
+    case threadStartFailed
+    /// The job was cancelled before all chunks ran; completed chunks were undone.
+    case cancelled
+
+    public var description: String {
+        switch self {
+        case .negativeRangeStart(let start):
+            "the range of work items starts at \(start); it must start at 0 or above"
+        case .invalidMinChunk(let value):
+            "minChunk is \(value); it must be at least 1"
+        case .invalidAlign(let value):
+            "align is \(value); it must be at least 1"
+        case .invalidMaxThreads(let value):
+            "maxThreads is \(value); it must be at least 1 (the calling thread counts as one)"
+        case .invalidNice(let value):
+            "nice value \(value) is out of range; it must be in -20...19"
+        case .invalidHelperCap(let value):
+            "the cap on busy helper threads is \(value); it must be 0 or above"
+        case .invalidIdleTimeout(let value):
+            "the helper idle timeout is \(value); it must be above zero"
+        case .invalidEnvironmentVariable(let name, let value, let allowed):
+            "\(name)=\"\(value)\" is not valid; allowed: \(allowed)"
+        case .threadStartFailed:
+            "the system refused to start a thread for the job (too many threads?)"
+        case .cancelled:
+            "the job was cancelled; chunks that had completed were undone"
+        }
+    }
+}

@@ -1,0 +1,38 @@
+/// What happened in one job: how it was divided and how long it took.
+public struct KTaskReport: Sendable, Equatable, CustomStringConvertible {
+    /// Threads that worked on the job, the caller included.
+    public let threadsUsed: Int
+    /// Items per chunk (the first and last chunk may be shorter where `align` cuts them).
+    public let chunkSize: Int
+    /// How many chunks the range was cut into.
+    public let chunkCount: Int
+    /// The nice value helpers were asked to run at; nil where the job used no helper.
+    public let helperNice: Int?
+    /// Wall time from the call to the return.
+    public let wallTime: Duration
+    /// Chunks undone after a failure or cancellation (0 for a job that succeeded).
+    public let undoneChunks: Int
+    /// Completed chunks per thread, the caller's first; nil for a job run inline as one call.
+    private let perThread: [Int]?
+
+    init(threadsUsed: Int, chunkSize: Int, chunkCount: Int, helperNice: Int?, wallTime: Duration,
+         undoneChunks: Int = 0, perThread: [Int]?) {
+        self.threadsUsed = threadsUsed
+        self.chunkSize = chunkSize
+        self.chunkCount = chunkCount
+        self.helperNice = helperNice
+        self.wallTime = wallTime
+        self.undoneChunks = undoneChunks
+        self.perThread = perThread
+    }
+
+    /// Whether the job ran as a single call on the calling thread (no helper woken, nothing allocated).
+    public var ranInline: Bool { perThread == nil }
+
+    /// Chunks completed by each thread, the calling thread's first.
+    public var chunksPerThread: [Int] { perThread ?? [chunkCount] }
+
+    public var description: String {
+        "\(threadsUsed) thread(s), \(chunkCount) chunk(s) of \(chunkSize), per thread \(chunksPerThread), \(wallTime)"
+    }
+}

@@ -1,0 +1,56 @@
+/// A set of CPU numbers as Linux writes it in sysfs and procfs: "0-3,8,10-11".
+public struct CPUList: Sendable, Equatable, CustomStringConvertible {
+    /// The CPU numbers, ascending and without repeats.
+    public let cpus: [Int]
+
+    public init<S: Sequence<Int>>(_ cpus: S) {
+        self.cpus = Array(Set(cpus)).sorted()
+    }
+
+    /// Parses the kernel's list format. Trailing newlines and NUL bytes are ignored; an empty string
+    /// is the empty set. Returns nil for anything else that is not a list.
+    public init?(parsing text: String) {
+        let trimmed = text.trimmingCharacters(in: " \n\t\0")
+        var cpus: [Int] = []
+        if !trimmed.isEmpty {
+            for part in trimmed.split(separator: ",", omittingEmptySubsequences: false) {
+                let bounds = part.split(separator: "-", omittingEmptySubsequences: false)
+                guard (1...2).contains(bounds.count),
+                      let low = Int(bounds[0]), low >= 0,
+                      let high = Int(bounds[bounds.count - 1]), high >= low, high < 1 << 22
+                else { return nil }
+                cpus.append(contentsOf: low...high)
+            }
+        }
+        self.init(cpus)
+    }
+
+    public var count: Int { cpus.count }
+    public var isEmpty: Bool { cpus.isEmpty }
+
+    public func intersection(_ other: CPUList) -> CPUList {
+        CPUList(Set(cpus).intersection(other.cpus))
+    }
+
+    /// The kernel's compact form: runs of consecutive CPUs as "a-b".
+    public var description: String {
+        var parts: [String] = []
+        var index = 0
+        while index < cpus.count {
+            var end = index
+            while end + 1 < cpus.count && cpus[end + 1] == cpus[end] + 1 { end += 1 }
+            parts.append(end == index ? "\(cpus[index])" : "\(cpus[index])-\(cpus[end])")
+            index = end + 1
+        }
+        return parts.joined(separator: ",")
+    }
+}
+
+extension StringProtocol {
+    func trimmingCharacters(in set: String) -> String {
+        var slice = Substring(self)
+        while let first = slice.first, set.contains(first) { slice = slice.dropFirst() }
+        while let last = slice.last, set.contains(last) { slice = slice.dropLast() }
+        return String(slice)
+    }
+}

@@ -1,0 +1,73 @@
+import KTask
+
+/// One row of the scaling table: a thread count and its timings.
+public struct BenchRow: Sendable {
+    public let threads: Int
+    public let seconds: Sample
+    /// Mean seconds at 1 thread ÷ mean seconds at this thread count.
+    public let speedup: Double
+    /// Threads the jobs really used (fewest over the runs): below `threads` where CPUs or the cap are short.
+    public let threadsUsed: Int
+    /// Chunks in each job (from the last run).
+    public let chunkCount: Int
+}
+
+/// A finished benchmark: the seed's table for one workload.
+public struct BenchResult: Sendable {
+    public let workload: WorkloadKind
+    public let size: Int
+    public let runs: Int
+    public let summary: String
+    public let rows: [BenchRow]
+}
+
+/// Runs a workload at several thread counts, the counts interleaved run by run (1, 2, 1, 2, ...) so that
+/// a change in the machine's state during the bench affects every row alike.
+public struct BenchRunner {
+    public let workload: WorkloadKind
+    public let size: Int
+    public let threadCounts: [Int]
+    public let runs: Int
+    public let options: KTaskOptions
+
+    /// - Parameter threadCounts: the rows; 1 is always measured, as the speedup baseline.
+    public init(workload: WorkloadKind, size: Int, threadCounts: [Int], runs: Int, options: KTaskOptions = KTaskOptions()) {
+        self.workload = workload
+        self.size = size
+        self.threadCounts = Array(Set(threadCounts + [1])).sorted()
+        self.runs = runs
+        self.options = options
+    }
+
+    /// Runs the bench; `progress` is told (run, of runs, threads) before each job.
+    public func run(progress: (Int, Int, Int) -> Void = { _, _, _ in }) throws -> BenchResult {
+        let instance = try workload.make(size: size)
+        var seconds: [Int: [Double]] = [:]
+        var threadsUsed: [Int: Int] = [:]
+        var chunkCount: [Int: Int] = [:]
+        for run in 1...runs {
+            for threads in threadCounts {
+                progress(run, runs, threads)
+                let report = try instance.runOnce(threads: threads, options: options)
+                seconds[threads, default: []].append(report.wallTime.seconds)
+                threadsUsed[threads] = min(threadsUsed[threads] ?? Int.max, report.threadsUsed)
+                chunkCount[threads] = report.chunkCount
+            }
+        }
+        let baseline = Sample(seconds[1]!).mean
+        let rows = threadCounts.map { threads in
+            let sample = Sample(seconds[threads]!)
+            return BenchRow(threads: threads, seconds: sample, speedup: baseline / sample.mean,
+                            threadsUsed: threadsUsed[threads]!, chunkCount: chunkCount[threads]!)
+        }
+        return BenchResult(workload: workload, size: size, runs: runs, summary: instance.summary, rows: rows)
+    }
+}
+
+extension Duration {
+    /// The duration in seconds, as a Double.
+    public var seconds: Double {
+        let (seconds, attoseconds) = components
+        return Double(seconds) + Double(attoseconds) / 1e18
+    }
+}

@@ -1,0 +1,54 @@
+import KTask
+import Synchronization
+
+/// A CPU-bound pass over N items: each item is mixed by a few rounds of a 64-bit hash and the
+/// results are summed, so the work cannot be optimised away and each run's sum is checked.
+public final class ComputeWorkload: BenchWorkload {
+    public let items: Int
+    private var expectedSum: UInt64?
+
+    static let minChunk = 65_536
+
+    public init(items: Int) throws(WorkloadError) {
+        guard items >= 1 else { throw .sizeTooSmall(workload: "compute", size: items, minimum: 1) }
+        self.items = items
+    }
+
+    public var summary: String { "mix and sum \(items) items" }
+
+    /// Eight rounds of the SplitMix64 finaliser over one item.
+    @inline(__always)
+    public static func mix(_ item: Int) -> UInt64 {
+        var x = UInt64(truncatingIfNeeded: item)
+        for _ in 0..<8 {
+            x &+= 0x9E37_79B9_7F4A_7C15
+            x = (x ^ (x >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            x = (x ^ (x >> 27)) &* 0x94D0_49BB_1331_11EB
+            x ^= x >> 31
+        }
+        return x
+    }
+
+    /// The sum of ``mix(_:)`` over a range, on the calling thread.
+    public static func sum(_ items: Range<Int>) -> UInt64 {
+        var total: UInt64 = 0
+        for item in items { total &+= mix(item) }
+        return total
+    }
+
+    public func runOnce(threads: Int, options: KTaskOptions) throws -> KTaskReport {
+        let total = Atomic<UInt64>(0)
+        var options = options
+        options.maxThreads = threads
+        options.minChunk = Self.minChunk
+        let report = try KTask.run(0..<items, options: options) { chunk in
+            total.wrappingAdd(Self.sum(chunk), ordering: .relaxed)
+        }
+        let sum = total.load(ordering: .relaxed)
+        if let expectedSum, expectedSum != sum {
+            throw WorkloadError.wrongResult(workload: "compute", detail: "sum \(sum) differs from \(expectedSum)")
+        }
+        expectedSum = sum
+        return report
+    }
+}

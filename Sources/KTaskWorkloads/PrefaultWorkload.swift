@@ -1,0 +1,79 @@
+import CKTaskShims
+import KTask
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Faults in every page of a fresh anonymous mapping, a chunk of pages per call: what starting a VM
+/// with pinned (VFIO) memory does. Uses `MADV_POPULATE_WRITE` where the kernel has it (one system call
+/// per chunk), else writes one byte per page.
+public final class PrefaultWorkload: BenchWorkload {
+    /// How pages are faulted in.
+    public enum Method: String, Sendable {
+        case populateWrite = "MADV_POPULATE_WRITE"
+        case touch = "touching one byte per page"
+    }
+
+    public let bytes: Int
+    public let items: Int
+    public let method: Method
+    let pageSize = AnonymousMapping.pageSize
+
+    /// Pages per PMD (2 MiB on x86-64): chunks aligned to it never share a page-table page.
+    static let pagesPerPageTable = 512
+
+    public init(bytes: Int) throws(WorkloadError) {
+        guard bytes >= pageSize else { throw .sizeTooSmall(workload: "prefault", size: bytes, minimum: pageSize) }
+        self.bytes = bytes - bytes % pageSize
+        self.items = self.bytes / pageSize
+        self.method = Self.kernelHasPopulateWrite() ? .populateWrite : .touch
+    }
+
+    public var summary: String { "prefault \(bytes) bytes (\(items) pages) by \(method.rawValue)" }
+
+    public func runOnce(threads: Int, options: KTaskOptions) throws -> KTaskReport {
+        let mapping = try AnonymousMapping(bytes: bytes)
+        let base = UInt(bitPattern: mapping.base)
+        var options = options
+        options.maxThreads = threads
+        options.minChunk = Self.pagesPerPageTable
+        options.align = Self.pagesPerPageTable
+        let report = try KTask.run(0..<items, options: options) { [pageSize, method] pages in
+            try Self.prefault(base: base, pages: pages, pageSize: pageSize, method: method)
+        }
+        try verifyResident(mapping)
+        return report
+    }
+
+    static func prefault(base: UInt, pages: Range<Int>, pageSize: Int, method: Method) throws(WorkloadError) {
+        let start = UnsafeMutableRawPointer(bitPattern: base + UInt(pages.lowerBound * pageSize))!
+        switch method {
+        case .populateWrite:
+            if madvise(start, pages.count * pageSize, CKTask_MADV_POPULATE_WRITE()) != 0 {
+                throw .prefaultFailed(errno: errno)
+            }
+        case .touch:
+            for page in 0..<pages.count {
+                start.storeBytes(of: 1, toByteOffset: page * pageSize, as: UInt8.self)
+            }
+        }
+    }
+
+    /// Every page must be resident after the job (mincore).
+    func verifyResident(_ mapping: AnonymousMapping) throws(WorkloadError) {
+        var vector = [UInt8](repeating: 0, count: items)
+        guard mincore(mapping.base, mapping.bytes, &vector) == 0 else {
+            throw .wrongResult(workload: "prefault", detail: "mincore failed (errno \(errno))")
+        }
+        if let missing = vector.firstIndex(where: { $0 & 1 == 0 }) {
+            throw .wrongResult(workload: "prefault", detail: "page \(missing) of \(items) is not resident")
+        }
+    }
+
+    static func kernelHasPopulateWrite() -> Bool {
+        guard let mapping = try? AnonymousMapping(bytes: AnonymousMapping.pageSize) else { return false }
+        return madvise(mapping.base, mapping.bytes, CKTask_MADV_POPULATE_WRITE()) == 0
+    }
+}

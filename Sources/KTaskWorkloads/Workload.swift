@@ -1,0 +1,65 @@
+import KTask
+
+/// One of the seed's real workloads, ready to run as a ktask job at a given thread count.
+public protocol BenchWorkload: AnyObject {
+    /// Work items in one job (pages, descriptors, or hash inputs).
+    var items: Int { get }
+    /// What the workload does and how, for reports (e.g. which prefault method is in force).
+    var summary: String { get }
+    /// Runs the whole job once with at most `threads` threads and checks its result.
+    /// The returned report's wall time is the job alone, without set-up or checks.
+    func runOnce(threads: Int, options: KTaskOptions) throws -> KTaskReport
+}
+
+/// The workloads `ktask bench` knows.
+public enum WorkloadKind: String, CaseIterable, Sendable {
+    /// Fault in a fresh anonymous mapping page by page, as starting a VM with pinned memory does.
+    case prefault
+    /// Initialise 64-byte page descriptors in a faulted buffer, as deferred struct-page init does at boot.
+    case pageInit = "init"
+    /// A CPU-bound mixing hash over N items, summed and checked.
+    case compute
+
+    /// What `--size` counts for this workload.
+    public var sizeUnit: String { self == .compute ? "items" : "bytes" }
+
+    /// The default size: about 2 s on one thread of a 2-core machine, so that the default bench
+    /// (threads 1 and 2, 5 runs each) takes 10-40 s.
+    public var defaultSize: Int {
+        switch self {
+        case .prefault: 6 << 30
+        case .pageInit: 12 << 30
+        case .compute: 400_000_000
+        }
+    }
+
+    /// Builds the workload for `size` (bytes or items); allocation and pre-faulting happen here.
+    public func make(size: Int) throws -> any BenchWorkload {
+        switch self {
+        case .prefault: try PrefaultWorkload(bytes: size)
+        case .pageInit: try PageInitWorkload(bytes: size)
+        case .compute: try ComputeWorkload(items: size)
+        }
+    }
+}
+
+/// Why a workload could not be set up or produced a wrong result.
+public enum WorkloadError: Error, Equatable, CustomStringConvertible {
+    case sizeTooSmall(workload: String, size: Int, minimum: Int)
+    case mapFailed(bytes: Int, errno: Int32)
+    case prefaultFailed(errno: Int32)
+    case wrongResult(workload: String, detail: String)
+
+    public var description: String {
+        switch self {
+        case .sizeTooSmall(let workload, let size, let minimum):
+            "size \(size) is too small for \(workload); it must be at least \(minimum)"
+        case .mapFailed(let bytes, let errno):
+            "could not map \(bytes) bytes (errno \(errno)); try a smaller --size"
+        case .prefaultFailed(let errno):
+            "faulting in memory failed (errno \(errno))"
+        case .wrongResult(let workload, let detail):
+            "\(workload) produced a wrong result: \(detail)"
+        }
+    }
+}

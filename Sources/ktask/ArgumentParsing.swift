@@ -1,0 +1,43 @@
+import Foundation
+import ArgumentParser
+
+/// A comma-separated list of thread counts, each in 1...4096: "1,2,4".
+struct ThreadCounts {
+    let counts: [Int]
+
+    static func parse(_ argument: String) throws -> ThreadCounts {
+        let parts = argument.split(separator: ",", omittingEmptySubsequences: false)
+        let counts = parts.compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard !parts.isEmpty, counts.count == parts.count, counts.allSatisfy({ $0 >= 1 && $0 <= 4096 }) else {
+            throw ValidationError("allowed: comma-separated thread counts, each 1 to 4096 (e.g. 1,2,4)")
+        }
+        return ThreadCounts(counts: counts)
+    }
+}
+
+/// A size: a whole number ≥ 1 with an optional binary suffix K, M, G or T (e.g. 6G = 6 × 2³⁰).
+struct SizeArgument {
+    let value: Int
+
+    static func parse(_ argument: String) throws -> SizeArgument {
+        guard let size = SizeArgument(argument: argument) else {
+            throw ValidationError("allowed: a whole number >= 1, optionally with a K, M, G or T suffix (powers of 1024)")
+        }
+        return size
+    }
+
+    init?(argument: String) {
+        let multipliers: [Character: Int] = ["K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40]
+        var digits = Substring(argument.uppercased())
+        var multiplier = 1
+        if let last = digits.last, let factor = multipliers[last] {
+            multiplier = factor
+            digits = digits.dropLast()
+        }
+        guard let number = Int(digits), number >= 1 else { return nil }
+        let (value, overflow) = number.multipliedReportingOverflow(by: multiplier)
+        guard !overflow else { return nil }
+        self.value = value
+    }
+}
+

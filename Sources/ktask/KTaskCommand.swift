@@ -1,0 +1,48 @@
+import ArgumentParser
+import Foundation
+import KTask
+import KTaskWorkloads
+
+/// `ktask`: run the seed's workloads multithreaded and show how the machine looks to ktask.
+struct KTaskCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ktask",
+        abstract: "Multithread big CPU-intensive jobs the way the kernel's ktask did.",
+        subcommands: [BenchCommand.self, InfoCommand.self])
+}
+
+@main
+enum Main {
+    /// Exit status for bad flags or settings: the message is one line, as for a shell builtin.
+    static let usageExitCode: Int32 = 2
+
+    static func main() {
+        do {
+            var command = try KTaskCommand.parseAsRoot()
+            try command.run()
+        } catch let error as KTaskError {
+            if case .invalidEnvironmentVariable = error { fail(error.description, code: usageExitCode) }
+            fail(error.description, code: 1)
+        } catch let error as WorkloadError {
+            fail(error.description, code: 1)
+        } catch {
+            if KTaskCommand.exitCode(for: error) == .success { KTaskCommand.exit(withError: error) }
+            let message = KTaskCommand.message(for: error)
+                .split(separator: "\n").first.map(String.init) ?? "invalid arguments"
+            fail(message, code: usageExitCode)
+        }
+    }
+
+    static func fail(_ message: String, code: Int32) -> Never {
+        FileHandle.standardError.write(Data("ktask: \(message)\n".utf8))
+        exit(code)
+    }
+}
+
+/// Output formats shared by the subcommands.
+enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
+    case table
+    case json
+}
+
+extension WorkloadKind: ExpressibleByArgument {}

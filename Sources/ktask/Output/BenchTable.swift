@@ -1,0 +1,62 @@
+import Foundation
+import KTaskWorkloads
+
+/// The seed's table: `thr  speedup  average sec (± %)`.
+enum BenchTable {
+    static func render(_ result: BenchResult) -> String {
+        var text = "# \(result.summary), \(result.runs) run(s) per row\n"
+        text += "thr  speedup  average sec\n"
+        for row in result.rows {
+            let speedup = row.threads == 1 ? "" : String(format: "%.1fx", row.speedup)
+            let seconds = String(format: "%.3f (± %.1f%%)", row.seconds.mean, row.seconds.standardDeviationPercent)
+            text += pad(String(row.threads), 5) + pad(speedup, 9) + seconds
+            if row.threadsUsed < row.threads { text += "  [\(row.threadsUsed) thread(s) used]" }
+            text += "\n"
+        }
+        return text
+    }
+
+    private static func pad(_ text: String, _ width: Int) -> String {
+        text.count >= width ? text + " " : text + String(repeating: " ", count: width - text.count)
+    }
+}
+
+/// The bench as JSON for scripts.
+enum BenchJSON {
+    struct Row: Encodable {
+        let threads: Int
+        let mean_s: Double
+        let stddev_pct: Double
+        let median_s: Double
+        let min_s: Double
+        let max_s: Double
+        let speedup: Double
+        let threads_used: Int
+        let chunks: Int
+    }
+
+    struct Document: Encodable {
+        let workload: String
+        let size: Int
+        let runs: Int
+        let summary: String
+        let rows: [Row]
+    }
+
+    static func render(_ result: BenchResult) throws -> String {
+        let rows = result.rows.map {
+            Row(threads: $0.threads, mean_s: $0.seconds.mean, stddev_pct: $0.seconds.standardDeviationPercent,
+                median_s: $0.seconds.median, min_s: $0.seconds.min, max_s: $0.seconds.max,
+                speedup: $0.speedup, threads_used: $0.threadsUsed, chunks: $0.chunkCount)
+        }
+        return try encodeJSON(Document(workload: result.workload.rawValue, size: result.size, runs: result.runs,
+                                       summary: result.summary, rows: rows))
+    }
+}
+
+/// Compact JSON with sorted keys, so that output is stable.
+func encodeJSON<T: Encodable>(_ value: T) throws -> String {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys]
+    return String(decoding: try encoder.encode(value), as: UTF8.self)
+}
