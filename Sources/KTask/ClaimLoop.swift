@@ -2,8 +2,8 @@ import Synchronization
 
 /// The shared state of one multithreaded job: a cursor over its chunks that every participant
 /// claims from, the first error, and a completion the caller waits on. One per job, owned by the
-/// caller; helpers reach it `unowned(unsafe)` and never after reporting that they are done.
-final class JobState: PoolWork, @unchecked Sendable {
+/// caller; helpers reach it unretained (``PoolWork``) and never after reporting that they are done.
+final class JobState: @unchecked Sendable {
     let plan: ChunkPlan
     private let chunkFunction: (Range<Int>) throws -> Void
     private let cancellation: KTaskCancellation?
@@ -14,12 +14,10 @@ final class JobState: PoolWork, @unchecked Sendable {
     /// Set once a chunk failed or the job was cancelled: no chunk starts after it.
     private let stopped = Atomic<Bool>(false)
 
-    private let lock = PThreadMutex()
-    private let helpersDone = PThreadCondition()
-    /// Guarded by `lock`.
-    private var finishedHelpers = 0
-    /// Guarded by `lock`: the first error recorded, thrown to the caller.
-    private var firstError: (any Error)?
+    /// The first error recorded, thrown to the caller.
+    private let firstError = Mutex<(any Error)?>(nil)
+    /// Where helpers report that they are done; an object of its own, see ``run(slot:)``.
+    private let completion = JobCompletion()
 
     /// completed[i]: chunk i returned without throwing. Written only by the chunk's claimer; read
     /// by the caller after every helper reported done (the lock orders the two).
@@ -44,13 +42,12 @@ final class JobState: PoolWork, @unchecked Sendable {
         chunksRun.deallocate()
     }
 
-    /// A helper's share: claim chunks until none are left, then report done.
-    func run(slot: Int) {
+    /// A helper's share: claim chunks until none are left. The helper then reports to the returned
+    /// completion; once it has, the caller may free this job at once, so the helper holds its own
+    /// reference to the completion, which it may still be unlocking when the caller wakes.
+    func run(slot: Int) -> JobCompletion {
         participate(slot: slot, observesCurrentTask: false)
-        lock.withLock {
-            finishedHelpers += 1
-            helpersDone.signal()
-        }
+        return completion
     }
 
     /// The claim loop: take the next chunk, run it, until the chunks run out or the job stops.
@@ -77,21 +74,17 @@ final class JobState: PoolWork, @unchecked Sendable {
     }
 
     private func record(_ error: any Error) {
-        lock.withLock {
-            if firstError == nil { firstError = error }
+        firstError.withLock { first in
+            if first == nil { first = error }
         }
         stopped.store(true, ordering: .relaxed)
     }
 
     /// Waits until `helpers` helpers have reported done; then the caller owns every result.
-    func waitForHelpers(_ helpers: Int) {
-        lock.withLock {
-            while finishedHelpers < helpers { helpersDone.wait(lock) }
-        }
-    }
+    func waitForHelpers(_ helpers: Int) { completion.wait(forHelpers: helpers) }
 
     /// After the wait: the first error, if any.
-    var error: (any Error)? { lock.withLock { firstError } }
+    var error: (any Error)? { firstError.withLock { $0 } }
 
     /// After the wait: undoes every completed chunk exactly once, on the calling thread. Returns how many.
     func undoCompletedChunks(_ undo: (Range<Int>) -> Void) -> Int {
@@ -105,4 +98,25 @@ final class JobState: PoolWork, @unchecked Sendable {
 
     /// After the wait: chunks completed by each participant, the caller first.
     func chunksPerThread(threads: Int) -> [Int] { Array(chunksRun[0..<threads]) }
+}
+
+/// The count of helpers done with a job, and the condition its caller waits on.
+final class JobCompletion: @unchecked Sendable {
+    private let lock = PThreadMutex()
+    private let allDone = PThreadCondition()
+    /// Guarded by `lock`.
+    private var finishedHelpers = 0
+
+    func helperFinished() {
+        lock.withLock {
+            finishedHelpers += 1
+            allDone.signal()
+        }
+    }
+
+    func wait(forHelpers helpers: Int) {
+        lock.withLock {
+            while finishedHelpers < helpers { allDone.wait(lock) }
+        }
+    }
 }

@@ -103,7 +103,7 @@ public final class KTaskPool: @unchecked Sendable {
 
     /// Gives every reserved helper `work`, with slots 1, 2, ...; returns how many really started
     /// (a thread the system refuses to create is given back to the cap).
-    func dispatch(_ reservation: Reservation, work: any PoolWork, nice: Int32?) -> Int {
+    func dispatch(_ reservation: Reservation, work: PoolWork, nice: Int32?) -> Int {
         var slot = 1
         if !reservation.parked.isEmpty {
             lock.withLock {

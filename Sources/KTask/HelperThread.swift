@@ -5,17 +5,28 @@ import Logging
 import Glibc
 #endif
 
-/// Work a pool thread runs: a job's claim loop, or an async job's stand-in for its caller.
+/// Work a pool thread runs: a share of a job's chunks, or an async job's stand-in for its caller.
 ///
-/// Pool threads hold work `unowned(unsafe)`: the job owner keeps it alive until every thread it
-/// started has reported back, and a pool thread never touches the work after ``run(slot:)`` returns.
-protocol PoolWork: AnyObject {
-    func run(slot: Int)
+/// Pool threads hold work unretained: the job's caller keeps it alive until every thread it started
+/// has reported back. The report is the last thing a thread does with the work, so the call must not
+/// retain it either (a release after the report could free the job, or outlive a
+/// `withoutActuallyEscaping` closure it holds): hence `_withUnsafeGuaranteedRef`.
+enum PoolWork {
+    case jobShare(Unmanaged<JobState>)
+    case asyncCaller(Unmanaged<AsyncCaller>)
+
+    /// Runs the work; returns the job's completion, which the thread reports to once it is back in the pool.
+    func run(slot: Int) -> JobCompletion? {
+        switch self {
+        case .jobShare(let job): job._withUnsafeGuaranteedRef { $0.run(slot: slot) }
+        case .asyncCaller(let caller): caller._withUnsafeGuaranteedRef { $0.run(slot: slot) }
+        }
+    }
 }
 
 /// What a parked pool thread is woken to do.
 struct PoolAssignment {
-    unowned(unsafe) let work: any PoolWork
+    let work: PoolWork
     /// The job's participant number (0 is the job's caller).
     let slot: Int
     /// The nice value to run the work at; nil keeps the thread's own.
@@ -86,10 +97,15 @@ final class HelperThread: @unchecked Sendable {
                 ThreadPriority.setCurrentThreadNice(nice)
                 currentNice = ThreadPriority.currentThreadNice()
             }
-            work.work.run(slot: work.slot)
+            let completion = work.work.run(slot: work.slot)
 
+            // Free in the pool before the job hears it is done, so that the caller's next job finds
+            // this helper free instead of running short of one.
             pool.lock.lock()
             pool.helperFinishedLocked(self)
+            pool.lock.unlock()
+            completion?.helperFinished()
+            pool.lock.lock()
         }
     }
 }

@@ -55,7 +55,7 @@ public enum KTask {
                 let pool = KTaskPool.asyncCallers
                 let reservation = pool.reserve(upTo: 1, cap: Int.max)
                 // The stand-in keeps itself alive until it has resumed the caller.
-                if pool.dispatch(reservation, work: standIn.retainedUntilDone(), nice: callerNice) == 0 {
+                if pool.dispatch(reservation, work: .asyncCaller(standIn.retainedUntilDone()), nice: callerNice) == 0 {
                     standIn.releaseUnstarted()
                     continuation.resume(throwing: KTaskError.threadStartFailed)
                 }
@@ -110,7 +110,7 @@ public enum KTask {
         return try withoutActuallyEscaping(chunk) { chunk in
             let job = JobState(plan: plan, threads: threads, cancellation: options.cancellation,
                                taskCancellation: taskCancellation, chunk: chunk)
-            let helpers = pool.dispatch(reservation, work: job, nice: nice)
+            let helpers = pool.dispatch(reservation, work: .jobShare(Unmanaged.passUnretained(job)), nice: nice)
             job.participate(slot: 0, observesCurrentTask: observesCurrentTask)
             job.waitForHelpers(helpers)
             if let error = job.error {
@@ -125,7 +125,7 @@ public enum KTask {
 }
 
 /// An async job's stand-in for its caller: runs the caller's share on a ktask thread, then resumes it.
-private final class AsyncCaller: PoolWork, @unchecked Sendable {
+final class AsyncCaller: @unchecked Sendable {
     let range: Range<Int>
     let options: KTaskOptions
     let taskCancellation: KTaskCancellation
@@ -146,20 +146,24 @@ private final class AsyncCaller: PoolWork, @unchecked Sendable {
     }
 
     /// Pool threads hold work unretained; an async job has no blocked owner, so it owns itself.
-    func retainedUntilDone() -> AsyncCaller {
-        selfReference = Unmanaged.passRetained(self)
-        return self
+    func retainedUntilDone() -> Unmanaged<AsyncCaller> {
+        let reference = Unmanaged.passRetained(self)
+        selfReference = reference
+        return reference
     }
 
     func releaseUnstarted() { selfReference?.release() }
 
-    func run(slot: Int) {
+    func run(slot: Int) -> JobCompletion? {
         let result = Result {
             try KTask.runOnCallingThread(range, options: options, taskCancellation: taskCancellation,
                                          observesCurrentTask: false, undo: undo, chunk)
         }
+        // Only locals from here: releasing the self-reference may free this object.
         let continuation = self.continuation
-        selfReference?.release()
+        let reference = selfReference
         continuation.resume(with: result)
+        reference?.release()
+        return nil
     }
 }

@@ -39,12 +39,16 @@ public struct BenchRunner {
         self.options = options
     }
 
-    /// Runs the bench; `progress` is told (run, of runs, threads) before each job.
+    /// Runs the bench; `progress` is told (run, of runs, threads) before each job (run 0 is the warm-up).
     public func run(progress: (Int, Int, Int) -> Void = { _, _, _ in }) throws -> BenchResult {
         let instance = try workload.make(size: size)
         var seconds: [Int: [Double]] = [:]
         var threadsUsed: [Int: Int] = [:]
         var chunkCount: [Int: Int] = [:]
+        // One untimed run first: the first touch of memory (by this guest's host, or of cold caches
+        // and page tables) is slower than any later one and would skew whichever row ran first.
+        progress(0, runs, threadCounts.last!)
+        _ = try instance.runOnce(threads: threadCounts.last!, options: options)
         for run in 1...runs {
             for threads in threadCounts {
                 progress(run, runs, threads)

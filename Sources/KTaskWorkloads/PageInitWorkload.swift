@@ -31,14 +31,14 @@ public final class PageInitWorkload: BenchWorkload {
     static let minChunkDescriptors = 4096
     static let alignDescriptors = 64
 
-    public init(bytes: Int) throws(WorkloadError) {
+    public init(bytes: Int) throws {
         let stride = MemoryLayout<PageDescriptor>.stride
-        guard bytes >= stride else { throw .sizeTooSmall(workload: "init", size: bytes, minimum: stride) }
+        guard bytes >= stride else { throw WorkloadError.sizeTooSmall(workload: "init", size: bytes, minimum: stride) }
         self.items = bytes / stride
         self.bytes = items * stride
         mapping = try AnonymousMapping(bytes: self.bytes)
-        // Faulted in before any run: this workload measures initialisation, not page faults.
-        memset(mapping.base, 0xff, self.bytes)
+        // Faulted in before any run (with ktask itself): this workload measures initialisation, not faults.
+        try PrefaultWorkload.prefault(mapping)
     }
 
     public var summary: String { "initialise \(items) 64-byte page descriptors (\(bytes) bytes)" }

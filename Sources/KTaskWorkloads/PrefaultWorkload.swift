@@ -47,6 +47,16 @@ public final class PrefaultWorkload: BenchWorkload {
         return report
     }
 
+    /// Faults in a whole mapping with ktask's default settings (set-up for other workloads).
+    static func prefault(_ mapping: AnonymousMapping) throws {
+        let pageSize = AnonymousMapping.pageSize
+        let method: Method = kernelHasPopulateWrite() ? .populateWrite : .touch
+        let base = UInt(bitPattern: mapping.base)
+        try KTask.run(0..<(mapping.bytes / pageSize), options: KTaskOptions(minChunk: pagesPerPageTable, align: pagesPerPageTable)) { pages in
+            try prefault(base: base, pages: pages, pageSize: pageSize, method: method)
+        }
+    }
+
     static func prefault(base: UInt, pages: Range<Int>, pageSize: Int, method: Method) throws(WorkloadError) {
         let start = UnsafeMutableRawPointer(bitPattern: base + UInt(pages.lowerBound * pageSize))!
         switch method {

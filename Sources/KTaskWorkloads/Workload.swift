@@ -27,9 +27,9 @@ public enum WorkloadKind: String, CaseIterable, Sendable {
     /// (threads 1 and 2, 5 runs each) takes 10-40 s.
     public var defaultSize: Int {
         switch self {
-        case .prefault: 6 << 30
-        case .pageInit: 12 << 30
-        case .compute: 400_000_000
+        case .prefault: 3 << 30
+        case .pageInit: 8 << 30
+        case .compute: 200_000_000
         }
     }
 

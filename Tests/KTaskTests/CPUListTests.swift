@@ -1,0 +1,40 @@
+import Testing
+@testable import KTask
+
+@Suite("CPU lists and usable CPUs")
+struct CPUListTests {
+    @Test("the kernel's list format parses, NUL and newline endings included")
+    func parsing() {
+        #expect(CPUList(parsing: "0-3,8,10-11\n")?.cpus == [0, 1, 2, 3, 8, 10, 11])
+        #expect(CPUList(parsing: "5\0\0")?.cpus == [5])
+        #expect(CPUList(parsing: "\n")?.cpus == [])
+        #expect(CPUList(parsing: "3-1") == nil)
+        #expect(CPUList(parsing: "a,b") == nil)
+        #expect(CPUList(parsing: "1,,2") == nil)
+        #expect(CPUList([3, 1, 2, 2, 7]).description == "1-3,7")
+    }
+
+    @Test("usable CPUs are the affinity mask read back from the kernel")
+    func usableMatchesAffinity() {
+        let cpus = UsableCPUs.current()
+        #expect(!cpus.cpus.isEmpty)
+        #expect(cpus.cpus.count == UsableCPUs.currentCount())
+        if let online = cpus.online { #expect(Set(cpus.cpus.cpus).isSubset(of: online.cpus)) }
+    }
+
+    @Test("a job never uses more threads than the affinity mask allows")
+    func affinityLimitsThreads() async {
+        await #expect(processExitsWith: .success) {
+            var one = Int32(0)
+            guard CKTask_set_thread_affinity(&one, 1) == 0 else { exit(2) }
+            let report = try? KTask.runOnCallingThread(0..<1_000_000, options: KTaskOptions(), taskCancellation: nil,
+                                                       observesCurrentTask: false, undo: nil) { _ in }
+            exit(report?.threadsUsed == 1 && UsableCPUs.currentCount() == 1 ? 0 : 1)
+        }
+    }
+}
+
+import CKTaskShims
+#if canImport(Glibc)
+import Glibc
+#endif

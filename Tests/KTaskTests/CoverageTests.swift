@@ -1,0 +1,128 @@
+import Synchronization
+import Testing
+@testable import KTask
+
+@Suite("Every item exactly once")
+struct CoverageTests {
+    /// Runs one random job and returns what was wrong with its chunks.
+    static func randomJob(_ generator: inout SplitMix, pool: KTaskPool = .shared) throws -> [String] {
+        let start = Int.random(in: 0...5000, using: &generator)
+        let size = Int.random(in: 1...200_000, using: &generator)
+        let minChunk = [1, 3, 64, 1000, 50_000].randomElement(using: &generator)!
+        let align = [1, 2, 7, 64, 4096].randomElement(using: &generator)!
+        let maxThreads = Int.random(in: 1...8, using: &generator)
+        let range = start..<(start + size)
+        let chunks = Locked<[Range<Int>]>([])
+        let report = try KTask.run(range, options: KTaskOptions(minChunk: minChunk, align: align, maxThreads: maxThreads, pool: pool)) { chunk in
+            chunks.withLock { $0.append(chunk) }
+        }
+        var problems = tilingProblems(chunks.current, range: range, align: align, minChunk: minChunk)
+            .map { "range \(range) minChunk \(minChunk) align \(align) maxThreads \(maxThreads): \($0)" }
+        if report.threadsUsed > maxThreads { problems.append("used \(report.threadsUsed) threads, more than \(maxThreads)") }
+        if report.chunksPerThread.reduce(0, +) != chunks.current.count {
+            problems.append("report counts \(report.chunksPerThread) but \(chunks.current.count) chunks ran")
+        }
+        return problems
+    }
+
+    @Test("random (size, minChunk, align, maxThreads): chunks tile the range, aligned")
+    func randomJobs() throws {
+        var generator = SplitMix(state: 0x6b7461736b)
+        for _ in 0..<300 {
+            let problems = try Self.randomJob(&generator)
+            #expect(problems.isEmpty, "\(problems)")
+        }
+    }
+
+    @Test("random jobs from 8 threads at once share the pool and still tile their ranges")
+    func concurrentJobs() {
+        let failures = Locked<[String]>([])
+        onThreads(8) { index in
+            var generator = SplitMix(state: UInt64(index) &* 7919)
+            for _ in 0..<40 {
+                do {
+                    let problems = try Self.randomJob(&generator)
+                    failures.withLock { $0 += problems }
+                } catch {
+                    failures.withLock { $0.append("threw \(error)") }
+                }
+            }
+        }
+        #expect(failures.current.isEmpty, "\(failures.current.prefix(5))")
+    }
+
+    @Test("every index is written exactly once in a large job")
+    func everyIndexOnce() throws {
+        let count = 1_000_003
+        let hits = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: count)
+        defer { hits.deallocate() }
+        hits.initialize(repeating: 0)
+        let base = UInt(bitPattern: hits.baseAddress!)
+        try KTask.run(0..<count, options: KTaskOptions(minChunk: 1000, align: 8)) { chunk in
+            let pointer = UnsafeMutablePointer<UInt8>(bitPattern: base)!
+            for index in chunk { pointer[index] &+= 1 }
+        }
+        #expect(hits.allSatisfy { $0 == 1 })
+    }
+
+    @Test("the calling thread claims chunks too")
+    func callerParticipates() throws {
+        let callerTID = ThreadSnapshot.currentTID
+        let pool = try KTaskPool(name: "kt-caller", maxBusyHelpers: 1)
+        let callerChunks = Atomic<Int>(0)
+        let report = try KTask.run(0..<16, options: KTaskOptions(maxThreads: 2, pool: pool)) { _ in
+            if ThreadSnapshot.currentTID == callerTID { callerChunks.add(1, ordering: .relaxed) }
+            usleep(2_000)
+        }
+        #expect(report.threadsUsed == 2)
+        #expect(callerChunks.load(ordering: .relaxed) > 0)
+        #expect(report.chunksPerThread[0] == callerChunks.load(ordering: .relaxed))
+        #expect(report.chunksPerThread.reduce(0, +) == report.chunkCount)
+    }
+
+    @Test("a job that fits in one chunk runs inline on the caller")
+    func inlineJob() throws {
+        let callerTID = ThreadSnapshot.currentTID
+        let ranOn = Locked<[Int]>([])
+        let report = try KTask.run(10..<50, options: KTaskOptions(minChunk: 64)) { chunk in
+            #expect(chunk == 10..<50)
+            ranOn.withLock { $0.append(ThreadSnapshot.currentTID) }
+        }
+        #expect(report.ranInline)
+        #expect(report.threadsUsed == 1 && report.chunkCount == 1)
+        #expect(ranOn.current == [callerTID])
+    }
+
+    @Test("back-to-back jobs from one thread each get the helper the last one freed")
+    func backToBackJobsKeepTheirHelper() throws {
+        let pool = try KTaskPool(name: "kt-b2b", maxBusyHelpers: 1)
+        for _ in 0..<200 {
+            let report = try KTask.run(0..<1000, options: KTaskOptions(maxThreads: 2, pool: pool)) { _ in }
+            #expect(report.threadsUsed == 2)
+        }
+    }
+
+    @Test("an empty range is a no-op")
+    func emptyRange() throws {
+        let calls = Atomic<Int>(0)
+        let report = try KTask.run(7..<7) { _ in calls.add(1, ordering: .relaxed) }
+        #expect(calls.load(ordering: .relaxed) == 0)
+        #expect(report.chunkCount == 0)
+    }
+
+    @Test("with no free helper the caller does the whole job")
+    func noFreeHelper() throws {
+        let pool = try KTaskPool(name: "kt-none", maxBusyHelpers: 0)
+        let chunks = Locked<[Range<Int>]>([])
+        let report = try KTask.run(0..<100_000, options: KTaskOptions(pool: pool)) { chunk in
+            chunks.withLock { $0.append(chunk) }
+        }
+        #expect(report.threadsUsed == 1)
+        #expect(chunks.current == [0..<100_000])
+        #expect(pool.state.liveThreads == 0)
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif

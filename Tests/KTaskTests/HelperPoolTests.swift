@@ -1,0 +1,129 @@
+import Foundation
+import Synchronization
+import Testing
+@testable import KTask
+
+@Suite("Helper pool: cap, parking, retirement, priority, names", .serialized)
+struct HelperPoolTests {
+    @Test("the cap on busy helpers holds under 32 concurrent jobs")
+    func capHoldsUnderConcurrentJobs() throws {
+        let cap = 3
+        let pool = try KTaskPool(name: "kt-cap", maxBusyHelpers: cap)
+        let helpersInChunks = Atomic<Int>(0)
+        let mostHelpersInChunks = Atomic<Int>(0)
+        let mostBusySeen = Atomic<Int>(0)
+        let failures = Locked<[String]>([])
+        onThreads(32) { _ in
+            let callerTID = ThreadSnapshot.currentTID
+            let chunks = Locked<[Range<Int>]>([])
+            do {
+                try KTask.run(0..<64, options: KTaskOptions(maxThreads: 4, pool: pool)) { chunk in
+                    chunks.withLock { $0.append(chunk) }
+                    let onHelper = ThreadSnapshot.currentTID != callerTID
+                    if onHelper {
+                        let now = helpersInChunks.add(1, ordering: .relaxed).newValue
+                        mostHelpersInChunks.max(now, ordering: .relaxed)
+                    }
+                    mostBusySeen.max(pool.state.busyHelpers, ordering: .relaxed)
+                    usleep(500)
+                    if onHelper { helpersInChunks.subtract(1, ordering: .relaxed) }
+                }
+                let problems = tilingProblems(chunks.current, range: 0..<64, align: 1, minChunk: 1)
+                failures.withLock { $0 += problems }
+            } catch {
+                failures.withLock { $0.append("\(error)") }
+            }
+        }
+        #expect(failures.current.isEmpty, "\(failures.current.prefix(3))")
+        #expect(mostHelpersInChunks.load(ordering: .relaxed) <= cap)
+        #expect(mostBusySeen.load(ordering: .relaxed) <= cap)
+        #expect(mostHelpersInChunks.load(ordering: .relaxed) >= 1, "no helper ever ran: the test proves nothing")
+        // Helpers are back in the pool before their jobs return.
+        #expect(pool.state.busyHelpers == 0)
+        #expect(pool.state.idleThreads == pool.state.liveThreads)
+    }
+
+    @Test("helpers run at nice 19 and are named NAME/N; the caller's nice is untouched")
+    func helpersAtLowestPriorityAndNamed() throws {
+        let pool = try KTaskPool(name: "kt-nice", maxBusyHelpers: 1)
+        let callerTID = ThreadSnapshot.currentTID
+        let callerNiceBefore = try #require(ThreadSnapshot.read(tid: callerTID)).nice
+        let seenOnHelpers = Locked<[ThreadSnapshot]>([])
+        try KTask.run(0..<8, options: KTaskOptions(maxThreads: 2, pool: pool)) { _ in
+            let tid = ThreadSnapshot.currentTID
+            if tid != callerTID, let me = ThreadSnapshot.read(tid: tid) { seenOnHelpers.withLock { $0.append(me) } }
+            usleep(5_000)
+        }
+        let helpers = seenOnHelpers.current
+        try #require(!helpers.isEmpty, "no chunk ran on a helper")
+        for helper in helpers {
+            #expect(helper.nice == 19)
+            #expect(helper.name.hasPrefix("kt-nice/"))
+        }
+        #expect(ThreadSnapshot.read(tid: callerTID)?.nice == callerNiceBefore)
+        // Parked, the helper stays at 19.
+        for parked in ThreadSnapshot.all(namedWithPrefix: "kt-nice/") { #expect(parked.nice == 19) }
+    }
+
+    @Test("helper priority can be a given nice value or the caller's")
+    func helperPriorityOptions() throws {
+        let pool = try KTaskPool(name: "kt-prio", maxBusyHelpers: 1)
+        let callerTID = ThreadSnapshot.currentTID
+        func helperNices(_ priority: HelperPriority) throws -> Set<Int> {
+            let nices = Locked<Set<Int>>([])
+            try KTask.run(0..<8, options: KTaskOptions(maxThreads: 2, helperPriority: priority, pool: pool)) { _ in
+                let tid = ThreadSnapshot.currentTID
+                if tid != callerTID, let me = ThreadSnapshot.read(tid: tid) { nices.withLock { _ = $0.insert(me.nice) } }
+                usleep(5_000)
+            }
+            return nices.current
+        }
+        #expect(try helperNices(.nice(10)) == [10])
+        #expect(try helperNices(.lowest) == [19])
+        let callerNice = try #require(ThreadSnapshot.read(tid: callerTID)).nice
+        // Back from 19 to the caller's nice needs privilege (CI runs as root).
+        if getuid() == 0 { #expect(try helperNices(.inheritCaller) == [callerNice]) }
+    }
+
+    @Test("idle helpers are parked: asleep and using no CPU")
+    func idleHelpersAreParked() throws {
+        let pool = try KTaskPool(name: "kt-idle", maxBusyHelpers: 1, idleTimeout: .seconds(60))
+        try KTask.run(0..<8, options: KTaskOptions(maxThreads: 2, pool: pool)) { _ in usleep(2_000) }
+        let before = ThreadSnapshot.all(namedWithPrefix: "kt-idle/")
+        try #require(!before.isEmpty, "no helper thread was started")
+        Thread.sleep(forTimeInterval: 0.5)
+        for helper in before {
+            let after = try #require(ThreadSnapshot.read(tid: helper.tid))
+            #expect(after.state == "S")
+            #expect(after.cpuTicks == helper.cpuTicks, "an idle helper used CPU")
+        }
+        #expect(pool.state.idleThreads == before.count)
+    }
+
+    @Test("helpers idle past the timeout exit")
+    func idleHelpersRetire() throws {
+        let pool = try KTaskPool(name: "kt-retire", maxBusyHelpers: 1, idleTimeout: .milliseconds(100))
+        try KTask.run(0..<8, options: KTaskOptions(maxThreads: 2, pool: pool)) { _ in usleep(2_000) }
+        #expect(pool.state.liveThreads == 1)
+        var waited = 0.0
+        while (pool.state.liveThreads > 0 || !ThreadSnapshot.all(namedWithPrefix: "kt-retire/").isEmpty) && waited < 5 {
+            Thread.sleep(forTimeInterval: 0.05)
+            waited += 0.05
+        }
+        #expect(pool.state.liveThreads == 0)
+        #expect(ThreadSnapshot.all(namedWithPrefix: "kt-retire/").isEmpty)
+        // A later job starts a fresh helper.
+        let report = try KTask.run(0..<8, options: KTaskOptions(maxThreads: 2, pool: pool)) { _ in usleep(2_000) }
+        #expect(report.threadsUsed == 2)
+    }
+
+    @Test("a parked helper is reused rather than a new thread started")
+    func helpersAreReused() throws {
+        let pool = try KTaskPool(name: "kt-reuse", maxBusyHelpers: 1)
+        for _ in 0..<20 {
+            try KTask.run(0..<8, options: KTaskOptions(maxThreads: 2, pool: pool)) { _ in usleep(200) }
+        }
+        #expect(pool.state.liveThreads == 1)
+        #expect(ThreadSnapshot.all(namedWithPrefix: "kt-reuse/").count == 1)
+    }
+}

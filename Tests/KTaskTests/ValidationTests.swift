@@ -1,0 +1,88 @@
+import Foundation
+import Testing
+@testable import KTask
+
+@Suite("Bad input gets a typed error")
+struct ValidationTests {
+    func run(_ range: Range<Int>, _ options: KTaskOptions) throws {
+        try KTask.run(range, options: options) { _ in Issue.record("a chunk ran for invalid input") }
+    }
+
+    @Test("negative range start")
+    func negativeStart() {
+        #expect(throws: KTaskError.negativeRangeStart(-5)) { try run(-5..<10, KTaskOptions()) }
+    }
+
+    @Test("minChunk, align, maxThreads below 1", arguments: [0, -1, Int.min])
+    func parametersBelowOne(value: Int) {
+        #expect(throws: KTaskError.invalidMinChunk(value)) { try run(0..<10, KTaskOptions(minChunk: value)) }
+        #expect(throws: KTaskError.invalidAlign(value)) { try run(0..<10, KTaskOptions(align: value)) }
+        #expect(throws: KTaskError.invalidMaxThreads(value)) { try run(0..<10, KTaskOptions(maxThreads: value)) }
+    }
+
+    @Test("invalid parameters are reported even for an empty range")
+    func emptyRangeStillValidated() {
+        #expect(throws: KTaskError.invalidMinChunk(0)) { try run(0..<0, KTaskOptions(minChunk: 0)) }
+    }
+
+    @Test("nice values outside -20...19")
+    func badNice() {
+        #expect(throws: KTaskError.invalidNice(20)) { try run(0..<10, KTaskOptions(helperPriority: .nice(20))) }
+        #expect(throws: KTaskError.invalidNice(-21)) { try run(0..<10, KTaskOptions(helperPriority: .nice(-21))) }
+    }
+
+    @Test("pool settings")
+    func badPoolSettings() throws {
+        #expect(throws: KTaskError.invalidHelperCap(-1)) { try KTaskPool(maxBusyHelpers: -1) }
+        #expect(throws: KTaskError.invalidIdleTimeout(.zero)) { try KTaskPool(idleTimeout: .zero) }
+        let pool = try KTaskPool(name: "kt-valid")
+        #expect(throws: KTaskError.invalidHelperCap(-3)) { try pool.setMaxBusyHelpers(-3) }
+    }
+
+    @Test("KTASK_MAX_THREADS values", arguments: ["0", "-2", "two", "", "3.5", "99999999999999999999"])
+    func badEnvironmentValue(value: String) {
+        #expect(throws: KTaskError.invalidEnvironmentVariable(
+            name: "KTASK_MAX_THREADS", value: value,
+            allowed: "a whole number of threads >= 1 (the calling thread counts as one)")) {
+            try HelperCap.parse(environmentValue: value)
+        }
+    }
+
+    @Test("KTASK_MAX_THREADS counts the caller: N threads means N − 1 helpers")
+    func environmentValue() throws {
+        #expect(try HelperCap.parse(environmentValue: "1") == HelperCap(maxBusyHelpers: 0, source: .environment))
+        #expect(try HelperCap.parse(environmentValue: " 8\n") == HelperCap(maxBusyHelpers: 7, source: .environment))
+    }
+
+    @Test("a bad KTASK_MAX_THREADS in the environment fails the job with its typed error")
+    func environmentReadPerJob() async {
+        await #expect(processExitsWith: .success) {
+            setenv("KTASK_MAX_THREADS", "lots", 1)
+            do {
+                _ = try KTask.runOnCallingThread(0..<1_000_000, options: KTaskOptions(), taskCancellation: nil,
+                                             observesCurrentTask: false, undo: nil) { _ in }
+                exit(1)
+            } catch KTaskError.invalidEnvironmentVariable(let name, let value, _) {
+                exit(name == "KTASK_MAX_THREADS" && value == "lots" ? 0 : 2)
+            } catch {
+                exit(3)
+            }
+        }
+    }
+
+    @Test("KTASK_MAX_THREADS=1 makes every job single-threaded")
+    func environmentCapsThreads() async {
+        await #expect(processExitsWith: .success) {
+            setenv("KTASK_MAX_THREADS", "1", 1)
+            let report = try? KTask.runOnCallingThread(0..<1_000_000, options: KTaskOptions(), taskCancellation: nil,
+                                                       observesCurrentTask: false, undo: nil) { _ in }
+            exit(report?.threadsUsed == 1 ? 0 : 1)
+        }
+    }
+
+    @Test("errors say what was wrong and what is allowed")
+    func descriptions() {
+        #expect(KTaskError.invalidMinChunk(0).description == "minChunk is 0; it must be at least 1")
+        #expect(KTaskError.negativeRangeStart(-1).description.contains("must start at 0 or above"))
+    }
+}

@@ -1,0 +1,84 @@
+import Foundation
+import Testing
+
+/// Runs the built `ktask` executable, which sits beside the test bundle.
+func runKTask(_ arguments: [String], environment: [String: String] = [:]) throws -> (status: Int32, stdout: String, stderr: String) {
+    let directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    var executable = directory.appendingPathComponent("ktask")
+    if !FileManager.default.fileExists(atPath: executable.path) {
+        executable = directory.deletingLastPathComponent().appendingPathComponent("ktask")
+    }
+    let process = Process()
+    process.executableURL = executable
+    process.arguments = arguments
+    process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+    let out = Pipe(), err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    try process.run()
+    let stdout = out.fileHandleForReading.readDataToEndOfFile()
+    let stderr = err.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self))
+}
+
+@Suite("The ktask command line")
+struct CLITests {
+    @Test("bad flags: one line on stderr, exit status 2", arguments: [
+        ["bench", "--threads", "0"], ["bench", "--threads", "1,x"], ["bench", "--size", "-4"],
+        ["bench", "--runs", "0"], ["bench", "--workload", "nope"], ["bench", "--format", "xml"],
+        ["bench", "--bogus"], ["frobnicate"],
+    ])
+    func badFlags(arguments: [String]) throws {
+        let result = try runKTask(arguments)
+        #expect(result.status == 2)
+        #expect(result.stderr.hasPrefix("ktask: "))
+        #expect(result.stderr.split(separator: "\n").count == 1, "\(result.stderr)")
+        #expect(result.stdout.isEmpty)
+    }
+
+    @Test("a bad KTASK_MAX_THREADS is a usage error too")
+    func badEnvironment() throws {
+        let result = try runKTask(["bench", "--workload", "compute", "--size", "1M", "--runs", "1"],
+                                  environment: ["KTASK_MAX_THREADS": "0"])
+        #expect(result.status == 2)
+        #expect(result.stderr.contains("KTASK_MAX_THREADS"))
+    }
+
+    @Test("bench --format json has the documented keys, one row per thread count")
+    func benchJSON() throws {
+        let result = try runKTask(["bench", "--workload", "compute", "--threads", "1,2", "--size", "2M", "--runs", "2", "--format", "json"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let document = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+        #expect(document["workload"] as? String == "compute")
+        #expect(document["size"] as? Int == 2 << 20)
+        #expect(document["runs"] as? Int == 2)
+        let rows = try #require(document["rows"] as? [[String: Any]])
+        #expect(rows.compactMap { $0["threads"] as? Int } == [1, 2])
+        for row in rows {
+            for key in ["mean_s", "stddev_pct", "speedup"] { #expect(row[key] is Double, "\(key)") }
+            #expect(row["threads_used"] is Int)
+        }
+    }
+
+    @Test("bench prints the seed's table")
+    func benchTable() throws {
+        let result = try runKTask(["bench", "--workload", "init", "--threads", "2", "--size", "16M", "--runs", "2"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let lines = result.stdout.split(separator: "\n")
+        #expect(lines.contains { $0.hasPrefix("thr  speedup  average sec") })
+        #expect(lines.contains { $0.hasPrefix("2 ") && $0.contains("x ") && $0.contains("(± ") })
+    }
+
+    @Test("info --format json lists usable CPUs, the helper cap and the pool")
+    func infoJSON() throws {
+        let result = try runKTask(["info", "--format", "json"], environment: ["KTASK_MAX_THREADS": "3"])
+        #expect(result.status == 0)
+        let document = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+        let usable = try #require(document["usable_cpus"] as? [Int])
+        #expect(!usable.isEmpty)
+        let cap = try #require(document["helper_cap"] as? [String: Any])
+        #expect(cap["max_busy_helpers"] as? Int == 2)
+        #expect(cap["source"] as? String == "KTASK_MAX_THREADS")
+    }
+}
