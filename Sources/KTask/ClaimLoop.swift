@@ -22,7 +22,7 @@ final class JobState: @unchecked Sendable {
     /// completed[i]: chunk i returned without throwing. Written only by the chunk's claimer; read
     /// by the caller after every helper reported done (the lock orders the two).
     private let completed: UnsafeMutableBufferPointer<Bool>
-    /// chunksRun[slot]: how many chunks participant `slot` completed.
+    /// chunksRun[slot]: how many chunks participant `slot` completed; −1 for a helper that never joined.
     private let chunksRun: UnsafeMutableBufferPointer<Int>
 
     init(plan: ChunkPlan, threads: Int, cancellation: KTaskCancellation?, taskCancellation: KTaskCancellation?,
@@ -34,7 +34,7 @@ final class JobState: @unchecked Sendable {
         completed = .allocate(capacity: plan.chunkCount)
         completed.initialize(repeating: false)
         chunksRun = .allocate(capacity: threads)
-        chunksRun.initialize(repeating: 0)
+        chunksRun.initialize(repeating: -1)
     }
 
     deinit {
@@ -96,27 +96,37 @@ final class JobState: @unchecked Sendable {
         return undone
     }
 
-    /// After the wait: chunks completed by each participant, the caller first.
-    func chunksPerThread(threads: Int) -> [Int] { Array(chunksRun[0..<threads]) }
+    /// After the wait: chunks completed by each thread that joined, the caller first.
+    func chunksPerThread(slots: Int) -> [Int] { chunksRun[0..<slots].filter { $0 >= 0 } }
 }
 
 /// The count of helpers done with a job, and the condition its caller waits on.
+///
+/// The caller spins briefly before it sleeps: a helper finishing its last chunk is usually
+/// microseconds away, and a futex sleep and wake-up costs more than that in a VM.
 final class JobCompletion: @unchecked Sendable {
+    private let finishedHelpers = Atomic<Int>(0)
     private let lock = PThreadMutex()
     private let allDone = PThreadCondition()
-    /// Guarded by `lock`.
-    private var finishedHelpers = 0
+    /// Guarded by `lock`: the caller is asleep on `allDone`.
+    private var callerSleeping = false
+
+    /// How many times the caller polls before it sleeps (a few microseconds).
+    static let spinLimit = 4096
 
     func helperFinished() {
+        finishedHelpers.add(1, ordering: .releasing)
         lock.withLock {
-            finishedHelpers += 1
-            allDone.signal()
+            if callerSleeping { allDone.signal() }
         }
     }
 
     func wait(forHelpers helpers: Int) {
+        for _ in 0..<Self.spinLimit where finishedHelpers.load(ordering: .acquiring) >= helpers { return }
         lock.withLock {
-            while finishedHelpers < helpers { allDone.wait(lock) }
+            callerSleeping = true
+            while finishedHelpers.load(ordering: .acquiring) < helpers { allDone.wait(lock) }
+            callerSleeping = false
         }
     }
 }

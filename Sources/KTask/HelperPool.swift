@@ -101,23 +101,23 @@ public final class KTaskPool: @unchecked Sendable {
         }
     }
 
-    /// Gives every reserved helper `work`, with slots 1, 2, ...; returns how many really started
+    /// Gives every reserved helper `work`, with slots 1, 2, ...; returns the helpers that were given it
     /// (a thread the system refuses to create is given back to the cap).
-    func dispatch(_ reservation: Reservation, work: PoolWork, nice: Int32?) -> Int {
-        var slot = 1
-        if !reservation.parked.isEmpty {
+    func dispatch(_ reservation: Reservation, work: PoolWork, nice: Int32?) -> [HelperThread] {
+        var dispatched = reservation.parked
+        if !dispatched.isEmpty {
             lock.withLock {
-                for helper in reservation.parked {
-                    helper.assignment = PoolAssignment(work: work, slot: slot, nice: nice)
+                for (index, helper) in dispatched.enumerated() {
+                    helper.assignment = PoolAssignment(work: work, slot: index + 1, nice: nice)
                     helper.wake.signal()
-                    slot += 1
                 }
             }
         }
         for id in reservation.toStart {
-            let helper = HelperThread(id: id, pool: self, assignment: PoolAssignment(work: work, slot: slot, nice: nice))
+            let helper = HelperThread(id: id, pool: self,
+                                      assignment: PoolAssignment(work: work, slot: dispatched.count + 1, nice: nice))
             if helper.start() {
-                slot += 1
+                dispatched.append(helper)
             } else {
                 lock.withLock {
                     busy -= 1
@@ -125,7 +125,23 @@ public final class KTaskPool: @unchecked Sendable {
                 }
             }
         }
-        return slot - 1
+        return dispatched
+    }
+
+    /// Takes back the assignments that `helpers` have not picked up yet, so that a caller who ran out of
+    /// chunks need not wait for a helper still waking up only to find nothing left. Returns how many.
+    func revokeUnstarted(_ helpers: [HelperThread]) -> Int {
+        lock.withLock {
+            var revoked = 0
+            for helper in helpers where helper.assignment != nil {
+                helper.assignment = nil
+                helper.reserved = false
+                busy -= 1
+                idle.append(helper)
+                revoked += 1
+            }
+            return revoked
+        }
     }
 
     /// Called by a helper, with the lock held, when its work is done: it is free and parked again.

@@ -55,7 +55,7 @@ public enum KTask {
                 let pool = KTaskPool.asyncCallers
                 let reservation = pool.reserve(upTo: 1, cap: Int.max)
                 // The stand-in keeps itself alive until it has resumed the caller.
-                if pool.dispatch(reservation, work: .asyncCaller(standIn.retainedUntilDone()), nice: callerNice) == 0 {
+                if pool.dispatch(reservation, work: .asyncCaller(standIn.retainedUntilDone()), nice: callerNice).isEmpty {
                     standIn.releaseUnstarted()
                     continuation.resume(throwing: KTaskError.threadStartFailed)
                 }
@@ -112,14 +112,17 @@ public enum KTask {
                                taskCancellation: taskCancellation, chunk: chunk)
             let helpers = pool.dispatch(reservation, work: .jobShare(Unmanaged.passUnretained(job)), nice: nice)
             job.participate(slot: 0, observesCurrentTask: observesCurrentTask)
-            job.waitForHelpers(helpers)
+            // The caller is out of chunks: helpers that have not woken yet are not needed any more.
+            let joined = helpers.count - pool.revokeUnstarted(helpers)
+            job.waitForHelpers(joined)
             if let error = job.error {
                 if let undo { _ = job.undoCompletedChunks(undo) }
                 throw error
             }
-            return KTaskReport(threadsUsed: 1 + helpers, chunkSize: plan.chunkSize, chunkCount: plan.chunkCount,
-                               helperNice: helpers > 0 ? Int(nice) : nil, wallTime: clock.now - start,
-                               perThread: job.chunksPerThread(threads: 1 + helpers))
+            let perThread = job.chunksPerThread(slots: 1 + helpers.count)
+            return KTaskReport(threadsUsed: perThread.count, chunkSize: plan.chunkSize, chunkCount: plan.chunkCount,
+                               helperNice: joined > 0 ? Int(nice) : nil, wallTime: clock.now - start,
+                               perThread: perThread)
         }
     }
 }

@@ -1,0 +1,23 @@
+// swift-tools-version: 6.1
+// Micro-costs of ktask against the alternatives, with ordo-one/benchmark: `swift package benchmark`.
+import PackageDescription
+
+let package = Package(
+    name: "KTaskBenchmarks",
+    platforms: [.macOS(.v15)],
+    dependencies: [
+        .package(path: ".."),
+        .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
+    ],
+    targets: [
+        .executableTarget(
+            name: "KTaskOverhead",
+            dependencies: [
+                .product(name: "KTask", package: "main"),
+                .product(name: "Benchmark", package: "benchmark"),
+            ],
+            path: "Benchmarks/KTaskOverhead",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
+    ]
+)
