@@ -96,6 +96,31 @@ struct FailureTests {
         #expect(undone.current.count == completed.current.count)
     }
 
+    /// The blocking API, called from synchronous code inside a task, sees the task's cancellation.
+    static func runBlocking(_ completed: Locked<[Range<Int>]>, _ undone: Locked<[Range<Int>]>) throws {
+        let pool = try KTaskPool(name: "kt-taskcx", maxBusyHelpers: 1)
+        try KTask.run(0..<400, options: KTaskOptions(maxThreads: 2, pool: pool),
+                      undo: { chunk in undone.withLock { $0.append(chunk) } }) { chunk in
+            usleep(20_000)
+            completed.withLock { $0.append(chunk) }
+        }
+    }
+
+    @Test("the blocking API stops when the task it runs in is cancelled")
+    func blockingAPISeesTaskCancellation() async throws {
+        let completed = Locked<[Range<Int>]>([])
+        let undone = Locked<[Range<Int>]>([])
+        let task = Task.detached { try Self.runBlocking(completed, undone) }
+        // Cancel from a thread of its own: the blocked task holds one of the few cooperative threads.
+        Thread.detachNewThread {
+            while completed.current.count < 2 { usleep(1_000) }
+            task.cancel()
+        }
+        await #expect(throws: KTaskError.cancelled) { try await task.value }
+        #expect(completed.current.count < 8)
+        #expect(Set(undone.current) == Set(completed.current))
+    }
+
     @Test("a token cancelled before the job starts runs nothing")
     func cancelledBeforeStart() {
         let token = KTaskCancellation()
