@@ -6,6 +6,8 @@ public struct BenchRow: Sendable {
     public let seconds: Sample
     /// Mean seconds at 1 thread ÷ mean seconds at this thread count.
     public let speedup: Double
+    /// Median seconds at 1 thread ÷ median seconds at this thread count (less swayed by one slow run).
+    public let medianSpeedup: Double
     /// Threads the jobs really used (fewest over the runs): below `threads` where CPUs or the cap are short.
     public let threadsUsed: Int
     /// Chunks in each job (from the last run).
@@ -19,6 +21,8 @@ public struct BenchResult: Sendable {
     public let runs: Int
     public let summary: String
     public let rows: [BenchRow]
+    /// CPU time the hypervisor took from this guest during the timed runs (nil: not a VM, or unknown).
+    public let stealSeconds: Double?
 }
 
 /// Runs a workload at several thread counts, the counts interleaved run by run (1, 2, 1, 2, ...) so that
@@ -49,6 +53,7 @@ public struct BenchRunner {
         // and page tables) is slower than any later one and would skew whichever row ran first.
         progress(0, runs, threadCounts.last!)
         _ = try instance.runOnce(threads: threadCounts.last!, options: options)
+        let stealBefore = StealTime.total()
         for run in 1...runs {
             for threads in threadCounts {
                 progress(run, runs, threads)
@@ -58,13 +63,16 @@ public struct BenchRunner {
                 chunkCount[threads] = report.chunkCount
             }
         }
-        let baseline = Sample(seconds[1]!).mean
+        let steal = StealTime.total().flatMap { after in stealBefore.map { after - $0 } }
+        let baseline = Sample(seconds[1]!)
         let rows = threadCounts.map { threads in
             let sample = Sample(seconds[threads]!)
-            return BenchRow(threads: threads, seconds: sample, speedup: baseline / sample.mean,
+            return BenchRow(threads: threads, seconds: sample, speedup: baseline.mean / sample.mean,
+                            medianSpeedup: baseline.median / sample.median,
                             threadsUsed: threadsUsed[threads]!, chunkCount: chunkCount[threads]!)
         }
-        return BenchResult(workload: workload, size: size, runs: runs, summary: instance.summary, rows: rows)
+        return BenchResult(workload: workload, size: size, runs: runs, summary: instance.summary, rows: rows,
+                           stealSeconds: steal)
     }
 }
 

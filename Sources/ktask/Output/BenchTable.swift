@@ -13,6 +13,9 @@ enum BenchTable {
             if row.threadsUsed < row.threads { text += "  [\(row.threadsUsed) thread(s) used]" }
             text += "\n"
         }
+        if let steal = result.stealSeconds, steal >= 0.05 {
+            text += String(format: "# the hypervisor stole %.2f s of CPU time during the runs: timings are noisier\n", steal)
+        }
         return text
     }
 
@@ -31,6 +34,7 @@ enum BenchJSON {
         let min_s: Double
         let max_s: Double
         let speedup: Double
+        let speedup_median: Double
         let threads_used: Int
         let chunks: Int
     }
@@ -40,6 +44,7 @@ enum BenchJSON {
         let size: Int
         let runs: Int
         let summary: String
+        let steal_s: Double?
         let rows: [Row]
     }
 
@@ -47,10 +52,10 @@ enum BenchJSON {
         let rows = result.rows.map {
             Row(threads: $0.threads, mean_s: $0.seconds.mean, stddev_pct: $0.seconds.standardDeviationPercent,
                 median_s: $0.seconds.median, min_s: $0.seconds.min, max_s: $0.seconds.max,
-                speedup: $0.speedup, threads_used: $0.threadsUsed, chunks: $0.chunkCount)
+                speedup: $0.speedup, speedup_median: $0.medianSpeedup, threads_used: $0.threadsUsed, chunks: $0.chunkCount)
         }
         return try encodeJSON(Document(workload: result.workload.rawValue, size: result.size, runs: result.runs,
-                                       summary: result.summary, rows: rows))
+                                       summary: result.summary, steal_s: result.stealSeconds, rows: rows))
     }
 }
 

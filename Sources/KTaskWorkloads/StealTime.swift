@@ -1,0 +1,20 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// CPU time the hypervisor gave to others while this guest's CPUs wanted to run (`steal` in
+/// /proc/stat), summed over all CPUs. On a VM it explains timings that vary for no reason inside it.
+public enum StealTime {
+    /// Seconds of steal since boot, or nil where /proc/stat has no steal field.
+    public static func total() -> Double? {
+        guard let file = fopen("/proc/stat", "r") else { return nil }
+        defer { fclose(file) }
+        var line = [CChar](repeating: 0, count: 512)
+        guard fgets(&line, Int32(line.count), file) != nil else { return nil }
+        let text = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        // "cpu  user nice system idle iowait irq softirq steal ..."
+        let fields = text.split(separator: " ")
+        guard fields.first == "cpu", fields.count > 8, let ticks = Double(fields[8]) else { return nil }
+        return ticks / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
+}
