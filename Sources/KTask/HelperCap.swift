@@ -6,8 +6,10 @@ import Glibc
 public struct HelperCap: Sendable, Equatable, CustomStringConvertible {
     /// Where a cap's value was set.
     public enum Source: String, Sendable {
-        /// Usable CPUs − 1: with the calling thread, one thread per usable CPU.
-        case usableCPUs = "usable CPUs - 1"
+        /// CPU budget − 1: with the calling thread, one thread per CPU the process may use.
+        case cpuBudget = "CPU budget - 1"
+        /// The machine saves energy (battery, low-power profile or governor): no helpers.
+        case energy = "energy saving"
         /// `KTASK_MAX_THREADS` (threads per job, the caller included, so the helper cap is one less).
         case environment = "KTASK_MAX_THREADS"
         /// Set through ``KTaskPool/setMaxBusyHelpers(_:)`` or the pool's initialiser.
@@ -22,12 +24,13 @@ public struct HelperCap: Sendable, Equatable, CustomStringConvertible {
     /// The environment variable that caps threads: like OMP_NUM_THREADS, it counts the caller.
     public static let environmentVariable = "KTASK_MAX_THREADS"
 
-    /// The cap from `KTASK_MAX_THREADS` when set, else usable CPUs − 1.
-    static func fromEnvironment(usableCPUs: Int) throws(KTaskError) -> HelperCap {
-        guard let raw = getenv(environmentVariable) else {
-            return HelperCap(maxBusyHelpers: max(0, usableCPUs - 1), source: .usableCPUs)
-        }
-        return try parse(environmentValue: String(cString: raw))
+    /// The cap in force: one set by API, else `KTASK_MAX_THREADS`, else none while the machine saves
+    /// energy, else the CPU budget − 1.
+    public static func resolve(apiCap: Int?, cpuBudget: Int, energyRestricted: Bool) throws(KTaskError) -> HelperCap {
+        if let apiCap { return HelperCap(maxBusyHelpers: apiCap, source: .api) }
+        if let raw = getenv(environmentVariable) { return try parse(environmentValue: String(cString: raw)) }
+        if energyRestricted { return HelperCap(maxBusyHelpers: 0, source: .energy) }
+        return HelperCap(maxBusyHelpers: max(0, cpuBudget - 1), source: .cpuBudget)
     }
 
     /// Parses a `KTASK_MAX_THREADS` value: a whole number of threads ≥ 1.

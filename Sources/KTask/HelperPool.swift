@@ -8,8 +8,8 @@ import Synchronization
 /// and never waits for one; its calling thread does the rest. Helper threads are named
 /// `NAME/N` (`ktask/N` for the shared pool) so that `top -H` and `ps -L` show them.
 public final class KTaskPool: @unchecked Sendable {
-    /// The pool every job uses unless it names another. Cap: `KTASK_MAX_THREADS` − 1 where set,
-    /// else usable CPUs − 1, unless set with ``setMaxBusyHelpers(_:)``.
+    /// The pool every job uses unless it names another. Cap: what ``setMaxBusyHelpers(_:)`` set, else
+    /// `KTASK_MAX_THREADS` − 1, else 0 while the machine saves energy, else the CPU budget − 1.
     public static let shared = KTaskPool(validatedName: "ktask", maxBusyHelpers: nil, idleTimeout: .seconds(10))
 
     /// Stand-in callers for async jobs: each runs the caller's share at the caller's priority. Not capped:
@@ -32,7 +32,8 @@ public final class KTaskPool: @unchecked Sendable {
     /// Creates a separate pool, with its own threads and cap.
     /// - Parameters:
     ///   - name: thread-name prefix (threads are named `name/N`; Linux keeps 15 bytes of a name).
-    ///   - maxBusyHelpers: the cap on busy helpers; nil uses `KTASK_MAX_THREADS` or usable CPUs − 1.
+    ///   - maxBusyHelpers: the cap on busy helpers; nil: `KTASK_MAX_THREADS` − 1, else 0 while the machine
+    ///     saves energy, else the CPU budget − 1.
     ///   - idleTimeout: how long a helper stays parked without work before it exits.
     public convenience init(name: String = "ktask", maxBusyHelpers: Int? = nil, idleTimeout: Duration = .seconds(10)) throws(KTaskError) {
         if let maxBusyHelpers, maxBusyHelpers < 0 { throw .invalidHelperCap(maxBusyHelpers) }
@@ -54,11 +55,11 @@ public final class KTaskPool: @unchecked Sendable {
         capOverride.store(cap ?? -1, ordering: .relaxed)
     }
 
-    /// The cap in force for a job that may use `usableCPUs` CPUs.
-    public func cap(usableCPUs: Int) throws(KTaskError) -> HelperCap {
+    /// The cap in force for jobs on a machine with this CPU budget and energy state.
+    public func cap(cpuBudget: Int, energyRestricted: Bool) throws(KTaskError) -> HelperCap {
         let override = capOverride.load(ordering: .relaxed)
-        if override >= 0 { return HelperCap(maxBusyHelpers: override, source: .api) }
-        return try HelperCap.fromEnvironment(usableCPUs: usableCPUs)
+        return try HelperCap.resolve(apiCap: override >= 0 ? override : nil, cpuBudget: cpuBudget,
+                                     energyRestricted: energyRestricted)
     }
 
     /// A snapshot of the pool's threads.

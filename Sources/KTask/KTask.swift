@@ -96,11 +96,11 @@ public enum KTask {
         let oneChunkOrLess = range.count <= max(options.minChunk, options.align)
         if oneChunkOrLess || options.maxThreads == 1 { return try runInline() }
 
-        let usableCPUs = UsableCPUs.currentCount()
+        let limits = JobLimits.current()
         let wanted = ChunkPlan.usefulThreads(size: range.count, minChunk: options.minChunk, align: options.align,
-                                             limit: min(options.maxThreads ?? usableCPUs, usableCPUs))
+                                             limit: min(options.maxThreads ?? limits.budget, limits.budget))
         let pool = options.pool
-        let cap = try pool.cap(usableCPUs: usableCPUs)
+        let cap = try pool.cap(cpuBudget: limits.budget, energyRestricted: limits.energyRestricted)
         let reservation = pool.reserve(upTo: wanted - 1, cap: cap.maxBusyHelpers)
         if reservation.count == 0 { return try runInline() }
 

@@ -16,7 +16,7 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "The workload: prefault (fault in fresh memory), init (initialise page descriptors), compute (CPU-bound hash).")
     var workload: WorkloadKind = .prefault
 
-    @Option(help: ArgumentHelp("Thread counts to measure, comma-separated (default: 1 to the usable CPUs).", valueName: "n,n,..."), transform: ThreadCounts.parse)
+    @Option(help: ArgumentHelp("Thread counts to measure, comma-separated (default: 1 to the CPU budget).", valueName: "n,n,..."), transform: ThreadCounts.parse)
     var threads: ThreadCounts?
 
     @Option(help: ArgumentHelp("Bytes for prefault/init, items for compute; K, M, G, T suffixes are powers of 1024 (default: about 2 s per 1-thread run).", valueName: "size"), transform: SizeArgument.parse)
@@ -35,8 +35,8 @@ struct BenchCommand: ParsableCommand {
     }
 
     func run() throws {
-        let usable = UsableCPUs.current().cpus.count
-        let counts = threads?.counts ?? Array(1...usable)
+        let budget = CPUBudget.read().budget
+        let counts = threads?.counts ?? Array(1...budget)
         let size = self.size?.value ?? workload.defaultSize
         let runner = BenchRunner(workload: workload, size: size, threadCounts: counts, runs: runs)
         let progress = ProgressLine(enabled: isatty(STDERR_FILENO) == 1)

@@ -2,20 +2,31 @@ import ArgumentParser
 import Foundation
 import KTask
 
-/// `ktask info`: the CPUs this process may use and why, the helper cap, the pool's state.
+/// `ktask info`: the machine as ktask sees it, every limit with the file it came from.
 struct InfoCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "info",
-        abstract: "Show the CPUs ktask may use and why, the cap on helper threads, and the pool's state.")
+        abstract: "Show the CPUs ktask may use and why: nodes, limits, CPU budget, helper cap, energy state, pool.",
+        discussion: "Reads sysfs and procfs under --root (or KTASK_SYSFS_ROOT), / by default.")
+
+    @Option(help: ArgumentHelp("Read /sys and /proc under this folder (a machine snapshot).", valueName: "dir"))
+    var root: String?
 
     @Option(help: "Output format.")
     var format: OutputFormat = .table
 
     func run() throws {
-        let cpus = UsableCPUs.current()
+        let rootPath = root ?? ProcessInfo.processInfo.environment["KTASK_SYSFS_ROOT"] ?? "/"
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: rootPath, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw ValidationError("--root \(rootPath) is not a folder; give a folder holding sys/ and proc/")
+        }
+        let systemRoot = SystemRoot(path: rootPath)
+        let budget = CPUBudget.read(root: systemRoot)
+        let energy = EnergyState.read(root: systemRoot)
         let pool = KTaskPool.shared
-        let cap = try pool.cap(usableCPUs: cpus.cpus.count)
-        let info = MachineInfo(cpus: cpus, cap: cap, pool: pool.state)
+        let cap = try pool.cap(cpuBudget: budget.budget, energyRestricted: energy.restricted)
+        let info = MachineInfo(budget: budget, energy: energy, cap: cap, pool: pool.state)
         switch format {
         case .table: print(info.table, terminator: "")
         case .json: print(try info.json())
@@ -25,39 +36,61 @@ struct InfoCommand: ParsableCommand {
 
 /// What `ktask info` reports.
 struct MachineInfo {
-    let cpus: UsableCPUs
+    let budget: CPUBudget
+    let energy: EnergyState
     let cap: HelperCap
     let pool: KTaskPool.State
 
     var table: String {
         var lines: [String] = []
-        lines.append("usable CPUs: \(cpus.cpus) (\(cpus.cpus.count)) = online ∩ affinity")
-        lines.append("  online:   \(cpus.online.map { "\($0)" } ?? "unknown") (/sys/devices/system/cpu/online)")
-        lines.append("  affinity: \(cpus.affinity.map { "\($0)" } ?? "unknown") (sched_getaffinity)")
+        lines.append("root: \(budget.root.isLive ? "/ (this machine)" : budget.root.path)")
+        lines.append("NUMA nodes: \(budget.topology.nodes.count)")
+        for (node, cpus) in budget.usableByNode {
+            let memory = node.memoryBytes.map { String(format: "%.1f GiB", Double($0) / Double(1 << 30)) } ?? "unknown"
+            lines.append("  node \(node.id): usable CPUs \(cpus.isEmpty ? "none" : "\(cpus) (\(cpus.count))"), memory \(memory)")
+        }
+        lines.append("offline CPUs: \(budget.topology.offline.isEmpty ? "none" : budget.topology.offline.description)")
+        lines.append("limits:")
+        for limit in budget.limits { lines.append("  \(limit)") }
+        lines.append("usable CPUs: \(budget.usable) (\(budget.usable.count)) = online ∩ affinity ∩ cpuset")
+        let quota = budget.cgroup.quotaCPUCount.map { ", ⌈quota⌉ = \($0)" } ?? ", no quota"
+        lines.append("CPU budget: \(budget.budget) thread(s) (\(budget.usable.count) usable CPUs\(quota))")
         lines.append("helper cap: \(cap.maxBusyHelpers) busy helper(s) across all jobs (\(cap.source.rawValue))")
-        lines.append("threads per job: up to \(min(cpus.cpus.count, cap.maxBusyHelpers + 1)) (the caller and its helpers)")
+        lines.append("energy: \(energy.restricted ? "saving, no helpers by default" : "not restricted"): \(energy.reason)")
         lines.append("helper priority: nice 19 (default)")
         lines.append("pool: \(pool.liveThreads) thread(s) live, \(pool.idleThreads) parked, \(pool.busyHelpers) busy")
+        for note in budget.notes { lines.append("note: \(note)") }
         return lines.joined(separator: "\n") + "\n"
     }
 
     struct JSON: Encodable {
+        struct Node: Encodable { let id: Int; let cpus: [Int]; let memory_bytes: Int? }
+        struct Limit: Encodable { let kind: String; let source: String; let value: String }
+        struct Energy: Encodable { let restricted: Bool; let reason: String }
         struct Cap: Encodable { let max_busy_helpers: Int; let source: String }
         struct Pool: Encodable { let live_threads: Int; let idle_threads: Int; let busy_helpers: Int }
+        let root: String
+        let nodes: [Node]
         let usable_cpus: [Int]
-        let cpu_count: Int
-        let online: [Int]?
-        let affinity: [Int]?
+        let offline_cpus: [Int]
+        let cpu_budget: Int
+        let limits: [Limit]
+        let energy: Energy
         let helper_cap: Cap
         let pool: Pool
+        let notes: [String]
     }
 
     func json() throws -> String {
         let value = JSON(
-            usable_cpus: cpus.cpus.cpus, cpu_count: cpus.cpus.count, online: cpus.online?.cpus,
-            affinity: cpus.affinity?.cpus,
+            root: budget.root.isLive ? "/" : budget.root.path,
+            nodes: budget.usableByNode.map { .init(id: $0.node.id, cpus: $0.cpus.cpus, memory_bytes: $0.node.memoryBytes) },
+            usable_cpus: budget.usable.cpus, offline_cpus: budget.topology.offline.cpus, cpu_budget: budget.budget,
+            limits: budget.limits.map { .init(kind: $0.kind, source: $0.source, value: $0.value) },
+            energy: .init(restricted: energy.restricted, reason: energy.reason),
             helper_cap: .init(max_busy_helpers: cap.maxBusyHelpers, source: cap.source.rawValue),
-            pool: .init(live_threads: pool.liveThreads, idle_threads: pool.idleThreads, busy_helpers: pool.busyHelpers))
+            pool: .init(live_threads: pool.liveThreads, idle_threads: pool.idleThreads, busy_helpers: pool.busyHelpers),
+            notes: budget.notes)
         return try encodeJSON(value)
     }
 }

@@ -14,12 +14,23 @@ struct CPUListTests {
         #expect(CPUList([3, 1, 2, 2, 7]).description == "1-3,7")
     }
 
-    @Test("usable CPUs are the affinity mask read back from the kernel")
-    func usableMatchesAffinity() {
-        let cpus = UsableCPUs.current()
-        #expect(!cpus.cpus.isEmpty)
-        #expect(cpus.cpus.count == UsableCPUs.currentCount())
-        if let online = cpus.online { #expect(Set(cpus.cpus.cpus).isSubset(of: online.cpus)) }
+    @Test("cpumap hex masks parse, most significant word first")
+    func masks() {
+        #expect(CPUList(parsingMask: "0000ffff\n")?.description == "0-15")
+        #expect(CPUList(parsingMask: "00000001,00000000")?.cpus == [32])
+        #expect(CPUList(parsingMask: "00000000,00000000")?.isEmpty == true)
+        #expect(CPUList(parsingMask: "xyz") == nil)
+    }
+
+    @Test("on this machine, usable CPUs are online ∩ the affinity mask read back from the kernel")
+    func usableMatchesAffinity() throws {
+        let budget = CPUBudget.read()
+        let affinity = try #require(budget.affinity)
+        #expect(!budget.usable.isEmpty)
+        #expect(Set(budget.usable.cpus).isSubset(of: affinity.cpus))
+        #expect(Set(budget.usable.cpus).isSubset(of: budget.topology.online.cpus))
+        #expect(budget.budget <= budget.usable.count)
+        #expect(JobLimits.current().budget == budget.budget)
     }
 
     @Test("a job never uses more threads than the affinity mask allows")
@@ -29,7 +40,7 @@ struct CPUListTests {
             guard CKTask_set_thread_affinity(&one, 1) == 0 else { exit(2) }
             let report = try? KTask.runOnCallingThread(0..<1_000_000, options: KTaskOptions(), taskCancellation: nil,
                                                        observesCurrentTask: false, undo: nil) { _ in }
-            exit(report?.threadsUsed == 1 && UsableCPUs.currentCount() == 1 ? 0 : 1)
+            exit(report?.threadsUsed == 1 && JobLimits.current().budget == 1 ? 0 : 1)
         }
     }
 }

@@ -25,12 +25,27 @@ public struct CPUList: Sendable, Equatable, CustomStringConvertible {
         self.init(cpus)
     }
 
+    /// Parses a kernel bitmask ("cpumap"): 32-bit hex words separated by commas, most significant
+    /// first ("00000000,0000ffff"). Returns nil for anything else.
+    public init?(parsingMask text: String) {
+        let trimmed = text.trimmingCharacters(in: " \n\t\0")
+        guard !trimmed.isEmpty else { return nil }
+        var cpus: [Int] = []
+        for (position, word) in trimmed.split(separator: ",", omittingEmptySubsequences: false).reversed().enumerated() {
+            guard !word.isEmpty, word.count <= 8, let bits = UInt32(word, radix: 16) else { return nil }
+            for bit in 0..<32 where bits & (1 << UInt32(bit)) != 0 { cpus.append(position * 32 + bit) }
+        }
+        self.init(cpus)
+    }
+
     public var count: Int { cpus.count }
     public var isEmpty: Bool { cpus.isEmpty }
 
     public func intersection(_ other: CPUList) -> CPUList {
         CPUList(Set(cpus).intersection(other.cpus))
     }
+
+    public func contains(_ cpu: Int) -> Bool { cpus.contains(cpu) }
 
     /// The kernel's compact form: runs of consecutive CPUs as "a-b".
     public var description: String {

@@ -1,0 +1,45 @@
+import Synchronization
+
+/// What bounds a job's threads now: the CPU budget (affinity ∩ cgroup cpuset, CPU quota) and whether
+/// the machine is saving energy. Asked for every job that could use helpers.
+///
+/// The affinity mask is read each time (one system call). The cgroup and energy files take a dozen
+/// reads, so they are re-read when the last reading is older than ``refreshInterval``: a CPU hot-plugged
+/// or a process moved to another cgroup is seen within that time.
+struct JobLimits: Sendable {
+    /// Threads the process may run at once (≥ 1).
+    let budget: Int
+    let energyRestricted: Bool
+
+    static let refreshInterval = Duration.milliseconds(100)
+
+    private struct SlowLimits: Sendable {
+        let cpuset: CPUList?
+        let quotaCPUCount: Int?
+        let energyRestricted: Bool
+        let readAt: ContinuousClock.Instant
+    }
+
+    private static let cache = Mutex<SlowLimits?>(nil)
+
+    static func current() -> JobLimits {
+        let now = ContinuousClock.now
+        let slow = cache.withLock { cached -> SlowLimits in
+            if let cached, now - cached.readAt < refreshInterval { return cached }
+            let cgroup = CgroupLimits.read(root: .live)
+            let fresh = SlowLimits(cpuset: cgroup.cpuset, quotaCPUCount: cgroup.quotaCPUCount,
+                                   energyRestricted: EnergyState.read(root: .live).restricted, readAt: now)
+            cached = fresh
+            return fresh
+        }
+        var usable: Int
+        if let cpuset = slow.cpuset, let affinity = Affinity.current() {
+            usable = affinity.intersection(cpuset).count
+            if usable == 0 { usable = affinity.count }
+        } else {
+            usable = Affinity.currentCount()
+        }
+        return JobLimits(budget: max(1, min(usable, slow.quotaCPUCount ?? Int.max)),
+                         energyRestricted: slow.energyRestricted)
+    }
+}

@@ -1,0 +1,241 @@
+/// One limit on the CPUs a process may use, and where it was read.
+public struct CPULimit: Sendable, Equatable, CustomStringConvertible {
+    /// What kind of limit: "online", "affinity", "cpuset", "cpu quota".
+    public let kind: String
+    /// The file (or system call) it came from.
+    public let source: String
+    /// The value as read, e.g. "0-5" or "50000 100000 (0.50 CPU)".
+    public let value: String
+
+    public var description: String { "\(kind): \(value) (\(source))" }
+}
+
+/// The cgroup limits on this process's CPUs: the cpuset it may run on and the CPU quota, each the
+/// tightest along the path from its cgroup up to the hierarchy's root. Reads cgroup v2 (`cpu.max`,
+/// `cpuset.cpus.effective`), v1 (`cpu.cfs_quota_us`/`cpu.cfs_period_us`, `cpuset.effective_cpus` or
+/// `cpuset.cpus`) and the legacy cpuset filesystem (`/proc/self/cpuset`, `effective_cpus` or `cpus`).
+public struct CgroupLimits: Sendable, Equatable {
+    /// CPUs the cgroup cpuset allows (nil: no cpuset found, so no restriction).
+    public let cpuset: CPUList?
+    /// The tightest quota as CPUs (quota ÷ period), nil where none is set.
+    public let quotaCPUs: Double?
+    /// Each limit found, with its file.
+    public let limits: [CPULimit]
+    /// What could not be read.
+    public let notes: [String]
+
+    /// No cgroup limit at all.
+    public static let none = CgroupLimits(cpuset: nil, quotaCPUs: nil, limits: [], notes: [])
+
+    /// CPUs the quota allows, rounded up (a 0.5-CPU quota still needs one thread).
+    public var quotaCPUCount: Int? { quotaCPUs.map { max(1, Int(($0 - 1e-9).rounded(.up))) } }
+
+    public static func read(root: SystemRoot) -> CgroupLimits {
+        var reader = Reader(root: root)
+        return reader.read()
+    }
+
+    /// A mounted cgroup hierarchy.
+    struct Mount: Equatable {
+        enum Kind: Equatable { case v2, v1(controllers: Set<String>), legacyCpuset }
+        let kind: Kind
+        let mountPoint: String
+        /// The cgroup path the mount shows as its root (not "/" inside some containers).
+        let root: String
+
+        func has(_ controller: String) -> Bool {
+            switch kind {
+            case .v2: true
+            case .v1(let controllers): controllers.contains(controller)
+            case .legacyCpuset: controller == "cpuset"
+            }
+        }
+    }
+
+    private struct Reader {
+        let root: SystemRoot
+        var limits: [CPULimit] = []
+        var notes: [String] = []
+
+        init(root: SystemRoot) { self.root = root }
+
+        mutating func read() -> CgroupLimits {
+            let mounts = readMounts()
+            let memberships = readMemberships()
+            var cpuset: CPUList?
+            var quota: Double?
+
+            if let (mount, path) = locate("cpuset", mounts: mounts, memberships: memberships) {
+                cpuset = readCpuset(mount: mount, path: path)
+            }
+            if let (mount, path) = locate("cpu", mounts: mounts, memberships: memberships) {
+                quota = readQuota(mount: mount, path: path)
+            }
+            return CgroupLimits(cpuset: cpuset, quotaCPUs: quota, limits: limits, notes: notes)
+        }
+
+        /// The hierarchy that holds `controller` for this process, and the process's path in it.
+        /// v1 controllers win over a v2 mount in hybrid layouts, where v2 usually has no controllers.
+        func locate(_ controller: String, mounts: [Mount], memberships: [(controllers: Set<String>, path: String)])
+            -> (Mount, String)?
+        {
+            for mount in mounts {
+                guard case .v1 = mount.kind, mount.has(controller),
+                      let membership = memberships.first(where: { $0.controllers.contains(controller) })
+                else { continue }
+                return (mount, membership.path)
+            }
+            if let mount = mounts.first(where: { $0.kind == .v2 }),
+               let membership = memberships.first(where: { $0.controllers.isEmpty }) {
+                return (mount, membership.path)
+            }
+            // No /proc/self/cgroup (old kernels, some snapshots): /proc/self/cpuset names the cpuset path.
+            if controller == "cpuset", let path = root.read("/proc/self/cpuset")?.trimmingCharacters(in: " \n\0"),
+               !path.isEmpty,
+               let mount = mounts.first(where: { $0.kind == .legacyCpuset }) ?? mounts.first(where: { $0.has("cpuset") }) {
+                return (mount, path)
+            }
+            return nil
+        }
+
+        /// The folders from the process's cgroup up to the hierarchy's root, the process's own first.
+        func folders(mount: Mount, path: String) -> [String] {
+            var relative = path
+            if mount.root != "/" && relative.hasPrefix(mount.root) { relative = String(relative.dropFirst(mount.root.count)) }
+            var components = relative.split(separator: "/").map(String.init)
+            var result: [String] = []
+            while true {
+                result.append(mount.mountPoint + (components.isEmpty ? "" : "/" + components.joined(separator: "/")))
+                if components.isEmpty { break }
+                components.removeLast()
+            }
+            return result
+        }
+
+        mutating func readCpuset(mount: Mount, path: String) -> CPUList? {
+            let files: [String] = switch mount.kind {
+            case .v2: ["cpuset.cpus.effective"]
+            case .v1: ["cpuset.effective_cpus", "cpuset.cpus"]
+            case .legacyCpuset: ["effective_cpus", "cpus"]
+            }
+            var allowed: CPUList?
+            for folder in folders(mount: mount, path: path) {
+                var found: (file: String, text: String)?
+                for name in files {
+                    if let text = root.read("\(folder)/\(name)") {
+                        found = ("\(folder)/\(name)", text)
+                        break
+                    }
+                }
+                guard let (file, text) = found else { continue }
+                guard let list = CPUList(parsing: text), !list.isEmpty else {
+                    notes.append("\(file) is empty or malformed (\(text.debugDescription)); ignored")
+                    continue
+                }
+                if allowed == nil || list.count < allowed!.count {
+                    limits.append(CPULimit(kind: "cpuset", source: file, value: list.description))
+                }
+                allowed = allowed.map { $0.intersection(list) } ?? list
+            }
+            return allowed
+        }
+
+        mutating func readQuota(mount: Mount, path: String) -> Double? {
+            var tightest: Double?
+            for folder in folders(mount: mount, path: path) {
+                var value: (quota: Double, period: Double, file: String, text: String)?
+                if mount.kind == .v2, let text = root.read("\(folder)/cpu.max") {
+                    let fields = text.split(whereSeparator: { " \n\0".contains($0) })
+                    if fields.count == 2, fields[0] != "max", let quota = Double(fields[0]), let period = Double(fields[1]) {
+                        value = (quota, period, "\(folder)/cpu.max", "\(fields[0]) \(fields[1])")
+                    } else if fields.first != "max" {
+                        notes.append("\(folder)/cpu.max is malformed (\(text.debugDescription)); ignored")
+                    }
+                } else if case .v1 = mount.kind, let quotaText = root.read("\(folder)/cpu.cfs_quota_us") {
+                    let quota = Double(quotaText.trimmingCharacters(in: " \n\0")) ?? -1
+                    if quota > 0, let periodText = root.read("\(folder)/cpu.cfs_period_us"),
+                       let period = Double(periodText.trimmingCharacters(in: " \n\0")), period > 0 {
+                        value = (quota, period, "\(folder)/cpu.cfs_quota_us", "\(Int(quota)) \(Int(period))")
+                    }
+                }
+                guard let value, value.quota > 0, value.period > 0 else { continue }
+                let cpus = value.quota / value.period
+                if tightest == nil || cpus < tightest! {
+                    tightest = cpus
+                    limits.append(CPULimit(kind: "cpu quota", source: value.file,
+                                           value: "\(value.text) (\(formatCPUs(cpus)) CPU)"))
+                }
+            }
+            return tightest
+        }
+
+        /// /proc/self/mountinfo, else /proc/mounts: the cgroup and cpuset mounts.
+        mutating func readMounts() -> [Mount] {
+            if let text = root.read("/proc/self/mountinfo") {
+                return text.split(separator: "\n").compactMap { line in
+                    let fields = line.split(separator: " ").map(String.init)
+                    // "ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPEROPTIONS"
+                    guard let dash = fields.firstIndex(of: "-"), dash > 4, dash + 1 < fields.count else { return nil }
+                    let superOptions = dash + 3 < fields.count ? fields[dash + 3] : ""
+                    return mount(type: fields[dash + 1], point: fields[4], options: superOptions, root: unescape(fields[3]))
+                }
+            }
+            guard let text = root.read("/proc/mounts") else {
+                notes.append("neither /proc/self/mountinfo nor /proc/mounts is readable: no cgroup limits read")
+                return []
+            }
+            return text.split(separator: "\n").compactMap { line in
+                let fields = line.split(separator: " ").map(String.init)
+                guard fields.count >= 4 else { return nil }
+                return mount(type: fields[2], point: fields[1], options: fields[3], root: "/")
+            }
+        }
+
+        func mount(type: String, point: String, options: String, root: String) -> Mount? {
+            let point = unescape(point)
+            switch type {
+            case "cgroup2": return Mount(kind: .v2, mountPoint: point, root: root)
+            case "cgroup":
+                let controllers = Set(options.split(separator: ",").map(String.init))
+                return Mount(kind: .v1(controllers: controllers), mountPoint: point, root: root)
+            case "cpuset": return Mount(kind: .legacyCpuset, mountPoint: point, root: root)
+            default: return nil
+            }
+        }
+
+        /// /proc/self/cgroup: "ID:controller,controller:/path" (v2: "0::/path").
+        func readMemberships() -> [(controllers: Set<String>, path: String)] {
+            guard let text = root.read("/proc/self/cgroup") else { return [] }
+            return text.split(separator: "\n").compactMap { line in
+                let parts = line.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
+                guard parts.count == 3 else { return nil }
+                let controllers = Set(parts[1].split(separator: ",").map(String.init))
+                return (controllers, String(parts[2]))
+            }
+        }
+
+        /// Mount tables escape spaces and such as \040.
+        func unescape(_ text: String) -> String {
+            guard text.contains("\\") else { return text }
+            var bytes: [UInt8] = []
+            var utf8 = Array(text.utf8)[...]
+            while let byte = utf8.first {
+                if byte == UInt8(ascii: "\\"), utf8.count >= 4,
+                   let value = UInt8(String(decoding: utf8.dropFirst().prefix(3), as: UTF8.self), radix: 8) {
+                    bytes.append(value)
+                    utf8 = utf8.dropFirst(4)
+                } else {
+                    bytes.append(byte)
+                    utf8 = utf8.dropFirst()
+                }
+            }
+            return String(decoding: bytes, as: UTF8.self)
+        }
+    }
+}
+
+func formatCPUs(_ cpus: Double) -> String {
+    let hundredths = Int((cpus * 100).rounded())
+    let fraction = hundredths % 100
+    return "\(hundredths / 100).\(fraction < 10 ? "0" : "")\(fraction)"
+}

@@ -1,0 +1,101 @@
+/// One NUMA node as sysfs describes it.
+public struct NUMANode: Sendable, Equatable {
+    /// The kernel's node id (ids can be sparse: 0, 8, 250...).
+    public let id: Int
+    /// Every CPU the kernel lists for the node (online or not, usable or not).
+    public let cpus: CPUList
+    /// MemTotal of the node, nil where `nodeN/meminfo` is missing.
+    public let memoryBytes: Int?
+    /// Distance to each node id (10 = local), empty where `nodeN/distance` is missing.
+    public let distances: [Int: Int]
+}
+
+/// CPUs and NUMA nodes of a machine, read from sysfs under a ``SystemRoot``, with a note for every
+/// fallback taken.
+public struct NUMATopology: Sendable, Equatable {
+    /// Nodes by ascending id; a machine without NUMA information is one node 0 with every online CPU.
+    public let nodes: [NUMANode]
+    /// Online CPUs.
+    public let online: CPUList
+    /// Where `online` came from (a file, or the per-CPU files it was pieced from).
+    public let onlineSource: String
+    /// CPUs present but offline: `cpu/present` (else the `cpuN` folders) minus the online ones. Unlike
+    /// the kernel's `cpu/offline`, this leaves out CPUs that are possible but absent.
+    public let offline: CPUList
+    /// What could not be read and what was assumed instead.
+    public let notes: [String]
+
+    public static func read(root: SystemRoot) -> NUMATopology {
+        var notes: [String] = []
+        let (online, onlineSource) = readOnlineCPUs(root: root, notes: &notes)
+        let nodes = readNodes(root: root, online: online, notes: &notes)
+        let present = root.read("\(cpuDirectory)/present").flatMap { CPUList(parsing: $0) }?.cpus
+            ?? root.numberedEntries(cpuDirectory, prefix: "cpu") ?? []
+        let offline = CPUList(present.filter { !online.contains($0) })
+        return NUMATopology(nodes: nodes, online: online, onlineSource: onlineSource, offline: offline, notes: notes)
+    }
+
+    /// The node a CPU belongs to, nil for a CPU in no node.
+    public func node(ofCPU cpu: Int) -> NUMANode? { nodes.first { $0.cpus.contains(cpu) } }
+
+    static let cpuDirectory = "/sys/devices/system/cpu"
+    static let nodeDirectory = "/sys/devices/system/node"
+
+    /// `cpu/online` where present; else every `cpuN` folder whose `online` file is missing or 1 (old
+    /// kernels, and CPUs that cannot go offline, have no such file).
+    private static func readOnlineCPUs(root: SystemRoot, notes: inout [String]) -> (CPUList, String) {
+        if let text = root.read("\(cpuDirectory)/online") {
+            if let list = CPUList(parsing: text), !list.isEmpty { return (list, "\(cpuDirectory)/online") }
+            notes.append("\(cpuDirectory)/online is malformed (\(text.debugDescription)); using cpuN/online files")
+        }
+        guard let numbers = root.numberedEntries(cpuDirectory, prefix: "cpu"), !numbers.isEmpty else {
+            notes.append("no CPU list in \(root.resolve(cpuDirectory)); assuming CPU 0 alone")
+            return (CPUList([0]), "assumed")
+        }
+        let online = numbers.filter { cpu in
+            guard let flag = root.read("\(cpuDirectory)/cpu\(cpu)/online") else { return true }
+            return flag.trimmingCharacters(in: " \n\0") != "0"
+        }
+        return (CPUList(online), "\(cpuDirectory)/cpuN/online")
+    }
+
+    private static func readNodes(root: SystemRoot, online: CPUList, notes: inout [String]) -> [NUMANode] {
+        var ids = root.numberedEntries(nodeDirectory, prefix: "node") ?? []
+        if let text = root.read("\(nodeDirectory)/online"), let onlineNodes = CPUList(parsing: text) {
+            ids = ids.filter(onlineNodes.contains)
+        }
+        guard !ids.isEmpty else {
+            notes.append("no NUMA nodes in \(root.resolve(nodeDirectory)); treating the machine as node 0")
+            return [NUMANode(id: 0, cpus: online, memoryBytes: nil, distances: [:])]
+        }
+        return ids.map { id in
+            let base = "\(nodeDirectory)/node\(id)"
+            var cpus = CPUList([])
+            if let text = root.read("\(base)/cpulist"), let list = CPUList(parsing: text) {
+                cpus = list
+            } else if let text = root.read("\(base)/cpumap"), let mask = CPUList(parsingMask: text) {
+                cpus = mask
+            } else {
+                notes.append("node \(id) has no readable cpulist or cpumap; taken as CPU-less")
+            }
+            let distances: [Int: Int] = root.read("\(base)/distance").map { text in
+                let values = text.split(whereSeparator: { " \n\0".contains($0) }).compactMap { Int($0) }
+                return Dictionary(zip(ids, values), uniquingKeysWith: { first, _ in first })
+            } ?? [:]
+            return NUMANode(id: id, cpus: cpus, memoryBytes: root.read("\(base)/meminfo").flatMap(parseMemTotal),
+                            distances: distances)
+        }
+    }
+
+    /// "Node 0 MemTotal:   47925628 kB" → bytes.
+    static func parseMemTotal(_ meminfo: String) -> Int? {
+        for line in meminfo.split(separator: "\n") where line.contains("MemTotal:") {
+            let fields = line.split(separator: " ")
+            if let index = fields.firstIndex(where: { $0 == "MemTotal:" }), index + 1 < fields.count,
+               let kilobytes = Int(fields[index + 1]) {
+                return kilobytes * 1024
+            }
+        }
+        return nil
+    }
+}

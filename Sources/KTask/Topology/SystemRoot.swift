@@ -1,0 +1,50 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The filesystem root that sysfs and procfs are read under: "/" for the live machine, or a snapshot
+/// folder (as hwloc's `HWLOC_FSROOT`) for tests and for `ktask info --root`.
+public struct SystemRoot: Sendable, Equatable {
+    /// The root folder, without a trailing slash ("" for the live "/").
+    public let path: String
+
+    /// The live machine.
+    public static let live = SystemRoot(path: "/")
+
+    public init(path: String) {
+        var trimmed = path
+        while trimmed.hasSuffix("/") { trimmed.removeLast() }
+        self.path = trimmed
+    }
+
+    /// Whether this is the running machine's own root (so system calls describe it too).
+    public var isLive: Bool { path.isEmpty }
+
+    /// The full path of `absolute` (e.g. "/sys/devices/system/cpu/online") under this root.
+    public func resolve(_ absolute: String) -> String { path + absolute }
+
+    /// The text of a small file, or nil if it is missing or unreadable.
+    public func read(_ absolute: String) -> String? { readSmallFile(resolve(absolute)) }
+
+    /// The entries of a directory (without "." and ".."), or nil if it cannot be listed.
+    public func list(_ absolute: String) -> [String]? {
+        guard let directory = opendir(resolve(absolute)) else { return nil }
+        defer { closedir(directory) }
+        var names: [String] = []
+        while let entry = readdir(directory) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names
+    }
+
+    /// Numbers N of the entries named `prefix`N in a directory (e.g. cpu0, cpu1 → [0, 1]), sorted.
+    func numberedEntries(_ absolute: String, prefix: String) -> [Int]? {
+        list(absolute)?.compactMap { name in
+            guard name.hasPrefix(prefix) else { return nil }
+            return Int(name.dropFirst(prefix.count))
+        }.sorted()
+    }
+}
