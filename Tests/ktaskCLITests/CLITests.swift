@@ -1,15 +1,25 @@
 import Foundation
 import Testing
 
-/// Runs the built `ktask` executable, which sits beside the test bundle.
-func runKTask(_ arguments: [String], environment: [String: String] = [:]) throws -> (status: Int32, stdout: String, stderr: String) {
+/// The built `ktask` executable, which sits beside the test bundle.
+func ktaskExecutable() throws -> String {
     let directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-    var executable = directory.appendingPathComponent("ktask")
-    if !FileManager.default.fileExists(atPath: executable.path) {
-        executable = directory.deletingLastPathComponent().appendingPathComponent("ktask")
+    for candidate in [directory, directory.deletingLastPathComponent()] {
+        let path = candidate.appendingPathComponent("ktask").path
+        if FileManager.default.isExecutableFile(atPath: path) { return path }
     }
+    throw CocoaError(.fileNoSuchFile, userInfo: [NSFilePathErrorKey: directory.appendingPathComponent("ktask").path])
+}
+
+/// Runs the built `ktask` with these arguments.
+func runKTask(_ arguments: [String], environment: [String: String] = [:]) throws -> (status: Int32, stdout: String, stderr: String) {
+    try runCommand(try ktaskExecutable(), arguments, environment: environment)
+}
+
+/// Runs a program and collects its exit status and output.
+func runCommand(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws -> (status: Int32, stdout: String, stderr: String) {
     let process = Process()
-    process.executableURL = executable
+    process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = arguments
     process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
     let out = Pipe(), err = Pipe()

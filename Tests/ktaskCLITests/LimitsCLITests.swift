@@ -1,0 +1,69 @@
+import Foundation
+import Testing
+
+/// Whether this process may create cgroups in the v1 cpu and cpuset hierarchies (root, writable mounts).
+func cgroupV1Writable() -> Bool {
+    geteuid() == 0 && access("/sys/fs/cgroup/cpu/cgroup.procs", W_OK) == 0
+        && access("/sys/fs/cgroup/cpuset/cgroup.procs", W_OK) == 0
+}
+
+func decodeJSON(_ text: String) throws -> [String: Any] {
+    try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
+}
+
+@Suite("Real limits on this machine", .serialized)
+struct LimitsCLITests {
+    @Test("under taskset -c 0 ktask sees one CPU and a job uses one thread",
+          .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/taskset"), "needs taskset (util-linux)"))
+    func taskset() throws {
+        let ktask = try ktaskExecutable()
+        let info = try runCommand("/usr/bin/taskset", ["-c", "0", ktask, "info", "--format", "json"])
+        #expect(info.status == 0, "\(info.stderr)")
+        let document = try decodeJSON(info.stdout)
+        #expect(document["cpu_budget"] as? Int == 1)
+        #expect(document["usable_cpus"] as? [Int] == [0])
+        let bench = try runCommand("/usr/bin/taskset", ["-c", "0", ktask, "bench", "--workload", "compute",
+                                                        "--threads", "2", "--size", "4M", "--runs", "1", "--format", "json"])
+        #expect(bench.status == 0, "\(bench.stderr)")
+        let rows = try #require(try decodeJSON(bench.stdout)["rows"] as? [[String: Any]])
+        #expect(rows.last?["threads_used"] as? Int == 1)
+    }
+
+    @Test("in a cgroup with a 0.5-CPU quota and a one-CPU cpuset, the budget is 1 and jobs use one thread",
+          .enabled(if: cgroupV1Writable(), "needs root and writable cgroup v1 cpu and cpuset hierarchies: skipped"))
+    func cgroupQuotaAndCpuset() throws {
+        let ktask = try ktaskExecutable()
+        let name = "ktask-test-\(getpid())"
+        let cpu = "/sys/fs/cgroup/cpu/\(name)", cpuset = "/sys/fs/cgroup/cpuset/\(name)"
+        try FileManager.default.createDirectory(atPath: cpu, withIntermediateDirectories: false)
+        defer { rmdir(cpu) }
+        try FileManager.default.createDirectory(atPath: cpuset, withIntermediateDirectories: false)
+        defer { rmdir(cpuset) }
+        try "100000".write(toFile: "\(cpu)/cpu.cfs_period_us", atomically: false, encoding: .utf8)
+        try "50000".write(toFile: "\(cpu)/cpu.cfs_quota_us", atomically: false, encoding: .utf8)
+        let lastCPU = (try? String(contentsOfFile: "/sys/fs/cgroup/cpuset/cpuset.effective_cpus", encoding: .utf8))?
+            .split(separator: "-").last.map { $0.trimmingCharacters(in: .whitespacesAndNewlines) } ?? "0"
+        try lastCPU.write(toFile: "\(cpuset)/cpuset.cpus", atomically: false, encoding: .utf8)
+        try "0".write(toFile: "\(cpuset)/cpuset.mems", atomically: false, encoding: .utf8)
+
+        // The shell moves itself into both cgroups, then becomes ktask.
+        func inCgroup(_ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+            let script = "echo $$ > \(cpu)/cgroup.procs && echo $$ > \(cpuset)/cgroup.procs && exec \"$@\""
+            return try runCommand("/bin/sh", ["-c", script, "sh", ktask] + arguments)
+        }
+        let info = try inCgroup(["info", "--format", "json"])
+        #expect(info.status == 0, "\(info.stderr)")
+        let document = try decodeJSON(info.stdout)
+        #expect(document["cpu_budget"] as? Int == 1)
+        #expect(document["usable_cpus"] as? [Int] == [Int(lastCPU)!])
+        let limits = try #require(document["limits"] as? [[String: String]])
+        #expect(limits.contains { $0["kind"] == "cpu quota" && $0["source"] == "\(cpu)/cpu.cfs_quota_us"
+            && $0["value"]!.contains("0.50 CPU") })
+        #expect(limits.contains { $0["kind"] == "cpuset" && $0["source"]!.hasPrefix(cpuset) })
+
+        let bench = try inCgroup(["bench", "--workload", "compute", "--threads", "2", "--size", "4M", "--runs", "1", "--format", "json"])
+        #expect(bench.status == 0, "\(bench.stderr)")
+        let rows = try #require(try decodeJSON(bench.stdout)["rows"] as? [[String: Any]])
+        #expect(rows.last?["threads_used"] as? Int == 1)
+    }
+}
