@@ -38,14 +38,16 @@ int CKTask_set_thread_name(const char *name) {
     return pthread_setname_np(pthread_self(), truncated);
 }
 
-int CKTask_affinity_cpus(int *cpus, int capacity) {
+int CKTask_getpid(void) { return (int)getpid(); }
+
+int CKTask_affinity_cpus(int tid, int *cpus, int capacity) {
     // The kernel's mask may be larger than glibc's fixed cpu_set_t: grow until it fits.
     for (int possible = 1024; possible <= (1 << 22); possible *= 2) {
         cpu_set_t *set = CPU_ALLOC(possible);
         if (set == NULL) return -1;
         size_t bytes = CPU_ALLOC_SIZE(possible);
         CPU_ZERO_S(bytes, set);
-        if (sched_getaffinity(0, bytes, set) != 0) {
+        if (sched_getaffinity((pid_t)tid, bytes, set) != 0) {
             int saved = errno;
             CPU_FREE(set);
             if (saved == EINVAL) continue;
@@ -93,3 +95,27 @@ static int64_t clock_ns(clockid_t clock) {
 int64_t CKTask_thread_cpu_time_ns(void) { return clock_ns(CLOCK_THREAD_CPUTIME_ID); }
 
 int64_t CKTask_process_cpu_time_ns(void) { return clock_ns(CLOCK_PROCESS_CPUTIME_ID); }
+
+#ifndef MPOL_BIND
+#define MPOL_BIND 2
+#endif
+
+int CKTask_mbind_nodes(void *address, unsigned long length, const int *nodes, int count) {
+    int highest = 0;
+    for (int i = 0; i < count; i++) if (nodes[i] > highest) highest = nodes[i];
+    unsigned long bits = sizeof(unsigned long) * 8;
+    unsigned long words = (unsigned long)highest / bits + 1;
+    unsigned long *mask = calloc(words, sizeof(unsigned long));
+    if (mask == NULL) return -1;
+    for (int i = 0; i < count; i++) mask[nodes[i] / bits] |= 1UL << (nodes[i] % bits);
+    // maxnode counts bits; the kernel ignores the last one, hence + 1.
+    long result = syscall(SYS_mbind, address, length, MPOL_BIND, mask, words * bits + 1, 0);
+    int saved = errno;
+    free(mask);
+    errno = saved;
+    return (int)result;
+}
+
+int CKTask_page_nodes(unsigned long count, void **pages, int *status) {
+    return (int)syscall(SYS_move_pages, 0, count, pages, NULL, status, 0);
+}

@@ -1,74 +1,95 @@
 import Synchronization
 
-/// The shared state of one multithreaded job: a cursor over its chunks that every participant
+/// The shared state of one multithreaded job: a cursor per part over its chunks that every participant
 /// claims from, the first error, and a completion the caller waits on. One per job, owned by the
 /// caller; helpers reach it unretained (``PoolWork``) and never after reporting that they are done.
 final class JobState: @unchecked Sendable {
-    let plan: ChunkPlan
+    /// The job's parts: one range, or one per node; each cut into chunks by its own plan.
+    let plans: [ChunkPlan]
     private let chunkFunction: (Range<Int>) throws -> Void
     private let cancellation: KTaskCancellation?
     private let taskCancellation: KTaskCancellation?
 
-    /// The next chunk index to hand out.
-    private let cursor = Atomic<Int>(0)
+    /// cursors[p]: the next chunk index of part p to hand out.
+    private let cursors: UnsafeMutablePointer<Atomic<Int>>
     /// Set once a chunk failed or the job was cancelled: no chunk starts after it.
     private let stopped = Atomic<Bool>(false)
 
     /// The first error recorded, thrown to the caller.
     private let firstError = Mutex<(any Error)?>(nil)
-    /// Where helpers report that they are done; an object of its own, see ``run(slot:)``.
+    /// Where helpers report that they are done; an object of its own, see ``run(slot:part:)``.
     private let completion = JobCompletion()
 
-    /// completed[i]: chunk i returned without throwing. Written only by the chunk's claimer; read
-    /// by the caller after every helper reported done (the lock orders the two).
+    /// completed[firstChunk[p] + i]: chunk i of part p returned without throwing. Written only by the
+    /// chunk's claimer; read by the caller after every helper reported done (the lock orders the two).
     private let completed: UnsafeMutableBufferPointer<Bool>
+    private let firstChunk: [Int]
     /// chunksRun[slot]: how many chunks participant `slot` completed; −1 for a helper that never joined.
     private let chunksRun: UnsafeMutableBufferPointer<Int>
 
-    init(plan: ChunkPlan, threads: Int, cancellation: KTaskCancellation?, taskCancellation: KTaskCancellation?,
+    init(plans: [ChunkPlan], threads: Int, cancellation: KTaskCancellation?, taskCancellation: KTaskCancellation?,
          chunk: @escaping (Range<Int>) throws -> Void) {
-        self.plan = plan
+        self.plans = plans
         self.chunkFunction = chunk
         self.cancellation = cancellation
         self.taskCancellation = taskCancellation
-        completed = .allocate(capacity: plan.chunkCount)
+        cursors = .allocate(capacity: plans.count)
+        for index in plans.indices { (cursors + index).initialize(to: Atomic(0)) }
+        var offsets: [Int] = []
+        var total = 0
+        for plan in plans {
+            offsets.append(total)
+            total += plan.chunkCount
+        }
+        firstChunk = offsets
+        completed = .allocate(capacity: total)
         completed.initialize(repeating: false)
         chunksRun = .allocate(capacity: threads)
         chunksRun.initialize(repeating: -1)
     }
 
     deinit {
+        cursors.deinitialize(count: plans.count)
+        cursors.deallocate()
         completed.deallocate()
         chunksRun.deallocate()
     }
 
+    var chunkCount: Int { completed.count }
+
     /// A helper's share: claim chunks until none are left. The helper then reports to the returned
     /// completion; once it has, the caller may free this job at once, so the helper holds its own
     /// reference to the completion, which it may still be unlocking when the caller wakes.
-    func run(slot: Int) -> JobCompletion {
-        participate(slot: slot, observesCurrentTask: false)
+    func run(slot: Int, part: Int) -> JobCompletion {
+        participate(slot: slot, home: part, observesCurrentTask: false)
         return completion
     }
 
-    /// The claim loop: take the next chunk, run it, until the chunks run out or the job stops.
-    func participate(slot: Int, observesCurrentTask: Bool) {
+    /// The claim loop: take the next chunk of the home part, run it, until its chunks run out; then
+    /// help the other parts in turn; stop early if the job stops.
+    func participate(slot: Int, home: Int, observesCurrentTask: Bool) {
         var count = 0
-        while !stopped.load(ordering: .relaxed) {
-            if cancellation?.isCancelled == true || taskCancellation?.isCancelled == true
-                || (observesCurrentTask && Task.isCancelled) {
-                record(KTaskError.cancelled)
-                break
+        parts: for offset in 0..<plans.count {
+            let part = (home + offset) % plans.count
+            let plan = plans[part]
+            while !stopped.load(ordering: .relaxed) {
+                if cancellation?.isCancelled == true || taskCancellation?.isCancelled == true
+                    || (observesCurrentTask && Task.isCancelled) {
+                    record(KTaskError.cancelled)
+                    break parts
+                }
+                let index = cursors[part].wrappingAdd(1, ordering: .relaxed).oldValue
+                guard index < plan.chunkCount else { continue parts }
+                do {
+                    try chunkFunction(plan.chunk(index))
+                    completed[firstChunk[part] + index] = true
+                    count += 1
+                } catch {
+                    record(error)
+                    break parts
+                }
             }
-            let index = cursor.wrappingAdd(1, ordering: .relaxed).oldValue
-            guard index < plan.chunkCount else { break }
-            do {
-                try chunkFunction(plan.chunk(index))
-                completed[index] = true
-                count += 1
-            } catch {
-                record(error)
-                break
-            }
+            break
         }
         chunksRun[slot] = count
     }
@@ -89,9 +110,11 @@ final class JobState: @unchecked Sendable {
     /// After the wait: undoes every completed chunk exactly once, on the calling thread. Returns how many.
     func undoCompletedChunks(_ undo: (Range<Int>) -> Void) -> Int {
         var undone = 0
-        for index in 0..<plan.chunkCount where completed[index] {
-            undo(plan.chunk(index))
-            undone += 1
+        for (part, plan) in plans.enumerated() {
+            for index in 0..<plan.chunkCount where completed[firstChunk[part] + index] {
+                undo(plan.chunk(index))
+                undone += 1
+            }
         }
         return undone
     }

@@ -14,6 +14,10 @@ public struct HelperCap: Sendable, Equatable, CustomStringConvertible {
         case environment = "KTASK_MAX_THREADS"
         /// Set through ``KTaskPool/setMaxBusyHelpers(_:)`` or the pool's initialiser.
         case api = "API"
+        /// A node's usable CPUs (the per-node default).
+        case nodeCPUs = "node's usable CPUs"
+        /// `KTASK_NODE_MAX_THREADS`: busy helpers on any one node.
+        case nodeEnvironment = "KTASK_NODE_MAX_THREADS"
     }
 
     public let maxBusyHelpers: Int
@@ -31,6 +35,18 @@ public struct HelperCap: Sendable, Equatable, CustomStringConvertible {
         if let raw = getenv(environmentVariable) { return try parse(environmentValue: String(cString: raw)) }
         if energyRestricted { return HelperCap(maxBusyHelpers: 0, source: .energy) }
         return HelperCap(maxBusyHelpers: max(0, cpuBudget - 1), source: .cpuBudget)
+    }
+
+    /// The environment variable that caps busy helpers on any one node, for jobs placed on nodes.
+    public static let nodeEnvironmentVariable = "KTASK_NODE_MAX_THREADS"
+
+    /// Parses a `KTASK_NODE_MAX_THREADS` value: a whole number of helpers ≥ 0 per node.
+    public static func parse(nodeEnvironmentValue value: String) throws(KTaskError) -> HelperCap {
+        guard let helpers = Int(value.trimmingCharacters(in: " \t\n")), helpers >= 0 else {
+            throw .invalidEnvironmentVariable(name: nodeEnvironmentVariable, value: value,
+                                              allowed: "a whole number of helper threads per node >= 0")
+        }
+        return HelperCap(maxBusyHelpers: helpers, source: .nodeEnvironment)
     }
 
     /// Parses a `KTASK_MAX_THREADS` value: a whole number of threads ≥ 1.

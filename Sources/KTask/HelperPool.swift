@@ -1,6 +1,10 @@
 import Logging
 import Synchronization
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// A process-wide pool of helper pthreads, and the cap on how many of them may be busy at once.
 ///
 /// Threads are started on demand, park (using no CPU) when idle, and retire after `idleTimeout`
@@ -24,10 +28,14 @@ public final class KTaskPool: @unchecked Sendable {
     let lock = PThreadMutex()
     private var idle: [HelperThread] = []
     private var busy = 0
+    /// Busy helpers per node, for jobs placed on nodes.
+    private var busyByNode: [Int: Int] = [:]
     private var live = 0
     private var nextThreadID = 1
     /// The cap set by API (−1: none, use the environment or the CPU count).
     private let capOverride: Atomic<Int>
+    /// The per-node cap set by API (−1: none, use `KTASK_NODE_MAX_THREADS` or the node's usable CPUs).
+    private let nodeCapOverride = Atomic<Int>(-1)
 
     /// Creates a separate pool, with its own threads and cap.
     /// - Parameters:
@@ -62,6 +70,23 @@ public final class KTaskPool: @unchecked Sendable {
                                      energyRestricted: energyRestricted)
     }
 
+    /// Sets the cap on busy helpers on any one node, for jobs placed on nodes (nil: back to the default,
+    /// `KTASK_NODE_MAX_THREADS` or the node's usable CPUs).
+    public func setMaxBusyHelpersPerNode(_ cap: Int?) throws(KTaskError) {
+        if let cap, cap < 0 { throw .invalidHelperCap(cap) }
+        nodeCapOverride.store(cap ?? -1, ordering: .relaxed)
+    }
+
+    /// The per-node cap in force for a node with `usableCPUs` CPUs the process may use.
+    public func nodeCap(usableCPUs: Int) throws(KTaskError) -> HelperCap {
+        let override = nodeCapOverride.load(ordering: .relaxed)
+        if override >= 0 { return HelperCap(maxBusyHelpers: override, source: .api) }
+        if let raw = getenv(HelperCap.nodeEnvironmentVariable) {
+            return try HelperCap.parse(nodeEnvironmentValue: String(cString: raw))
+        }
+        return HelperCap(maxBusyHelpers: usableCPUs, source: .nodeCPUs)
+    }
+
     /// A snapshot of the pool's threads.
     public struct State: Sendable, Equatable {
         /// Threads alive (busy or parked).
@@ -82,14 +107,20 @@ public final class KTaskPool: @unchecked Sendable {
     struct Reservation {
         var parked: [HelperThread]
         var toStart: Range<Int>
+        var node: Int?
         var count: Int { parked.count + toStart.count }
     }
 
-    /// Reserves up to `wanted` helpers without waiting, so that busy helpers never exceed `cap`.
-    func reserve(upTo wanted: Int, cap: Int) -> Reservation {
-        guard wanted > 0 else { return Reservation(parked: [], toStart: 0..<0) }
+    /// Reserves up to `wanted` helpers without waiting, so that busy helpers never exceed `cap`, nor
+    /// `nodeCap` on `node`.
+    func reserve(upTo wanted: Int, cap: Int, node: Int? = nil, nodeCap: Int = Int.max) -> Reservation {
+        guard wanted > 0 else { return Reservation(parked: [], toStart: 0..<0, node: node) }
         return lock.withLock {
-            let granted = max(0, min(wanted, cap - busy))
+            var granted = max(0, min(wanted, cap - busy))
+            if let node {
+                granted = max(0, min(granted, nodeCap - busyByNode[node, default: 0]))
+                busyByNode[node, default: 0] += granted
+            }
             busy += granted
             let reused = min(granted, idle.count)
             let parked = Array(idle.suffix(reused))
@@ -98,30 +129,33 @@ public final class KTaskPool: @unchecked Sendable {
             let firstNew = nextThreadID
             nextThreadID += granted - reused
             live += granted - reused
-            return Reservation(parked: parked, toStart: firstNew..<nextThreadID)
+            return Reservation(parked: parked, toStart: firstNew..<nextThreadID, node: node)
         }
     }
 
-    /// Gives every reserved helper `work`, with slots 1, 2, ...; returns the helpers that were given it
-    /// (a thread the system refuses to create is given back to the cap).
-    func dispatch(_ reservation: Reservation, work: PoolWork, nice: Int32?) -> [HelperThread] {
+    /// Gives every reserved helper `work`, with slots firstSlot, firstSlot + 1, ...; returns the helpers
+    /// that were given it (a thread the system refuses to create is given back to the caps).
+    func dispatch(_ reservation: Reservation, work: PoolWork, firstSlot: Int = 1, part: Int = 0, nice: Int32?,
+                  cpus: CPUList? = nil) -> [HelperThread] {
         var dispatched = reservation.parked
+        func assignment(_ index: Int) -> PoolAssignment {
+            PoolAssignment(work: work, slot: firstSlot + index, part: part, nice: nice, node: reservation.node, cpus: cpus)
+        }
         if !dispatched.isEmpty {
             lock.withLock {
                 for (index, helper) in dispatched.enumerated() {
-                    helper.assignment = PoolAssignment(work: work, slot: index + 1, nice: nice)
+                    helper.assignment = assignment(index)
                     helper.wake.signal()
                 }
             }
         }
         for id in reservation.toStart {
-            let helper = HelperThread(id: id, pool: self,
-                                      assignment: PoolAssignment(work: work, slot: dispatched.count + 1, nice: nice))
+            let helper = HelperThread(id: id, pool: self, assignment: assignment(dispatched.count))
             if helper.start() {
                 dispatched.append(helper)
             } else {
                 lock.withLock {
-                    busy -= 1
+                    releaseBusyLocked(node: reservation.node)
                     live -= 1
                 }
             }
@@ -129,15 +163,21 @@ public final class KTaskPool: @unchecked Sendable {
         return dispatched
     }
 
+    private func releaseBusyLocked(node: Int?) {
+        busy -= 1
+        if let node { busyByNode[node, default: 1] -= 1 }
+    }
+
     /// Takes back the assignments that `helpers` have not picked up yet, so that a caller who ran out of
     /// chunks need not wait for a helper still waking up only to find nothing left. Returns how many.
     func revokeUnstarted(_ helpers: [HelperThread]) -> Int {
         lock.withLock {
             var revoked = 0
-            for helper in helpers where helper.assignment != nil {
+            for helper in helpers {
+                guard let assignment = helper.assignment else { continue }
                 helper.assignment = nil
                 helper.reserved = false
-                busy -= 1
+                releaseBusyLocked(node: assignment.node)
                 idle.append(helper)
                 revoked += 1
             }
@@ -146,8 +186,8 @@ public final class KTaskPool: @unchecked Sendable {
     }
 
     /// Called by a helper, with the lock held, when its work is done: it is free and parked again.
-    func helperFinishedLocked(_ helper: HelperThread) {
-        busy -= 1
+    func helperFinishedLocked(_ helper: HelperThread, node: Int?) {
+        releaseBusyLocked(node: node)
         idle.append(helper)
     }
 

@@ -16,10 +16,10 @@ enum PoolWork {
     case asyncCaller(Unmanaged<AsyncCaller>)
 
     /// Runs the work; returns the job's completion, which the thread reports to once it is back in the pool.
-    func run(slot: Int) -> JobCompletion? {
+    func run(slot: Int, part: Int) -> JobCompletion? {
         switch self {
-        case .jobShare(let job): job._withUnsafeGuaranteedRef { $0.run(slot: slot) }
-        case .asyncCaller(let caller): caller._withUnsafeGuaranteedRef { $0.run(slot: slot) }
+        case .jobShare(let job): job._withUnsafeGuaranteedRef { $0.run(slot: slot, part: part) }
+        case .asyncCaller(let caller): caller._withUnsafeGuaranteedRef { $0.run() }
         }
     }
 }
@@ -29,8 +29,14 @@ struct PoolAssignment {
     let work: PoolWork
     /// The job's participant number (0 is the job's caller).
     let slot: Int
+    /// The part of the job to start on (per-node jobs have one part per node).
+    let part: Int
     /// The nice value to run the work at; nil keeps the thread's own.
     let nice: Int32?
+    /// The node whose per-node cap this helper counts against; nil for none.
+    let node: Int?
+    /// The CPUs to run on; nil: the process's own affinity.
+    let cpus: CPUList?
 }
 
 /// One pthread of a ``KTaskPool``: parked on its own condition variable while idle, retired once
@@ -46,6 +52,8 @@ final class HelperThread: @unchecked Sendable {
     var reserved = false
     /// Only touched by this thread.
     private var currentNice: Int32 = 0
+    /// The CPUs ktask pinned this thread to; nil while it has the process's affinity. Only this thread.
+    private var pinnedTo: CPUList?
 
     init(id: Int, pool: KTaskPool, assignment: PoolAssignment) {
         self.id = id
@@ -97,15 +105,26 @@ final class HelperThread: @unchecked Sendable {
                 ThreadPriority.setCurrentThreadNice(nice)
                 currentNice = ThreadPriority.currentThreadNice()
             }
-            let completion = work.work.run(slot: work.slot)
+            place(on: work.cpus)
+            let completion = work.work.run(slot: work.slot, part: work.part)
 
             // Free in the pool before the job hears it is done, so that the caller's next job finds
             // this helper free instead of running short of one.
             pool.lock.lock()
-            pool.helperFinishedLocked(self)
+            pool.helperFinishedLocked(self, node: work.node)
             pool.lock.unlock()
             completion?.helperFinished()
             pool.lock.lock()
+        }
+    }
+
+    /// Pins this thread to `cpus`, or gives it back the process's affinity for an unplaced job.
+    private func place(on cpus: CPUList?) {
+        if let cpus {
+            if pinnedTo != cpus, Affinity.pinCurrentThread(to: cpus) { pinnedTo = cpus }
+        } else if pinnedTo != nil {
+            if let process = Affinity.process() { Affinity.pinCurrentThread(to: process) }
+            pinnedTo = nil
         }
     }
 }

@@ -10,6 +10,8 @@ struct JobLimits: Sendable {
     /// Threads the process may run at once (≥ 1).
     let budget: Int
     let energyRestricted: Bool
+    /// Each NUMA node with its online CPUs inside the cgroup cpuset.
+    let nodes: [NodeCPUs]
 
     static let refreshInterval = Duration.milliseconds(100)
 
@@ -17,6 +19,7 @@ struct JobLimits: Sendable {
         let cpuset: CPUList?
         let quotaCPUCount: Int?
         let energyRestricted: Bool
+        let nodes: [NodeCPUs]
         let readAt: ContinuousClock.Instant
     }
 
@@ -27,8 +30,14 @@ struct JobLimits: Sendable {
         let slow = cache.withLock { cached -> SlowLimits in
             if let cached, now - cached.readAt < refreshInterval { return cached }
             let cgroup = CgroupLimits.read(root: .live)
+            let topology = NUMATopology.read(root: .live)
+            let nodes = topology.nodes.map { node in
+                var cpus = node.cpus.intersection(topology.online)
+                if let cpuset = cgroup.cpuset { cpus = cpus.intersection(cpuset) }
+                return NodeCPUs(id: node.id, cpus: cpus)
+            }
             let fresh = SlowLimits(cpuset: cgroup.cpuset, quotaCPUCount: cgroup.quotaCPUCount,
-                                   energyRestricted: EnergyState.read(root: .live).restricted, readAt: now)
+                                   energyRestricted: EnergyState.read(root: .live).restricted, nodes: nodes, readAt: now)
             cached = fresh
             return fresh
         }
@@ -40,6 +49,6 @@ struct JobLimits: Sendable {
             usable = Affinity.currentCount()
         }
         return JobLimits(budget: max(1, min(usable, slow.quotaCPUCount ?? Int.max)),
-                         energyRestricted: slow.energyRestricted)
+                         energyRestricted: slow.energyRestricted, nodes: slow.nodes)
     }
 }

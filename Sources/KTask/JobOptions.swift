@@ -18,6 +18,9 @@ public struct KTaskOptions: Sendable {
     /// The priority helper threads run at while they work on this job.
     public var helperPriority: HelperPriority
 
+    /// Where helper threads run: the caller's NUMA node (default), given nodes, or anywhere.
+    public var placement: Placement
+
     /// A token that stops the job: once cancelled, no new chunk starts, completed chunks are undone
     /// and the job throws ``KTaskError/cancelled``.
     public var cancellation: KTaskCancellation?
@@ -30,9 +33,11 @@ public struct KTaskOptions: Sendable {
         align: Int = 1,
         maxThreads: Int? = nil,
         helperPriority: HelperPriority = .lowest,
+        placement: Placement = .callerNode,
         cancellation: KTaskCancellation? = nil,
         pool: KTaskPool = .shared
     ) {
+        self.placement = placement
         self.minChunk = minChunk
         self.align = align
         self.maxThreads = maxThreads
@@ -48,6 +53,10 @@ public struct KTaskOptions: Sendable {
         if let maxThreads, maxThreads < 1 { throw .invalidMaxThreads(maxThreads) }
         if case .nice(let value) = helperPriority, !(ThreadPriority.niceRange ~= value) {
             throw .invalidNice(value)
+        }
+        if case .nodes(let ids) = placement {
+            guard !ids.isEmpty else { throw .noNodes }
+            if let repeated = ids.first(where: { id in ids.filter { $0 == id }.count > 1 }) { throw .duplicateNode(repeated) }
         }
     }
 }

@@ -1,3 +1,5 @@
+import CKTaskShims
+
 /// Runs one big job on several threads: the range is cut into chunks that the calling thread and
 /// low-priority helper threads claim until none are left.
 ///
@@ -31,7 +33,26 @@ public enum KTask {
         undo: ((Range<Int>) -> Void)? = nil,
         _ chunk: @Sendable (Range<Int>) throws -> Void
     ) throws -> KTaskReport {
-        try runOnCallingThread(range, options: options, taskCancellation: nil, observesCurrentTask: true,
+        try runOnCallingThread(.range(range), options: options, taskCancellation: nil, observesCurrentTask: true,
+                               undo: undo, chunk)
+    }
+
+    /// Runs a job that carries one range per NUMA node (the kernel's `ktask_run_numa`): each node's
+    /// range is worked first by helpers pinned to that node's usable CPUs (and by the caller, on its
+    /// own node's range); a thread whose node's range is done helps the others. Failure, undo and
+    /// cancellation are as for ``run(_:options:undo:_:)``; ``KTaskOptions/placement`` is not used.
+    ///
+    /// - Throws: ``KTaskError`` for an unknown node, a node without usable CPUs, a node named twice or a
+    ///   negative range, before any work; else as ``run(_:options:undo:_:)``.
+    @discardableResult
+    @available(*, noasync, message: "blocks the calling thread; use the async KTask.run(perNode:) from async code")
+    public static func run(
+        perNode ranges: [NodeRange],
+        options: KTaskOptions = KTaskOptions(),
+        undo: ((Range<Int>) -> Void)? = nil,
+        _ chunk: @Sendable (Range<Int>) throws -> Void
+    ) throws -> KTaskReport {
+        try runOnCallingThread(.perNode(ranges), options: options, taskCancellation: nil, observesCurrentTask: true,
                                undo: undo, chunk)
     }
 
@@ -45,12 +66,30 @@ public enum KTask {
         undo: (@Sendable (Range<Int>) -> Void)? = nil,
         _ chunk: @escaping @Sendable (Range<Int>) throws -> Void
     ) async throws -> KTaskReport {
+        try await runOnKTaskThreads(.range(range), options: options, undo: undo, chunk)
+    }
+
+    /// The per-node job of ``run(perNode:options:undo:_:)``, from async code: all work on ktask's threads.
+    @discardableResult
+    public static func run(
+        perNode ranges: [NodeRange],
+        options: KTaskOptions = KTaskOptions(),
+        undo: (@Sendable (Range<Int>) -> Void)? = nil,
+        _ chunk: @escaping @Sendable (Range<Int>) throws -> Void
+    ) async throws -> KTaskReport {
+        try await runOnKTaskThreads(.perNode(ranges), options: options, undo: undo, chunk)
+    }
+
+    private static func runOnKTaskThreads(
+        _ input: JobInput, options: KTaskOptions, undo: (@Sendable (Range<Int>) -> Void)?,
+        _ chunk: @escaping @Sendable (Range<Int>) throws -> Void
+    ) async throws -> KTaskReport {
         try options.validate()
         let taskCancellation = KTaskCancellation()
         let callerNice = ThreadPriority.currentThreadNice()
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in
-                let standIn = AsyncCaller(range: range, options: options, taskCancellation: taskCancellation,
+                let standIn = AsyncCaller(input: input, options: options, taskCancellation: taskCancellation,
                                           undo: undo, chunk: chunk, continuation: continuation)
                 let pool = KTaskPool.asyncCallers
                 let reservation = pool.reserve(upTo: 1, cap: Int.max)
@@ -65,8 +104,14 @@ public enum KTask {
         }
     }
 
+    /// What a job covers: one range, or one range per node.
+    enum JobInput: Sendable {
+        case range(Range<Int>)
+        case perNode([NodeRange])
+    }
+
     static func runOnCallingThread(
-        _ range: Range<Int>,
+        _ input: JobInput,
         options: KTaskOptions,
         taskCancellation: KTaskCancellation?,
         observesCurrentTask: Bool,
@@ -74,44 +119,85 @@ public enum KTask {
         _ chunk: @Sendable (Range<Int>) throws -> Void
     ) throws -> KTaskReport {
         try options.validate()
-        guard range.lowerBound >= 0 else { throw KTaskError.negativeRangeStart(range.lowerBound) }
         let clock = ContinuousClock()
         let start = clock.now
-        guard !range.isEmpty else {
-            return KTaskReport(threadsUsed: 1, chunkSize: 0, chunkCount: 0, helperNice: nil,
-                               wallTime: clock.now - start, perThread: nil)
-        }
         func cancelled() -> Bool {
             options.cancellation?.isCancelled == true || taskCancellation?.isCancelled == true
                 || (observesCurrentTask && Task.isCancelled)
         }
-        func runInline() throws -> KTaskReport {
+        func runInline(_ range: Range<Int>) throws -> KTaskReport {
             if cancelled() { throw KTaskError.cancelled }
             try chunk(range)
             return KTaskReport(threadsUsed: 1, chunkSize: range.count, chunkCount: 1, helperNice: nil,
                                wallTime: clock.now - start, perThread: nil)
         }
+        let noWork = KTaskReport(threadsUsed: 1, chunkSize: 0, chunkCount: 0, helperNice: nil,
+                                 wallTime: .zero, perThread: nil)
 
-        // A job that fits in one chunk needs no other thread and no system call.
-        let oneChunkOrLess = range.count <= max(options.minChunk, options.align)
-        if oneChunkOrLess || options.maxThreads == 1 { return try runInline() }
+        let limits: JobLimits
+        let lanes: LanePlan
+        let parts: [Range<Int>]
+        switch input {
+        case .range(let range):
+            guard range.lowerBound >= 0 else { throw KTaskError.negativeRangeStart(range.lowerBound) }
+            guard !range.isEmpty else { return noWork }
+            // A job that fits in one chunk needs no other thread and no system call.
+            let oneChunkOrLess = range.count <= max(options.minChunk, options.align)
+            if oneChunkOrLess || options.maxThreads == 1 { return try runInline(range) }
+            limits = JobLimits.current()
+            let threads = ChunkPlan.usefulThreads(size: range.count, minChunk: options.minChunk, align: options.align,
+                                                  limit: min(options.maxThreads ?? limits.budget, limits.budget))
+            if threads == 1 { return try runInline(range) }
+            lanes = try LanePlan.single(placement: options.placement, threads: threads,
+                                        callerCPU: Int(CKTask_sched_getcpu()), nodes: limits.nodes)
+            parts = [range]
+        case .perNode(let ranges):
+            var seen = Set<Int>()
+            for part in ranges {
+                guard part.range.lowerBound >= 0 else { throw KTaskError.negativeRangeStart(part.range.lowerBound) }
+                guard seen.insert(part.node).inserted else { throw KTaskError.duplicateNode(part.node) }
+            }
+            let work = ranges.filter { !$0.range.isEmpty }
+            guard !work.isEmpty else { return noWork }
+            limits = JobLimits.current()
+            let useful = work.map { part in
+                (node: part.node, usefulThreads: ChunkPlan.usefulThreads(size: part.range.count, minChunk: options.minChunk,
+                                                                           align: options.align, limit: Int.max))
+            }
+            lanes = try LanePlan.perNode(useful, threadLimit: min(options.maxThreads ?? limits.budget, limits.budget),
+                                         callerCPU: Int(CKTask_sched_getcpu()), nodes: limits.nodes)
+            parts = work.map(\.range)
+        }
 
-        let limits = JobLimits.current()
-        let wanted = ChunkPlan.usefulThreads(size: range.count, minChunk: options.minChunk, align: options.align,
-                                             limit: min(options.maxThreads ?? limits.budget, limits.budget))
         let pool = options.pool
         let cap = try pool.cap(cpuBudget: limits.budget, energyRestricted: limits.energyRestricted)
-        let reservation = pool.reserve(upTo: wanted - 1, cap: cap.maxBusyHelpers)
-        if reservation.count == 0 { return try runInline() }
+        var reservations: [(lane: LanePlan.Lane, reservation: KTaskPool.Reservation)] = []
+        for lane in lanes.lanes where lane.helpers > 0 {
+            var nodeCap = Int.max
+            if let node = lane.node {
+                nodeCap = try pool.nodeCap(usableCPUs: limits.nodes.first { $0.id == node }?.cpus.count ?? 1).maxBusyHelpers
+            }
+            let reservation = pool.reserve(upTo: lane.helpers, cap: cap.maxBusyHelpers, node: lane.node, nodeCap: nodeCap)
+            if reservation.count > 0 { reservations.append((lane, reservation)) }
+        }
+        let reserved = reservations.reduce(0) { $0 + $1.reservation.count }
+        if reserved == 0 && parts.count == 1 { return try runInline(parts[0]) }
 
-        let threads = 1 + reservation.count
-        let plan = ChunkPlan(range: range, minChunk: options.minChunk, align: options.align, threads: threads)
+        let plans = parts.indices.map { part in
+            let threads = reservations.filter { $0.lane.part == part }.reduce(0) { $0 + $1.reservation.count }
+                + (part == lanes.callerPart ? 1 : 0)
+            return ChunkPlan(range: parts[part], minChunk: options.minChunk, align: options.align, threads: max(1, threads))
+        }
         let nice = options.helperPriority.resolvedNice()
         return try withoutActuallyEscaping(chunk) { chunk in
-            let job = JobState(plan: plan, threads: threads, cancellation: options.cancellation,
+            let job = JobState(plans: plans, threads: 1 + reserved, cancellation: options.cancellation,
                                taskCancellation: taskCancellation, chunk: chunk)
-            let helpers = pool.dispatch(reservation, work: .jobShare(Unmanaged.passUnretained(job)), nice: nice)
-            job.participate(slot: 0, observesCurrentTask: observesCurrentTask)
+            var helpers: [HelperThread] = []
+            for (lane, reservation) in reservations {
+                helpers += pool.dispatch(reservation, work: .jobShare(Unmanaged.passUnretained(job)),
+                                         firstSlot: 1 + helpers.count, part: lane.part, nice: nice, cpus: lane.cpus)
+            }
+            job.participate(slot: 0, home: lanes.callerPart, observesCurrentTask: observesCurrentTask)
             // The caller is out of chunks: helpers that have not woken yet are not needed any more.
             let joined = helpers.count - pool.revokeUnstarted(helpers)
             job.waitForHelpers(joined)
@@ -119,8 +205,8 @@ public enum KTask {
                 if let undo { _ = job.undoCompletedChunks(undo) }
                 throw error
             }
-            let perThread = job.chunksPerThread(slots: 1 + helpers.count)
-            return KTaskReport(threadsUsed: perThread.count, chunkSize: plan.chunkSize, chunkCount: plan.chunkCount,
+            let perThread = job.chunksPerThread(slots: 1 + reserved)
+            return KTaskReport(threadsUsed: perThread.count, chunkSize: plans[0].chunkSize, chunkCount: job.chunkCount,
                                helperNice: joined > 0 ? Int(nice) : nil, wallTime: clock.now - start,
                                perThread: perThread)
         }
@@ -129,7 +215,7 @@ public enum KTask {
 
 /// An async job's stand-in for its caller: runs the caller's share on a ktask thread, then resumes it.
 final class AsyncCaller: @unchecked Sendable {
-    let range: Range<Int>
+    let input: KTask.JobInput
     let options: KTaskOptions
     let taskCancellation: KTaskCancellation
     let undo: (@Sendable (Range<Int>) -> Void)?
@@ -137,10 +223,10 @@ final class AsyncCaller: @unchecked Sendable {
     let continuation: CheckedContinuation<KTaskReport, any Error>
     private var selfReference: Unmanaged<AsyncCaller>?
 
-    init(range: Range<Int>, options: KTaskOptions, taskCancellation: KTaskCancellation,
+    init(input: KTask.JobInput, options: KTaskOptions, taskCancellation: KTaskCancellation,
          undo: (@Sendable (Range<Int>) -> Void)?, chunk: @escaping @Sendable (Range<Int>) throws -> Void,
          continuation: CheckedContinuation<KTaskReport, any Error>) {
-        self.range = range
+        self.input = input
         self.options = options
         self.taskCancellation = taskCancellation
         self.undo = undo
@@ -157,9 +243,9 @@ final class AsyncCaller: @unchecked Sendable {
 
     func releaseUnstarted() { selfReference?.release() }
 
-    func run(slot: Int) -> JobCompletion? {
+    func run() -> JobCompletion? {
         let result = Result {
-            try KTask.runOnCallingThread(range, options: options, taskCancellation: taskCancellation,
+            try KTask.runOnCallingThread(input, options: options, taskCancellation: taskCancellation,
                                          observesCurrentTask: false, undo: undo, chunk)
         }
         // Only locals from here: releasing the self-reference may free this object.

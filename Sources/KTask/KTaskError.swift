@@ -20,6 +20,14 @@ public enum KTaskError: Error, Equatable, Sendable, CustomStringConvertible {
     case invalidIdleTimeout(Duration)
     /// An environment variable holds a value ktask cannot use.
     case invalidEnvironmentVariable(name: String, value: String, allowed: String)
+    /// A placement or per-node job names a node the machine does not have.
+    case unknownNode(Int, available: [Int])
+    /// A placement or per-node job names a node with no CPU the process may use.
+    case nodeWithoutUsableCPUs(Int)
+    /// A node placement or a per-node job names no node.
+    case noNodes
+    /// A per-node job names the same node twice.
+    case duplicateNode(Int)
     /// The system refused to start a thread for an async job.
     case threadStartFailed
     /// The job was cancelled before all chunks ran; completed chunks were undone.
@@ -43,6 +51,14 @@ public enum KTaskError: Error, Equatable, Sendable, CustomStringConvertible {
             "the helper idle timeout is \(value); it must be above zero"
         case .invalidEnvironmentVariable(let name, let value, let allowed):
             "\(name)=\"\(value)\" is not valid; allowed: \(allowed)"
+        case .unknownNode(let id, let available):
+            "node \(id) does not exist; nodes: \(available.map(String.init).joined(separator: ","))"
+        case .nodeWithoutUsableCPUs(let id):
+            "node \(id) has no CPU this process may use (memory-only, offline, or outside the cpuset/affinity)"
+        case .noNodes:
+            "no node given; name at least one node"
+        case .duplicateNode(let id):
+            "node \(id) is given twice; give each node one range"
         case .threadStartFailed:
             "the system refused to start a thread for the job (too many threads?)"
         case .cancelled:

@@ -38,7 +38,7 @@ struct CPUListTests {
         await #expect(processExitsWith: .success) {
             var one = Int32(0)
             guard CKTask_set_thread_affinity(&one, 1) == 0 else { exit(2) }
-            let report = try? KTask.runOnCallingThread(0..<1_000_000, options: KTaskOptions(), taskCancellation: nil,
+            let report = try? KTask.runOnCallingThread(.range(0..<1_000_000), options: KTaskOptions(), taskCancellation: nil,
                                                        observesCurrentTask: false, undo: nil) { _ in }
             exit(report?.threadsUsed == 1 && JobLimits.current().budget == 1 ? 0 : 1)
         }

@@ -59,7 +59,7 @@ struct ValidationTests {
         await #expect(processExitsWith: .success) {
             setenv("KTASK_MAX_THREADS", "lots", 1)
             do {
-                _ = try KTask.runOnCallingThread(0..<1_000_000, options: KTaskOptions(), taskCancellation: nil,
+                _ = try KTask.runOnCallingThread(.range(0..<1_000_000), options: KTaskOptions(), taskCancellation: nil,
                                              observesCurrentTask: false, undo: nil) { _ in }
                 exit(1)
             } catch KTaskError.invalidEnvironmentVariable(let name, let value, _) {
@@ -74,7 +74,7 @@ struct ValidationTests {
     func environmentCapsThreads() async {
         await #expect(processExitsWith: .success) {
             setenv("KTASK_MAX_THREADS", "1", 1)
-            let report = try? KTask.runOnCallingThread(0..<1_000_000, options: KTaskOptions(), taskCancellation: nil,
+            let report = try? KTask.runOnCallingThread(.range(0..<1_000_000), options: KTaskOptions(), taskCancellation: nil,
                                                        observesCurrentTask: false, undo: nil) { _ in }
             exit(report?.threadsUsed == 1 ? 0 : 1)
         }

@@ -22,10 +22,13 @@ int CKTask_get_thread_nice(int tid, int *nice);
 /// Names the calling thread (pthread_setname_np(3)); names longer than 15 bytes are truncated.
 int CKTask_set_thread_name(const char *name);
 
-/// Writes the CPUs of the calling process's affinity mask (sched_getaffinity(2)) into cpus,
-/// ascending, at most capacity of them. Returns how many CPUs the mask holds (which may exceed
-/// capacity: call again with more room), or -1 with errno.
-int CKTask_affinity_cpus(int *cpus, int capacity);
+/// Writes the CPUs of a thread's affinity mask (sched_getaffinity(2); tid 0 is the calling thread,
+/// the process id is the main thread) into cpus, ascending, at most capacity of them. Returns how many
+/// CPUs the mask holds (which may exceed capacity: call again with more room), or -1 with errno.
+int CKTask_affinity_cpus(int tid, int *cpus, int capacity);
+
+/// The process id (the main thread's tid).
+int CKTask_getpid(void);
 
 /// Sets the calling thread's affinity mask to the given CPUs. Returns 0 or -1 with errno.
 int CKTask_set_thread_affinity(const int *cpus, int count);
@@ -38,5 +41,13 @@ int64_t CKTask_thread_cpu_time_ns(void);
 
 /// Total CPU time (user + system, nanoseconds) the whole process has used (CLOCK_PROCESS_CPUTIME_ID).
 int64_t CKTask_process_cpu_time_ns(void);
+
+/// Binds the pages of [address, address + length) to the NUMA nodes in the mask (mbind(2), MPOL_BIND).
+/// `nodes` lists node ids; returns 0 or -1 with errno.
+int CKTask_mbind_nodes(void *address, unsigned long length, const int *nodes, int count);
+
+/// For each page address, the node it is on now (move_pages(2) query, nodes == NULL); status[i] is the
+/// node id or a negative errno (e.g. -ENOENT for a page not faulted in). Returns 0 or -1 with errno.
+int CKTask_page_nodes(unsigned long count, void **pages, int *status);
 
 #endif

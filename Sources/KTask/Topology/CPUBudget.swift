@@ -60,12 +60,17 @@ public struct CPUBudget: Sendable, Equatable {
 
 /// The calling process's CPU affinity mask.
 enum Affinity {
-    /// `sched_getaffinity(2)`; nil if it fails.
-    static func current() -> CPUList? {
+    /// `sched_getaffinity(2)` of the calling thread; nil if it fails.
+    static func current() -> CPUList? { of(thread: 0) }
+
+    /// The main thread's mask: what `taskset` set for the process, as opposed to one thread's pinning.
+    static func process() -> CPUList? { of(thread: CKTask_getpid()) }
+
+    static func of(thread tid: Int32) -> CPUList? {
         var capacity = 256
         while true {
             var buffer = [Int32](repeating: 0, count: capacity)
-            let count = Int(CKTask_affinity_cpus(&buffer, Int32(capacity)))
+            let count = Int(CKTask_affinity_cpus(tid, &buffer, Int32(capacity)))
             if count < 0 { return nil }
             if count <= capacity { return CPUList(buffer[..<count].map(Int.init)) }
             capacity = count
@@ -74,8 +79,15 @@ enum Affinity {
 
     /// How many CPUs the mask holds: the per-job read (one system call, no allocation).
     static func currentCount() -> Int {
-        let count = CKTask_affinity_cpus(nil, 0)
+        let count = CKTask_affinity_cpus(0, nil, 0)
         return count > 0 ? Int(count) : 1
+    }
+
+    /// Pins the calling thread to `cpus`; false if the kernel refused (e.g. none of them allowed).
+    @discardableResult
+    static func pinCurrentThread(to cpus: CPUList) -> Bool {
+        let list = cpus.cpus.map(Int32.init)
+        return list.withUnsafeBufferPointer { CKTask_set_thread_affinity($0.baseAddress, Int32($0.count)) } == 0
     }
 
     /// `Cpus_allowed_list:` of a snapshot's `proc/self/status`.
