@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// What was wrong with a ktask job or setting, and what is allowed instead.
 ///
 /// Every invalid input to ktask is reported as one of these cases before any work runs; a job that
@@ -28,6 +32,8 @@ public enum KTaskError: Error, Equatable, Sendable, CustomStringConvertible {
     case noNodes
     /// A per-node job names the same node twice.
     case duplicateNode(Int)
+    /// A memory-policy system call failed (e.g. mbind to a node without memory).
+    case memoryPolicyFailed(call: String, errno: Int32)
     /// The system refused to start a thread for an async job.
     case threadStartFailed
     /// The job was cancelled before all chunks ran; completed chunks were undone.
@@ -59,6 +65,8 @@ public enum KTaskError: Error, Equatable, Sendable, CustomStringConvertible {
             "no node given; name at least one node"
         case .duplicateNode(let id):
             "node \(id) is given twice; give each node one range"
+        case .memoryPolicyFailed(let call, let errno):
+            "\(call) failed with errno \(errno) (\(String(cString: strerror(errno))))"
         case .threadStartFailed:
             "the system refused to start a thread for the job (too many threads?)"
         case .cancelled:

@@ -32,20 +32,27 @@ public struct BenchRunner {
     public let size: Int
     public let threadCounts: [Int]
     public let runs: Int
+    public let nodes: NodeChoice
     public let options: KTaskOptions
 
     /// - Parameter threadCounts: the rows; 1 is always measured, as the speedup baseline.
-    public init(workload: WorkloadKind, size: Int, threadCounts: [Int], runs: Int, options: KTaskOptions = KTaskOptions()) {
+    public init(workload: WorkloadKind, size: Int, threadCounts: [Int], runs: Int, nodes: NodeChoice = .local,
+                options: KTaskOptions = KTaskOptions()) {
         self.workload = workload
         self.size = size
         self.threadCounts = Array(Set(threadCounts + [1])).sorted()
         self.runs = runs
+        self.nodes = nodes
+        var options = options
+        if nodes == .any { options.placement = .anywhere }
         self.options = options
     }
 
     /// Runs the bench; `progress` is told (run, of runs, threads) before each job (run 0 is the warm-up).
     public func run(progress: (Int, Int, Int) -> Void = { _, _, _ in }) throws -> BenchResult {
-        let instance = try workload.make(size: size)
+        var nodeList: [Int]?
+        if case .list(let ids) = nodes { nodeList = ids }
+        let instance = try workload.make(size: size, nodes: nodeList)
         var seconds: [Int: [Double]] = [:]
         var threadsUsed: [Int: Int] = [:]
         var chunkCount: [Int: Int] = [:]

@@ -5,16 +5,21 @@ import Synchronization
 /// results are summed, so the work cannot be optimised away and each run's sum is checked.
 public final class ComputeWorkload: BenchWorkload {
     public let items: Int
+    /// One range of items per node; nil: one range.
+    public let nodes: [Int]?
     private var expectedSum: UInt64?
 
     static let minChunk = 65_536
 
-    public init(items: Int) throws(WorkloadError) {
+    public init(items: Int, nodes: [Int]? = nil) throws(WorkloadError) {
         guard items >= 1 else { throw .sizeTooSmall(workload: "compute", size: items, minimum: 1) }
         self.items = items
+        self.nodes = nodes
     }
 
-    public var summary: String { "mix and sum \(items) items" }
+    public var summary: String {
+        "mix and sum \(items) items" + (nodes.map { ", a range per node \($0.map(String.init).joined(separator: ","))" } ?? "")
+    }
 
     /// Eight rounds of the SplitMix64 finaliser over one item.
     @inline(__always)
@@ -41,8 +46,13 @@ public final class ComputeWorkload: BenchWorkload {
         var options = options
         options.maxThreads = threads
         options.minChunk = Self.minChunk
-        let report = try KTask.run(0..<items, options: options) { chunk in
+        let body: @Sendable (Range<Int>) -> Void = { chunk in
             total.wrappingAdd(Self.sum(chunk), ordering: .relaxed)
+        }
+        let report = if let nodes {
+            try KTask.run(perNode: splitPerNode(items, nodes: nodes, align: 1), options: options, body)
+        } else {
+            try KTask.run(0..<items, options: options, body)
         }
         let sum = total.load(ordering: .relaxed)
         if let expectedSum, expectedSum != sum {

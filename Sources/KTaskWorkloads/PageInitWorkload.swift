@@ -23,6 +23,8 @@ struct PageDescriptor {
 public final class PageInitWorkload: BenchWorkload {
     public let bytes: Int
     public let items: Int
+    /// One range of descriptors per node, its memory bound there; nil: one range.
+    public let nodes: [Int]?
     private let mapping: AnonymousMapping
     /// Changes every run, so a check can tell this run's writes from the last one's.
     private var generation: UInt64 = 0
@@ -31,17 +33,23 @@ public final class PageInitWorkload: BenchWorkload {
     static let minChunkDescriptors = 4096
     static let alignDescriptors = 64
 
-    public init(bytes: Int) throws {
+    public init(bytes: Int, nodes: [Int]? = nil) throws {
         let stride = MemoryLayout<PageDescriptor>.stride
         guard bytes >= stride else { throw WorkloadError.sizeTooSmall(workload: "init", size: bytes, minimum: stride) }
         self.items = bytes / stride
         self.bytes = items * stride
-        mapping = try AnonymousMapping(bytes: self.bytes)
+        self.nodes = nodes
+        // Whole pages, so that per-node slices can be bound; the tail past `bytes` is never touched.
+        let pageSize = AnonymousMapping.pageSize
+        mapping = try AnonymousMapping(bytes: (self.bytes + pageSize - 1) / pageSize * pageSize)
         // Faulted in before any run (with ktask itself): this workload measures initialisation, not faults.
-        try PrefaultWorkload.prefault(mapping)
+        try PrefaultWorkload.prefault(mapping, nodes: nodes)
     }
 
-    public var summary: String { "initialise \(items) 64-byte page descriptors (\(bytes) bytes)" }
+    public var summary: String {
+        "initialise \(items) 64-byte page descriptors (\(bytes) bytes)"
+            + (nodes.map { ", a range per node \($0.map(String.init).joined(separator: ","))" } ?? "")
+    }
 
     public func runOnce(threads: Int, options: KTaskOptions) throws -> KTaskReport {
         generation += 1
@@ -51,8 +59,15 @@ public final class PageInitWorkload: BenchWorkload {
         options.maxThreads = threads
         options.minChunk = Self.minChunkDescriptors
         options.align = Self.alignDescriptors
-        let report = try KTask.run(0..<items, options: options) { descriptors in
+        let body: @Sendable (Range<Int>) -> Void = { descriptors in
             Self.initialise(base: base, descriptors: descriptors, flags: flags)
+        }
+        let report = if let nodes {
+            // The same split as the memory's: 64 descriptors per page, so page boundaries line up.
+            try KTask.run(perNode: splitPerNode(items, nodes: nodes, align: Self.alignDescriptors * PrefaultWorkload.pagesPerPageTable),
+                          options: options, body)
+        } else {
+            try KTask.run(0..<items, options: options, body)
         }
         try verify(flags: flags)
         return report

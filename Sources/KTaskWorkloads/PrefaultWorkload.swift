@@ -19,19 +19,25 @@ public final class PrefaultWorkload: BenchWorkload {
     public let bytes: Int
     public let items: Int
     public let method: Method
+    /// One range of pages per node, each bound to its node; nil: one range, placed by the options.
+    public let nodes: [Int]?
     let pageSize = AnonymousMapping.pageSize
 
     /// Pages per PMD (2 MiB on x86-64): chunks aligned to it never share a page-table page.
     static let pagesPerPageTable = 512
 
-    public init(bytes: Int) throws(WorkloadError) {
+    public init(bytes: Int, nodes: [Int]? = nil) throws(WorkloadError) {
         guard bytes >= pageSize else { throw .sizeTooSmall(workload: "prefault", size: bytes, minimum: pageSize) }
         self.bytes = bytes - bytes % pageSize
         self.items = self.bytes / pageSize
         self.method = Self.kernelHasPopulateWrite() ? .populateWrite : .touch
+        self.nodes = nodes
     }
 
-    public var summary: String { "prefault \(bytes) bytes (\(items) pages) by \(method.rawValue)" }
+    public var summary: String {
+        "prefault \(bytes) bytes (\(items) pages) by \(method.rawValue)"
+            + (nodes.map { ", a range per node \($0.map(String.init).joined(separator: ","))" } ?? "")
+    }
 
     public func runOnce(threads: Int, options: KTaskOptions) throws -> KTaskReport {
         let mapping = try AnonymousMapping(bytes: bytes)
@@ -40,20 +46,44 @@ public final class PrefaultWorkload: BenchWorkload {
         options.maxThreads = threads
         options.minChunk = Self.pagesPerPageTable
         options.align = Self.pagesPerPageTable
-        let report = try KTask.run(0..<items, options: options) { [pageSize, method] pages in
-            try Self.prefault(base: base, pages: pages, pageSize: pageSize, method: method)
+        let report: KTaskReport
+        if let nodes {
+            let ranges = try bindPerNode(mapping, nodes: nodes)
+            report = try KTask.run(perNode: ranges, options: options) { [pageSize, method] pages in
+                try Self.prefault(base: base, pages: pages, pageSize: pageSize, method: method)
+            }
+        } else {
+            report = try KTask.run(0..<items, options: options) { [pageSize, method] pages in
+                try Self.prefault(base: base, pages: pages, pageSize: pageSize, method: method)
+            }
         }
         try verifyResident(mapping)
         return report
     }
 
-    /// Faults in a whole mapping with ktask's default settings (set-up for other workloads).
-    static func prefault(_ mapping: AnonymousMapping) throws {
-        let pageSize = AnonymousMapping.pageSize
-        let method: Method = kernelHasPopulateWrite() ? .populateWrite : .touch
+    /// One range of pages per node, each bound to its node before it is faulted in.
+    func bindPerNode(_ mapping: AnonymousMapping, nodes: [Int]) throws -> [NodeRange] {
+        let ranges = splitPerNode(items, nodes: nodes, align: Self.pagesPerPageTable)
+        for part in ranges where !part.range.isEmpty {
+            let start = mapping.base + part.range.lowerBound * pageSize
+            try NodeMemory.bind(UnsafeMutableRawBufferPointer(start: start, count: part.range.count * pageSize), to: [part.node])
+        }
+        return ranges
+    }
+
+    /// Faults in a whole mapping with ktask (set-up for other workloads); with `nodes`, one range per
+    /// node, each bound to its node.
+    static func prefault(_ mapping: AnonymousMapping, nodes: [Int]? = nil) throws {
+        let workload = try PrefaultWorkload(bytes: mapping.bytes, nodes: nodes)
         let base = UInt(bitPattern: mapping.base)
-        try KTask.run(0..<(mapping.bytes / pageSize), options: KTaskOptions(minChunk: pagesPerPageTable, align: pagesPerPageTable)) { pages in
+        let options = KTaskOptions(minChunk: pagesPerPageTable, align: pagesPerPageTable)
+        let body: @Sendable (Range<Int>) throws -> Void = { [pageSize = workload.pageSize, method = workload.method] pages in
             try prefault(base: base, pages: pages, pageSize: pageSize, method: method)
+        }
+        if let nodes {
+            try KTask.run(perNode: try workload.bindPerNode(mapping, nodes: nodes), options: options, body)
+        } else {
+            try KTask.run(0..<workload.items, options: options, body)
         }
     }
 

@@ -34,11 +34,12 @@ public enum WorkloadKind: String, CaseIterable, Sendable {
     }
 
     /// Builds the workload for `size` (bytes or items); allocation and pre-faulting happen here.
-    public func make(size: Int) throws -> any BenchWorkload {
+    /// With `nodes`, the work (and its memory) is split into one range per node, bound there.
+    public func make(size: Int, nodes: [Int]? = nil) throws -> any BenchWorkload {
         switch self {
-        case .prefault: try PrefaultWorkload(bytes: size)
-        case .pageInit: try PageInitWorkload(bytes: size)
-        case .compute: try ComputeWorkload(items: size)
+        case .prefault: try PrefaultWorkload(bytes: size, nodes: nodes)
+        case .pageInit: try PageInitWorkload(bytes: size, nodes: nodes)
+        case .compute: try ComputeWorkload(items: size, nodes: nodes)
         }
     }
 }
@@ -62,4 +63,27 @@ public enum WorkloadError: Error, Equatable, CustomStringConvertible {
             "\(workload) produced a wrong result: \(detail)"
         }
     }
+}
+
+/// Where `ktask bench` runs a workload's threads.
+public enum NodeChoice: Sendable, Equatable {
+    /// On the caller's node (the engine's default placement).
+    case local
+    /// Anywhere.
+    case any
+    /// One range per listed node, its memory bound there (the kernel's `ktask_run_numa`).
+    case list([Int])
+}
+
+/// Splits `count` items into one range per node, boundaries on multiples of `align`.
+func splitPerNode(_ count: Int, nodes: [Int], align: Int) -> [NodeRange] {
+    var ranges: [NodeRange] = []
+    var start = 0
+    for (index, node) in nodes.enumerated() {
+        var end = count * (index + 1) / nodes.count
+        end = index == nodes.count - 1 ? count : min(count, end - end % align)
+        ranges.append(NodeRange(node: node, range: start..<max(start, end)))
+        start = max(start, end)
+    }
+    return ranges
 }

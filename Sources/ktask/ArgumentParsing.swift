@@ -1,5 +1,6 @@
 import Foundation
 import ArgumentParser
+import KTaskWorkloads
 
 /// A comma-separated list of thread counts, each in 1...4096: "1,2,4".
 struct ThreadCounts {
@@ -41,3 +42,18 @@ struct SizeArgument {
     }
 }
 
+
+/// `--nodes`: "local", "any", or comma-separated node ids.
+func parseNodeChoice(_ argument: String) throws -> NodeChoice {
+    switch argument {
+    case "local": return .local
+    case "any": return .any
+    default:
+        let parts = argument.split(separator: ",", omittingEmptySubsequences: false)
+        let ids = parts.compactMap { Int($0) }
+        guard !parts.isEmpty, ids.count == parts.count, ids.allSatisfy({ $0 >= 0 }), Set(ids).count == ids.count else {
+            throw ValidationError("allowed: local, any, or distinct node ids such as 0,1")
+        }
+        return .list(ids)
+    }
+}

@@ -22,6 +22,10 @@ struct BenchCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Bytes for prefault/init, items for compute; K, M, G, T suffixes are powers of 1024 (default: about 2 s per 1-thread run).", valueName: "size"), transform: SizeArgument.parse)
     var size: SizeArgument?
 
+    @Option(help: ArgumentHelp("Where threads run: local (the caller's node), any, or node ids (one range per node, memory bound there).",
+                               valueName: "local|any|n,n,..."), transform: parseNodeChoice)
+    var nodes: NodeChoice = .local
+
     @Option(help: "Runs per thread count.")
     var runs: Int = 5
 
@@ -38,7 +42,7 @@ struct BenchCommand: ParsableCommand {
         let budget = CPUBudget.read().budget
         let counts = threads?.counts ?? Array(1...budget)
         let size = self.size?.value ?? workload.defaultSize
-        let runner = BenchRunner(workload: workload, size: size, threadCounts: counts, runs: runs)
+        let runner = BenchRunner(workload: workload, size: size, threadCounts: counts, runs: runs, nodes: nodes)
         let progress = ProgressLine(enabled: isatty(STDERR_FILENO) == 1)
         let result = try runner.run { run, runs, threads in
             progress.show("\(workload.rawValue): run \(run)/\(runs), \(threads) thread(s)")

@@ -8,7 +8,7 @@ struct KTaskCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ktask",
         abstract: "Multithread big CPU-intensive jobs the way the kernel's ktask did.",
-        subcommands: [BenchCommand.self, InfoCommand.self])
+        subcommands: [BenchCommand.self, InfoCommand.self, CheckPlacementCommand.self])
 }
 
 @main
@@ -21,8 +21,14 @@ enum Main {
             var command = try KTaskCommand.parseAsRoot()
             try command.run()
         } catch let error as KTaskError {
-            if case .invalidEnvironmentVariable = error { fail(error.description, code: usageExitCode) }
-            fail(error.description, code: 1)
+            switch error {
+            case .invalidEnvironmentVariable, .unknownNode, .nodeWithoutUsableCPUs, .duplicateNode, .noNodes:
+                fail(error.description, code: usageExitCode)
+            default:
+                fail(error.description, code: 1)
+            }
+        } catch let code as ExitCode {
+            exit(code.rawValue)
         } catch let error as WorkloadError {
             fail(error.description, code: 1)
         } catch {

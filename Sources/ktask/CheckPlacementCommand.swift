@@ -1,0 +1,61 @@
+import ArgumentParser
+import CKTaskShims
+import Foundation
+import KTask
+import Synchronization
+
+/// `ktask check-placement --node N`: runs a job placed on node N over memory bound to N and checks,
+/// by reading the kernel back, that every chunk ran on N's CPUs (sched_getcpu) and that every page
+/// landed on N (move_pages). For checking a multi-node machine or VM; exits 1 when either is off.
+struct CheckPlacementCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "check-placement",
+        abstract: "Check that a job placed on a node runs on its CPUs and puts its pages there.")
+
+    @Option(help: "The node to place the job on.")
+    var node: Int
+
+    @Option(help: ArgumentHelp("Bytes of memory to fault in on the node (K, M, G suffixes).", valueName: "size"),
+            transform: SizeArgument.parse)
+    var size: SizeArgument = SizeArgument(argument: "64M")!
+
+    func run() throws {
+        let budget = CPUBudget.read()
+        guard let nodeCPUs = budget.usableByNode.first(where: { $0.node.id == node })?.cpus, !nodeCPUs.isEmpty else {
+            throw KTaskError.nodeWithoutUsableCPUs(node)
+        }
+        // The caller works on the job too: run it from the node, as a thread placed there would.
+        let cpus = nodeCPUs.cpus.map(Int32.init)
+        _ = cpus.withUnsafeBufferPointer { CKTask_set_thread_affinity($0.baseAddress, Int32($0.count)) }
+
+        let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let bytes = (size.value + pageSize - 1) / pageSize * pageSize
+        guard let base = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), base != MAP_FAILED else {
+            throw ValidationError("could not map \(bytes) bytes")
+        }
+        defer { munmap(base, bytes) }
+        try NodeMemory.bind(UnsafeMutableRawBufferPointer(start: base, count: bytes), to: [node])
+
+        let seen = Mutex<Set<Int>>([])
+        let address = UInt(bitPattern: base)
+        let report = try KTask.run(perNode: [NodeRange(node: node, range: 0..<(bytes / pageSize))],
+                                   options: KTaskOptions(minChunk: 16)) { pages in
+            let cpu = Int(CKTask_sched_getcpu())
+            seen.withLock { _ = $0.insert(cpu) }
+            for page in pages {
+                UnsafeMutableRawPointer(bitPattern: address + UInt(page * pageSize))!.storeBytes(of: 1, as: UInt8.self)
+            }
+        }
+        let pageNodes = try NodeMemory.nodes(ofPagesIn: UnsafeRawBufferPointer(start: base, count: bytes), pageSize: pageSize)
+        let cpusSeen = seen.withLock { $0.sorted() }
+        let onNode = pageNodes.filter { $0 == node }.count
+        let ok = cpusSeen.allSatisfy(nodeCPUs.contains) && onNode == pageNodes.count
+        struct Result: Encodable {
+            let node: Int, node_cpus: [Int], cpus_seen: [Int], threads_used: Int, pages: Int, pages_on_node: Int, ok: Bool
+        }
+        print(try encodeJSON(Result(node: node, node_cpus: nodeCPUs.cpus, cpus_seen: cpusSeen, threads_used: report.threadsUsed,
+                                    pages: pageNodes.count, pages_on_node: onNode, ok: ok)))
+        if !ok { throw ExitCode(1) }
+    }
+}
+

@@ -1,0 +1,149 @@
+import Foundation
+import Synchronization
+import Testing
+@testable import KTask
+
+/// Each node's usable CPUs on a fixture machine.
+func fixtureNodes(_ name: String) -> [NodeCPUs] {
+    CPUBudget.read(root: fixtureRoot(name)).usableByNode.map { NodeCPUs(id: $0.node.id, cpus: $0.cpus) }
+}
+
+@Suite("Placement plans on real multi-node machines")
+struct LanePlanTests {
+    let arm = fixtureNodes("128arm-2pa2n8cluster4co")
+
+    @Test("the caller's node: helpers pinned to the node of the caller's CPU, at most its CPUs")
+    func callerNode() throws {
+        let plan = try LanePlan.single(placement: .callerNode, threads: 64, callerCPU: 40, nodes: arm)
+        #expect(plan.lanes == [LanePlan.Lane(node: 1, cpus: CPUList(32...63), helpers: 31, part: 0)])
+        let small = try LanePlan.single(placement: .callerNode, threads: 4, callerCPU: 100, nodes: arm)
+        #expect(small.lanes == [LanePlan.Lane(node: 3, cpus: CPUList(96...127), helpers: 3, part: 0)])
+    }
+
+    @Test("given nodes: helpers spread by free CPUs, the caller's own CPU counted")
+    func givenNodes() throws {
+        let plan = try LanePlan.single(placement: .nodes([0, 2]), threads: 9, callerCPU: 5, nodes: arm)
+        #expect(plan.lanes.map(\.node) == [0, 2])
+        #expect(plan.lanes.map(\.helpers) == [4, 4])
+        #expect(plan.lanes[1].cpus == CPUList(64...95))
+        let all = try LanePlan.single(placement: .nodes([0, 2]), threads: 128, callerCPU: 5, nodes: arm)
+        #expect(all.lanes.map(\.helpers) == [31, 32])
+    }
+
+    @Test("anywhere, and a single usable node, are not pinned")
+    func unpinned() throws {
+        let anywhere = try LanePlan.single(placement: .anywhere, threads: 8, callerCPU: 0, nodes: arm)
+        #expect(anywhere.lanes == [LanePlan.Lane(node: nil, cpus: nil, helpers: 7, part: 0)])
+        // 32amd64's cgroup leaves CPUs on nodes 0 and 1 only; nvidia's leaves node 0 alone.
+        let nvidia = try LanePlan.single(placement: .callerNode, threads: 8, callerCPU: 3, nodes: fixtureNodes("nvidiagpunumanodes"))
+        #expect(nvidia.lanes.first?.cpus == nil)
+    }
+
+    @Test("one range per node: each node's helpers start on its range; the limit is spread")
+    func perNode() throws {
+        let nodes = fixtureNodes("128ia64-17n4s2c")
+        let parts = (0..<4).map { (node: $0, usefulThreads: 100) }
+        let plan = try LanePlan.perNode(parts, threadLimit: 32, callerCPU: 9, nodes: nodes)
+        #expect(plan.callerPart == 1)
+        #expect(plan.lanes.map(\.part) == [0, 1, 2, 3])
+        #expect(plan.lanes.map(\.helpers) == [8, 7, 8, 8])
+        #expect(plan.lanes[2].cpus == CPUList(16...23))
+        let limited = try LanePlan.perNode(parts, threadLimit: 5, callerCPU: 9, nodes: nodes)
+        #expect(limited.helpers == 4)
+        let fewItems = try LanePlan.perNode([(node: 0, usefulThreads: 2), (node: 1, usefulThreads: 1)], threadLimit: 32,
+                                            callerCPU: 0, nodes: nodes)
+        #expect(fewItems.lanes.map(\.helpers) == [1, 1])
+    }
+
+    @Test("unknown nodes and nodes without usable CPUs are typed errors")
+    func badNodes() {
+        #expect(throws: KTaskError.nodeWithoutUsableCPUs(16)) {
+            try LanePlan.single(placement: .nodes([16]), threads: 4, callerCPU: 0, nodes: fixtureNodes("128ia64-17n4s2c"))
+        }
+        // nvidia: node 8's CPUs are outside the effective cpuset.
+        #expect(throws: KTaskError.nodeWithoutUsableCPUs(8)) {
+            try LanePlan.perNode([(node: 8, usefulThreads: 4)], threadLimit: 8, callerCPU: 0, nodes: fixtureNodes("nvidiagpunumanodes"))
+        }
+        #expect(throws: KTaskError.unknownNode(7, available: [0, 1, 2, 3])) {
+            try LanePlan.single(placement: .nodes([7]), threads: 4, callerCPU: 0, nodes: arm)
+        }
+    }
+}
+
+@Suite("Placement on this machine", .serialized)
+struct LivePlacementTests {
+    /// The calling thread's allowed CPUs as the kernel reports them.
+    static func allowedCPUs(tid: Int) -> String? {
+        guard let status = try? String(contentsOfFile: "/proc/self/task/\(tid)/status", encoding: .utf8) else { return nil }
+        return status.split(separator: "\n").first { $0.hasPrefix("Cpus_allowed_list:") }?
+            .split(separator: "\t").last.map(String.init)
+    }
+
+    @Test("a per-node job covers each node's range exactly once")
+    func perNodeCoverage() throws {
+        let node = try #require(JobLimits.current().nodes.first { !$0.cpus.isEmpty }).id
+        let chunks = Locked<[Range<Int>]>([])
+        let report = try KTask.run(perNode: [NodeRange(node: node, range: 100..<50_000)], options: KTaskOptions(minChunk: 100)) { chunk in
+            chunks.withLock { $0.append(chunk) }
+        }
+        #expect(tilingProblems(chunks.current, range: 100..<50_000, align: 1, minChunk: 100).isEmpty)
+        #expect(report.chunksPerThread.reduce(0, +) == chunks.current.count)
+    }
+
+    @Test("helpers of a job placed on a node run with that node's CPUs as their affinity")
+    func helpersPinned() throws {
+        let node = try #require(JobLimits.current().nodes.first { !$0.cpus.isEmpty })
+        let pool = try KTaskPool(name: "kt-pin", maxBusyHelpers: 1)
+        let callerTID = ThreadSnapshot.currentTID
+        let helperMasks = Locked<Set<String>>([])
+        try KTask.run(0..<16, options: KTaskOptions(maxThreads: 2, placement: .nodes([node.id]), pool: pool)) { _ in
+            let tid = ThreadSnapshot.currentTID
+            if tid != callerTID, let mask = Self.allowedCPUs(tid: tid) { helperMasks.withLock { _ = $0.insert(mask) } }
+            usleep(2_000)
+        }
+        try #require(!helperMasks.current.isEmpty, "no helper joined")
+        #expect(helperMasks.current == [node.cpus.description])
+    }
+
+    @Test("a per-node cap of 0 keeps node-placed jobs to the caller; unplaced jobs still get helpers")
+    func perNodeCap() throws {
+        let node = try #require(JobLimits.current().nodes.first { !$0.cpus.isEmpty }).id
+        let pool = try KTaskPool(name: "kt-ncap", maxBusyHelpers: 1)
+        try pool.setMaxBusyHelpersPerNode(0)
+        let placed = try KTask.run(0..<16, options: KTaskOptions(maxThreads: 2, placement: .nodes([node]), pool: pool)) { _ in usleep(1_000) }
+        #expect(placed.threadsUsed == 1)
+        let anywhere = try KTask.run(0..<16, options: KTaskOptions(maxThreads: 2, placement: .anywhere, pool: pool)) { _ in usleep(1_000) }
+        #expect(anywhere.threadsUsed == 2)
+        #expect(throws: KTaskError.invalidHelperCap(-1)) { try pool.setMaxBusyHelpersPerNode(-1) }
+    }
+
+    @Test("unknown, repeated and empty node lists are typed errors")
+    func badNodeInput() {
+        #expect(throws: KTaskError.unknownNode(4095, available: JobLimits.current().nodes.map(\.id))) {
+            try KTask.run(perNode: [NodeRange(node: 4095, range: 0..<1000)]) { _ in }
+        }
+        #expect(throws: KTaskError.duplicateNode(0)) {
+            try KTask.run(perNode: [NodeRange(node: 0, range: 0..<10), NodeRange(node: 0, range: 10..<20)]) { _ in }
+        }
+        #expect(throws: KTaskError.noNodes) { try KTask.run(0..<10, options: KTaskOptions(placement: .nodes([]))) { _ in } }
+        #expect(throws: KTaskError.negativeRangeStart(-1)) { try KTask.run(perNode: [NodeRange(node: 0, range: -1..<5)]) { _ in } }
+    }
+
+    @Test("memory bound to a node has its pages there, read back with move_pages")
+    func memoryOnNode() throws {
+        let node = try #require(JobLimits.current().nodes.first { !$0.cpus.isEmpty }).id
+        let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let bytes = 64 * pageSize
+        let base = try #require(mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0))
+        defer { munmap(base, bytes) }
+        try NodeMemory.bind(UnsafeMutableRawBufferPointer(start: base, count: bytes), to: [node])
+        let untouched = try NodeMemory.nodes(ofPagesIn: UnsafeRawBufferPointer(start: base, count: bytes), pageSize: pageSize)
+        #expect(untouched.allSatisfy { $0 == nil })
+        memset(base, 1, bytes)
+        let nodes = try NodeMemory.nodes(ofPagesIn: UnsafeRawBufferPointer(start: base, count: bytes), pageSize: pageSize)
+        #expect(nodes == Array(repeating: node, count: 64))
+        #expect(throws: KTaskError.self) {
+            try NodeMemory.bind(UnsafeMutableRawBufferPointer(start: base, count: bytes), to: [4000])
+        }
+    }
+}
