@@ -48,6 +48,16 @@ struct ValidationTests {
         }
     }
 
+    @Test("KTASK_NODE_MAX_THREADS: helpers per node, 0 or more")
+    func nodeEnvironmentValue() throws {
+        #expect(try HelperCap.parse(nodeEnvironmentValue: "0") == HelperCap(maxBusyHelpers: 0, source: .nodeEnvironment))
+        #expect(try HelperCap.parse(nodeEnvironmentValue: "12") == HelperCap(maxBusyHelpers: 12, source: .nodeEnvironment))
+        #expect(throws: KTaskError.invalidEnvironmentVariable(name: "KTASK_NODE_MAX_THREADS", value: "-1",
+                                                             allowed: "a whole number of helper threads per node >= 0")) {
+            try HelperCap.parse(nodeEnvironmentValue: "-1")
+        }
+    }
+
     @Test("KTASK_MAX_THREADS counts the caller: N threads means N − 1 helpers")
     func environmentValue() throws {
         #expect(try HelperCap.parse(environmentValue: "1") == HelperCap(maxBusyHelpers: 0, source: .environment))
