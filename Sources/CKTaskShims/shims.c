@@ -23,6 +23,14 @@ int CKTask_set_thread_nice(int nice) {
     return setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), nice);
 }
 
+int CKTask_set_nice_of(int tid, int nice) { return setpriority(PRIO_PROCESS, (id_t)tid, nice); }
+
+long long CKTask_rlimit_nice(void) {
+    struct rlimit limit;
+    if (getrlimit(RLIMIT_NICE, &limit) != 0) return -2;
+    return limit.rlim_cur == RLIM_INFINITY ? -1 : (long long)limit.rlim_cur;
+}
+
 int CKTask_get_thread_nice(int tid, int *nice) {
     errno = 0;
     int value = getpriority(PRIO_PROCESS, (id_t)tid);

@@ -3,16 +3,27 @@
 /// - threads = min(maxThreads, ceil(size / max(minChunk, align)), usable CPUs, free helpers + 1)
 /// - chunk   = max(minChunk, size / (threads × 4)), rounded up to a multiple of `align`
 ///
-/// Chunk boundaries are multiples of `align` counted from 0, so the first and last chunk may be
-/// shorter; every other chunk is exactly `chunkSize` items.
+/// Boundaries are multiples of `align` counted from 0, so the first and last chunk may be shorter.
+///
+/// The range is counted in grains, the unit a thread claims at least. Normally a grain is a chunk. When
+/// low-priority helpers may be starved and their priority cannot be raised (see ``StarvationGuard``),
+/// helpers claim single grains of about 1/64 of a chunk, so that a helper starved in the middle of its
+/// claim holds back little of the job; the caller still claims whole chunks.
 struct ChunkPlan: Equatable {
     /// How many chunks each thread should get so that one slow chunk does not hold up the job.
     static let loadBalanceFactor = 4
+    /// How much smaller a helper's claim is when helpers may be starved (``StarvationGuard/smallerHelperChunks``).
+    static let helperGrainDivisor = 64
 
     let range: Range<Int>
+    /// Items in a caller's claim (a whole chunk); every chunk but the first and last has this size.
     let chunkSize: Int
-    let chunkCount: Int
-    /// The aligned point chunk 0 starts from (≤ range.lowerBound).
+    /// Items in a grain, the smallest claim.
+    let grainSize: Int
+    /// Grains in a chunk.
+    let grainsPerChunk: Int
+    let grainCount: Int
+    /// The aligned point grain 0 starts from (≤ range.lowerBound).
     private let origin: Int
 
     /// The most threads worth starting for a range: one per smallest useful chunk, at most `limit`.
@@ -20,25 +31,40 @@ struct ChunkPlan: Equatable {
         min(limit, ceilDivide(size, max(minChunk, align)))
     }
 
-    init(range: Range<Int>, minChunk: Int, align: Int, threads: Int) {
+    init(range: Range<Int>, minChunk: Int, align: Int, threads: Int, smallHelperClaims: Bool = false) {
         precondition(!range.isEmpty && range.lowerBound >= 0 && minChunk > 0 && align > 0 && threads > 0)
         let size = range.count
-        let balanced = max(minChunk, size / (threads * Self.loadBalanceFactor))
+        let chunk = roundUp(max(minChunk, size / (threads * Self.loadBalanceFactor)), toMultipleOf: align)
+        let grain = smallHelperClaims
+            ? roundUp(max(minChunk, chunk / Self.helperGrainDivisor), toMultipleOf: align) : chunk
         self.range = range
-        self.chunkSize = roundUp(balanced, toMultipleOf: align)
+        self.grainSize = grain
+        self.grainsPerChunk = max(1, chunk / grain)
+        self.chunkSize = grain * grainsPerChunk
         self.origin = range.lowerBound - range.lowerBound % align
-        self.chunkCount = ceilDivide(range.upperBound - origin, chunkSize)
+        self.grainCount = ceilDivide(range.upperBound - origin, grain)
     }
 
+    /// Chunks of `chunkSize` the range holds (the claims there are when every thread claims whole chunks).
+    var chunkCount: Int { ceilDivide(grainCount, grainsPerChunk) }
+
     /// The items of chunk `index` (0 ..< chunkCount).
-    @inline(__always)
     func chunk(_ index: Int) -> Range<Int> {
-        let (offset, overflowA) = index.multipliedReportingOverflow(by: chunkSize)
+        items(ofGrains: index * grainsPerChunk ..< min(grainCount, (index + 1) * grainsPerChunk))
+    }
+
+    /// The items of grains `grains` (within 0 ..< grainCount).
+    @inline(__always)
+    func items(ofGrains grains: Range<Int>) -> Range<Int> {
+        lowerBound(ofGrain: grains.lowerBound)..<lowerBound(ofGrain: grains.upperBound)
+    }
+
+    @inline(__always)
+    private func lowerBound(ofGrain grain: Int) -> Int {
+        let (offset, overflowA) = grain.multipliedReportingOverflow(by: grainSize)
         let (start, overflowB) = origin.addingReportingOverflow(offset)
-        let (end, overflowC) = start.addingReportingOverflow(chunkSize)
-        let lower = overflowA || overflowB ? range.upperBound : max(start, range.lowerBound)
-        let upper = overflowA || overflowB || overflowC ? range.upperBound : min(end, range.upperBound)
-        return lower..<upper
+        if overflowA || overflowB { return range.upperBound }
+        return min(max(start, range.lowerBound), range.upperBound)
     }
 }
 

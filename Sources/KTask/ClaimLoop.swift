@@ -1,16 +1,19 @@
+import CKTaskShims
 import Synchronization
 
 /// The shared state of one multithreaded job: a cursor per part over its chunks that every participant
 /// claims from, the first error, and a completion the caller waits on. One per job, owned by the
 /// caller; helpers reach it unretained (``PoolWork``) and never after reporting that they are done.
 final class JobState: @unchecked Sendable {
-    /// The job's parts: one range, or one per node; each cut into chunks by its own plan.
+    /// The job's parts: one range, or one per node; each cut into grains by its own plan.
     let plans: [ChunkPlan]
     private let chunkFunction: (Range<Int>) throws -> Void
     private let cancellation: KTaskCancellation?
     private let taskCancellation: KTaskCancellation?
+    /// Helpers claim single grains (``StarvationGuard/smallerHelperChunks``) instead of whole chunks.
+    private let helpersClaimGrains: Bool
 
-    /// cursors[p]: the next chunk index of part p to hand out.
+    /// cursors[p]: the next grain of part p to hand out.
     private let cursors: UnsafeMutablePointer<Atomic<Int>>
     /// Set once a chunk failed or the job was cancelled: no chunk starts after it.
     private let stopped = Atomic<Bool>(false)
@@ -20,69 +23,83 @@ final class JobState: @unchecked Sendable {
     /// Where helpers report that they are done; an object of its own, see ``run(slot:part:)``.
     private let completion = JobCompletion()
 
-    /// completed[firstChunk[p] + i]: chunk i of part p returned without throwing. Written only by the
-    /// chunk's claimer; read by the caller after every helper reported done (the lock orders the two).
-    private let completed: UnsafeMutableBufferPointer<Bool>
-    private let firstChunk: [Int]
-    /// chunksRun[slot]: how many chunks participant `slot` completed; −1 for a helper that never joined.
+    /// claimed[firstGrain[p] + g]: the grains in the completed claim that starts at grain g of part p
+    /// (0: no completed claim starts there). Written only by the claimer; read by the caller after every
+    /// helper reported done (the completion's lock orders the two).
+    private let claimed: UnsafeMutableBufferPointer<Int32>
+    private let firstGrain: [Int]
+    /// chunksRun[slot]: how many claims participant `slot` completed; −1 for a helper that never joined.
     private let chunksRun: UnsafeMutableBufferPointer<Int>
+    /// Per participant: whether it has left the job, and whether the caller lent it its priority.
+    private let participants: Mutex<[Participant]>
 
-    init(plans: [ChunkPlan], threads: Int, cancellation: KTaskCancellation?, taskCancellation: KTaskCancellation?,
-         chunk: @escaping (Range<Int>) throws -> Void) {
+    struct Participant {
+        var done = false
+        var boosted = false
+    }
+
+    init(plans: [ChunkPlan], threads: Int, helpersClaimGrains: Bool, cancellation: KTaskCancellation?,
+         taskCancellation: KTaskCancellation?, chunk: @escaping (Range<Int>) throws -> Void) {
         self.plans = plans
         self.chunkFunction = chunk
         self.cancellation = cancellation
         self.taskCancellation = taskCancellation
+        self.helpersClaimGrains = helpersClaimGrains
         cursors = .allocate(capacity: plans.count)
         for index in plans.indices { (cursors + index).initialize(to: Atomic(0)) }
         var offsets: [Int] = []
         var total = 0
         for plan in plans {
             offsets.append(total)
-            total += plan.chunkCount
+            total += plan.grainCount
         }
-        firstChunk = offsets
-        completed = .allocate(capacity: total)
-        completed.initialize(repeating: false)
+        firstGrain = offsets
+        claimed = .allocate(capacity: total)
+        claimed.initialize(repeating: 0)
         chunksRun = .allocate(capacity: threads)
         chunksRun.initialize(repeating: -1)
+        participants = Mutex(Array(repeating: Participant(), count: threads))
     }
 
     deinit {
         cursors.deinitialize(count: plans.count)
         cursors.deallocate()
-        completed.deallocate()
+        claimed.deallocate()
         chunksRun.deallocate()
     }
 
-    var chunkCount: Int { completed.count }
-
-    /// A helper's share: claim chunks until none are left. The helper then reports to the returned
-    /// completion; once it has, the caller may free this job at once, so the helper holds its own
-    /// reference to the completion, which it may still be unlocking when the caller wakes.
-    func run(slot: Int, part: Int) -> JobCompletion {
+    /// A helper's share: claim until nothing is left. Returns the completion the helper reports to once
+    /// it is back in the pool (after that the caller may free this job at once, so the helper holds its
+    /// own reference to it), and whether the caller lent it its priority (to be given back).
+    func run(slot: Int, part: Int) -> (JobCompletion, boosted: Bool) {
         participate(slot: slot, home: part, observesCurrentTask: false)
-        return completion
+        let boosted = participants.withLock { list in
+            list[slot].done = true
+            return list[slot].boosted
+        }
+        return (completion, boosted)
     }
 
-    /// The claim loop: take the next chunk of the home part, run it, until its chunks run out; then
+    /// The claim loop: claim the next grains of the home part, run them, until the part runs out; then
     /// help the other parts in turn; stop early if the job stops.
     func participate(slot: Int, home: Int, observesCurrentTask: Bool) {
         var count = 0
         parts: for offset in 0..<plans.count {
             let part = (home + offset) % plans.count
             let plan = plans[part]
+            let claim = slot > 0 && helpersClaimGrains ? 1 : plan.grainsPerChunk
             while !stopped.load(ordering: .relaxed) {
                 if cancellation?.isCancelled == true || taskCancellation?.isCancelled == true
                     || (observesCurrentTask && Task.isCancelled) {
                     record(KTaskError.cancelled)
                     break parts
                 }
-                let index = cursors[part].wrappingAdd(1, ordering: .relaxed).oldValue
-                guard index < plan.chunkCount else { continue parts }
+                let first = cursors[part].wrappingAdd(claim, ordering: .relaxed).oldValue
+                guard first < plan.grainCount else { continue parts }
+                let grains = first..<min(first + claim, plan.grainCount)
                 do {
-                    try chunkFunction(plan.chunk(index))
-                    completed[firstChunk[part] + index] = true
+                    try chunkFunction(plan.items(ofGrains: grains))
+                    claimed[firstGrain[part] + first] = Int32(grains.count)
                     count += 1
                 } catch {
                     record(error)
@@ -101,25 +118,55 @@ final class JobState: @unchecked Sendable {
         stopped.store(true, ordering: .relaxed)
     }
 
+    /// The caller, out of chunks, lends its nice value to unfinished helpers (slot, thread id), one at a
+    /// time: it boosts one, waits for some helper to finish, boosts the next
+    /// (``StarvationGuard/priorityBoost``). Returns how many it boosted.
+    func boostStragglers(_ helpers: [(slot: Int, tid: Int32)], callerNice: Int32) -> Int {
+        var pending = helpers[...]
+        var boosted = 0
+        while true {
+            let finishedBefore = completion.finished
+            let boostedOne = participants.withLock { list -> Bool? in
+                while let next = pending.first, list[next.slot].done { pending.removeFirst() }
+                guard let next = pending.popFirst() else { return nil }
+                // Under the lock: the helper cannot leave the job (and keep the boost) meanwhile.
+                list[next.slot].boosted = CKTask_set_nice_of(next.tid, callerNice) == 0
+                return list[next.slot].boosted
+            }
+            guard let boostedOne else { return boosted }
+            if boostedOne { boosted += 1 }
+            if finishedBefore >= helpers.count { return boosted }
+            completion.wait(forHelpers: finishedBefore + 1)
+        }
+    }
+
     /// Waits until `helpers` helpers have reported done; then the caller owns every result.
     func waitForHelpers(_ helpers: Int) { completion.wait(forHelpers: helpers) }
 
     /// After the wait: the first error, if any.
     var error: (any Error)? { firstError.withLock { $0 } }
 
-    /// After the wait: undoes every completed chunk exactly once, on the calling thread. Returns how many.
+    /// After the wait: undoes every completed claim exactly once, with the range it ran, on the calling
+    /// thread. Returns how many.
     func undoCompletedChunks(_ undo: (Range<Int>) -> Void) -> Int {
         var undone = 0
         for (part, plan) in plans.enumerated() {
-            for index in 0..<plan.chunkCount where completed[firstChunk[part] + index] {
-                undo(plan.chunk(index))
-                undone += 1
+            var grain = 0
+            while grain < plan.grainCount {
+                let length = Int(claimed[firstGrain[part] + grain])
+                if length > 0 {
+                    undo(plan.items(ofGrains: grain..<grain + length))
+                    undone += 1
+                    grain += length
+                } else {
+                    grain += 1
+                }
             }
         }
         return undone
     }
 
-    /// After the wait: chunks completed by each thread that joined, the caller first.
+    /// After the wait: claims completed by each thread that joined, the caller first.
     func chunksPerThread(slots: Int) -> [Int] { chunksRun[0..<slots].filter { $0 >= 0 } }
 }
 
@@ -136,6 +183,9 @@ final class JobCompletion: @unchecked Sendable {
 
     /// How many times the caller polls before it sleeps (a few microseconds).
     static let spinLimit = 4096
+
+    /// Helpers done so far.
+    var finished: Int { finishedHelpers.load(ordering: .acquiring) }
 
     func helperFinished() {
         finishedHelpers.add(1, ordering: .releasing)

@@ -169,19 +169,18 @@ public final class KTaskPool: @unchecked Sendable {
     }
 
     /// Takes back the assignments that `helpers` have not picked up yet, so that a caller who ran out of
-    /// chunks need not wait for a helper still waking up only to find nothing left. Returns how many.
-    func revokeUnstarted(_ helpers: [HelperThread]) -> Int {
+    /// chunks need not wait for a helper still waking up only to find nothing left. Returns, by position
+    /// in `helpers`, the thread id of each helper that did pick its assignment up (joined), else nil.
+    func revokeUnstarted(_ helpers: [HelperThread]) -> [Int32?] {
         lock.withLock {
-            var revoked = 0
-            for helper in helpers {
-                guard let assignment = helper.assignment else { continue }
+            helpers.map { helper in
+                guard let assignment = helper.assignment else { return helper.tid }
                 helper.assignment = nil
                 helper.reserved = false
                 releaseBusyLocked(node: assignment.node)
                 idle.append(helper)
-                revoked += 1
+                return nil
             }
-            return revoked
         }
     }
 

@@ -15,11 +15,12 @@ enum PoolWork {
     case jobShare(Unmanaged<JobState>)
     case asyncCaller(Unmanaged<AsyncCaller>)
 
-    /// Runs the work; returns the job's completion, which the thread reports to once it is back in the pool.
-    func run(slot: Int, part: Int) -> JobCompletion? {
+    /// Runs the work; returns the job's completion, which the thread reports to once it is back in the
+    /// pool, and whether the job's caller lent the thread its priority meanwhile.
+    func run(slot: Int, part: Int) -> (JobCompletion?, boosted: Bool) {
         switch self {
         case .jobShare(let job): job._withUnsafeGuaranteedRef { $0.run(slot: slot, part: part) }
-        case .asyncCaller(let caller): caller._withUnsafeGuaranteedRef { $0.run() }
+        case .asyncCaller(let caller): caller._withUnsafeGuaranteedRef { ($0.run(), false) }
         }
     }
 }
@@ -50,6 +51,8 @@ final class HelperThread: @unchecked Sendable {
     var assignment: PoolAssignment?
     /// Guarded by the pool's lock: taken off the idle list for a job whose assignment is on its way.
     var reserved = false
+    /// The kernel's id for this thread, set when it starts (before it takes any assignment).
+    private(set) var tid: Int32 = 0
     /// Only touched by this thread.
     private var currentNice: Int32 = 0
     /// The CPUs ktask pinned this thread to; nil while it has the process's affinity. Only this thread.
@@ -82,6 +85,7 @@ final class HelperThread: @unchecked Sendable {
     }
 
     private func main() {
+        tid = CKTask_gettid()
         _ = CKTask_set_thread_name("\(pool.name)/\(id)")
         currentNice = ThreadPriority.currentThreadNice()
         pool.lock.lock()
@@ -106,7 +110,12 @@ final class HelperThread: @unchecked Sendable {
                 currentNice = ThreadPriority.currentThreadNice()
             }
             place(on: work.cpus)
-            let completion = work.work.run(slot: work.slot, part: work.part)
+            let (completion, boosted) = work.work.run(slot: work.slot, part: work.part)
+            if boosted {
+                // Back to the job's helper priority (raising nice needs no privilege).
+                ThreadPriority.setCurrentThreadNice(work.nice ?? currentNice)
+                currentNice = ThreadPriority.currentThreadNice()
+            }
 
             // Free in the pool before the job hears it is done, so that the caller's next job finds
             // this helper free instead of running short of one.

@@ -21,6 +21,9 @@ public struct KTaskOptions: Sendable {
     /// Where helper threads run: the caller's NUMA node (default), given nodes, or anywhere.
     public var placement: Placement
 
+    /// What keeps low-priority helpers from holding the job up on a busy machine.
+    public var starvationGuard: StarvationGuard
+
     /// A token that stops the job: once cancelled, no new chunk starts, completed chunks are undone
     /// and the job throws ``KTaskError/cancelled``.
     public var cancellation: KTaskCancellation?
@@ -34,10 +37,12 @@ public struct KTaskOptions: Sendable {
         maxThreads: Int? = nil,
         helperPriority: HelperPriority = .lowest,
         placement: Placement = .callerNode,
+        starvationGuard: StarvationGuard = .automatic,
         cancellation: KTaskCancellation? = nil,
         pool: KTaskPool = .shared
     ) {
         self.placement = placement
+        self.starvationGuard = starvationGuard
         self.minChunk = minChunk
         self.align = align
         self.maxThreads = maxThreads

@@ -183,15 +183,18 @@ public enum KTask {
         let reserved = reservations.reduce(0) { $0 + $1.reservation.count }
         if reserved == 0 && parts.count == 1 { return try runInline(parts[0]) }
 
+        let nice = options.helperPriority.resolvedNice()
+        let callerNice = ThreadPriority.currentThreadNice()
+        let guardInForce = StarvationGuard.resolve(options.starvationGuard, helperNice: nice, callerNice: callerNice)
         let plans = parts.indices.map { part in
             let threads = reservations.filter { $0.lane.part == part }.reduce(0) { $0 + $1.reservation.count }
                 + (part == lanes.callerPart ? 1 : 0)
-            return ChunkPlan(range: parts[part], minChunk: options.minChunk, align: options.align, threads: max(1, threads))
+            return ChunkPlan(range: parts[part], minChunk: options.minChunk, align: options.align, threads: max(1, threads),
+                             smallHelperClaims: guardInForce == .smallerHelperChunks)
         }
-        let nice = options.helperPriority.resolvedNice()
         return try withoutActuallyEscaping(chunk) { chunk in
-            let job = JobState(plans: plans, threads: 1 + reserved, cancellation: options.cancellation,
-                               taskCancellation: taskCancellation, chunk: chunk)
+            let job = JobState(plans: plans, threads: 1 + reserved, helpersClaimGrains: guardInForce == .smallerHelperChunks,
+                               cancellation: options.cancellation, taskCancellation: taskCancellation, chunk: chunk)
             var helpers: [HelperThread] = []
             for (lane, reservation) in reservations {
                 helpers += pool.dispatch(reservation, work: .jobShare(Unmanaged.passUnretained(job)),
@@ -199,15 +202,22 @@ public enum KTask {
             }
             job.participate(slot: 0, home: lanes.callerPart, observesCurrentTask: observesCurrentTask)
             // The caller is out of chunks: helpers that have not woken yet are not needed any more.
-            let joined = helpers.count - pool.revokeUnstarted(helpers)
+            let joinedTIDs = pool.revokeUnstarted(helpers)
+            let stragglers = joinedTIDs.enumerated().compactMap { index, tid in tid.map { (slot: index + 1, tid: $0) } }
+            var boosted = 0
+            if guardInForce == .priorityBoost && !stragglers.isEmpty {
+                boosted = job.boostStragglers(stragglers, callerNice: callerNice)
+            }
+            let joined = stragglers.count
             job.waitForHelpers(joined)
             if let error = job.error {
                 if let undo { _ = job.undoCompletedChunks(undo) }
                 throw error
             }
             let perThread = job.chunksPerThread(slots: 1 + reserved)
-            return KTaskReport(threadsUsed: perThread.count, chunkSize: plans[0].chunkSize, chunkCount: job.chunkCount,
-                               helperNice: joined > 0 ? Int(nice) : nil, wallTime: clock.now - start,
+            return KTaskReport(threadsUsed: perThread.count, chunkSize: plans[0].chunkSize,
+                               chunkCount: perThread.reduce(0, +), helperNice: joined > 0 ? Int(nice) : nil,
+                               wallTime: clock.now - start, starvationGuard: guardInForce, boostedHelpers: boosted,
                                perThread: perThread)
         }
     }

@@ -4,7 +4,8 @@ public struct KTaskReport: Sendable, Equatable, CustomStringConvertible {
     public let threadsUsed: Int
     /// Items per chunk (the first and last chunk may be shorter where `align` cuts them).
     public let chunkSize: Int
-    /// How many chunks the range was cut into.
+    /// How many chunks ran (claims: with ``StarvationGuard/smallerHelperChunks`` a helper's chunks are
+    /// smaller than ``chunkSize``).
     public let chunkCount: Int
     /// The nice value helpers were asked to run at; nil where the job used no helper.
     public let helperNice: Int?
@@ -12,11 +13,17 @@ public struct KTaskReport: Sendable, Equatable, CustomStringConvertible {
     public let wallTime: Duration
     /// Chunks undone after a failure or cancellation (0 for a job that succeeded).
     public let undoneChunks: Int
+    /// What kept helpers from holding the job up (``StarvationGuard/none`` for a job without helpers).
+    public let starvationGuard: StarvationGuard
+    /// Helpers the caller lent its priority to while it waited for them.
+    public let boostedHelpers: Int
     /// Completed chunks per thread, the caller's first; nil for a job run inline as one call.
     private let perThread: [Int]?
 
     init(threadsUsed: Int, chunkSize: Int, chunkCount: Int, helperNice: Int?, wallTime: Duration,
-         undoneChunks: Int = 0, perThread: [Int]?) {
+         undoneChunks: Int = 0, starvationGuard: StarvationGuard = .none, boostedHelpers: Int = 0, perThread: [Int]?) {
+        self.starvationGuard = starvationGuard
+        self.boostedHelpers = boostedHelpers
         self.threadsUsed = threadsUsed
         self.chunkSize = chunkSize
         self.chunkCount = chunkCount

@@ -11,9 +11,11 @@ struct CoverageTests {
         let minChunk = [1, 3, 64, 1000, 50_000].randomElement(using: &generator)!
         let align = [1, 2, 7, 64, 4096].randomElement(using: &generator)!
         let maxThreads = Int.random(in: 1...8, using: &generator)
+        let guardMode = StarvationGuard.allCases.randomElement(using: &generator)!
         let range = start..<(start + size)
         let chunks = Locked<[Range<Int>]>([])
-        let report = try KTask.run(range, options: KTaskOptions(minChunk: minChunk, align: align, maxThreads: maxThreads, pool: pool)) { chunk in
+        let options = KTaskOptions(minChunk: minChunk, align: align, maxThreads: maxThreads, starvationGuard: guardMode, pool: pool)
+        let report = try KTask.run(range, options: options) { chunk in
             chunks.withLock { $0.append(chunk) }
         }
         var problems = tilingProblems(chunks.current, range: range, align: align, minChunk: minChunk)

@@ -21,7 +21,9 @@ struct FailureTests {
             let completed = Locked<[Range<Int>]>([])
             let failed = Locked<[Range<Int>]>([])
             let undone = Locked<[Range<Int>]>([])
-            let options = KTaskOptions(minChunk: minChunk, maxThreads: Int.random(in: 2...6, using: &generator))
+            let guardMode = [StarvationGuard.automatic, .smallerHelperChunks, .none].randomElement(using: &generator)!
+            let options = KTaskOptions(minChunk: minChunk, maxThreads: Int.random(in: 2...6, using: &generator),
+                                       starvationGuard: guardMode)
             do {
                 try KTask.run(0..<size, options: options, undo: { chunk in undone.withLock { $0.append(chunk) } }) { chunk in
                     var chunkRandom = SplitMix(state: seed ^ UInt64(chunk.lowerBound))

@@ -85,6 +85,55 @@ struct HelperPoolTests {
         if getuid() == 0 { #expect(try helperNices(.inheritCaller) == [callerNice]) }
     }
 
+    @Test("a waiting caller lends its priority to an unfinished helper, which returns to nice 19 afterwards",
+          .enabled(if: StarvationGuard.mayRaisePriority(to: ThreadPriority.currentThreadNice()),
+                   "needs root, CAP_SYS_NICE or RLIMIT_NICE to raise a helper's priority: skipped"))
+    func priorityBoost() throws {
+        let pool = try KTaskPool(name: "kt-boost", maxBusyHelpers: 1)
+        let callerTID = ThreadSnapshot.currentTID
+        let callerNice = try #require(ThreadSnapshot.read(tid: callerTID)).nice
+        let nicesSeenByHelper = Locked<[Int]>([])
+        let report = try KTask.run(0..<8, options: KTaskOptions(maxThreads: 2, starvationGuard: .priorityBoost, pool: pool)) { _ in
+            let tid = ThreadSnapshot.currentTID
+            guard tid != callerTID else { usleep(5_000); return }
+            // The helper's chunk outlasts the caller's share: it sees its nice change while it runs.
+            let start = ThreadSnapshot.read(tid: tid)?.nice ?? -100
+            var now = start
+            for _ in 0..<400 where now == start {
+                usleep(5_000)
+                now = ThreadSnapshot.read(tid: tid)?.nice ?? -100
+            }
+            nicesSeenByHelper.withLock { $0 += [start, now] }
+        }
+        #expect(report.starvationGuard == .priorityBoost)
+        try #require(report.threadsUsed == 2, "the helper never joined")
+        #expect(report.boostedHelpers >= 1)
+        #expect(nicesSeenByHelper.current.first == 19)
+        #expect(nicesSeenByHelper.current.contains(callerNice))
+        // Back in the pool, the helper is at 19 again; the caller's nice never changed.
+        let parked = ThreadSnapshot.all(namedWithPrefix: "kt-boost/")
+        #expect(!parked.isEmpty && parked.allSatisfy { $0.nice == 19 })
+        #expect(ThreadSnapshot.read(tid: callerTID)?.nice == callerNice)
+    }
+
+    @Test("with smaller helper chunks, helpers claim grains of about 1/64 chunk and the caller whole chunks")
+    func smallerHelperChunks() throws {
+        let pool = try KTaskPool(name: "kt-small", maxBusyHelpers: 1)
+        let callerTID = ThreadSnapshot.currentTID
+        let sizes = Locked<(caller: Set<Int>, helper: Set<Int>)>(([], []))
+        let chunks = Locked<[Range<Int>]>([])
+        let report = try KTask.run(0..<1_048_576, options: KTaskOptions(maxThreads: 2, starvationGuard: .smallerHelperChunks, pool: pool)) { chunk in
+            chunks.withLock { $0.append(chunk) }
+            if ThreadSnapshot.currentTID == callerTID { sizes.withLock { _ = $0.caller.insert(chunk.count) } }
+            else { sizes.withLock { _ = $0.helper.insert(chunk.count) } }
+            usleep(100)
+        }
+        #expect(report.starvationGuard == .smallerHelperChunks)
+        #expect(tilingProblems(chunks.current, range: 0..<1_048_576, align: 1, minChunk: 1).isEmpty)
+        #expect(sizes.current.caller.max() == report.chunkSize)
+        if let helperSize = sizes.current.helper.max() { #expect(helperSize == report.chunkSize / 64) }
+    }
+
     @Test("idle helpers are parked: asleep and using no CPU")
     func idleHelpersAreParked() throws {
         let pool = try KTaskPool(name: "kt-idle", maxBusyHelpers: 1, idleTimeout: .seconds(60))

@@ -15,6 +15,12 @@ int CKTask_sched_getcpu(void);
 /// Sets the calling thread's nice value (setpriority(2) on its tid). Returns 0 or -1 with errno.
 int CKTask_set_thread_nice(int nice);
 
+/// Sets another thread's nice value (setpriority(2) on its tid). Returns 0 or -1 with errno.
+int CKTask_set_nice_of(int tid, int nice);
+
+/// The soft RLIMIT_NICE (the lowest nice allowed is 20 minus it); -1 for unlimited, -2 on error.
+long long CKTask_rlimit_nice(void);
+
 /// Reads a thread's nice value (getpriority(2) on a tid; 0 means the calling thread).
 /// Stores it in *nice and returns 0, or returns -1 with errno.
 int CKTask_get_thread_nice(int tid, int *nice);
