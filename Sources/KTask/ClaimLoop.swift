@@ -129,8 +129,10 @@ final class JobState: @unchecked Sendable {
             let boostedOne = participants.withLock { list -> Bool? in
                 while let next = pending.first, list[next.slot].done { pending.removeFirst() }
                 guard let next = pending.popFirst() else { return nil }
-                // Under the lock: the helper cannot leave the job (and keep the boost) meanwhile.
+                // Under the lock: the helper cannot leave the job (and keep the boost) meanwhile. It also
+                // leaves the helpers' idle cgroup, where no nice value would make it compete.
                 list[next.slot].boosted = CKTask_set_nice_of(next.tid, callerNice) == 0
+                if list[next.slot].boosted { HelperIsolation.current.release(tid: next.tid) }
                 return list[next.slot].boosted
             }
             guard let boostedOne else { return boosted }

@@ -18,12 +18,16 @@ public final class KTaskPool: @unchecked Sendable {
 
     /// Stand-in callers for async jobs: each runs the caller's share at the caller's priority. Not capped:
     /// there is one per async job in flight, as there would be one blocked caller per sync job.
-    static let asyncCallers = KTaskPool(validatedName: "ktask-a", maxBusyHelpers: Int.max, idleTimeout: .seconds(10))
+    static let asyncCallers = KTaskPool(validatedName: "ktask-a", maxBusyHelpers: Int.max, idleTimeout: .seconds(10),
+                                        isolatesHelpers: false)
 
     static let logger = Logger(label: "ktask.pool")
 
     let name: String
     let idleTimeoutNanoseconds: Int64
+    /// Whether its threads go into the helpers' idle cgroup (``HelperIsolation``); not for stand-ins
+    /// that run a caller's own share.
+    let isolatesHelpers: Bool
     /// Guards every mutable field below and each thread's assignment.
     let lock = PThreadMutex()
     private var idle: [HelperThread] = []
@@ -43,14 +47,18 @@ public final class KTaskPool: @unchecked Sendable {
     ///   - maxBusyHelpers: the cap on busy helpers; nil: `KTASK_MAX_THREADS` − 1, else 0 while the machine
     ///     saves energy, else the CPU budget − 1.
     ///   - idleTimeout: how long a helper stays parked without work before it exits.
-    public convenience init(name: String = "ktask", maxBusyHelpers: Int? = nil, idleTimeout: Duration = .seconds(10)) throws(KTaskError) {
+    ///   - isolateHelpers: put helper threads in the idle child cgroup where the process may
+    ///     (``HelperIsolation``), so that they take only CPU time no other group wants.
+    public convenience init(name: String = "ktask", maxBusyHelpers: Int? = nil, idleTimeout: Duration = .seconds(10),
+                            isolateHelpers: Bool = true) throws(KTaskError) {
         if let maxBusyHelpers, maxBusyHelpers < 0 { throw .invalidHelperCap(maxBusyHelpers) }
         guard idleTimeout > .zero else { throw .invalidIdleTimeout(idleTimeout) }
-        self.init(validatedName: name, maxBusyHelpers: maxBusyHelpers, idleTimeout: idleTimeout)
+        self.init(validatedName: name, maxBusyHelpers: maxBusyHelpers, idleTimeout: idleTimeout, isolatesHelpers: isolateHelpers)
     }
 
-    private init(validatedName name: String, maxBusyHelpers: Int?, idleTimeout: Duration) {
+    private init(validatedName name: String, maxBusyHelpers: Int?, idleTimeout: Duration, isolatesHelpers: Bool = true) {
         self.name = name
+        self.isolatesHelpers = isolatesHelpers
         let (seconds, attoseconds) = idleTimeout.components
         self.idleTimeoutNanoseconds = seconds * 1_000_000_000 + attoseconds / 1_000_000_000
         self.capOverride = Atomic(maxBusyHelpers ?? -1)

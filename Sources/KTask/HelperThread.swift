@@ -87,6 +87,7 @@ final class HelperThread: @unchecked Sendable {
     private func main() {
         tid = CKTask_gettid()
         _ = CKTask_set_thread_name("\(pool.name)/\(id)")
+        if pool.isolatesHelpers { HelperIsolation.current.admit(tid: tid) }
         currentNice = ThreadPriority.currentThreadNice()
         pool.lock.lock()
         while true {
@@ -112,9 +113,10 @@ final class HelperThread: @unchecked Sendable {
             place(on: work.cpus)
             let (completion, boosted) = work.work.run(slot: work.slot, part: work.part)
             if boosted {
-                // Back to the job's helper priority (raising nice needs no privilege).
+                // Back to the job's helper priority (raising nice needs no privilege) and group.
                 ThreadPriority.setCurrentThreadNice(work.nice ?? currentNice)
                 currentNice = ThreadPriority.currentThreadNice()
+                if pool.isolatesHelpers { HelperIsolation.current.admit(tid: tid) }
             }
 
             // Free in the pool before the job hears it is done, so that the caller's next job finds

@@ -26,7 +26,9 @@ struct InfoCommand: ParsableCommand {
         let energy = EnergyState.read(root: systemRoot)
         let pool = KTaskPool.shared
         let cap = try pool.cap(cpuBudget: budget.budget, energyRestricted: energy.restricted)
-        let info = MachineInfo(budget: budget, energy: energy, cap: cap, pool: pool.state)
+        let info = MachineInfo(budget: budget, energy: energy, cap: cap, pool: pool.state,
+                               isolation: systemRoot.isLive ? HelperIsolation.current : nil,
+                               starvationGuard: systemRoot.isLive ? StarvationGuard.inForce : nil)
         switch format {
         case .table: print(info.table, terminator: "")
         case .json: print(try info.json())
@@ -40,6 +42,9 @@ struct MachineInfo {
     let energy: EnergyState
     let cap: HelperCap
     let pool: KTaskPool.State
+    /// How helpers are kept out of other groups' way and from starving: this process only (nil for a snapshot).
+    let isolation: HelperIsolation?
+    let starvationGuard: StarvationGuard?
 
     var table: String {
         var lines: [String] = []
@@ -58,6 +63,8 @@ struct MachineInfo {
         lines.append("helper cap: \(cap.maxBusyHelpers) busy helper(s) across all jobs (\(cap.source.rawValue))")
         lines.append("energy: \(energy.restricted ? "saving, no helpers by default" : "not restricted"): \(energy.reason)")
         lines.append("helper priority: nice 19 (default)")
+        if let isolation { lines.append("helper isolation: \(isolation)") }
+        if let starvationGuard { lines.append("starvation guard: \(starvationGuard.rawValue) (for helpers at nice 19 under this caller)") }
         lines.append("pool: \(pool.liveThreads) thread(s) live, \(pool.idleThreads) parked, \(pool.busyHelpers) busy")
         for note in budget.notes { lines.append("note: \(note)") }
         return lines.joined(separator: "\n") + "\n"
@@ -69,6 +76,7 @@ struct MachineInfo {
         struct Energy: Encodable { let restricted: Bool; let reason: String }
         struct Cap: Encodable { let max_busy_helpers: Int; let source: String }
         struct Pool: Encodable { let live_threads: Int; let idle_threads: Int; let busy_helpers: Int }
+        struct Isolation: Encodable { let kind: String; let detail: String }
         let root: String
         let nodes: [Node]
         let usable_cpus: [Int]
@@ -78,6 +86,8 @@ struct MachineInfo {
         let energy: Energy
         let helper_cap: Cap
         let pool: Pool
+        let helper_isolation: Isolation?
+        let starvation_guard: String?
         let notes: [String]
     }
 
@@ -90,6 +100,8 @@ struct MachineInfo {
             energy: .init(restricted: energy.restricted, reason: energy.reason),
             helper_cap: .init(max_busy_helpers: cap.maxBusyHelpers, source: cap.source.rawValue),
             pool: .init(live_threads: pool.liveThreads, idle_threads: pool.idleThreads, busy_helpers: pool.busyHelpers),
+            helper_isolation: isolation.map { .init(kind: $0.kind.rawValue, detail: $0.detail) },
+            starvation_guard: starvationGuard?.rawValue,
             notes: budget.notes)
         return try encodeJSON(value)
     }

@@ -23,7 +23,7 @@ struct AsyncTests {
     func taskCancellation() async throws {
         let completed = Locked<[Range<Int>]>([])
         let undone = Locked<[Range<Int>]>([])
-        let pool = try KTaskPool(name: "kt-async", maxBusyHelpers: 1)
+        let pool = try KTaskPool(name: "kt-async", maxBusyHelpers: 1, isolateHelpers: false)
         let task = Task {
             try await KTask.run(0..<400, options: KTaskOptions(maxThreads: 2, pool: pool),
                                 undo: { chunk in undone.withLock { $0.append(chunk) } }) { chunk in

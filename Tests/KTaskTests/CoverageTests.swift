@@ -70,7 +70,7 @@ struct CoverageTests {
     @Test("the calling thread claims chunks too")
     func callerParticipates() throws {
         let callerTID = ThreadSnapshot.currentTID
-        let pool = try KTaskPool(name: "kt-caller", maxBusyHelpers: 1)
+        let pool = try KTaskPool(name: "kt-caller", maxBusyHelpers: 1, isolateHelpers: false)
         let callerChunks = Atomic<Int>(0)
         let report = try KTask.run(0..<16, options: KTaskOptions(maxThreads: 2, pool: pool)) { _ in
             if ThreadSnapshot.currentTID == callerTID { callerChunks.add(1, ordering: .relaxed) }
@@ -97,7 +97,7 @@ struct CoverageTests {
 
     @Test("a job's helpers are back in the pool, free for the next job, when it returns")
     func helpersFreeWhenJobReturns() throws {
-        let pool = try KTaskPool(name: "kt-b2b", maxBusyHelpers: 1)
+        let pool = try KTaskPool(name: "kt-b2b", maxBusyHelpers: 1, isolateHelpers: false)
         var stillBusy = 0
         var joined = 0
         for round in 0..<200 {
@@ -123,7 +123,7 @@ struct CoverageTests {
 
     @Test("with no free helper the caller does the whole job")
     func noFreeHelper() throws {
-        let pool = try KTaskPool(name: "kt-none", maxBusyHelpers: 0)
+        let pool = try KTaskPool(name: "kt-none", maxBusyHelpers: 0, isolateHelpers: false)
         let chunks = Locked<[Range<Int>]>([])
         let report = try KTask.run(0..<100_000, options: KTaskOptions(pool: pool)) { chunk in
             chunks.withLock { $0.append(chunk) }

@@ -68,7 +68,7 @@ struct FailureTests {
     @Test("no chunk starts after one failed")
     func stopsHandingOutChunks() throws {
         let started = Atomic<Int>(0)
-        let pool = try KTaskPool(name: "kt-stop", maxBusyHelpers: 1)
+        let pool = try KTaskPool(name: "kt-stop", maxBusyHelpers: 1, isolateHelpers: false)
         #expect(throws: ChunkFailure.self) {
             try KTask.run(0..<1000, options: KTaskOptions(maxThreads: 2, pool: pool)) { chunk in
                 started.add(1, ordering: .relaxed)
@@ -84,7 +84,7 @@ struct FailureTests {
         let token = KTaskCancellation()
         let completed = Locked<[Range<Int>]>([])
         let undone = Locked<[Range<Int>]>([])
-        let pool = try KTaskPool(name: "kt-cancel", maxBusyHelpers: 1)
+        let pool = try KTaskPool(name: "kt-cancel", maxBusyHelpers: 1, isolateHelpers: false)
         #expect(throws: KTaskError.cancelled) {
             try KTask.run(0..<1000, options: KTaskOptions(maxThreads: 2, cancellation: token, pool: pool),
                           undo: { chunk in undone.withLock { $0.append(chunk) } }) { chunk in
@@ -100,7 +100,7 @@ struct FailureTests {
 
     /// The blocking API, called from synchronous code inside a task, sees the task's cancellation.
     static func runBlocking(_ completed: Locked<[Range<Int>]>, _ undone: Locked<[Range<Int>]>) throws {
-        let pool = try KTaskPool(name: "kt-taskcx", maxBusyHelpers: 1)
+        let pool = try KTaskPool(name: "kt-taskcx", maxBusyHelpers: 1, isolateHelpers: false)
         try KTask.run(0..<400, options: KTaskOptions(maxThreads: 2, pool: pool),
                       undo: { chunk in undone.withLock { $0.append(chunk) } }) { chunk in
             usleep(20_000)

@@ -8,7 +8,7 @@ struct HelperPoolTests {
     @Test("the cap on busy helpers holds under 32 concurrent jobs")
     func capHoldsUnderConcurrentJobs() throws {
         let cap = 3
-        let pool = try KTaskPool(name: "kt-cap", maxBusyHelpers: cap)
+        let pool = try KTaskPool(name: "kt-cap", maxBusyHelpers: cap, isolateHelpers: false)
         let helpersInChunks = Atomic<Int>(0)
         let mostHelpersInChunks = Atomic<Int>(0)
         let mostBusySeen = Atomic<Int>(0)
@@ -45,7 +45,7 @@ struct HelperPoolTests {
 
     @Test("helpers run at nice 19 and are named NAME/N; the caller's nice is untouched")
     func helpersAtLowestPriorityAndNamed() throws {
-        let pool = try KTaskPool(name: "kt-nice", maxBusyHelpers: 1)
+        let pool = try KTaskPool(name: "kt-nice", maxBusyHelpers: 1, isolateHelpers: false)
         let callerTID = ThreadSnapshot.currentTID
         let callerNiceBefore = try #require(ThreadSnapshot.read(tid: callerTID)).nice
         let seenOnHelpers = Locked<[ThreadSnapshot]>([])
@@ -65,9 +65,39 @@ struct HelperPoolTests {
         for parked in ThreadSnapshot.all(namedWithPrefix: "kt-nice/") { #expect(parked.nice == 19) }
     }
 
+    @Test("where the process may, helpers sit in an idle child cgroup; the caller stays in its own")
+    func helpersInIdleCgroup() throws {
+        let isolation = HelperIsolation.current
+        let pool = try KTaskPool(name: "kt-cg", maxBusyHelpers: 1)
+        let callerTID = ThreadSnapshot.currentTID
+        @Sendable func cpuCgroup(_ tid: Int) -> String? {
+            (try? String(contentsOfFile: "/proc/self/task/\(tid)/cgroup", encoding: .utf8))?
+                .split(separator: "\n").first { $0.split(separator: ":")[1].split(separator: ",").contains("cpu") }
+                .map { String($0.split(separator: ":", maxSplits: 2)[2]) }
+        }
+        let helperGroups = Locked<Set<String>>([])
+        try KTask.run(0..<8, options: KTaskOptions(maxThreads: 2, pool: pool)) { _ in
+            let tid = ThreadSnapshot.currentTID
+            if tid != callerTID, let group = cpuCgroup(tid) { helperGroups.withLock { _ = $0.insert(group) } }
+            usleep(2_000)
+        }
+        switch isolation.kind {
+        case .idleCgroup, .lowWeightCgroup:
+            try #require(!helperGroups.current.isEmpty, "no helper joined")
+            #expect(helperGroups.current.allSatisfy { $0.hasSuffix("/\(HelperIsolation.childName)") })
+            #expect(cpuCgroup(callerTID).map { !$0.hasSuffix(HelperIsolation.childName) } ?? true)
+            if isolation.kind == .idleCgroup {
+                let idle = try String(contentsOfFile: "\(isolation.detail)/cpu.idle", encoding: .utf8)
+                #expect(idle.trimmingCharacters(in: .whitespacesAndNewlines) == "1")
+            }
+        case .niceOnly:
+            #expect(!isolation.detail.isEmpty, "nice only must say why")
+        }
+    }
+
     @Test("helper priority can be a given nice value or the caller's")
     func helperPriorityOptions() throws {
-        let pool = try KTaskPool(name: "kt-prio", maxBusyHelpers: 1)
+        let pool = try KTaskPool(name: "kt-prio", maxBusyHelpers: 1, isolateHelpers: false)
         let callerTID = ThreadSnapshot.currentTID
         func helperNices(_ priority: HelperPriority) throws -> Set<Int> {
             let nices = Locked<Set<Int>>([])
@@ -89,7 +119,7 @@ struct HelperPoolTests {
           .enabled(if: StarvationGuard.mayRaisePriority(to: ThreadPriority.currentThreadNice()),
                    "needs root, CAP_SYS_NICE or RLIMIT_NICE to raise a helper's priority: skipped"))
     func priorityBoost() throws {
-        let pool = try KTaskPool(name: "kt-boost", maxBusyHelpers: 1)
+        let pool = try KTaskPool(name: "kt-boost", maxBusyHelpers: 1, isolateHelpers: false)
         let callerTID = ThreadSnapshot.currentTID
         let callerNice = try #require(ThreadSnapshot.read(tid: callerTID)).nice
         let nicesSeenByHelper = Locked<[Int]>([])
@@ -118,7 +148,7 @@ struct HelperPoolTests {
 
     @Test("with smaller helper chunks, helpers claim grains of about 1/64 chunk and the caller whole chunks")
     func smallerHelperChunks() throws {
-        let pool = try KTaskPool(name: "kt-small", maxBusyHelpers: 1)
+        let pool = try KTaskPool(name: "kt-small", maxBusyHelpers: 1, isolateHelpers: false)
         let callerTID = ThreadSnapshot.currentTID
         let sizes = Locked<(caller: Set<Int>, helper: Set<Int>)>(([], []))
         let chunks = Locked<[Range<Int>]>([])
@@ -136,7 +166,7 @@ struct HelperPoolTests {
 
     @Test("idle helpers are parked: asleep and using no CPU")
     func idleHelpersAreParked() throws {
-        let pool = try KTaskPool(name: "kt-idle", maxBusyHelpers: 1, idleTimeout: .seconds(60))
+        let pool = try KTaskPool(name: "kt-idle", maxBusyHelpers: 1, idleTimeout: .seconds(60), isolateHelpers: false)
         try KTask.run(0..<8, options: KTaskOptions(maxThreads: 2, pool: pool)) { _ in usleep(2_000) }
         let before = ThreadSnapshot.all(namedWithPrefix: "kt-idle/")
         try #require(!before.isEmpty, "no helper thread was started")
@@ -151,7 +181,7 @@ struct HelperPoolTests {
 
     @Test("helpers idle past the timeout exit")
     func idleHelpersRetire() throws {
-        let pool = try KTaskPool(name: "kt-retire", maxBusyHelpers: 1, idleTimeout: .milliseconds(100))
+        let pool = try KTaskPool(name: "kt-retire", maxBusyHelpers: 1, idleTimeout: .milliseconds(100), isolateHelpers: false)
         try KTask.run(0..<8, options: KTaskOptions(maxThreads: 2, pool: pool)) { _ in usleep(2_000) }
         #expect(pool.state.liveThreads == 1)
         var waited = 0.0
@@ -168,7 +198,7 @@ struct HelperPoolTests {
 
     @Test("a parked helper is reused rather than a new thread started")
     func helpersAreReused() throws {
-        let pool = try KTaskPool(name: "kt-reuse", maxBusyHelpers: 1)
+        let pool = try KTaskPool(name: "kt-reuse", maxBusyHelpers: 1, isolateHelpers: false)
         for _ in 0..<20 {
             try KTask.run(0..<8, options: KTaskOptions(maxThreads: 2, pool: pool)) { _ in usleep(200) }
         }

@@ -93,7 +93,7 @@ struct LivePlacementTests {
     @Test("helpers of a job placed on a node run with that node's CPUs as their affinity")
     func helpersPinned() throws {
         let node = try #require(JobLimits.current().nodes.first { !$0.cpus.isEmpty })
-        let pool = try KTaskPool(name: "kt-pin", maxBusyHelpers: 1)
+        let pool = try KTaskPool(name: "kt-pin", maxBusyHelpers: 1, isolateHelpers: false)
         let callerTID = ThreadSnapshot.currentTID
         let helperMasks = Locked<Set<String>>([])
         try KTask.run(0..<16, options: KTaskOptions(maxThreads: 2, placement: .nodes([node.id]), pool: pool)) { _ in
@@ -108,7 +108,7 @@ struct LivePlacementTests {
     @Test("a per-node cap of 0 keeps node-placed jobs to the caller; unplaced jobs still get helpers")
     func perNodeCap() throws {
         let node = try #require(JobLimits.current().nodes.first { !$0.cpus.isEmpty }).id
-        let pool = try KTaskPool(name: "kt-ncap", maxBusyHelpers: 1)
+        let pool = try KTaskPool(name: "kt-ncap", maxBusyHelpers: 1, isolateHelpers: false)
         try pool.setMaxBusyHelpersPerNode(0)
         let placed = try KTask.run(0..<16, options: KTaskOptions(maxThreads: 2, placement: .nodes([node]), pool: pool)) { _ in usleep(1_000) }
         #expect(placed.threadsUsed == 1)

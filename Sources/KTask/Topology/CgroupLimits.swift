@@ -35,6 +35,15 @@ public struct CgroupLimits: Sendable, Equatable {
         return reader.read()
     }
 
+    /// The folder of this process's cgroup in the hierarchy that has the cpu controller, and whether
+    /// that hierarchy is cgroup v2; nil where none is mounted.
+    static func cpuCgroupFolder(root: SystemRoot) -> (folder: String, isV2: Bool)? {
+        var reader = Reader(root: root)
+        let mounts = reader.readMounts()
+        guard let (mount, path) = reader.locate("cpu", mounts: mounts, memberships: reader.readMemberships()) else { return nil }
+        return (reader.folders(mount: mount, path: path)[0], mount.kind == .v2)
+    }
+
     /// A mounted cgroup hierarchy.
     struct Mount: Equatable {
         enum Kind: Equatable { case v2, v1(controllers: Set<String>), legacyCpuset }
