@@ -4,6 +4,8 @@ import KTask
 public struct BenchRow: Sendable {
     public let threads: Int
     public let seconds: Sample
+    /// CPU time (user + system, all threads) per run.
+    public let cpuSeconds: Sample
     /// Mean seconds at 1 thread ÷ mean seconds at this thread count.
     public let speedup: Double
     /// Median seconds at 1 thread ÷ median seconds at this thread count (less swayed by one slow run).
@@ -54,6 +56,7 @@ public struct BenchRunner {
         if case .list(let ids) = nodes { nodeList = ids }
         let instance = try workload.make(size: size, nodes: nodeList)
         var seconds: [Int: [Double]] = [:]
+        var cpuSeconds: [Int: [Double]] = [:]
         var threadsUsed: [Int: Int] = [:]
         var chunkCount: [Int: Int] = [:]
         // One untimed run first: the first touch of memory (by this guest's host, or of cold caches
@@ -64,8 +67,10 @@ public struct BenchRunner {
         for run in 1...runs {
             for threads in threadCounts {
                 progress(run, runs, threads)
-                let report = try instance.runOnce(threads: threads, options: options)
+                let measurement = try instance.runOnce(threads: threads, options: options)
+                let report = measurement.report
                 seconds[threads, default: []].append(report.wallTime.seconds)
+                cpuSeconds[threads, default: []].append(measurement.cpuSeconds)
                 threadsUsed[threads] = min(threadsUsed[threads] ?? Int.max, report.threadsUsed)
                 chunkCount[threads] = report.chunkCount
             }
@@ -74,7 +79,8 @@ public struct BenchRunner {
         let baseline = Sample(seconds[1]!)
         let rows = threadCounts.map { threads in
             let sample = Sample(seconds[threads]!)
-            return BenchRow(threads: threads, seconds: sample, speedup: baseline.mean / sample.mean,
+            return BenchRow(threads: threads, seconds: sample, cpuSeconds: Sample(cpuSeconds[threads]!),
+                            speedup: baseline.mean / sample.mean,
                             medianSpeedup: baseline.median / sample.median,
                             threadsUsed: threadsUsed[threads]!, chunkCount: chunkCount[threads]!)
         }

@@ -41,7 +41,7 @@ public final class ComputeWorkload: BenchWorkload {
         return total
     }
 
-    public func runOnce(threads: Int, options: KTaskOptions) throws -> KTaskReport {
+    public func runOnce(threads: Int, options: KTaskOptions) throws -> JobMeasurement {
         let total = Atomic<UInt64>(0)
         var options = options
         options.maxThreads = threads
@@ -49,16 +49,18 @@ public final class ComputeWorkload: BenchWorkload {
         let body: @Sendable (Range<Int>) -> Void = { chunk in
             total.wrappingAdd(Self.sum(chunk), ordering: .relaxed)
         }
-        let report = if let nodes {
-            try KTask.run(perNode: splitPerNode(items, nodes: nodes, align: 1), options: options, body)
-        } else {
-            try KTask.run(0..<items, options: options, body)
+        let measurement = try JobMeasurement.measure {
+            if let nodes {
+                try KTask.run(perNode: splitPerNode(items, nodes: nodes, align: 1), options: options, body)
+            } else {
+                try KTask.run(0..<items, options: options, body)
+            }
         }
         let sum = total.load(ordering: .relaxed)
         if let expectedSum, expectedSum != sum {
             throw WorkloadError.wrongResult(workload: "compute", detail: "sum \(sum) differs from \(expectedSum)")
         }
         expectedSum = sum
-        return report
+        return measurement
     }
 }

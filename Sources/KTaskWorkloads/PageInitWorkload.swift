@@ -51,7 +51,7 @@ public final class PageInitWorkload: BenchWorkload {
             + (nodes.map { ", a range per node \($0.map(String.init).joined(separator: ","))" } ?? "")
     }
 
-    public func runOnce(threads: Int, options: KTaskOptions) throws -> KTaskReport {
+    public func runOnce(threads: Int, options: KTaskOptions) throws -> JobMeasurement {
         generation += 1
         let flags = generation << 32 | 0x2  // generation tag | PG_referenced-like bit
         let base = UInt(bitPattern: mapping.base)
@@ -62,15 +62,17 @@ public final class PageInitWorkload: BenchWorkload {
         let body: @Sendable (Range<Int>) -> Void = { descriptors in
             Self.initialise(base: base, descriptors: descriptors, flags: flags)
         }
-        let report = if let nodes {
-            // The same split as the memory's: 64 descriptors per page, so page boundaries line up.
-            try KTask.run(perNode: splitPerNode(items, nodes: nodes, align: Self.alignDescriptors * PrefaultWorkload.pagesPerPageTable),
-                          options: options, body)
-        } else {
-            try KTask.run(0..<items, options: options, body)
+        let measurement = try JobMeasurement.measure {
+            if let nodes {
+                // The same split as the memory's: 64 descriptors per page, so page boundaries line up.
+                try KTask.run(perNode: splitPerNode(items, nodes: nodes, align: Self.alignDescriptors * PrefaultWorkload.pagesPerPageTable),
+                              options: options, body)
+            } else {
+                try KTask.run(0..<items, options: options, body)
+            }
         }
         try verify(flags: flags)
-        return report
+        return measurement
     }
 
     @inline(__always)

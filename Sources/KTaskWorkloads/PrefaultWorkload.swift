@@ -39,26 +39,25 @@ public final class PrefaultWorkload: BenchWorkload {
             + (nodes.map { ", a range per node \($0.map(String.init).joined(separator: ","))" } ?? "")
     }
 
-    public func runOnce(threads: Int, options: KTaskOptions) throws -> KTaskReport {
+    public func runOnce(threads: Int, options: KTaskOptions) throws -> JobMeasurement {
         let mapping = try AnonymousMapping(bytes: bytes)
         let base = UInt(bitPattern: mapping.base)
         var options = options
         options.maxThreads = threads
         options.minChunk = Self.pagesPerPageTable
         options.align = Self.pagesPerPageTable
-        let report: KTaskReport
+        let body: @Sendable (Range<Int>) throws -> Void = { [pageSize, method] pages in
+            try Self.prefault(base: base, pages: pages, pageSize: pageSize, method: method)
+        }
+        let measurement: JobMeasurement
         if let nodes {
             let ranges = try bindPerNode(mapping, nodes: nodes)
-            report = try KTask.run(perNode: ranges, options: options) { [pageSize, method] pages in
-                try Self.prefault(base: base, pages: pages, pageSize: pageSize, method: method)
-            }
+            measurement = try JobMeasurement.measure { try KTask.run(perNode: ranges, options: options, body) }
         } else {
-            report = try KTask.run(0..<items, options: options) { [pageSize, method] pages in
-                try Self.prefault(base: base, pages: pages, pageSize: pageSize, method: method)
-            }
+            measurement = try JobMeasurement.measure { try KTask.run(0..<items, options: options, body) }
         }
         try verifyResident(mapping)
-        return report
+        return measurement
     }
 
     /// One range of pages per node, each bound to its node before it is faulted in.

@@ -1,3 +1,4 @@
+import CKTaskShims
 import KTask
 
 /// One of the seed's real workloads, ready to run as a ktask job at a given thread count.
@@ -6,9 +7,23 @@ public protocol BenchWorkload: AnyObject {
     var items: Int { get }
     /// What the workload does and how, for reports (e.g. which prefault method is in force).
     var summary: String { get }
-    /// Runs the whole job once with at most `threads` threads and checks its result.
-    /// The returned report's wall time is the job alone, without set-up or checks.
-    func runOnce(threads: Int, options: KTaskOptions) throws -> KTaskReport
+    /// Runs the whole job once with at most `threads` threads and checks its result. The report's wall
+    /// time and the CPU time are the job's alone, without set-up or checks.
+    func runOnce(threads: Int, options: KTaskOptions) throws -> JobMeasurement
+}
+
+/// One run of a workload's job: what the engine reported, and the CPU time (user + system, all threads
+/// of the process) it took.
+public struct JobMeasurement: Sendable {
+    public let report: KTaskReport
+    public let cpuSeconds: Double
+
+    /// Runs `job`, measuring the process's CPU time around it.
+    static func measure(_ job: () throws -> KTaskReport) rethrows -> JobMeasurement {
+        let before = CKTask_process_cpu_time_ns()
+        let report = try job()
+        return JobMeasurement(report: report, cpuSeconds: Double(CKTask_process_cpu_time_ns() - before) / 1e9)
+    }
 }
 
 /// The workloads `ktask bench` knows.

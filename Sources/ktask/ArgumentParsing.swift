@@ -20,6 +20,8 @@ struct ThreadCounts {
 struct SizeArgument {
     let value: Int
 
+    init(value: Int) { self.value = value }
+
     static func parse(_ argument: String) throws -> SizeArgument {
         guard let size = SizeArgument(argument: argument) else {
             throw ValidationError("allowed: a whole number >= 1, optionally with a K, M, G or T suffix (powers of 1024)")

@@ -3,10 +3,19 @@ import Foundation
 import KTask
 import KTaskWorkloads
 
-/// `ktask bench`: the seed's scaling table for one real workload.
+/// `ktask bench`: the scaling table (default), and what ktask costs other work (disturbance, starvation).
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
+        abstract: "Measure ktask: the scaling table (default), disturbance of other work, starvation under load.",
+        subcommands: [ScalingBenchCommand.self, DisturbanceBenchCommand.self, StarvationBenchCommand.self],
+        defaultSubcommand: ScalingBenchCommand.self)
+}
+
+/// `ktask bench [scaling]`: the seed's scaling table for one real workload.
+struct ScalingBenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "scaling",
         abstract: "Run a workload at several thread counts and print the seed's scaling table.",
         discussion: """
             Each thread count runs --runs times, interleaved (1, 2, 1, 2, ...). The table shows the mean \
@@ -29,6 +38,9 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Runs per thread count.")
     var runs: Int = 5
 
+    @Flag(help: "Also show the CPU time (user + system, all threads) of each thread count, and its ratio to 1 thread's.")
+    var cpuTime = false
+
     @Option(help: "Output format.")
     var format: OutputFormat = .table
 
@@ -49,8 +61,100 @@ struct BenchCommand: ParsableCommand {
         }
         progress.clear()
         switch format {
-        case .table: print(BenchTable.render(result), terminator: "")
+        case .table: print(BenchTable.render(result, cpuTime: cpuTime), terminator: "")
         case .json: print(try BenchJSON.render(result))
         }
+    }
+}
+
+/// The command line that runs a foreground load from this same executable.
+func foregroundCommand(threads: Int, seconds: Double) -> [String] {
+    let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+    return [executable, "foreground-load", "--threads", "\(threads)", "--seconds", "\(seconds)"]
+}
+
+/// `ktask bench disturbance`: how much a job slows a foreground load, same session and another.
+struct DisturbanceBenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "disturbance",
+        abstract: "Measure how much ktask slows a CPU-bound foreground load (one thread per CPU, nice 0).",
+        discussion: """
+            The foreground counts its work alone, then while compute jobs run with helpers at nice 19 \
+            (ktask's defaults), with helpers at nice 0, and with the calling thread only; in this session \
+            and in another one (setsid). Rates are medians over the runs; slowdowns relative to alone.
+            """)
+
+    @Option(help: "Seconds the foreground counts in each case.")
+    var seconds: Double = 2
+
+    @Option(help: "Runs of every case.")
+    var runs: Int = 5
+
+    @Option(help: "Output format.")
+    var format: OutputFormat = .table
+
+    func validate() throws {
+        guard seconds >= 0.2 && seconds <= 600 else { throw ValidationError("--seconds is \(seconds); it must be between 0.2 and 600") }
+        guard runs >= 1 && runs <= 1000 else { throw ValidationError("--runs is \(runs); it must be between 1 and 1000") }
+    }
+
+    func run() throws {
+        let threads = CPUBudget.read().budget
+        let bench = DisturbanceBench(foregroundCommand: foregroundCommand(threads: threads, seconds: seconds),
+                                     foregroundThreads: threads, seconds: seconds, runs: runs)
+        let progress = ProgressLine(enabled: isatty(STDERR_FILENO) == 1)
+        let result = try bench.run { progress.show($0) }
+        progress.clear()
+        switch format {
+        case .table: print(DisturbanceOutput.table(result), terminator: "")
+        case .json: print(try DisturbanceOutput.json(result))
+        }
+    }
+}
+
+/// `ktask bench starvation`: a job's time on a machine a foreground load keeps busy.
+struct StarvationBenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "starvation",
+        abstract: "Time a job while a foreground load keeps every CPU busy: 1 thread, no guard, ktask's guard, unprivileged.")
+
+    @Option(help: "Runs of every case.")
+    var runs: Int = 5
+
+    @Option(help: ArgumentHelp("Items in the compute job (K, M, G suffixes).", valueName: "size"), transform: SizeArgument.parse)
+    var size: SizeArgument = SizeArgument(value: 50_000_000)
+
+    @Option(help: "Output format.")
+    var format: OutputFormat = .table
+
+    func validate() throws {
+        guard runs >= 1 && runs <= 1000 else { throw ValidationError("--runs is \(runs); it must be between 1 and 1000") }
+    }
+
+    func run() throws {
+        let threads = CPUBudget.read().budget
+        let bench = StarvationBench(foregroundCommand: foregroundCommand(threads: threads, seconds: 600), runs: runs,
+                                    jobItems: size.value)
+        let progress = ProgressLine(enabled: isatty(STDERR_FILENO) == 1)
+        let result = try bench.run { progress.show($0) }
+        progress.clear()
+        switch format {
+        case .table: print(StarvationOutput.table(result), terminator: "")
+        case .json: print(try StarvationOutput.json(result))
+        }
+    }
+}
+
+/// `ktask foreground-load`: the benches' foreground, in a process of its own; prints the items it mixed.
+struct ForegroundLoadCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "foreground-load", abstract: "Spin a CPU-bound load and print how much work it did.",
+        shouldDisplay: false)
+
+    @Option var threads: Int
+    @Option var seconds: Double
+
+    func run() throws {
+        print(ForegroundLoad.run(threads: max(1, threads), seconds: max(0, seconds)))
     }
 }

@@ -8,7 +8,8 @@ struct WorkloadTests {
     func computeSum() throws {
         let workload = try ComputeWorkload(items: 3_000_000)
         let oneThread = try workload.runOnce(threads: 1, options: KTaskOptions())
-        #expect(oneThread.threadsUsed == 1)
+        #expect(oneThread.report.threadsUsed == 1)
+        #expect(oneThread.cpuSeconds > 0)
         _ = try workload.runOnce(threads: 2, options: KTaskOptions())
         #expect(ComputeWorkload.sum(0..<1000) == (0..<1000).reduce(UInt64(0)) { $0 &+ ComputeWorkload.mix($1) })
         #expect(ComputeWorkload.mix(1) != ComputeWorkload.mix(2))
@@ -17,7 +18,7 @@ struct WorkloadTests {
     @Test("prefault: every page of the mapping is resident afterwards")
     func prefaultResident() throws {
         let workload = try PrefaultWorkload(bytes: 64 << 20)
-        let report = try workload.runOnce(threads: 2, options: KTaskOptions())
+        let report = try workload.runOnce(threads: 2, options: KTaskOptions()).report
         #expect(report.chunkSize % PrefaultWorkload.pagesPerPageTable == 0)
         #expect(workload.items == (64 << 20) / AnonymousMapping.pageSize)
     }

@@ -3,13 +3,18 @@ import KTaskWorkloads
 
 /// The seed's table: `thr  speedup  average sec (± %)`.
 enum BenchTable {
-    static func render(_ result: BenchResult) -> String {
+    static func render(_ result: BenchResult, cpuTime: Bool = false) -> String {
         var text = "# \(result.summary), \(result.runs) run(s) per row\n"
-        text += "thr  speedup  average sec\n"
+        text += "thr  speedup  average sec" + (cpuTime ? "        cpu sec (× 1 thread)" : "") + "\n"
+        let baselineCPU = result.rows.first { $0.threads == 1 }?.cpuSeconds.mean ?? 0
         for row in result.rows {
             let speedup = row.threads == 1 ? "" : String(format: "%.1fx", row.speedup)
             let seconds = String(format: "%.3f (± %.1f%%)", row.seconds.mean, row.seconds.standardDeviationPercent)
             text += pad(String(row.threads), 5) + pad(speedup, 9) + seconds
+            if cpuTime {
+                let ratio = baselineCPU > 0 ? row.cpuSeconds.mean / baselineCPU : 0
+                text += "  " + String(format: "%.3f (%.2fx)", row.cpuSeconds.mean, ratio)
+            }
             if row.threadsUsed < row.threads { text += "  [\(row.threadsUsed) thread(s) used]" }
             text += "\n"
         }
@@ -35,6 +40,7 @@ enum BenchJSON {
         let max_s: Double
         let speedup: Double
         let speedup_median: Double
+        let cpu_s: Double
         let threads_used: Int
         let chunks: Int
     }
@@ -52,7 +58,7 @@ enum BenchJSON {
         let rows = result.rows.map {
             Row(threads: $0.threads, mean_s: $0.seconds.mean, stddev_pct: $0.seconds.standardDeviationPercent,
                 median_s: $0.seconds.median, min_s: $0.seconds.min, max_s: $0.seconds.max,
-                speedup: $0.speedup, speedup_median: $0.medianSpeedup, threads_used: $0.threadsUsed, chunks: $0.chunkCount)
+                speedup: $0.speedup, speedup_median: $0.medianSpeedup, cpu_s: $0.cpuSeconds.mean, threads_used: $0.threadsUsed, chunks: $0.chunkCount)
         }
         return try encodeJSON(Document(workload: result.workload.rawValue, size: result.size, runs: result.runs,
                                        summary: result.summary, steal_s: result.stealSeconds, rows: rows))
