@@ -14,6 +14,8 @@ public struct BenchRow: Sendable {
     public let threadsUsed: Int
     /// Chunks in each job (from the last run).
     public let chunkCount: Int
+    /// What kept helpers from holding the job up (from the last run).
+    public let starvationGuard: StarvationGuard
 }
 
 /// A finished benchmark: the seed's table for one workload.
@@ -59,6 +61,7 @@ public struct BenchRunner {
         var cpuSeconds: [Int: [Double]] = [:]
         var threadsUsed: [Int: Int] = [:]
         var chunkCount: [Int: Int] = [:]
+        var guards: [Int: StarvationGuard] = [:]
         // One untimed run first: the first touch of memory (by this guest's host, or of cold caches
         // and page tables) is slower than any later one and would skew whichever row ran first.
         progress(0, runs, threadCounts.last!)
@@ -73,6 +76,7 @@ public struct BenchRunner {
                 cpuSeconds[threads, default: []].append(measurement.cpuSeconds)
                 threadsUsed[threads] = min(threadsUsed[threads] ?? Int.max, report.threadsUsed)
                 chunkCount[threads] = report.chunkCount
+                guards[threads] = report.starvationGuard
             }
         }
         let steal = StealTime.total().flatMap { after in stealBefore.map { after - $0 } }
@@ -82,7 +86,8 @@ public struct BenchRunner {
             return BenchRow(threads: threads, seconds: sample, cpuSeconds: Sample(cpuSeconds[threads]!),
                             speedup: baseline.mean / sample.mean,
                             medianSpeedup: baseline.median / sample.median,
-                            threadsUsed: threadsUsed[threads]!, chunkCount: chunkCount[threads]!)
+                            threadsUsed: threadsUsed[threads]!, chunkCount: chunkCount[threads]!,
+                            starvationGuard: guards[threads]!)
         }
         return BenchResult(workload: workload, size: size, runs: runs, summary: instance.summary, rows: rows,
                            stealSeconds: steal)

@@ -17,8 +17,8 @@ public enum ForegroundLoad {
                 var count: UInt64 = 0
                 var sink: UInt64 = 0
                 while ContinuousClock.now < deadline {
-                    for item in 0..<100_000 { sink &+= ComputeWorkload.mix(item) }
-                    count += 100_000
+                    for item in 0..<1_000 { sink &+= ComputeWorkload.mix(item) }
+                    count += 1_000
                 }
                 // `sink` is used, so the mixing cannot be optimised away.
                 total.items.wrappingAdd(count &+ (sink == 42 ? 1 : 0), ordering: .relaxed)

@@ -124,16 +124,22 @@ struct StarvationBenchCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Items in the compute job (K, M, G suffixes).", valueName: "size"), transform: SizeArgument.parse)
     var size: SizeArgument = SizeArgument(value: 50_000_000)
 
+    @Option(help: "Seconds the foreground load runs at most for one job: a starved job ends at the latest then.")
+    var maxLoadSeconds: Double = 60
+
     @Option(help: "Output format.")
     var format: OutputFormat = .table
 
     func validate() throws {
         guard runs >= 1 && runs <= 1000 else { throw ValidationError("--runs is \(runs); it must be between 1 and 1000") }
+        guard maxLoadSeconds >= 1 && maxLoadSeconds <= 3600 else {
+            throw ValidationError("--max-load-seconds is \(maxLoadSeconds); it must be between 1 and 3600")
+        }
     }
 
     func run() throws {
         let threads = CPUBudget.read().budget
-        let bench = StarvationBench(foregroundCommand: foregroundCommand(threads: threads, seconds: 600), runs: runs,
+        let bench = StarvationBench(foregroundCommand: foregroundCommand(threads: threads, seconds: maxLoadSeconds), runs: runs,
                                     jobItems: size.value)
         let progress = ProgressLine(enabled: isatty(STDERR_FILENO) == 1)
         let result = try bench.run { progress.show($0) }

@@ -71,6 +71,38 @@ struct CLITests {
         }
     }
 
+    @Test("bench disturbance --format json has every case, in this session and another")
+    func disturbanceJSON() throws {
+        let result = try runKTask(["bench", "disturbance", "--seconds", "0.5", "--runs", "1", "--format", "json"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let document = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+        for suffix in ["", "_other_session"] {
+            for key in ["foreground_alone", "with_ktask_nice19", "with_ktask_nice0", "with_caller_only",
+                        "slowdown_pct_nice19", "slowdown_pct_nice0"] {
+                #expect(document[key + suffix] is Double, "\(key + suffix)")
+            }
+            #expect((document["foreground_alone" + suffix] as? Double ?? 0) > 0)
+        }
+    }
+
+    @Test("bench starvation --format json times every case")
+    func starvationJSON() throws {
+        // Other tests load the CPUs too: the foreground's 3 s cap bounds a starved case.
+        let result = try runKTask(["bench", "starvation", "--runs", "1", "--size", "1M", "--max-load-seconds", "3", "--format", "json"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let document = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+        for key in ["single_thread_s", "no_boost_s", "boost_s", "unprivileged_s"] {
+            #expect((document[key] as? Double ?? 0) > 0, "\(key)")
+        }
+    }
+
+    @Test("bench --cpu-time adds each row's CPU time")
+    func cpuTime() throws {
+        let result = try runKTask(["bench", "--workload", "compute", "--size", "2M", "--runs", "1", "--threads", "2", "--cpu-time"])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout.contains("cpu sec (× 1 thread)"))
+    }
+
     @Test("bench prints the seed's table")
     func benchTable() throws {
         let result = try runKTask(["bench", "--workload", "init", "--threads", "2", "--size", "16M", "--runs", "2"])

@@ -13,6 +13,37 @@ func decodeJSON(_ text: String) throws -> [String: Any] {
 
 @Suite("Real limits on this machine", .serialized)
 struct LimitsCLITests {
+    @Test("run as an unprivileged user, ktask falls back to smaller helper chunks and nice only, and jobs complete",
+          .enabled(if: geteuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv"),
+                   "needs root (to drop to nobody) and setpriv: skipped"))
+    func unprivileged() throws {
+        let ktask = try ktaskExecutable()
+        let drop = ["--reuid=nobody", "--regid=nogroup", "--clear-groups", ktask]
+        let info = try runCommand("/usr/bin/setpriv", drop + ["info", "--format", "json"])
+        #expect(info.status == 0, "\(info.stderr)")
+        let document = try decodeJSON(info.stdout)
+        #expect(document["starvation_guard"] as? String == "smaller helper chunks")
+        let isolation = try #require(document["helper_isolation"] as? [String: String])
+        #expect(isolation["kind"] == "nice only")
+        let bench = try runCommand("/usr/bin/setpriv", drop + ["bench", "--workload", "compute", "--threads", "2",
+                                                               "--size", "4M", "--runs", "1", "--format", "json"])
+        #expect(bench.status == 0, "\(bench.stderr)")
+        let rows = try #require(try decodeJSON(bench.stdout)["rows"] as? [[String: Any]])
+        if rows.last?["threads_used"] as? Int == 2 {
+            #expect(rows.last?["starvation_guard"] as? String == "smaller helper chunks")
+        }
+    }
+
+    @Test("as root, the starvation guard is the priority boost and helpers sit in an idle cgroup",
+          .enabled(if: cgroupV1Writable(), "needs root and a writable cgroup v1 cpu hierarchy: skipped"))
+    func privileged() throws {
+        let info = try runKTask(["info", "--format", "json"])
+        let document = try decodeJSON(info.stdout)
+        #expect(document["starvation_guard"] as? String == "priority boost")
+        let isolation = try #require(document["helper_isolation"] as? [String: String])
+        #expect(isolation["kind"] == "idle cgroup" || isolation["kind"] == "lowest-weight cgroup")
+    }
+
     @Test("under taskset -c 0 ktask sees one CPU and a job uses one thread",
           .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/taskset"), "needs taskset (util-linux)"))
     func taskset() throws {

@@ -43,6 +43,7 @@ enum BenchJSON {
         let cpu_s: Double
         let threads_used: Int
         let chunks: Int
+        let starvation_guard: String
     }
 
     struct Document: Encodable {
@@ -58,7 +59,8 @@ enum BenchJSON {
         let rows = result.rows.map {
             Row(threads: $0.threads, mean_s: $0.seconds.mean, stddev_pct: $0.seconds.standardDeviationPercent,
                 median_s: $0.seconds.median, min_s: $0.seconds.min, max_s: $0.seconds.max,
-                speedup: $0.speedup, speedup_median: $0.medianSpeedup, cpu_s: $0.cpuSeconds.mean, threads_used: $0.threadsUsed, chunks: $0.chunkCount)
+                speedup: $0.speedup, speedup_median: $0.medianSpeedup, cpu_s: $0.cpuSeconds.mean, threads_used: $0.threadsUsed, chunks: $0.chunkCount,
+                starvation_guard: $0.starvationGuard.rawValue)
         }
         return try encodeJSON(Document(workload: result.workload.rawValue, size: result.size, runs: result.runs,
                                        summary: result.summary, steal_s: result.stealSeconds, rows: rows))
