@@ -82,7 +82,9 @@ final class JobState: @unchecked Sendable {
 
     /// The claim loop: claim the next grains of the home part, run them, until the part runs out; then
     /// help the other parts in turn; stop early if the job stops.
-    func participate(slot: Int, home: Int, observesCurrentTask: Bool) {
+    /// `onLastClaim` runs once, when this participant claims the job's last grains (the caller uses it
+    /// to start lending its priority while it still works on them).
+    func participate(slot: Int, home: Int, observesCurrentTask: Bool, onLastClaim: (() -> Void)? = nil) {
         var count = 0
         parts: for offset in 0..<plans.count {
             let part = (home + offset) % plans.count
@@ -97,6 +99,7 @@ final class JobState: @unchecked Sendable {
                 let first = cursors[part].wrappingAdd(claim, ordering: .relaxed).oldValue
                 guard first < plan.grainCount else { continue parts }
                 let grains = first..<min(first + claim, plan.grainCount)
+                if grains.upperBound == plan.grainCount && offset == plans.count - 1 { onLastClaim?() }
                 do {
                     try chunkFunction(plan.items(ofGrains: grains))
                     claimed[firstGrain[part] + first] = Int32(grains.count)
@@ -121,13 +124,14 @@ final class JobState: @unchecked Sendable {
     /// The caller, out of chunks, lends its nice value to unfinished helpers (slot, thread id), one at a
     /// time: it boosts one, waits for some helper to finish, boosts the next
     /// (``StarvationGuard/priorityBoost``). Returns how many it boosted.
-    func boostStragglers(_ helpers: [(slot: Int, tid: Int32)], callerNice: Int32) -> Int {
+    /// With `waits` false it boosts one helper and returns at once.
+    func boostStragglers(_ helpers: [(slot: Int, tid: Int32)], callerNice: Int32, waits: Bool = true) -> Int {
         var pending = helpers[...]
         var boosted = 0
         while true {
             let finishedBefore = completion.finished
             let boostedOne = participants.withLock { list -> Bool? in
-                while let next = pending.first, list[next.slot].done { pending.removeFirst() }
+                while let next = pending.first, list[next.slot].done || list[next.slot].boosted { pending.removeFirst() }
                 guard let next = pending.popFirst() else { return nil }
                 // Under the lock: the helper cannot leave the job (and keep the boost) meanwhile. It also
                 // leaves the helpers' idle cgroup, where no nice value would make it compete.
@@ -137,7 +141,7 @@ final class JobState: @unchecked Sendable {
             }
             guard let boostedOne else { return boosted }
             if boostedOne { boosted += 1 }
-            if finishedBefore >= helpers.count { return boosted }
+            if finishedBefore >= helpers.count || !waits { return boosted }
             completion.wait(forHelpers: finishedBefore + 1)
         }
     }

@@ -190,25 +190,40 @@ public enum KTask {
             let threads = reservations.filter { $0.lane.part == part }.reduce(0) { $0 + $1.reservation.count }
                 + (part == lanes.callerPart ? 1 : 0)
             return ChunkPlan(range: parts[part], minChunk: options.minChunk, align: options.align, threads: max(1, threads),
-                             smallHelperClaims: guardInForce == .smallerHelperChunks)
+                             smallHelperClaims: guardInForce != .none)
         }
         return try withoutActuallyEscaping(chunk) { chunk in
-            let job = JobState(plans: plans, threads: 1 + reserved, helpersClaimGrains: guardInForce == .smallerHelperChunks,
+            let job = JobState(plans: plans, threads: 1 + reserved, helpersClaimGrains: guardInForce != .none,
                                cancellation: options.cancellation, taskCancellation: taskCancellation, chunk: chunk)
             var helpers: [HelperThread] = []
             for (lane, reservation) in reservations {
                 helpers += pool.dispatch(reservation, work: .jobShare(Unmanaged.passUnretained(job)),
                                          firstSlot: 1 + helpers.count, part: lane.part, nice: nice, cpus: lane.cpus)
             }
-            job.participate(slot: 0, home: lanes.callerPart, observesCurrentTask: observesCurrentTask)
-            // The caller is out of chunks: helpers that have not woken yet are not needed any more.
-            let joinedTIDs = pool.revokeUnstarted(helpers)
-            let stragglers = joinedTIDs.enumerated().compactMap { index, tid in tid.map { (slot: index + 1, tid: $0) } }
+            // Once the caller has claimed the last grains, helpers that have not woken yet are not needed
+            // (their assignments are taken back), and with the priority boost the first unfinished helper
+            // gets the caller's priority while the caller still works.
+            var stragglers: [(slot: Int, tid: Int32)]?
             var boosted = 0
-            if guardInForce == .priorityBoost && !stragglers.isEmpty {
-                boosted = job.boostStragglers(stragglers, callerNice: callerNice)
+            func takeStock() -> [(slot: Int, tid: Int32)] {
+                if let stragglers { return stragglers }
+                let joined = pool.revokeUnstarted(helpers).enumerated().compactMap { index, tid in tid.map { (slot: index + 1, tid: $0) } }
+                stragglers = joined
+                return joined
             }
-            let joined = stragglers.count
+            let boosting = guardInForce == .priorityBoost
+            // A job shorter than that is over before a boost (two system calls and a cgroup write) pays off.
+            let earlyBoostAfter = Duration.milliseconds(1)
+            job.participate(slot: 0, home: lanes.callerPart, observesCurrentTask: observesCurrentTask,
+                            onLastClaim: boosting ? {
+                                guard clock.now - start > earlyBoostAfter else { return }
+                                boosted += job.boostStragglers(takeStock(), callerNice: callerNice, waits: false)
+                            } : nil)
+            let joinedHelpers = takeStock()
+            if boosting && !joinedHelpers.isEmpty {
+                boosted += job.boostStragglers(joinedHelpers, callerNice: callerNice)
+            }
+            let joined = joinedHelpers.count
             job.waitForHelpers(joined)
             if let error = job.error {
                 if let undo { _ = job.undoCompletedChunks(undo) }
