@@ -36,7 +36,12 @@ struct JobLimits: Sendable {
                 if let cpuset = cgroup.cpuset { cpus = cpus.intersection(cpuset) }
                 return NodeCPUs(id: node.id, cpus: cpus)
             }
-            let fresh = SlowLimits(cpuset: cgroup.cpuset, quotaCPUCount: cgroup.quotaCPUCount,
+            // A cpuset holding every online CPU (the root's) restricts nothing: the per-job path then needs
+            // only the affinity count, not the list.
+            let restricting = cgroup.cpuset.flatMap { cpuset in
+                topology.online.cpus.allSatisfy(cpuset.contains) ? nil : cpuset
+            }
+            let fresh = SlowLimits(cpuset: restricting, quotaCPUCount: cgroup.quotaCPUCount,
                                    energyRestricted: EnergyState.read(root: .live).restricted, nodes: nodes, readAt: now)
             cached = fresh
             return fresh
