@@ -100,8 +100,6 @@ static int64_t clock_ns(clockid_t clock) {
     return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
-int64_t CKTask_thread_cpu_time_ns(void) { return clock_ns(CLOCK_THREAD_CPUTIME_ID); }
-
 int64_t CKTask_process_cpu_time_ns(void) { return clock_ns(CLOCK_PROCESS_CPUTIME_ID); }
 
 #ifndef MPOL_BIND

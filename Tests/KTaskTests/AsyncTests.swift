@@ -31,11 +31,7 @@ struct AsyncTests {
                 completed.withLock { $0.append(chunk) }
             }
         }
-        // Cancel from a thread of its own: other tests may hold every cooperative thread.
-        Thread.detachNewThread {
-            while completed.current.count < 2 { usleep(1_000) }
-            task.cancel()
-        }
+        cancel(task, after: 2, of: completed)
         await #expect(throws: KTaskError.cancelled) { try await task.value }
         #expect(completed.current.count < 8)
         #expect(Set(undone.current) == Set(completed.current))

@@ -113,11 +113,7 @@ struct FailureTests {
         let completed = Locked<[Range<Int>]>([])
         let undone = Locked<[Range<Int>]>([])
         let task = Task.detached { try Self.runBlocking(completed, undone) }
-        // Cancel from a thread of its own: the blocked task holds one of the few cooperative threads.
-        Thread.detachNewThread {
-            while completed.current.count < 2 { usleep(1_000) }
-            task.cancel()
-        }
+        cancel(task, after: 2, of: completed)
         await #expect(throws: KTaskError.cancelled) { try await task.value }
         #expect(completed.current.count < 8)
         #expect(Set(undone.current) == Set(completed.current))

@@ -92,3 +92,12 @@ func tilingProblems(_ chunks: [Range<Int>], range: Range<Int>, align: Int, minCh
     if expected != range.upperBound { problems.append("chunks end at \(expected), not \(range.upperBound)") }
     return problems
 }
+
+/// Cancels `task` once `completed` holds `count` chunks, from a thread of its own: other tests, or the
+/// task itself when it blocks, may hold every cooperative thread.
+func cancel<T: Sendable>(_ task: Task<T, any Error>, after count: Int, of completed: Locked<[Range<Int>]>) {
+    Thread.detachNewThread {
+        while completed.current.count < count { usleep(1_000) }
+        task.cancel()
+    }
+}

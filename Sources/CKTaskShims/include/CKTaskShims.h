@@ -42,9 +42,6 @@ int CKTask_set_thread_affinity(const int *cpus, int count);
 /// madvise(2) advice that populates page tables writable (Linux 5.14+); the constant, even where headers lack it.
 int CKTask_MADV_POPULATE_WRITE(void);
 
-/// Total CPU time (user + system, nanoseconds) the calling thread has used (CLOCK_THREAD_CPUTIME_ID).
-int64_t CKTask_thread_cpu_time_ns(void);
-
 /// Total CPU time (user + system, nanoseconds) the whole process has used (CLOCK_PROCESS_CPUTIME_ID).
 int64_t CKTask_process_cpu_time_ns(void);
 

@@ -63,7 +63,6 @@ final class PThreadCondition: @unchecked Sendable {
     }
 
     func signal() { pthread_cond_signal(condition) }
-    func broadcast() { pthread_cond_broadcast(condition) }
 }
 
 /// The CLOCK_MONOTONIC time `nanoseconds` from now.
