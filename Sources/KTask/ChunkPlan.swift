@@ -82,3 +82,16 @@ func roundUp(_ value: Int, toMultipleOf multiple: Int) -> Int {
     let (result, overflow) = value.addingReportingOverflow(multiple - remainder)
     return overflow ? Int.max - Int.max % multiple : result
 }
+
+extension KTask {
+    /// The chunk size, in items, that a job of `items` items gets at `threads` threads: the kernel's
+    /// formula, `max(minChunk, items / (threads × 4))` rounded up to a multiple of `align`. For sizing
+    /// work outside ktask the same way (e.g. a comparison with another threading system).
+    public static func plannedChunkSize(items: Int, minChunk: Int, align: Int, threads: Int) throws(KTaskError) -> Int {
+        guard minChunk >= 1 else { throw .invalidMinChunk(minChunk) }
+        guard align >= 1 else { throw .invalidAlign(align) }
+        guard threads >= 1 else { throw .invalidMaxThreads(threads) }
+        guard items >= 1 else { return minChunk }
+        return ChunkPlan(range: 0..<items, minChunk: minChunk, align: align, threads: threads).chunkSize
+    }
+}

@@ -3,11 +3,10 @@ import Synchronization
 
 /// A CPU-bound pass over N items: each item is mixed by a few rounds of a 64-bit hash and the
 /// results are summed, so the work cannot be optimised away and each run's sum is checked.
-public final class ComputeWorkload: BenchWorkload {
+public final class ComputeWorkload: BenchWorkload, Sendable {
     public let items: Int
     /// One range of items per node; nil: one range.
     public let nodes: [Int]?
-    private var expectedSum: UInt64?
 
     static let minChunk = 65_536
 
@@ -41,26 +40,26 @@ public final class ComputeWorkload: BenchWorkload {
         return total
     }
 
-    public func runOnce(threads: Int, options: KTaskOptions) throws -> JobMeasurement {
+    public func prepareRun() throws -> PreparedRun {
         let total = Atomic<UInt64>(0)
-        var options = options
-        options.maxThreads = threads
-        options.minChunk = Self.minChunk
-        let body: @Sendable (Range<Int>) -> Void = { chunk in
-            total.wrappingAdd(Self.sum(chunk), ordering: .relaxed)
-        }
-        let measurement = try JobMeasurement.measure {
-            if let nodes {
-                try KTask.run(perNode: splitPerNode(items, nodes: nodes, align: 1), options: options, body)
-            } else {
-                try KTask.run(0..<items, options: options, body)
+        return PreparedRun(
+            items: items, perNode: nodes.map { splitPerNode(items, nodes: $0, align: 1) },
+            minChunk: Self.minChunk, align: 1,
+            body: { chunk in total.wrappingAdd(Self.sum(chunk), ordering: .relaxed) },
+            check: { try self.check(sum: total.load(ordering: .relaxed)) })
+    }
+
+    /// The sum every run must produce: the first checked run's; nil before it.
+    public var expectedSum: UInt64? { reference.withLock { $0 } }
+    private let reference = Mutex<UInt64?>(nil)
+
+    /// Throws unless `sum` is the sum of every item (the first sum seen becomes the reference).
+    public func check(sum: UInt64) throws(WorkloadError) {
+        try reference.withLock { (expected: inout UInt64?) throws(WorkloadError) in
+            if let expected, expected != sum {
+                throw .wrongResult(workload: "compute", detail: "sum \(sum) differs from \(expected)")
             }
+            expected = sum
         }
-        let sum = total.load(ordering: .relaxed)
-        if let expectedSum, expectedSum != sum {
-            throw WorkloadError.wrongResult(workload: "compute", detail: "sum \(sum) differs from \(expectedSum)")
-        }
-        expectedSum = sum
-        return measurement
     }
 }

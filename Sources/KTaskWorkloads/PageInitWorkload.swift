@@ -1,4 +1,5 @@
 import KTask
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -20,14 +21,14 @@ struct PageDescriptor {
 
 /// Initialises an array of 64-byte page descriptors in a buffer that is already faulted in: what
 /// the kernel's deferred struct-page initialisation does at boot. Memory-bandwidth bound.
-public final class PageInitWorkload: BenchWorkload {
+public final class PageInitWorkload: BenchWorkload, Sendable {
     public let bytes: Int
     public let items: Int
     /// One range of descriptors per node, its memory bound there; nil: one range.
     public let nodes: [Int]?
     private let mapping: AnonymousMapping
     /// Changes every run, so a check can tell this run's writes from the last one's.
-    private var generation: UInt64 = 0
+    private let nextGeneration = Atomic<UInt64>(0)
 
     /// Descriptors per chunk at least, and chunk alignment: 64 descriptors fill one 4 KiB page.
     static let minChunkDescriptors = 4096
@@ -51,28 +52,16 @@ public final class PageInitWorkload: BenchWorkload {
             + (nodes.map { ", a range per node \($0.map(String.init).joined(separator: ","))" } ?? "")
     }
 
-    public func runOnce(threads: Int, options: KTaskOptions) throws -> JobMeasurement {
-        generation += 1
+    public func prepareRun() throws -> PreparedRun {
+        let generation = nextGeneration.add(1, ordering: .relaxed).newValue
         let flags = generation << 32 | 0x2  // generation tag | PG_referenced-like bit
         let base = UInt(bitPattern: mapping.base)
-        var options = options
-        options.maxThreads = threads
-        options.minChunk = Self.minChunkDescriptors
-        options.align = Self.alignDescriptors
-        let body: @Sendable (Range<Int>) -> Void = { descriptors in
-            Self.initialise(base: base, descriptors: descriptors, flags: flags)
-        }
-        let measurement = try JobMeasurement.measure {
-            if let nodes {
-                // The same split as the memory's: 64 descriptors per page, so page boundaries line up.
-                try KTask.run(perNode: splitPerNode(items, nodes: nodes, align: Self.alignDescriptors * PrefaultWorkload.pagesPerPageTable),
-                              options: options, body)
-            } else {
-                try KTask.run(0..<items, options: options, body)
-            }
-        }
-        try verify(flags: flags)
-        return measurement
+        // Per node: the same split as the memory's (64 descriptors per page), so page boundaries line up.
+        let perNode = nodes.map { splitPerNode(items, nodes: $0, align: Self.alignDescriptors * PrefaultWorkload.pagesPerPageTable) }
+        return PreparedRun(
+            items: items, perNode: perNode, minChunk: Self.minChunkDescriptors, align: Self.alignDescriptors,
+            body: { descriptors in Self.initialise(base: base, descriptors: descriptors, flags: flags) },
+            check: { try self.verify(flags: flags) })
     }
 
     @inline(__always)

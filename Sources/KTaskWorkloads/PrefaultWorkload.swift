@@ -9,7 +9,7 @@ import Glibc
 /// Faults in every page of a fresh anonymous mapping, a chunk of pages per call: what starting a VM
 /// with pinned (VFIO) memory does. Uses `MADV_POPULATE_WRITE` where the kernel has it (one system call
 /// per chunk), else writes one byte per page.
-public final class PrefaultWorkload: BenchWorkload {
+public final class PrefaultWorkload: BenchWorkload, Sendable {
     /// How pages are faulted in.
     public enum Method: String, Sendable {
         case populateWrite = "MADV_POPULATE_WRITE"
@@ -39,25 +39,15 @@ public final class PrefaultWorkload: BenchWorkload {
             + (nodes.map { ", a range per node \($0.map(String.init).joined(separator: ","))" } ?? "")
     }
 
-    public func runOnce(threads: Int, options: KTaskOptions) throws -> JobMeasurement {
+    public func prepareRun() throws -> PreparedRun {
         let mapping = try AnonymousMapping(bytes: bytes)
         let base = UInt(bitPattern: mapping.base)
-        var options = options
-        options.maxThreads = threads
-        options.minChunk = Self.pagesPerPageTable
-        options.align = Self.pagesPerPageTable
-        let body: @Sendable (Range<Int>) throws -> Void = { [pageSize, method] pages in
-            try Self.prefault(base: base, pages: pages, pageSize: pageSize, method: method)
-        }
-        let measurement: JobMeasurement
-        if let nodes {
-            let ranges = try bindPerNode(mapping, nodes: nodes)
-            measurement = try JobMeasurement.measure { try KTask.run(perNode: ranges, options: options, body) }
-        } else {
-            measurement = try JobMeasurement.measure { try KTask.run(0..<items, options: options, body) }
-        }
-        try verifyResident(mapping)
-        return measurement
+        return PreparedRun(
+            items: items, perNode: try nodes.map { try bindPerNode(mapping, nodes: $0) },
+            minChunk: Self.pagesPerPageTable, align: Self.pagesPerPageTable,
+            body: { [pageSize, method] pages in try Self.prefault(base: base, pages: pages, pageSize: pageSize, method: method) },
+            // The check holds the mapping: it is unmapped when the run is dropped.
+            check: { [items] in try Self.verifyResident(mapping, pages: items) })
     }
 
     /// One range of pages per node, each bound to its node before it is faulted in.
@@ -101,7 +91,7 @@ public final class PrefaultWorkload: BenchWorkload {
     }
 
     /// Every page must be resident after the job (mincore).
-    func verifyResident(_ mapping: AnonymousMapping) throws(WorkloadError) {
+    static func verifyResident(_ mapping: AnonymousMapping, pages items: Int) throws(WorkloadError) {
         var vector = [UInt8](repeating: 0, count: items)
         guard mincore(mapping.base, mapping.bytes, &vector) == 0 else {
             throw .wrongResult(workload: "prefault", detail: "mincore failed (errno \(errno))")

@@ -7,9 +7,47 @@ public protocol BenchWorkload: AnyObject {
     var items: Int { get }
     /// What the workload does and how, for reports (e.g. which prefault method is in force).
     var summary: String { get }
-    /// Runs the whole job once with at most `threads` threads and checks its result. The report's wall
-    /// time and the CPU time are the job's alone, without set-up or checks.
-    func runOnce(threads: Int, options: KTaskOptions) throws -> JobMeasurement
+    /// Sets up one run (fresh memory, a new generation tag, a zeroed sum): the chunk body to run over
+    /// `0..<items` (or the per-node ranges) and the check of its result. Any threading system can run it.
+    func prepareRun() throws -> PreparedRun
+}
+
+/// One run of a workload, set up and ready: the chunk body, the chunking the workload asks for, and the
+/// check of the result. ktask runs it in ``BenchWorkload/runOnce(threads:options:)``; `ktask compare`'s
+/// Swift peers run the same body.
+public struct PreparedRun: Sendable {
+    /// Work items: the body's range is `0..<items`.
+    public let items: Int
+    /// One range per node (memory bound there); nil: the one range `0..<items`.
+    public let perNode: [NodeRange]?
+    /// The smallest chunk worth a thread, and the chunk alignment, in items.
+    public let minChunk: Int
+    public let align: Int
+    /// Does the work for one chunk of items.
+    public let body: @Sendable (Range<Int>) throws -> Void
+    /// Throws ``WorkloadError/wrongResult(workload:detail:)`` unless every item was done by this run.
+    public let check: @Sendable () throws -> Void
+}
+
+extension BenchWorkload {
+    /// Runs the whole job once with ktask, with at most `threads` threads, and checks its result. The
+    /// report's wall time and the CPU time are the job's alone, without set-up or checks.
+    public func runOnce(threads: Int, options: KTaskOptions) throws -> JobMeasurement {
+        let run = try prepareRun()
+        var options = options
+        options.maxThreads = threads
+        options.minChunk = run.minChunk
+        options.align = run.align
+        let measurement = try JobMeasurement.measure {
+            if let perNode = run.perNode {
+                try KTask.run(perNode: perNode, options: options, run.body)
+            } else {
+                try KTask.run(0..<run.items, options: options, run.body)
+            }
+        }
+        try run.check()
+        return measurement
+    }
 }
 
 /// One run of a workload's job: what the engine reported, and the CPU time (user + system, all threads

@@ -8,7 +8,7 @@ struct KTaskCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ktask",
         abstract: "Multithread big CPU-intensive jobs the way the kernel's ktask did.",
-        subcommands: [BenchCommand.self, InfoCommand.self, CheckPlacementCommand.self, ForegroundLoadCommand.self])
+        subcommands: [BenchCommand.self, CompareCommand.self, InfoCommand.self, CheckPlacementCommand.self, ForegroundLoadCommand.self])
 }
 
 @main
@@ -31,6 +31,10 @@ enum Main {
             exit(code.rawValue)
         } catch let error as WorkloadError {
             fail(error.description, code: 1)
+        } catch let error as PlotError {
+            fail(error.description, code: 1)
+        } catch let error as PeerError {
+            fail(error.description, code: 1)
         } catch {
             if KTaskCommand.exitCode(for: error) == .success { KTaskCommand.exit(withError: error) }
             let message = KTaskCommand.message(for: error)
@@ -52,3 +56,4 @@ enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
 }
 
 extension WorkloadKind: ExpressibleByArgument {}
+extension ComparedSystem: ExpressibleByArgument {}

@@ -1,0 +1,128 @@
+import Foundation
+import KTask
+
+/// One system at one thread count: its timings and how it compares with ktask.
+public struct CompareRow: Sendable {
+    public let system: ComparedSystem
+    public let threads: Int
+    public let seconds: Sample
+    /// This system's median seconds ÷ ktask's at the same thread count: above 1, ktask was faster.
+    public let ratioVsKTask: Double
+}
+
+/// A finished comparison of one workload.
+public struct CompareResult: Sendable {
+    public let workload: WorkloadKind
+    public let size: Int
+    public let runs: Int
+    public let summary: String
+    public let rows: [CompareRow]
+    /// Systems without rows, and why (not built, failed, wrong result).
+    public let missing: [(system: ComparedSystem, reason: String)]
+    /// CPU time the hypervisor took from this guest during the timed runs (nil: unknown).
+    public let stealSeconds: Double?
+}
+
+/// Runs ktask and its peers on the same workload instance, alternating run by run (ktask, openmp, tbb,
+/// dispatch, taskgroup, ktask, ...) at each thread count, so that the machine's drift hits all alike.
+public struct CompareRunner {
+    public let workload: WorkloadKind
+    public let size: Int
+    public let threadCounts: [Int]
+    public let runs: Int
+    public let systems: [ComparedSystem]
+    /// Where `scripts/build-peers.sh` put the C/C++ peers.
+    public let peersDirectory: String
+
+    public init(workload: WorkloadKind, size: Int, threadCounts: [Int], runs: Int,
+                systems: [ComparedSystem] = ComparedSystem.allCases, peersDirectory: String) {
+        self.workload = workload
+        self.size = size
+        self.threadCounts = threadCounts
+        self.runs = runs
+        self.systems = [.ktask] + systems.filter { $0 != .ktask }
+        self.peersDirectory = peersDirectory
+    }
+
+    /// Runs the comparison; `progress` hears (run, of runs, system, threads) before each job (run 0: warm-up).
+    public func run(progress: (Int, Int, ComparedSystem, Int) -> Void = { _, _, _, _ in }) throws -> CompareResult {
+        let instance = try workload.make(size: size)
+        var missing: [(system: ComparedSystem, reason: String)] = []
+        var runners: [(ComparedSystem, any SystemRunner)] = []
+        for system in systems {
+            do {
+                runners.append((system, try makeRunner(system, workload: instance)))
+            } catch let error as PeerError {
+                missing.append((system, error.reason))
+            }
+        }
+        var seconds: [ComparedSystem: [Int: [Double]]] = [:]
+        // Drops a peer that fails mid-way; ktask failing ends the comparison.
+        func measure(_ system: ComparedSystem, _ runner: any SystemRunner, threads: Int) throws -> Double? {
+            do {
+                return try runner.runOnce(threads: threads)
+            } catch {
+                guard system != .ktask else { throw error }
+                missing.append((system, (error as? PeerError)?.reason ?? "\(error)"))
+                runners.removeAll { $0.0 == system }
+                seconds[system] = nil
+                return nil
+            }
+        }
+        // One untimed run of each first: first touches of memory and thread start-up are not what is compared.
+        for (system, runner) in runners {
+            progress(0, runs, system, threadCounts.last!)
+            _ = try measure(system, runner, threads: threadCounts.last!)
+        }
+        let stealBefore = StealTime.total()
+        for run in 1...runs {
+            for threads in threadCounts {
+                for (system, runner) in runners {
+                    progress(run, runs, system, threads)
+                    if let time = try measure(system, runner, threads: threads) {
+                        seconds[system, default: [:]][threads, default: []].append(time)
+                    }
+                }
+            }
+        }
+        let steal = StealTime.total().flatMap { after in stealBefore.map { after - $0 } }
+        var rows: [CompareRow] = []
+        for threads in threadCounts {
+            let ktask = Sample(seconds[.ktask]![threads]!)
+            for system in systems {
+                guard let values = seconds[system]?[threads] else { continue }
+                let sample = Sample(values)
+                rows.append(CompareRow(system: system, threads: threads, seconds: sample,
+                                       ratioVsKTask: sample.median / ktask.median))
+            }
+        }
+        return CompareResult(workload: workload, size: size, runs: runs, summary: instance.summary, rows: rows,
+                             missing: missing, stealSeconds: steal)
+    }
+
+    private func makeRunner(_ system: ComparedSystem, workload instance: any BenchWorkload) throws -> any SystemRunner {
+        switch system {
+        case .ktask: return KTaskRunner(workload: instance, options: KTaskOptions())
+        case .dispatch: return DispatchPeer(workload: instance)
+        case .taskGroup: return TaskGroupPeer(workload: instance)
+        case .openmp, .tbb:
+            let name = system.executableName!
+            let path = (peersDirectory as NSString).appendingPathComponent(name)
+            guard FileManager.default.isExecutableFile(atPath: path) else {
+                let reason = (try? String(contentsOfFile: path + ".missing", encoding: .utf8))?
+                    .trimmingCharacters(in: .whitespacesAndNewlines)
+                throw PeerError.missing(system: system.rawValue,
+                                        reason: reason ?? "\(path) is not built (run scripts/build-peers.sh)")
+            }
+            return try ExternalPeer(system: system, executable: path, workload: instance, kind: workload, size: size)
+        }
+    }
+}
+
+extension PeerError {
+    var reason: String {
+        switch self {
+        case .missing(_, let reason), .failed(_, let reason): reason
+        }
+    }
+}

@@ -1,0 +1,58 @@
+import KTask
+
+/// A threading system `ktask compare` measures on the same work: ktask, or a peer a user would
+/// otherwise reach for.
+public enum ComparedSystem: String, CaseIterable, Sendable {
+    case ktask
+    /// C + OpenMP, `schedule(dynamic)` over ktask's chunks (gcc `-fopenmp`, an external program).
+    case openmp
+    /// C++ + oneTBB `parallel_for`, one task per chunk in an arena of N threads (an external program).
+    case tbb
+    /// Swift `DispatchQueue.concurrentPerform`, N iterations each striding over every N-th chunk.
+    case dispatch
+    /// A Swift `TaskGroup` with at most N child tasks in flight, one per chunk.
+    case taskGroup = "taskgroup"
+
+    /// The external program that runs this peer, built by `scripts/build-peers.sh`; nil for Swift ones.
+    public var executableName: String? {
+        switch self {
+        case .openmp: "ktask-peer-openmp"
+        case .tbb: "ktask-peer-tbb"
+        case .ktask, .dispatch, .taskGroup: nil
+        }
+    }
+}
+
+/// Runs one workload's job, timed, with one threading system.
+protocol SystemRunner: AnyObject {
+    /// Runs the whole job once with `threads` threads and checks its result; returns the seconds the
+    /// parallel part took (set-up and checks excluded, as for ktask's own measurement).
+    func runOnce(threads: Int) throws -> Double
+}
+
+/// ktask itself, with its defaults.
+final class KTaskRunner: SystemRunner {
+    let workload: any BenchWorkload
+    let options: KTaskOptions
+
+    init(workload: any BenchWorkload, options: KTaskOptions) {
+        self.workload = workload
+        self.options = options
+    }
+
+    func runOnce(threads: Int) throws -> Double {
+        try workload.runOnce(threads: threads, options: options).report.wallTime.seconds
+    }
+}
+
+extension PreparedRun {
+    /// The chunk ktask would use at `threads` threads, which the peers are given too.
+    func chunkSize(threads: Int) throws -> Int {
+        try KTask.plannedChunkSize(items: items, minChunk: minChunk, align: align, threads: threads)
+    }
+
+    /// The items of chunk `index` of `chunk` items.
+    func chunk(_ index: Int, of chunk: Int) -> Range<Int> {
+        index * chunk..<min(items, (index + 1) * chunk)
+    }
+}

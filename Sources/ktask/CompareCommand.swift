@@ -1,0 +1,87 @@
+import ArgumentParser
+import Foundation
+import KTask
+import KTaskWorkloads
+
+/// `ktask compare`: ktask against OpenMP, oneTBB, concurrentPerform and a TaskGroup on the same work.
+struct CompareCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "compare",
+        abstract: "Run a workload with ktask and its peers, alternating run by run, and print each peer's time over ktask's.",
+        discussion: """
+            Peers: openmp (C, gcc -fopenmp, schedule(dynamic)), tbb (C++, oneTBB parallel_for), dispatch \
+            (Swift concurrentPerform striding by chunk), taskgroup (Swift TaskGroup, N tasks in flight). All \
+            run ktask's inner loop on ktask's chunks. The C/C++ peers are built by scripts/build-peers.sh \
+            (scripts/compare.sh builds them and runs this); a peer that is not built is listed with the reason. \
+            ratio = the peer's median seconds / ktask's: above 1, ktask was faster.
+            """)
+
+    @Option(help: "The workload: prefault, init or compute.")
+    var workload: WorkloadKind = .compute
+
+    @Option(help: ArgumentHelp("Thread counts, comma-separated (default: 1 to the CPU budget).", valueName: "n,n,..."), transform: ThreadCounts.parse)
+    var threads: ThreadCounts?
+
+    @Option(help: ArgumentHelp("Bytes for prefault/init, items for compute (K, M, G, T suffixes; default: as ktask bench).", valueName: "size"), transform: SizeArgument.parse)
+    var size: SizeArgument?
+
+    @Option(help: "Runs of every system at every thread count.")
+    var runs: Int = 5
+
+    @Option(help: ArgumentHelp("Systems to compare with ktask, comma-separated (default: all).", valueName: "openmp,tbb,dispatch,taskgroup"),
+            transform: parseSystems)
+    var systems: [ComparedSystem] = ComparedSystem.allCases
+
+    @Option(help: ArgumentHelp("Where scripts/build-peers.sh put the C/C++ peers (default: .build/peers beside this program, else in the current directory).", valueName: "dir"))
+    var peers: String?
+
+    @Option(help: "Output format.")
+    var format: OutputFormat = .table
+
+    @Option(help: ArgumentHelp("Also write an SVG chart of speedup against threads, one line per system.", valueName: "file.svg"))
+    var plot: String?
+
+    func validate() throws {
+        guard runs >= 1 && runs <= 10_000 else { throw ValidationError("--runs is \(runs); it must be between 1 and 10000") }
+    }
+
+    func run() throws {
+        let counts = threads?.counts ?? Array(1...CPUBudget.read().budget)
+        let runner = CompareRunner(workload: workload, size: size?.value ?? workload.defaultSize,
+                                   threadCounts: Array(Set(counts)).sorted(), runs: runs, systems: systems,
+                                   peersDirectory: peers ?? Self.defaultPeersDirectory())
+        let progress = ProgressLine(enabled: isatty(STDERR_FILENO) == 1)
+        let result = try runner.run { run, runs, system, threads in
+            progress.show("\(workload.rawValue): run \(run)/\(runs), \(system.rawValue), \(threads) thread(s)")
+        }
+        progress.clear()
+        switch format {
+        case .table: print(CompareOutput.table(result), terminator: "")
+        case .json: print(try CompareOutput.json(result))
+        }
+        if let plot { try CompareOutput.plot(result).write(to: plot) }
+    }
+
+    /// `.build/peers` of the build this program comes from (it sits in `.build/<triple>/<config>/`, reached
+    /// also through the `.build/<config>` link), else of the current directory.
+    static func defaultPeersDirectory() -> String {
+        let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        var directory = URL(fileURLWithPath: executable).deletingLastPathComponent()
+        for _ in 0..<3 {
+            directory = directory.deletingLastPathComponent()
+            let candidate = directory.appendingPathComponent("peers").path
+            if directory.lastPathComponent == ".build", FileManager.default.fileExists(atPath: candidate) { return candidate }
+        }
+        return ".build/peers"
+    }
+}
+
+/// `--systems`: comma-separated peer names.
+func parseSystems(_ argument: String) throws -> [ComparedSystem] {
+    let names = argument.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+    let systems = names.compactMap(ComparedSystem.init(rawValue:))
+    guard !names.isEmpty, systems.count == names.count else {
+        throw ValidationError("allowed: comma-separated names from \(ComparedSystem.allCases.map(\.rawValue).joined(separator: ", "))")
+    }
+    return systems
+}

@@ -1,0 +1,75 @@
+import Foundation
+import KTaskWorkloads
+
+/// `ktask compare`'s table, JSON and chart.
+enum CompareOutput {
+    static func table(_ result: CompareResult) -> String {
+        var text = "# \(result.summary), \(result.runs) alternating run(s) per system and thread count\n"
+        text += "# ratio = the system's median / ktask's median at the same thread count (above 1: ktask faster)\n"
+        text += "thr  system     median sec   min-max sec          ratio\n"
+        for row in result.rows {
+            text += pad(String(row.threads), 5) + pad(row.system.rawValue, 11)
+            text += pad(String(format: "%.4f", row.seconds.median), 13)
+            text += pad(String(format: "%.4f-%.4f", row.seconds.min, row.seconds.max), 21)
+            text += String(format: "%.3f", row.ratioVsKTask) + "\n"
+        }
+        for (system, reason) in result.missing { text += "# \(system.rawValue): missing: \(reason)\n" }
+        if let steal = result.stealSeconds, steal >= 0.05 {
+            text += String(format: "# the hypervisor stole %.2f s of CPU time during the runs: timings are noisier\n", steal)
+        }
+        return text
+    }
+
+    struct Row: Encodable {
+        let system: String
+        let threads: Int
+        let median_s: Double
+        let min_s: Double
+        let max_s: Double
+        let ratio_vs_ktask: Double
+    }
+
+    struct Missing: Encodable {
+        let system: String
+        let reason: String
+    }
+
+    struct Document: Encodable {
+        let workload: String
+        let size: Int
+        let runs: Int
+        let summary: String
+        let steal_s: Double?
+        let rows: [Row]
+        let missing: [Missing]
+    }
+
+    static func json(_ result: CompareResult) throws -> String {
+        let rows = result.rows.map {
+            Row(system: $0.system.rawValue, threads: $0.threads, median_s: $0.seconds.median, min_s: $0.seconds.min,
+                max_s: $0.seconds.max, ratio_vs_ktask: $0.ratioVsKTask)
+        }
+        return try encodeJSON(Document(workload: result.workload.rawValue, size: result.size, runs: result.runs,
+                                       summary: result.summary, steal_s: result.stealSeconds, rows: rows,
+                                       missing: result.missing.map { Missing(system: $0.system.rawValue, reason: $0.reason) }))
+    }
+
+    /// Speedups over ktask's 1-thread median (or its fewest threads), so that the lines share a baseline.
+    static func plot(_ result: CompareResult) -> SpeedupPlot {
+        let baselineRow = result.rows.filter { $0.system == .ktask }.min { $0.threads < $1.threads }
+        let baseline = (baselineRow?.seconds.median ?? 1) * Double(baselineRow?.threads ?? 1)
+        let systems = result.rows.map(\.system).reduce(into: [ComparedSystem]()) { if !$0.contains($1) { $0.append($1) } }
+        let series = systems.map { system in
+            SpeedupPlot.Series(name: system.rawValue, points: result.rows.filter { $0.system == system }.map {
+                (threads: $0.threads, speedup: baseline / $0.seconds.median)
+            })
+        }
+        return SpeedupPlot(title: "ktask compare: \(result.workload.rawValue)",
+                           subtitle: "\(result.summary); speedup over ktask at 1 thread, medians of \(result.runs) runs",
+                           series: series)
+    }
+
+    private static func pad(_ text: String, _ width: Int) -> String {
+        text.count >= width ? text + " " : text + String(repeating: " ", count: width - text.count)
+    }
+}
