@@ -44,6 +44,9 @@ struct ScalingBenchCommand: ParsableCommand {
     @Option(help: "Output format.")
     var format: OutputFormat = .table
 
+    @Option(help: ArgumentHelp("Also write an SVG chart of the speedup (medians) against threads.", valueName: "file.svg"))
+    var plot: String?
+
     func validate() throws {
         guard runs >= 1 && runs <= 10_000 else {
             throw ValidationError("--runs is \(runs); it must be between 1 and 10000")
@@ -63,6 +66,11 @@ struct ScalingBenchCommand: ParsableCommand {
         switch format {
         case .table: print(BenchTable.render(result, cpuTime: cpuTime), terminator: "")
         case .json: print(try BenchJSON.render(result))
+        }
+        if let plot {
+            let series = SpeedupPlot.Series(name: "ktask", points: result.rows.map { (threads: $0.threads, speedup: $0.medianSpeedup) })
+            try SpeedupPlot(title: "ktask bench: \(workload.rawValue)",
+                            subtitle: "\(result.summary); medians of \(runs) runs", series: [series]).write(to: plot)
         }
     }
 }
