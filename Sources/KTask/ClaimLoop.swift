@@ -12,6 +12,14 @@ final class JobState: @unchecked Sendable {
     private let taskCancellation: KTaskCancellation?
     /// Helpers claim single grains (``StarvationGuard/smallerHelperChunks``) instead of whole chunks.
     private let helpersClaimGrains: Bool
+    /// Adaptive mode (``AdaptiveThreads``): everyone claims single grains and counts what completed, so
+    /// that the caller can measure the job's throughput as helpers join.
+    private let adaptive: Bool
+    /// Adaptive mode: items and claims completed so far, all threads.
+    private let itemsDone = Atomic<Int>(0)
+    private let claimsDone = Atomic<Int>(0)
+    /// Participants with a slot at or past this stop claiming (adaptive mode drops its newest helper so).
+    private let admittedSlots = Atomic<Int>(Int.max)
 
     /// cursors[p]: the next grain of part p to hand out.
     private let cursors: UnsafeMutablePointer<Atomic<Int>>
@@ -38,8 +46,9 @@ final class JobState: @unchecked Sendable {
         var boosted = false
     }
 
-    init(plans: [ChunkPlan], threads: Int, helpersClaimGrains: Bool, cancellation: KTaskCancellation?,
+    init(plans: [ChunkPlan], threads: Int, helpersClaimGrains: Bool, adaptive: Bool = false, cancellation: KTaskCancellation?,
          taskCancellation: KTaskCancellation?, chunk: @escaping (Range<Int>) throws -> Void) {
+        self.adaptive = adaptive
         self.plans = plans
         self.chunkFunction = chunk
         self.cancellation = cancellation
@@ -83,14 +92,17 @@ final class JobState: @unchecked Sendable {
     /// The claim loop: claim the next grains of the home part, run them, until the part runs out; then
     /// help the other parts in turn; stop early if the job stops.
     /// `onLastClaim` runs once, when this participant claims the job's last grains (the caller uses it
-    /// to start lending its priority while it still works on them).
-    func participate(slot: Int, home: Int, observesCurrentTask: Bool, onLastClaim: (() -> Void)? = nil) {
+    /// to start lending its priority while it still works on them). `afterClaim` runs after each of
+    /// this participant's completed claims (the caller's adaptive-mode controller).
+    func participate(slot: Int, home: Int, observesCurrentTask: Bool, onLastClaim: (() -> Void)? = nil,
+                     afterClaim: (() -> Void)? = nil) {
         var count = 0
         parts: for offset in 0..<plans.count {
             let part = (home + offset) % plans.count
             let plan = plans[part]
-            let claim = slot > 0 && helpersClaimGrains ? 1 : plan.grainsPerChunk
+            let claim = (slot > 0 && helpersClaimGrains) || adaptive ? 1 : plan.grainsPerChunk
             while !stopped.load(ordering: .relaxed) {
+                if slot >= admittedSlots.load(ordering: .relaxed) { break parts }
                 if cancellation?.isCancelled == true || taskCancellation?.isCancelled == true
                     || (observesCurrentTask && Task.isCancelled) {
                     record(KTaskError.cancelled)
@@ -101,9 +113,15 @@ final class JobState: @unchecked Sendable {
                 let grains = first..<min(first + claim, plan.grainCount)
                 if grains.upperBound == plan.grainCount && offset == plans.count - 1 { onLastClaim?() }
                 do {
-                    try chunkFunction(plan.items(ofGrains: grains))
+                    let items = plan.items(ofGrains: grains)
+                    try chunkFunction(items)
                     claimed[firstGrain[part] + first] = Int32(grains.count)
                     count += 1
+                    if adaptive {
+                        itemsDone.add(items.count, ordering: .relaxed)
+                        claimsDone.add(1, ordering: .relaxed)
+                        afterClaim?()
+                    }
                 } catch {
                     record(error)
                     break parts
@@ -113,6 +131,14 @@ final class JobState: @unchecked Sendable {
         }
         chunksRun[slot] = count
     }
+
+    /// Adaptive mode: items and claims completed so far by all threads.
+    var progress: (items: Int, claims: Int) {
+        (itemsDone.load(ordering: .relaxed), claimsDone.load(ordering: .relaxed))
+    }
+
+    /// Lets only participants 0 ..< `slots` claim from now on; the others leave after their current claim.
+    func admit(upTo slots: Int) { admittedSlots.store(slots, ordering: .relaxed) }
 
     private func record(_ error: any Error) {
         firstError.withLock { first in

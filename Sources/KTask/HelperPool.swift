@@ -117,6 +117,12 @@ public final class KTaskPool: @unchecked Sendable {
         var toStart: Range<Int>
         var node: Int?
         var count: Int { parked.count + toStart.count }
+
+        /// The reservation as reservations of one helper each, to dispatch one at a time.
+        func singles() -> [Reservation] {
+            parked.map { Reservation(parked: [$0], toStart: 0..<0, node: node) }
+                + toStart.map { Reservation(parked: [], toStart: $0..<$0 + 1, node: node) }
+        }
     }
 
     /// Reserves up to `wanted` helpers without waiting, so that busy helpers never exceed `cap`, nor
@@ -169,6 +175,19 @@ public final class KTaskPool: @unchecked Sendable {
             }
         }
         return dispatched
+    }
+
+    /// Gives back helpers reserved but never dispatched: they count as free again.
+    func cancel(_ reservation: Reservation) {
+        guard reservation.count > 0 else { return }
+        lock.withLock {
+            for _ in 0..<reservation.count { releaseBusyLocked(node: reservation.node) }
+            for helper in reservation.parked {
+                helper.reserved = false
+                idle.append(helper)
+            }
+            live -= reservation.toStart.count
+        }
     }
 
     private func releaseBusyLocked(node: Int?) {

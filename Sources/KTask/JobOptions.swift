@@ -31,6 +31,15 @@ public struct KTaskOptions: Sendable {
     /// The pool the job's helper threads come from, and whose cap on busy helpers the job shares.
     public var pool: KTaskPool
 
+    /// The class of work this job is (e.g. "prefault"), to look up in the tuning profile in force
+    /// (``TuningProfile``): the job then gets at most the threads `ktask tune` measured worth having
+    /// for that class. nil: no profile cap. Must not be empty.
+    public var workClass: String?
+
+    /// Adaptive mode: measure the job's throughput as helpers join and stop adding them past the knee
+    /// (``AdaptiveThreads``). nil: take every helper the limits allow at once.
+    public var adaptiveThreads: AdaptiveThreads?
+
     public init(
         minChunk: Int = 1,
         align: Int = 1,
@@ -39,8 +48,12 @@ public struct KTaskOptions: Sendable {
         placement: Placement = .callerNode,
         starvationGuard: StarvationGuard = .automatic,
         cancellation: KTaskCancellation? = nil,
-        pool: KTaskPool = .shared
+        pool: KTaskPool = .shared,
+        workClass: String? = nil,
+        adaptiveThreads: AdaptiveThreads? = nil
     ) {
+        self.workClass = workClass
+        self.adaptiveThreads = adaptiveThreads
         self.placement = placement
         self.starvationGuard = starvationGuard
         self.minChunk = minChunk
@@ -59,6 +72,8 @@ public struct KTaskOptions: Sendable {
         if case .nice(let value) = helperPriority, !(ThreadPriority.niceRange ~= value) {
             throw .invalidNice(value)
         }
+        if workClass?.isEmpty == true { throw .emptyWorkClass }
+        try adaptiveThreads?.validate()
         if case .nodes(let ids) = placement {
             guard !ids.isEmpty else { throw .noNodes }
             if let repeated = ids.first(where: { id in ids.filter { $0 == id }.count > 1 }) { throw .duplicateNode(repeated) }

@@ -110,6 +110,14 @@ public enum KTask {
         case perNode([NodeRange])
     }
 
+    /// The most threads a job may use: its own cap, the CPU budget, and the tuning profile's cap for
+    /// its class of work.
+    static func threadLimit(_ options: KTaskOptions, _ limits: JobLimits) throws(KTaskError) -> Int {
+        var limit = min(options.maxThreads ?? limits.budget, limits.budget)
+        if let workClass = options.workClass, let cap = try TuningProfile.threadCap(for: workClass) { limit = min(limit, cap) }
+        return limit
+    }
+
     static func runOnCallingThread(
         _ input: JobInput,
         options: KTaskOptions,
@@ -146,7 +154,7 @@ public enum KTask {
             if oneChunkOrLess || options.maxThreads == 1 { return try runInline(range) }
             limits = JobLimits.current()
             let threads = ChunkPlan.usefulThreads(size: range.count, minChunk: options.minChunk, align: options.align,
-                                                  limit: min(options.maxThreads ?? limits.budget, limits.budget))
+                                                  limit: try threadLimit(options, limits))
             if threads == 1 { return try runInline(range) }
             lanes = try LanePlan.single(placement: options.placement, threads: threads,
                                         callerCPU: Int(CKTask_sched_getcpu()), nodes: limits.nodes)
@@ -164,7 +172,7 @@ public enum KTask {
                 (node: part.node, usefulThreads: ChunkPlan.usefulThreads(size: part.range.count, minChunk: options.minChunk,
                                                                            align: options.align, limit: Int.max))
             }
-            lanes = try LanePlan.perNode(useful, threadLimit: min(options.maxThreads ?? limits.budget, limits.budget),
+            lanes = try LanePlan.perNode(useful, threadLimit: try threadLimit(options, limits),
                                          callerCPU: Int(CKTask_sched_getcpu()), nodes: limits.nodes)
             parts = work.map(\.range)
         }
@@ -186,19 +194,51 @@ public enum KTask {
         let nice = options.helperPriority.resolvedNice()
         let callerNice = ThreadPriority.currentThreadNice()
         let guardInForce = StarvationGuard.resolve(options.starvationGuard, helperNice: nice, callerNice: callerNice)
+        let adaptive = options.adaptiveThreads
         let plans = parts.indices.map { part in
             let threads = reservations.filter { $0.lane.part == part }.reduce(0) { $0 + $1.reservation.count }
                 + (part == lanes.callerPart ? 1 : 0)
             return ChunkPlan(range: parts[part], minChunk: options.minChunk, align: options.align, threads: max(1, threads),
-                             smallHelperClaims: guardInForce != .none)
+                             smallHelperClaims: guardInForce != .none || adaptive != nil)
         }
         return try withoutActuallyEscaping(chunk) { chunk in
             let job = JobState(plans: plans, threads: 1 + reserved, helpersClaimGrains: guardInForce != .none,
-                               cancellation: options.cancellation, taskCancellation: taskCancellation, chunk: chunk)
+                               adaptive: adaptive != nil, cancellation: options.cancellation,
+                               taskCancellation: taskCancellation, chunk: chunk)
             var helpers: [HelperThread] = []
-            for (lane, reservation) in reservations {
-                helpers += pool.dispatch(reservation, work: .jobShare(Unmanaged.passUnretained(job)),
-                                         firstSlot: 1 + helpers.count, part: lane.part, nice: nice, cpus: lane.cpus)
+            // Adaptive mode wakes its reserved helpers one at a time, as its controller asks.
+            var waiting: [(lane: LanePlan.Lane, reservation: KTaskPool.Reservation)] = []
+            var controller = adaptive.map { AdaptiveController(settings: $0, maxThreads: 1 + reserved, start: .zero) }
+            func dispatch(_ lane: LanePlan.Lane, _ reservation: KTaskPool.Reservation) -> Int {
+                let started = pool.dispatch(reservation, work: .jobShare(Unmanaged.passUnretained(job)),
+                                            firstSlot: 1 + helpers.count, part: lane.part, nice: nice, cpus: lane.cpus)
+                helpers += started
+                return started.count
+            }
+            func giveBackWaiting() {
+                for (_, reservation) in waiting { pool.cancel(reservation) }
+                waiting = []
+            }
+            if adaptive != nil {
+                waiting = reservations.flatMap { entry in entry.reservation.singles().map { (entry.lane, $0) } }
+            } else {
+                for (lane, reservation) in reservations { _ = dispatch(lane, reservation) }
+            }
+            func adapt() {
+                let (items, claims) = job.progress
+                switch controller!.observe(now: clock.now - start, items: items, claims: claims) {
+                case .keep: break
+                case .addHelper:
+                    let (lane, reservation) = waiting.removeFirst()
+                    if dispatch(lane, reservation) == 0 {
+                        // The system would not start a thread: stay with the threads there are.
+                        controller!.stop(at: helpers.count + 1)
+                        giveBackWaiting()
+                    }
+                case .settle(let threads):
+                    job.admit(upTo: threads)
+                    giveBackWaiting()
+                }
             }
             // Once the caller has claimed the last grains, helpers that have not woken yet are not needed
             // (their assignments are taken back), and with the priority boost the first unfinished helper
@@ -218,7 +258,9 @@ public enum KTask {
                             onLastClaim: boosting ? {
                                 guard clock.now - start > earlyBoostAfter else { return }
                                 boosted += job.boostStragglers(takeStock(), callerNice: callerNice, waits: false)
-                            } : nil)
+                            } : nil,
+                            afterClaim: controller != nil ? adapt : nil)
+            giveBackWaiting()
             let joinedHelpers = takeStock()
             if boosting && !joinedHelpers.isEmpty {
                 boosted += job.boostStragglers(joinedHelpers, callerNice: callerNice)
@@ -233,7 +275,8 @@ public enum KTask {
             return KTaskReport(threadsUsed: perThread.count, chunkSize: plans[0].chunkSize,
                                chunkCount: perThread.reduce(0, +), helperNice: joined > 0 ? Int(nice) : nil,
                                wallTime: clock.now - start, starvationGuard: guardInForce, boostedHelpers: boosted,
-                               perThread: perThread)
+                               adaptiveThreads: controller.map { $0.settled ?? $0.threads },
+                               adaptiveThroughput: controller?.rates ?? [], perThread: perThread)
         }
     }
 }

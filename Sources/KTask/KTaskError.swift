@@ -36,6 +36,12 @@ public enum KTaskError: Error, Equatable, Sendable, CustomStringConvertible {
     case memoryPolicyFailed(call: String, errno: Int32)
     /// The system refused to start a thread for an async job.
     case threadStartFailed
+    /// The tuning profile (``TuningProfile``) at `path` cannot be used; `reason` says why.
+    case invalidProfile(path: String, reason: String)
+    /// ``KTaskOptions/workClass`` is empty.
+    case emptyWorkClass
+    /// ``AdaptiveThreads`` with a minimum gain outside 0...1 or a window that is not positive.
+    case invalidAdaptiveThreads(minimumGain: Double, window: Duration)
     /// The job was cancelled before all chunks ran; completed chunks were undone.
     case cancelled
 
@@ -67,6 +73,12 @@ public enum KTaskError: Error, Equatable, Sendable, CustomStringConvertible {
             "node \(id) is given twice; give each node one range"
         case .memoryPolicyFailed(let call, let errno):
             "\(call) failed with errno \(errno) (\(String(cString: strerror(errno))))"
+        case .invalidProfile(let path, let reason):
+            "the tuning profile \(path) \(reason); run `ktask tune` again or remove it"
+        case .emptyWorkClass:
+            "the work class is empty; name it (e.g. \"prefault\") or leave it nil"
+        case .invalidAdaptiveThreads(let gain, let window):
+            "adaptive threads need a minimum gain in 0...1 and a positive window; got \(gain) and \(window)"
         case .threadStartFailed:
             "the system refused to start a thread for the job (too many threads?)"
         case .cancelled:

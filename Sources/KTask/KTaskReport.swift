@@ -17,11 +17,20 @@ public struct KTaskReport: Sendable, Equatable, CustomStringConvertible {
     public let starvationGuard: StarvationGuard
     /// Helpers the caller lent its priority to while it waited for them.
     public let boostedHelpers: Int
+    /// Adaptive mode: the threads it settled on (or had reached when the job ran out of work); nil
+    /// without adaptive mode or for a job that had no helper to add.
+    public let adaptiveThreads: Int?
+    /// Adaptive mode: the throughput (items per second) it measured at 1, 2, ... threads, which its
+    /// decision rests on; empty without adaptive mode.
+    public let adaptiveThroughput: [Double]
     /// Completed chunks per thread, the caller's first; nil for a job run inline as one call.
     private let perThread: [Int]?
 
     init(threadsUsed: Int, chunkSize: Int, chunkCount: Int, helperNice: Int?, wallTime: Duration,
-         undoneChunks: Int = 0, starvationGuard: StarvationGuard = .none, boostedHelpers: Int = 0, perThread: [Int]?) {
+         undoneChunks: Int = 0, starvationGuard: StarvationGuard = .none, boostedHelpers: Int = 0,
+         adaptiveThreads: Int? = nil, adaptiveThroughput: [Double] = [], perThread: [Int]?) {
+        self.adaptiveThreads = adaptiveThreads
+        self.adaptiveThroughput = adaptiveThroughput
         self.starvationGuard = starvationGuard
         self.boostedHelpers = boostedHelpers
         self.threadsUsed = threadsUsed
@@ -41,5 +50,6 @@ public struct KTaskReport: Sendable, Equatable, CustomStringConvertible {
 
     public var description: String {
         "\(threadsUsed) thread(s), \(chunkCount) chunk(s) of \(chunkSize), per thread \(chunksPerThread), \(wallTime)"
+            + (adaptiveThreads.map { ", adaptive: \($0) thread(s) from items/s \(adaptiveThroughput.map { Int($0) })" } ?? "")
     }
 }

@@ -72,9 +72,12 @@ public enum WorkloadKind: String, CaseIterable, Sendable {
     case pageInit = "init"
     /// A CPU-bound mixing hash over N items, summed and checked.
     case compute
+    /// Items that each wait 250 µs holding one of a limiter's permits: throughput capped at `permits`
+    /// threads (the knee `ktask tune` and adaptive mode must find).
+    case rateLimited = "rate-limited"
 
     /// What `--size` counts for this workload.
-    public var sizeUnit: String { self == .compute ? "items" : "bytes" }
+    public var sizeUnit: String { self == .compute || self == .rateLimited ? "items" : "bytes" }
 
     /// The default size: about 2 s on one thread of a 2-core machine, so that the default bench
     /// (threads 1 and 2, 5 runs each) takes 10-40 s.
@@ -83,13 +86,16 @@ public enum WorkloadKind: String, CaseIterable, Sendable {
         case .prefault: 3 << 30
         case .pageInit: 8 << 30
         case .compute: 200_000_000
+        case .rateLimited: 2000
         }
     }
 
     /// Builds the workload for `size` (bytes or items); allocation and pre-faulting happen here.
     /// With `nodes`, the work (and its memory) is split into one range per node, bound there.
-    public func make(size: Int, nodes: [Int]? = nil) throws -> any BenchWorkload {
+    /// `permits`: the rate-limited workload's cap on threads doing work at once.
+    public func make(size: Int, nodes: [Int]? = nil, permits: Int = 1) throws -> any BenchWorkload {
         switch self {
+        case .rateLimited: try RateLimitedWorkload(items: size, permits: permits)
         case .prefault: try PrefaultWorkload(bytes: size, nodes: nodes)
         case .pageInit: try PageInitWorkload(bytes: size, nodes: nodes)
         case .compute: try ComputeWorkload(items: size, nodes: nodes)
@@ -103,6 +109,7 @@ public enum WorkloadError: Error, Equatable, CustomStringConvertible {
     case mapFailed(bytes: Int, errno: Int32)
     case prefaultFailed(errno: Int32)
     case wrongResult(workload: String, detail: String)
+    case invalidParameter(name: String, value: Int, allowed: String)
 
     public var description: String {
         switch self {
@@ -114,6 +121,8 @@ public enum WorkloadError: Error, Equatable, CustomStringConvertible {
             "faulting in memory failed (errno \(errno))"
         case .wrongResult(let workload, let detail):
             "\(workload) produced a wrong result: \(detail)"
+        case .invalidParameter(let name, let value, let allowed):
+            "\(name) is \(value); allowed: \(allowed)"
         }
     }
 }

@@ -39,4 +39,20 @@ let benchmarks: @Sendable () -> Void = {
             body(0..<512)
         }
     }
+
+    // Chunk-claim throughput with tiny chunks: 4096 one-item work units. ktask's caller claims chunks of
+    // 512 and its helper 8-item grains (smallerHelperChunks: ~1/64 chunk); concurrentPerform claims one
+    // iteration at a time. What is left is the claim loop's atomic, the cursor and the bookkeeping.
+    Benchmark("4096 tiny work items (KTask.run, helper grains of 8)") { benchmark in
+        let options = KTaskOptions(maxThreads: 2, starvationGuard: .smallerHelperChunks)
+        for _ in benchmark.scaledIterations {
+            blackHole(try KTask.run(0..<4096, options: options) { chunk in for item in chunk { blackHole(item) } })
+        }
+    }
+
+    Benchmark("4096 tiny work items (concurrentPerform, one per iteration)") { benchmark in
+        for _ in benchmark.scaledIterations {
+            DispatchQueue.concurrentPerform(iterations: 4096) { index in blackHole(index) }
+        }
+    }
 }

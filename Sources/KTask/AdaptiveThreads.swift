@@ -1,0 +1,99 @@
+/// Adaptive mode: the job starts on the calling thread alone, measures its throughput, adds one helper
+/// at a time, and stops adding (dropping the last one) once a helper adds less than `minimumGain` of
+/// one thread's throughput. A memory-bandwidth-bound or rate-limited job so stops at its knee instead
+/// of burning cores the work cannot use.
+public struct AdaptiveThreads: Sendable, Equatable {
+    /// The fraction of the 1-thread throughput a helper must add to be kept (0...1).
+    public var minimumGain: Double
+    /// How long each thread count is measured at least (each also waits for 8 claims per thread).
+    public var window: Duration
+
+    public init(minimumGain: Double = 0.1, window: Duration = .milliseconds(10)) {
+        self.minimumGain = minimumGain
+        self.window = window
+    }
+
+    func validate() throws(KTaskError) {
+        guard (0...1).contains(minimumGain), window > .zero else {
+            throw .invalidAdaptiveThreads(minimumGain: minimumGain, window: window)
+        }
+    }
+}
+
+/// The decisions of adaptive mode, fed with the job's progress by the calling thread between claims.
+/// Kept apart from the threads so that the rule can be tested with made-up progress.
+struct AdaptiveController {
+    enum Decision: Equatable {
+        /// Keep measuring.
+        case keep
+        /// Add one helper and measure again.
+        case addHelper
+        /// Stop adapting with this many threads (one fewer than now means: drop the newest helper).
+        case settle(threads: Int)
+    }
+
+    let settings: AdaptiveThreads
+    /// The most threads the job may reach (1 + helpers reserved).
+    let maxThreads: Int
+    /// Claims a phase needs per thread before it counts: a rate over fewer is mostly rounding.
+    static let claimsPerThread = 8
+
+    private(set) var threads = 1
+    /// Items per second measured at 1, 2, ... threads.
+    private(set) var rates: [Double] = []
+    private var phaseStart: Duration
+    private var phaseItems = 0
+    private var phaseClaims = 0
+    private(set) var settled: Int?
+    /// A phase starts at the first observation after a change, not at the change: the job's own start
+    /// (first touches, a helper waking) would otherwise count against the thread count measured.
+    private var phaseStarted = false
+
+    init(settings: AdaptiveThreads, maxThreads: Int, start: Duration) {
+        self.settings = settings
+        self.maxThreads = maxThreads
+        self.phaseStart = start
+        if maxThreads <= 1 { settled = 1 }
+    }
+
+    /// Stops adapting with `threads` threads (e.g. no further helper could be started).
+    mutating func stop(at threads: Int) {
+        self.threads = threads
+        settled = threads
+    }
+
+    /// `now`: time since the job started; `items`, `claims`: completed by all threads so far.
+    mutating func observe(now: Duration, items: Int, claims: Int) -> Decision {
+        guard settled == nil else { return .keep }
+        guard phaseStarted else {
+            (phaseStarted, phaseStart, phaseItems, phaseClaims) = (true, now, items, claims)
+            return .keep
+        }
+        let elapsed = now - phaseStart
+        guard elapsed >= settings.window, claims - phaseClaims >= Self.claimsPerThread * threads else { return .keep }
+        let rate = Double(items - phaseItems) / elapsed.seconds
+        rates.append(rate)
+        phaseStart = now
+        phaseItems = items
+        phaseClaims = claims
+        if threads > 1 && rate - rates[threads - 2] < settings.minimumGain * rates[0] {
+            settled = threads - 1
+            return .settle(threads: threads - 1)
+        }
+        if threads >= maxThreads {
+            settled = threads
+            return .settle(threads: threads)
+        }
+        threads += 1
+        phaseStarted = false
+        return .addHelper
+    }
+}
+
+extension Duration {
+    /// The duration in seconds, as a Double.
+    public var seconds: Double {
+        let (seconds, attoseconds) = components
+        return Double(seconds) + Double(attoseconds) / 1e18
+    }
+}

@@ -1,0 +1,95 @@
+import Foundation
+import Synchronization
+import Testing
+@testable import KTask
+import KTaskWorkloads
+
+@Suite("Adaptive mode: the controller's rule, and jobs that settle at their knee")
+struct AdaptiveTests {
+    /// Feeds the controller a job whose throughput is `rate(threads)` items per second, in 1 ms steps
+    /// with one claim per thread per step; returns the threads it settled on.
+    func settle(maxThreads: Int, minimumGain: Double = 0.1, rate: (Int) -> Double) -> Int? {
+        var controller = AdaptiveController(settings: AdaptiveThreads(minimumGain: minimumGain, window: .milliseconds(10)),
+                                             maxThreads: maxThreads, start: .zero)
+        var items = 0.0, claims = 0
+        for step in 1...10_000 {
+            items += rate(controller.threads) / 1000
+            claims += controller.threads
+            if case .settle(let threads) = controller.observe(now: .milliseconds(step), items: Int(items), claims: claims) {
+                return threads
+            }
+        }
+        return nil
+    }
+
+    @Test("throughput capped at k threads: settles at k", arguments: [1, 2, 3, 5])
+    func cappedThroughput(k: Int) {
+        #expect(settle(maxThreads: 8) { Double(min($0, k)) * 1e6 } == k)
+    }
+
+    @Test("linear scaling: takes every thread it may")
+    func linearScaling() {
+        #expect(settle(maxThreads: 6) { Double($0) * 1e6 } == 6)
+    }
+
+    @Test("a thread that slows the job down is dropped; a gain below the minimum counts as none")
+    func losingAndSmallGains() {
+        #expect(settle(maxThreads: 8) { [1.0, 1.8, 1.5, 1.4][min($0, 4) - 1] * 1e6 } == 2)
+        // 1, 1.5, 1.55: the third thread adds 5% of one thread, under the 10% minimum.
+        #expect(settle(maxThreads: 8) { [1.0, 1.5, 1.55, 1.6][min($0, 4) - 1] * 1e6 } == 2)
+        #expect(settle(maxThreads: 8, minimumGain: 0.01) { [1.0, 1.5, 1.55, 1.6, 1.6][min($0, 5) - 1] * 1e6 } == 4)
+    }
+
+    @Test("a phase starts at the first claim after a change, and counts only after the window and 8 claims per thread")
+    func phaseNeedsWindowAndClaims() {
+        var controller = AdaptiveController(settings: AdaptiveThreads(window: .milliseconds(10)), maxThreads: 4, start: .zero)
+        // The first observation only starts the phase (the job's start-up is not measured).
+        #expect(controller.observe(now: .milliseconds(1), items: 500, claims: 1) == .keep)
+        #expect(controller.observe(now: .milliseconds(10), items: 900, claims: 100) == .keep)
+        #expect(controller.observe(now: .milliseconds(21), items: 2500, claims: 8) == .keep)
+        #expect(controller.observe(now: .milliseconds(21), items: 2500, claims: 9) == .addHelper)
+        #expect(controller.rates == [100_000])
+    }
+
+    @Test("bad settings are typed errors", arguments: [(-0.1, 10), (1.5, 10), (0.1, 0)])
+    func badSettings(gain: Double, windowMilliseconds: Int) {
+        let options = KTaskOptions(adaptiveThreads: AdaptiveThreads(minimumGain: gain, window: .milliseconds(windowMilliseconds)))
+        #expect(throws: KTaskError.invalidAdaptiveThreads(minimumGain: gain, window: .milliseconds(windowMilliseconds))) {
+            try KTask.run(0..<100, options: options) { _ in }
+        }
+    }
+
+    /// Runs the rate-limited workload (each item sleeps 250 µs under one of `permits` permits) in
+    /// adaptive mode, helpers at the caller's priority so that other tests running meanwhile do not
+    /// delay their wake-ups.
+    func adaptiveRun(permits: Int, items: Int) throws -> KTaskReport {
+        let pool = try KTaskPool(name: "kt-adapt", maxBusyHelpers: 1, isolateHelpers: false)
+        let workload = try RateLimitedWorkload(items: items, permits: permits)
+        let run = try workload.prepareRun()
+        let covered = Mutex<[Range<Int>]>([])
+        let report = try KTask.run(0..<run.items, options: KTaskOptions(maxThreads: 2, helperPriority: .inheritCaller, pool: pool,
+                                                                             adaptiveThreads: AdaptiveThreads())) { chunk in
+            covered.withLock { $0.append(chunk) }
+            try run.body(chunk)
+        }
+        try run.check()
+        #expect(covered.withLock { $0 }.sorted { $0.lowerBound < $1.lowerBound }.reduce(0) { next, chunk in
+            next == chunk.lowerBound ? chunk.upperBound : -1 } == items, "every item exactly once")
+        return report
+    }
+
+    @Test("a job capped at 1 thread by a shared limiter settles at 1: the helper it tried is dropped")
+    func settlesAtOne() throws {
+        let report = try adaptiveRun(permits: 1, items: 1600)
+        #expect(report.adaptiveThreads == 1, "\(report.description)")
+        // The dropped helper ran only while it was measured: most of the job was the caller's.
+        #expect(report.chunksPerThread[0] > report.chunkCount * 3 / 4, "\(report)")
+    }
+
+    @Test("a job two threads speed up keeps its helper")
+    func keepsTwo() throws {
+        let report = try adaptiveRun(permits: 2, items: 1600)
+        #expect(report.adaptiveThreads == 2, "\(report)")
+        #expect(report.threadsUsed == 2)
+    }
+}
