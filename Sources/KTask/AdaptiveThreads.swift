@@ -76,7 +76,7 @@ struct AdaptiveController {
         phaseStart = now
         phaseItems = items
         phaseClaims = claims
-        if threads > 1 && rate - rates[threads - 2] < settings.minimumGain * rates[0] {
+        if TuningProfile.knee(throughput: rates, minimumGain: settings.minimumGain) < threads {
             settled = threads - 1
             return .settle(threads: threads - 1)
         }

@@ -195,13 +195,17 @@ public final class KTaskPool: @unchecked Sendable {
         if let node { busyByNode[node, default: 1] -= 1 }
     }
 
-    /// Takes back the assignments that `helpers` have not picked up yet, so that a caller who ran out of
-    /// chunks need not wait for a helper still waking up only to find nothing left. Returns, by position
-    /// in `helpers`, the thread id of each helper that did pick its assignment up (joined), else nil.
-    func revokeUnstarted(_ helpers: [HelperThread]) -> [Int32?] {
+    /// Takes back the assignments of `work` that `helpers` have not picked up yet, so that a caller who
+    /// ran out of chunks need not wait for a helper still waking up only to find nothing left. Returns,
+    /// by position in `helpers`, the thread id of each helper that did pick its assignment up (joined),
+    /// else nil.
+    ///
+    /// A helper that joined may already be done and carry another job's assignment: that one is not
+    /// ours to take back (taking it would make the other job wait for a helper that never comes).
+    func revokeUnstarted(_ helpers: [HelperThread], of work: PoolWork) -> [Int32?] {
         lock.withLock {
             helpers.map { helper in
-                guard let assignment = helper.assignment else { return helper.tid }
+                guard let assignment = helper.assignment, assignment.work.isSame(as: work) else { return helper.tid }
                 helper.assignment = nil
                 helper.reserved = false
                 releaseBusyLocked(node: assignment.node)

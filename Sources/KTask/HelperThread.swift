@@ -15,6 +15,15 @@ enum PoolWork {
     case jobShare(Unmanaged<JobState>)
     case asyncCaller(Unmanaged<AsyncCaller>)
 
+    /// Whether both are the same job's share (or the same async caller).
+    func isSame(as other: PoolWork) -> Bool {
+        switch (self, other) {
+        case (.jobShare(let a), .jobShare(let b)): a.toOpaque() == b.toOpaque()
+        case (.asyncCaller(let a), .asyncCaller(let b)): a.toOpaque() == b.toOpaque()
+        default: false
+        }
+    }
+
     /// Runs the work; returns the job's completion, which the thread reports to once it is back in the
     /// pool, and whether the job's caller lent the thread its priority meanwhile.
     func run(slot: Int, part: Int) -> (JobCompletion?, boosted: Bool) {

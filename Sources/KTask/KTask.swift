@@ -247,7 +247,7 @@ public enum KTask {
             var boosted = 0
             func takeStock() -> [(slot: Int, tid: Int32)] {
                 if let stragglers { return stragglers }
-                let joined = pool.revokeUnstarted(helpers).enumerated().compactMap { index, tid in tid.map { (slot: index + 1, tid: $0) } }
+                let joined = pool.revokeUnstarted(helpers, of: .jobShare(Unmanaged.passUnretained(job))).enumerated().compactMap { index, tid in tid.map { (slot: index + 1, tid: $0) } }
                 stragglers = joined
                 return joined
             }

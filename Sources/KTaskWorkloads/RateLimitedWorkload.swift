@@ -27,7 +27,7 @@ public final class RateLimitedWorkload: BenchWorkload, Sendable {
     }
 
     public var summary: String {
-        "\(items) items that each wait \(itemDuration), at most \(permits) at a time"
+        "\(items) items that each wait \(Int((itemDuration.seconds * 1e6).rounded())) µs, at most \(permits) at a time"
     }
 
     /// Sleeps for `duration`: a waiting item needs no CPU, so the knee shows even on a busy machine.

@@ -26,7 +26,7 @@ struct InfoCommand: ParsableCommand {
         let energy = EnergyState.read(root: systemRoot)
         let pool = KTaskPool.shared
         let cap = try pool.cap(cpuBudget: budget.budget, energyRestricted: energy.restricted)
-        let info = MachineInfo(budget: budget, energy: energy, cap: cap, pool: pool.state,
+        let info = MachineInfo(budget: budget, energy: energy, cap: cap, pool: pool.state, profile: try TuningProfile.inForce(),
                                isolation: systemRoot.isLive ? HelperIsolation.current : nil,
                                starvationGuard: systemRoot.isLive ? StarvationGuard.inForce : nil)
         switch format {
@@ -42,6 +42,8 @@ struct MachineInfo {
     let energy: EnergyState
     let cap: HelperCap
     let pool: KTaskPool.State
+    /// The tuning profile jobs read (`ktask tune`), and where it is; nil: none.
+    let profile: (path: String, profile: TuningProfile)?
     /// How helpers are kept out of other groups' way and from starving: this process only (nil for a snapshot).
     let isolation: HelperIsolation?
     let starvationGuard: StarvationGuard?
@@ -65,6 +67,13 @@ struct MachineInfo {
         lines.append("helper priority: nice 19 (default)")
         if let isolation { lines.append("helper isolation: \(isolation)") }
         if let starvationGuard { lines.append("starvation guard: \(starvationGuard.rawValue) (for helpers at nice 19 under this caller)") }
+        if let profile {
+            let classes = profile.profile.classes.sorted { $0.key < $1.key }
+                .map { "\($0.key) \($0.value.maxThreads) (measured on \($0.value.cpuBudget) CPUs)" }
+            lines.append("tuning profile: \(profile.path): " + (classes.isEmpty ? "no classes" : classes.joined(separator: ", ")))
+        } else {
+            lines.append("tuning profile: none (\(TuningProfile.defaultPath ?? "no path"); `ktask tune` makes one)")
+        }
         lines.append("pool: \(pool.liveThreads) thread(s) live, \(pool.idleThreads) parked, \(pool.busyHelpers) busy")
         for note in budget.notes { lines.append("note: \(note)") }
         return lines.joined(separator: "\n") + "\n"
@@ -77,6 +86,7 @@ struct MachineInfo {
         struct Cap: Encodable { let max_busy_helpers: Int; let source: String }
         struct Pool: Encodable { let live_threads: Int; let idle_threads: Int; let busy_helpers: Int }
         struct Isolation: Encodable { let kind: String; let detail: String }
+        struct Profile: Encodable { let path: String; let classes: [String: Int] }
         let root: String
         let nodes: [Node]
         let usable_cpus: [Int]
@@ -88,6 +98,7 @@ struct MachineInfo {
         let pool: Pool
         let helper_isolation: Isolation?
         let starvation_guard: String?
+        let tuning_profile: Profile?
         let notes: [String]
     }
 
@@ -102,6 +113,7 @@ struct MachineInfo {
             pool: .init(live_threads: pool.liveThreads, idle_threads: pool.idleThreads, busy_helpers: pool.busyHelpers),
             helper_isolation: isolation.map { .init(kind: $0.kind.rawValue, detail: $0.detail) },
             starvation_guard: starvationGuard?.rawValue,
+            tuning_profile: profile.map { .init(path: $0.path, classes: $0.profile.classes.mapValues(\.maxThreads)) },
             notes: budget.notes)
         return try encodeJSON(value)
     }

@@ -8,7 +8,7 @@ struct KTaskCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ktask",
         abstract: "Multithread big CPU-intensive jobs the way the kernel's ktask did.",
-        subcommands: [BenchCommand.self, CompareCommand.self, InfoCommand.self, CheckPlacementCommand.self, ForegroundLoadCommand.self])
+        subcommands: [BenchCommand.self, CompareCommand.self, TuneCommand.self, InfoCommand.self, CheckPlacementCommand.self, ForegroundLoadCommand.self])
 }
 
 @main

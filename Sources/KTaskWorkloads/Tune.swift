@@ -1,0 +1,76 @@
+import KTask
+
+/// One thread count of a tuning run.
+public struct TunePoint: Sendable {
+    public let threads: Int
+    public let seconds: Sample
+    /// Items per second at the median time.
+    public let itemsPerSecond: Double
+    /// Threads the jobs really used (fewest over the runs).
+    public let threadsUsed: Int
+}
+
+/// A finished tuning run: the throughput curve of one class of work and its knee.
+public struct TuneResult: Sendable {
+    public let workClass: String
+    public let summary: String
+    public let runs: Int
+    public let minimumGain: Double
+    public let cpuBudget: Int
+    public let points: [TunePoint]
+    /// ``TuningProfile/knee(throughput:minimumGain:)`` of the points.
+    public let knee: Int
+
+    /// The profile entry this measurement makes.
+    public var profileEntry: TuningProfile.WorkClass {
+        TuningProfile.WorkClass(maxThreads: knee, minimumGain: minimumGain, cpuBudget: cpuBudget,
+                                itemsPerSecond: points.map(\.itemsPerSecond))
+    }
+}
+
+/// `ktask tune`: runs one workload at 1 ... N threads (interleaved run by run, after a warm-up) and
+/// finds the thread count past which one more thread adds less than `minimumGain` of one thread's
+/// throughput: the measured answer to "how many threads is this work worth here".
+public struct TuneRunner {
+    public let workload: any BenchWorkload
+    public let workClass: String
+    public let maxThreads: Int
+    public let runs: Int
+    public let minimumGain: Double
+    public let options: KTaskOptions
+
+    public init(workload: any BenchWorkload, workClass: String, maxThreads: Int, runs: Int, minimumGain: Double,
+                options: KTaskOptions = KTaskOptions()) {
+        self.workload = workload
+        self.workClass = workClass
+        self.maxThreads = maxThreads
+        self.runs = runs
+        self.minimumGain = minimumGain
+        self.options = options
+    }
+
+    /// `progress` hears (run, of runs, threads) before each job (run 0: the warm-up).
+    public func run(progress: (Int, Int, Int) -> Void = { _, _, _ in }) throws -> TuneResult {
+        let counts = Array(1...maxThreads)
+        var seconds = Array(repeating: [Double](), count: maxThreads + 1)
+        var used = Array(repeating: Int.max, count: maxThreads + 1)
+        progress(0, runs, maxThreads)
+        _ = try workload.runOnce(threads: maxThreads, options: options)
+        for run in 1...runs {
+            for threads in counts {
+                progress(run, runs, threads)
+                let report = try workload.runOnce(threads: threads, options: options).report
+                seconds[threads].append(report.wallTime.seconds)
+                used[threads] = min(used[threads], report.threadsUsed)
+            }
+        }
+        let points = counts.map { threads in
+            let sample = Sample(seconds[threads])
+            return TunePoint(threads: threads, seconds: sample, itemsPerSecond: Double(workload.items) / sample.median,
+                             threadsUsed: used[threads])
+        }
+        return TuneResult(workClass: workClass, summary: workload.summary, runs: runs, minimumGain: minimumGain,
+                          cpuBudget: CPUBudget.read().budget, points: points,
+                          knee: TuningProfile.knee(throughput: points.map(\.itemsPerSecond), minimumGain: minimumGain))
+    }
+}

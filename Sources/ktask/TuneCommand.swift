@@ -1,0 +1,131 @@
+import ArgumentParser
+import Foundation
+import KTask
+import KTaskWorkloads
+
+/// `ktask tune`: measure how many threads a class of work is worth on this machine, and save it.
+struct TuneCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tune",
+        abstract: "Find the thread count past which a workload stops gaining, and save it in the tuning profile.",
+        discussion: """
+            Runs the workload at 1 to --max-threads threads (interleaved, medians of --runs) and finds the \
+            knee: the last thread count before one more thread adds less than --min-gain of one thread's \
+            throughput. The knee is saved as the class's thread cap in the profile (--output, else \
+            KTASK_PROFILE, else $XDG_CONFIG_HOME/ktask/profile.json, else ~/.config/ktask/profile.json); \
+            jobs that set KTaskOptions.workClass to the class get at most that many threads.
+            """)
+
+    @Option(help: "The workload: prefault, init, compute, or rate-limited (a test workload whose knee is --permits).")
+    var workload: WorkloadKind = .compute
+
+    @Option(help: ArgumentHelp("Bytes for prefault/init, items for compute/rate-limited (K, M, G, T suffixes; default: as ktask bench).", valueName: "size"), transform: SizeArgument.parse)
+    var size: SizeArgument?
+
+    @Option(help: "The class name saved in the profile (default: the workload's name).")
+    var workClass: String?
+
+    @Option(help: "The most threads to try (default and upper bound: the CPU budget).")
+    var maxThreads: Int?
+
+    @Option(help: "Runs per thread count.")
+    var runs: Int = 3
+
+    @Option(help: "The fraction of one thread's throughput a thread must add to count (0 to 1).")
+    var minGain: Double = 0.1
+
+    @Option(help: "rate-limited only: how many items may work at once (its knee).")
+    var permits: Int = 1
+
+    @Option(help: ArgumentHelp("The profile file to update.", valueName: "path"))
+    var output: String?
+
+    @Flag(help: "Measure and print, but do not save.")
+    var dryRun = false
+
+    @Option(help: "Output format.")
+    var format: OutputFormat = .table
+
+    func validate() throws {
+        guard runs >= 1 && runs <= 1000 else { throw ValidationError("--runs is \(runs); it must be between 1 and 1000") }
+        guard (0...1).contains(minGain) else { throw ValidationError("--min-gain is \(minGain); it must be between 0 and 1") }
+        guard permits >= 1 else { throw ValidationError("--permits is \(permits); it must be at least 1") }
+        if let workClass, workClass.isEmpty { throw ValidationError("--work-class is empty; name the class") }
+        if let maxThreads, maxThreads < 1 { throw ValidationError("--max-threads is \(maxThreads); it must be at least 1") }
+    }
+
+    func run() throws {
+        let budget = CPUBudget.read().budget
+        if let maxThreads, maxThreads > budget {
+            throw ValidationError("--max-threads is \(maxThreads); this process may use \(budget) CPU(s), so at most \(budget)")
+        }
+        guard let path = output ?? TuningProfile.defaultPath else {
+            throw ValidationError("no profile path: give --output, or set KTASK_PROFILE or HOME")
+        }
+        // An unreadable existing profile stops here, before minutes of measuring.
+        var profile = FileManager.default.fileExists(atPath: path) ? try TuningProfile.load(from: path) : TuningProfile()
+        let instance = try workload.make(size: size?.value ?? workload.defaultSize, permits: permits)
+        let runner = TuneRunner(workload: instance, workClass: workClass ?? workload.rawValue, maxThreads: maxThreads ?? budget,
+                                runs: runs, minimumGain: minGain)
+        let progress = ProgressLine(enabled: isatty(STDERR_FILENO) == 1)
+        let result = try runner.run { run, runs, threads in
+            progress.show("tune \(runner.workClass): run \(run)/\(runs), \(threads) thread(s)")
+        }
+        progress.clear()
+        if !dryRun {
+            profile.classes[result.workClass] = result.profileEntry
+            try profile.save(to: path)
+        }
+        switch format {
+        case .table: print(TuneOutput.table(result, savedTo: dryRun ? nil : path), terminator: "")
+        case .json: print(try TuneOutput.json(result, savedTo: dryRun ? nil : path))
+        }
+    }
+}
+
+/// `ktask tune`'s table and JSON.
+enum TuneOutput {
+    static func table(_ result: TuneResult, savedTo path: String?) -> String {
+        var text = "# \(result.summary), medians of \(result.runs) run(s)\n"
+        text += "thr  median sec  items/s          gain (× 1 thread)\n"
+        let single = result.points.first?.itemsPerSecond ?? 1
+        for (index, point) in result.points.enumerated() {
+            let gain = index == 0 ? "" : String(format: "%+.2f", (point.itemsPerSecond - result.points[index - 1].itemsPerSecond) / single)
+            text += String(format: "%-4d %-11.4f %-16.0f %@", point.threads, point.seconds.median, point.itemsPerSecond, gain)
+            text += (point.threads == result.knee ? "  <- knee" : "") + "\n"
+        }
+        text += "knee: \(result.knee) thread(s) for class \"\(result.workClass)\" (a thread must add \(Int(result.minimumGain * 100))% of one thread's throughput)\n"
+        text += path.map { "saved to \($0)\n" } ?? "not saved (--dry-run)\n"
+        return text
+    }
+
+    struct Point: Encodable {
+        let threads: Int
+        let median_s: Double
+        let min_s: Double
+        let max_s: Double
+        let items_per_s: Double
+        let threads_used: Int
+    }
+
+    struct Document: Encodable {
+        let work_class: String
+        let summary: String
+        let runs: Int
+        let min_gain: Double
+        let knee: Int
+        let points: [Point]
+        let saved_to: String?
+    }
+
+    static func json(_ result: TuneResult, savedTo path: String?) throws -> String {
+        try encodeJSON(Document(
+            work_class: result.workClass, summary: result.summary, runs: result.runs, min_gain: result.minimumGain,
+            knee: result.knee,
+            points: result.points.map {
+                Point(threads: $0.threads, median_s: $0.seconds.median, min_s: $0.seconds.min, max_s: $0.seconds.max,
+                      items_per_s: $0.itemsPerSecond, threads_used: $0.threadsUsed)
+            },
+            saved_to: path))
+    }
+}
