@@ -1,6 +1,10 @@
 import CKTaskShims
 import Synchronization
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// The shared state of one multithreaded job: a cursor per part over its chunks that every participant
 /// claims from, the first error, and a completion the caller waits on. One per job, owned by the
 /// caller; helpers reach it unretained (``PoolWork``) and never after reporting that they are done.
@@ -43,8 +47,16 @@ final class JobState: @unchecked Sendable {
 
     struct Participant {
         var done = false
+        /// The caller lent it its nice value.
         var boosted = false
+        /// The caller also took it out of the helpers' idle cgroup (it showed no progress while boosted).
+        var released = false
     }
+
+    /// lastProgress[slot]: monotonic nanoseconds of the participant's last completed claim (or of its
+    /// joining): how the caller tells a starved helper from a working one.
+    private let lastProgress: UnsafeMutablePointer<Atomic<Int64>>
+    private let slots: Int
 
     init(plans: [ChunkPlan], threads: Int, helpersClaimGrains: Bool, adaptive: Bool = false, cancellation: KTaskCancellation?,
          taskCancellation: KTaskCancellation?, chunk: @escaping (Range<Int>) throws -> Void) {
@@ -67,6 +79,9 @@ final class JobState: @unchecked Sendable {
         claimed.initialize(repeating: 0)
         chunksRun = .allocate(capacity: threads)
         chunksRun.initialize(repeating: -1)
+        slots = threads
+        lastProgress = .allocate(capacity: threads)
+        for slot in 0..<threads { (lastProgress + slot).initialize(to: Atomic(0)) }
         participants = Mutex(Array(repeating: Participant(), count: threads))
     }
 
@@ -75,18 +90,20 @@ final class JobState: @unchecked Sendable {
         cursors.deallocate()
         claimed.deallocate()
         chunksRun.deallocate()
+        lastProgress.deinitialize(count: slots)
+        lastProgress.deallocate()
     }
 
     /// A helper's share: claim until nothing is left. Returns the completion the helper reports to once
     /// it is back in the pool (after that the caller may free this job at once, so the helper holds its
     /// own reference to it), and whether the caller lent it its priority (to be given back).
-    func run(slot: Int, part: Int) -> (JobCompletion, boosted: Bool) {
+    func run(slot: Int, part: Int) -> (JobCompletion, boosted: Bool, released: Bool) {
         participate(slot: slot, home: part, observesCurrentTask: false)
-        let boosted = participants.withLock { list in
+        let (boosted, released) = participants.withLock { list in
             list[slot].done = true
-            return list[slot].boosted
+            return (list[slot].boosted, list[slot].released)
         }
-        return (completion, boosted)
+        return (completion, boosted, released)
     }
 
     /// The claim loop: claim the next grains of the home part, run them, until the part runs out; then
@@ -97,6 +114,7 @@ final class JobState: @unchecked Sendable {
     func participate(slot: Int, home: Int, observesCurrentTask: Bool, onLastClaim: (() -> Void)? = nil,
                      afterClaim: (() -> Void)? = nil) {
         var count = 0
+        if helpersClaimGrains { lastProgress[slot].store(monotonicNanoseconds(), ordering: .relaxed) }
         parts: for offset in 0..<plans.count {
             let part = (home + offset) % plans.count
             let plan = plans[part]
@@ -117,6 +135,7 @@ final class JobState: @unchecked Sendable {
                     try chunkFunction(items)
                     claimed[firstGrain[part] + first] = Int32(grains.count)
                     count += 1
+                    if helpersClaimGrains { lastProgress[slot].store(monotonicNanoseconds(), ordering: .relaxed) }
                     if adaptive {
                         itemsDone.add(items.count, ordering: .relaxed)
                         claimsDone.add(1, ordering: .relaxed)
@@ -150,25 +169,41 @@ final class JobState: @unchecked Sendable {
     /// The caller, out of chunks, lends its nice value to unfinished helpers (slot, thread id), one at a
     /// time: it boosts one, waits for some helper to finish, boosts the next
     /// (``StarvationGuard/priorityBoost``). Returns how many it boosted.
+    ///
+    /// Nice orders threads only inside the helpers' idle cgroup, so a boosted helper that still makes no
+    /// progress for `starvedAfter` nanoseconds is also moved out of it, next to the caller. Only then:
+    /// moving a thread between cgroups costs ~20 µs and at times 20 ms (the kernel's cgroup rwsem), far
+    /// too much to pay on every job's critical path when nothing starves the helper.
     /// With `waits` false it boosts one helper and returns at once.
-    func boostStragglers(_ helpers: [(slot: Int, tid: Int32)], callerNice: Int32, waits: Bool = true) -> Int {
+    func boostStragglers(_ helpers: [(slot: Int, tid: Int32)], callerNice: Int32, starvedAfter: Int64,
+                         waits: Bool = true) -> Int {
         var pending = helpers[...]
         var boosted = 0
         while true {
             let finishedBefore = completion.finished
-            let boostedOne = participants.withLock { list -> Bool? in
+            let current = participants.withLock { list -> (slot: Int, tid: Int32)? in
                 while let next = pending.first, list[next.slot].done || list[next.slot].boosted { pending.removeFirst() }
                 guard let next = pending.popFirst() else { return nil }
-                // Under the lock: the helper cannot leave the job (and keep the boost) meanwhile. It also
-                // leaves the helpers' idle cgroup, where no nice value would make it compete.
+                // Under the lock: the helper cannot leave the job (and keep the boost) meanwhile.
                 list[next.slot].boosted = CKTask_set_nice_of(next.tid, callerNice) == 0
-                if list[next.slot].boosted { HelperIsolation.current.release(tid: next.tid) }
-                return list[next.slot].boosted
+                if list[next.slot].boosted { boosted += 1 }
+                return next
             }
-            guard let boostedOne else { return boosted }
-            if boostedOne { boosted += 1 }
+            guard let current else { return boosted }
+            releaseIfStarved(current, after: starvedAfter)
             if finishedBefore >= helpers.count || !waits { return boosted }
-            completion.wait(forHelpers: finishedBefore + 1)
+            while !completion.wait(forHelpers: finishedBefore + 1, timeoutNanoseconds: starvedAfter) {
+                releaseIfStarved(current, after: starvedAfter)
+            }
+        }
+    }
+
+    /// Moves a boosted helper that has completed nothing for `nanoseconds` out of the idle cgroup.
+    private func releaseIfStarved(_ helper: (slot: Int, tid: Int32), after nanoseconds: Int64) {
+        guard monotonicNanoseconds() - lastProgress[helper.slot].load(ordering: .relaxed) > nanoseconds else { return }
+        participants.withLock { list in
+            guard list[helper.slot].boosted, !list[helper.slot].done, !list[helper.slot].released else { return }
+            list[helper.slot].released = HelperIsolation.current.release(tid: helper.tid)
         }
     }
 
@@ -202,6 +237,14 @@ final class JobState: @unchecked Sendable {
     func chunksPerThread(slots: Int) -> [Int] { chunksRun[0..<slots].filter { $0 >= 0 } }
 }
 
+/// CLOCK_MONOTONIC in nanoseconds.
+@inline(__always)
+func monotonicNanoseconds() -> Int64 {
+    var now = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &now)
+    return Int64(now.tv_sec) * 1_000_000_000 + Int64(now.tv_nsec)
+}
+
 /// The count of helpers done with a job, and the condition its caller waits on.
 ///
 /// The caller spins briefly before it sleeps: a helper finishing its last chunk is usually
@@ -232,6 +275,20 @@ final class JobCompletion: @unchecked Sendable {
             callerSleeping = true
             while finishedHelpers.load(ordering: .acquiring) < helpers { allDone.wait(lock) }
             callerSleeping = false
+        }
+    }
+
+    /// As ``wait(forHelpers:)``, for at most `timeoutNanoseconds`; false if it timed out.
+    func wait(forHelpers helpers: Int, timeoutNanoseconds: Int64) -> Bool {
+        for _ in 0..<Self.spinLimit where finishedHelpers.load(ordering: .acquiring) >= helpers { return true }
+        let deadline = monotonicDeadline(afterNanoseconds: timeoutNanoseconds)
+        return lock.withLock {
+            callerSleeping = true
+            defer { callerSleeping = false }
+            while finishedHelpers.load(ordering: .acquiring) < helpers {
+                if !allDone.wait(lock, until: deadline) { return finishedHelpers.load(ordering: .acquiring) >= helpers }
+            }
+            return true
         }
     }
 }

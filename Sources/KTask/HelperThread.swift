@@ -25,11 +25,12 @@ enum PoolWork {
     }
 
     /// Runs the work; returns the job's completion, which the thread reports to once it is back in the
-    /// pool, and whether the job's caller lent the thread its priority meanwhile.
-    func run(slot: Int, part: Int) -> (JobCompletion?, boosted: Bool) {
+    /// pool, whether the job's caller lent the thread its priority meanwhile, and whether it also took
+    /// the thread out of the helpers' idle cgroup.
+    func run(slot: Int, part: Int) -> (JobCompletion?, boosted: Bool, released: Bool) {
         switch self {
         case .jobShare(let job): job._withUnsafeGuaranteedRef { $0.run(slot: slot, part: part) }
-        case .asyncCaller(let caller): caller._withUnsafeGuaranteedRef { ($0.run(), false) }
+        case .asyncCaller(let caller): caller._withUnsafeGuaranteedRef { ($0.run(), false, false) }
         }
     }
 }
@@ -120,12 +121,11 @@ final class HelperThread: @unchecked Sendable {
                 currentNice = ThreadPriority.currentThreadNice()
             }
             place(on: work.cpus)
-            let (completion, boosted) = work.work.run(slot: work.slot, part: work.part)
+            let (completion, boosted, released) = work.work.run(slot: work.slot, part: work.part)
             if boosted {
-                // Back to the job's helper priority (raising nice needs no privilege) and group.
+                // Back to the job's helper priority (raising nice needs no privilege).
                 ThreadPriority.setCurrentThreadNice(work.nice ?? currentNice)
                 currentNice = ThreadPriority.currentThreadNice()
-                if pool.isolatesHelpers { HelperIsolation.current.admit(tid: tid) }
             }
 
             // Free in the pool before the job hears it is done, so that the caller's next job finds
@@ -134,6 +134,9 @@ final class HelperThread: @unchecked Sendable {
             pool.helperFinishedLocked(self, node: work.node)
             pool.lock.unlock()
             completion?.helperFinished()
+            // Back into the idle group after the job heard it is done: a cgroup move can take
+            // milliseconds, and the caller must not wait for it. No new work is taken before.
+            if released && pool.isolatesHelpers { HelperIsolation.current.admit(tid: tid) }
             pool.lock.lock()
         }
     }

@@ -252,18 +252,26 @@ public enum KTask {
                 return joined
             }
             let boosting = guardInForce == .priorityBoost
+            // A helper that has completed no grain for this long is starved: 4 grains' time at the pace
+            // the job has had so far (all threads busy), at least 1 ms.
+            func starvedAfter() -> Int64 {
+                let elapsed = Int64((clock.now - start).seconds * 1e9)
+                let grains = plans.reduce(0) { $0 + $1.grainCount }
+                return max(1_000_000, 4 * elapsed * Int64(1 + reserved) / Int64(max(1, grains)))
+            }
             // A job shorter than that is over before a boost (two system calls and a cgroup write) pays off.
             let earlyBoostAfter = Duration.milliseconds(1)
             job.participate(slot: 0, home: lanes.callerPart, observesCurrentTask: observesCurrentTask,
                             onLastClaim: boosting ? {
                                 guard clock.now - start > earlyBoostAfter else { return }
-                                boosted += job.boostStragglers(takeStock(), callerNice: callerNice, waits: false)
+                                boosted += job.boostStragglers(takeStock(), callerNice: callerNice,
+                                                               starvedAfter: starvedAfter(), waits: false)
                             } : nil,
                             afterClaim: controller != nil ? adapt : nil)
             giveBackWaiting()
             let joinedHelpers = takeStock()
             if boosting && !joinedHelpers.isEmpty {
-                boosted += job.boostStragglers(joinedHelpers, callerNice: callerNice)
+                boosted += job.boostStragglers(joinedHelpers, callerNice: callerNice, starvedAfter: starvedAfter())
             }
             let joined = joinedHelpers.count
             job.waitForHelpers(joined)

@@ -22,7 +22,7 @@ struct CompareCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Thread counts, comma-separated (default: 1 to the CPU budget).", valueName: "n,n,..."), transform: ThreadCounts.parse)
     var threads: ThreadCounts?
 
-    @Option(help: ArgumentHelp("Bytes for prefault/init, items for compute (K, M, G, T suffixes; default: as ktask bench).", valueName: "size"), transform: SizeArgument.parse)
+    @Option(help: ArgumentHelp("Bytes for prefault/init, items for compute (K, M, G, T suffixes; default: as ktask bench, init 4G).", valueName: "size"), transform: SizeArgument.parse)
     var size: SizeArgument?
 
     @Option(help: "Runs of every system at every thread count.")
@@ -47,7 +47,7 @@ struct CompareCommand: ParsableCommand {
 
     func run() throws {
         let counts = threads?.counts ?? Array(1...CPUBudget.read().budget)
-        let runner = CompareRunner(workload: workload, size: size?.value ?? workload.defaultSize,
+        let runner = CompareRunner(workload: workload, size: size?.value ?? Self.defaultSize(workload),
                                    threadCounts: Array(Set(counts)).sorted(), runs: runs, systems: systems,
                                    peersDirectory: peers ?? Self.defaultPeersDirectory())
         let progress = ProgressLine(enabled: isatty(STDERR_FILENO) == 1)
@@ -60,6 +60,11 @@ struct CompareCommand: ParsableCommand {
         case .json: print(try CompareOutput.json(result))
         }
         if let plot { try CompareOutput.plot(result).write(to: plot) }
+    }
+
+    /// As `ktask bench`, but init's table is 4 GiB: ktask and the two C/C++ peers each hold one at once.
+    static func defaultSize(_ workload: WorkloadKind) -> Int {
+        workload == .pageInit ? 4 << 30 : workload.defaultSize
     }
 
     /// `.build/peers` of the build this program comes from (it sits in `.build/<triple>/<config>/`, reached
