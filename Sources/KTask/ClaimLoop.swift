@@ -56,7 +56,10 @@ final class JobState: @unchecked Sendable {
     /// lastProgress[slot]: monotonic nanoseconds of the participant's last completed claim (or of its
     /// joining): how the caller tells a starved helper from a working one.
     private let lastProgress: UnsafeMutablePointer<Atomic<Int64>>
+    /// Participants the job may have (the caller and every reserved helper).
     private let slots: Int
+    /// Near the end of a part a whole-chunk claim shrinks to 1/(this × participants) of the grains left.
+    static let tailShareDivisor = 2
 
     init(plans: [ChunkPlan], threads: Int, helpersClaimGrains: Bool, adaptive: Bool = false, cancellation: KTaskCancellation?,
          taskCancellation: KTaskCancellation?, chunk: @escaping (Range<Int>) throws -> Void) {
@@ -118,13 +121,20 @@ final class JobState: @unchecked Sendable {
         parts: for offset in 0..<plans.count {
             let part = (home + offset) % plans.count
             let plan = plans[part]
-            let claim = (slot > 0 && helpersClaimGrains) || adaptive ? 1 : plan.grainsPerChunk
+            let chunkClaim = (slot > 0 && helpersClaimGrains) || adaptive ? 1 : plan.grainsPerChunk
             while !stopped.load(ordering: .relaxed) {
                 if slot >= admittedSlots.load(ordering: .relaxed) { break parts }
                 if cancellation?.isCancelled == true || taskCancellation?.isCancelled == true
                     || (observesCurrentTask && Task.isCancelled) {
                     record(KTaskError.cancelled)
                     break parts
+                }
+                // A whole chunk, but near the end no more than a share of what is left (a guided tail):
+                // a last big chunk would keep one thread busy while the others, done, wait for it.
+                var claim = chunkClaim
+                if claim > 1 {
+                    let left = plan.grainCount - cursors[part].load(ordering: .relaxed)
+                    claim = max(1, min(claim, left / (Self.tailShareDivisor * slots)))
                 }
                 let first = cursors[part].wrappingAdd(claim, ordering: .relaxed).oldValue
                 guard first < plan.grainCount else { continue parts }

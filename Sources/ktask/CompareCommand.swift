@@ -35,6 +35,10 @@ struct CompareCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Where scripts/build-peers.sh put the C/C++ peers (default: .build/peers beside this program, else in the current directory).", valueName: "dir"))
     var peers: String?
 
+    @Option(help: ArgumentHelp("ktask's helper priority: lowest (nice 19, the default), caller (the caller's nice), or a nice value -20...19: what staying out of the way costs.", valueName: "lowest|caller|n"),
+            transform: parseHelperPriority)
+    var helperPriority: HelperPriority = .lowest
+
     @Option(help: "Output format.")
     var format: OutputFormat = .table
 
@@ -49,7 +53,8 @@ struct CompareCommand: ParsableCommand {
         let counts = threads?.counts ?? Array(1...CPUBudget.read().budget)
         let runner = CompareRunner(workload: workload, size: size?.value ?? Self.defaultSize(workload),
                                    threadCounts: Array(Set(counts)).sorted(), runs: runs, systems: systems,
-                                   peersDirectory: peers ?? Self.defaultPeersDirectory())
+                                   peersDirectory: peers ?? Self.defaultPeersDirectory(),
+                                   options: KTaskOptions(helperPriority: helperPriority))
         let progress = ProgressLine(enabled: isatty(STDERR_FILENO) == 1)
         let result = try runner.run { run, runs, system, threads in
             progress.show("\(workload.rawValue): run \(run)/\(runs), \(system.rawValue), \(threads) thread(s)")
@@ -78,6 +83,19 @@ struct CompareCommand: ParsableCommand {
             if directory.lastPathComponent == ".build", FileManager.default.fileExists(atPath: candidate) { return candidate }
         }
         return ".build/peers"
+    }
+}
+
+/// `--helper-priority`: lowest, caller, or a nice value.
+func parseHelperPriority(_ argument: String) throws -> HelperPriority {
+    switch argument {
+    case "lowest": return .lowest
+    case "caller": return .inheritCaller
+    default:
+        guard let nice = Int(argument), (-20...19).contains(nice) else {
+            throw ValidationError("allowed: lowest, caller, or a nice value from -20 to 19")
+        }
+        return .nice(nice)
     }
 }
 

@@ -13,6 +13,7 @@ struct CompareCLITests {
         let min_s: Double
         let max_s: Double
         let ratio_vs_ktask: Double
+        let paired_ratio_vs_ktask: Double
     }
 
     struct Missing: Decodable {
@@ -52,7 +53,8 @@ struct CompareCLITests {
                 #expect(rows.map(\.threads) == [1, 2], "\(system) in \(workload)")
                 for row in rows {
                     #expect(row.min_s > 0 && row.min_s <= row.median_s && row.median_s <= row.max_s)
-                    if system == "ktask" { #expect(row.ratio_vs_ktask == 1) }
+                    if system == "ktask" { #expect(row.ratio_vs_ktask == 1 && row.paired_ratio_vs_ktask == 1) }
+                    #expect(row.paired_ratio_vs_ktask > 0)
                 }
             }
         }

@@ -8,6 +8,9 @@ public struct CompareRow: Sendable {
     public let seconds: Sample
     /// This system's median seconds ÷ ktask's at the same thread count: above 1, ktask was faster.
     public let ratioVsKTask: Double
+    /// The median over runs of (this system's seconds ÷ ktask's in the same round): the two ran
+    /// back to back, so drift of the machine between rounds cancels out.
+    public let pairedRatioVsKTask: Double
 }
 
 /// A finished comparison of one workload.
@@ -24,7 +27,8 @@ public struct CompareResult: Sendable {
 }
 
 /// Runs ktask and its peers on the same workload instance, alternating run by run (ktask, openmp, tbb,
-/// dispatch, taskgroup, ktask, ...) at each thread count, so that the machine's drift hits all alike.
+/// dispatch, taskgroup, then openmp, tbb, ..., ktask: each run rotated by one) at each thread count, so
+/// that the machine's drift and each run's after-effects hit all alike.
 public struct CompareRunner {
     public let workload: WorkloadKind
     public let size: Int
@@ -33,9 +37,13 @@ public struct CompareRunner {
     public let systems: [ComparedSystem]
     /// Where `scripts/build-peers.sh` put the C/C++ peers.
     public let peersDirectory: String
+    /// ktask's options (its defaults unless a comparison asks otherwise, e.g. helpers at the caller's nice).
+    public let options: KTaskOptions
 
     public init(workload: WorkloadKind, size: Int, threadCounts: [Int], runs: Int,
-                systems: [ComparedSystem] = ComparedSystem.allCases, peersDirectory: String) {
+                systems: [ComparedSystem] = ComparedSystem.allCases, peersDirectory: String,
+                options: KTaskOptions = KTaskOptions()) {
+        self.options = options
         self.workload = workload
         self.size = size
         self.threadCounts = threadCounts
@@ -57,6 +65,8 @@ public struct CompareRunner {
             }
         }
         var seconds: [ComparedSystem: [Int: [Double]]] = [:]
+        /// Per system and thread count, its time ÷ ktask's in each round where both ran.
+        var pairedRatios: [ComparedSystem: [Int: [Double]]] = [:]
         // Drops a peer that fails mid-way; ktask failing ends the comparison.
         func measure(_ system: ComparedSystem, _ runner: any SystemRunner, threads: Int) throws -> Double? {
             do {
@@ -77,11 +87,19 @@ public struct CompareRunner {
         let stealBefore = StealTime.total()
         for run in 1...runs {
             for threads in threadCounts {
-                for (system, runner) in runners {
+                // Each run starts with the next system (a rotation), so that what the run before leaves
+                // behind (freed memory the host takes back, a cooling CPU) does not always hit the same one.
+                let shift = (run - 1) % max(1, runners.count)
+                var round: [ComparedSystem: Double] = [:]
+                for (system, runner) in Array(runners[shift...] + runners[..<shift]) {
                     progress(run, runs, system, threads)
                     if let time = try measure(system, runner, threads: threads) {
                         seconds[system, default: [:]][threads, default: []].append(time)
+                        round[system] = time
                     }
+                }
+                for (system, time) in round {
+                    pairedRatios[system, default: [:]][threads, default: []].append(time / round[.ktask]!)
                 }
             }
         }
@@ -93,7 +111,8 @@ public struct CompareRunner {
                 guard let values = seconds[system]?[threads] else { continue }
                 let sample = Sample(values)
                 rows.append(CompareRow(system: system, threads: threads, seconds: sample,
-                                       ratioVsKTask: sample.median / ktask.median))
+                                       ratioVsKTask: sample.median / ktask.median,
+                                       pairedRatioVsKTask: Sample(pairedRatios[system]?[threads] ?? []).median))
             }
         }
         return CompareResult(workload: workload, size: size, runs: runs, summary: instance.summary, rows: rows,
@@ -102,7 +121,7 @@ public struct CompareRunner {
 
     private func makeRunner(_ system: ComparedSystem, workload instance: any BenchWorkload) throws -> any SystemRunner {
         switch system {
-        case .ktask: return KTaskRunner(workload: instance, options: KTaskOptions())
+        case .ktask: return KTaskRunner(workload: instance, options: options)
         case .dispatch: return DispatchPeer(workload: instance)
         case .taskGroup: return TaskGroupPeer(workload: instance)
         case .openmp, .tbb:

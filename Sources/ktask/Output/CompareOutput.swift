@@ -5,13 +5,14 @@ import KTaskWorkloads
 enum CompareOutput {
     static func table(_ result: CompareResult) -> String {
         var text = "# \(result.summary), \(result.runs) alternating run(s) per system and thread count\n"
-        text += "# ratio = the system's median / ktask's median at the same thread count (above 1: ktask faster)\n"
-        text += "thr  system     median sec   min-max sec          ratio\n"
+        text += "# ratio = the system's median / ktask's median at the same thread count (above 1: ktask faster);\n"
+        text += "# paired = the median of (its time / ktask's) over rounds, each pair run back to back\n"
+        text += "thr  system     median sec   min-max sec          ratio  paired\n"
         for row in result.rows {
             text += pad(String(row.threads), 5) + pad(row.system.rawValue, 11)
             text += pad(String(format: "%.4f", row.seconds.median), 13)
             text += pad(String(format: "%.4f-%.4f", row.seconds.min, row.seconds.max), 21)
-            text += String(format: "%.3f", row.ratioVsKTask) + "\n"
+            text += String(format: "%.3f  %.3f", row.ratioVsKTask, row.pairedRatioVsKTask) + "\n"
         }
         for (system, reason) in result.missing { text += "# \(system.rawValue): missing: \(reason)\n" }
         if let steal = result.stealSeconds, steal >= 0.05 {
@@ -27,6 +28,7 @@ enum CompareOutput {
         let min_s: Double
         let max_s: Double
         let ratio_vs_ktask: Double
+        let paired_ratio_vs_ktask: Double
     }
 
     struct Missing: Encodable {
@@ -47,7 +49,7 @@ enum CompareOutput {
     static func json(_ result: CompareResult) throws -> String {
         let rows = result.rows.map {
             Row(system: $0.system.rawValue, threads: $0.threads, median_s: $0.seconds.median, min_s: $0.seconds.min,
-                max_s: $0.seconds.max, ratio_vs_ktask: $0.ratioVsKTask)
+                max_s: $0.seconds.max, ratio_vs_ktask: $0.ratioVsKTask, paired_ratio_vs_ktask: $0.pairedRatioVsKTask)
         }
         return try encodeJSON(Document(workload: result.workload.rawValue, size: result.size, runs: result.runs,
                                        summary: result.summary, steal_s: result.stealSeconds, rows: rows,
