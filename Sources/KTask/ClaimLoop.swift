@@ -113,9 +113,10 @@ final class JobState: @unchecked Sendable {
     /// help the other parts in turn; stop early if the job stops.
     /// `onLastClaim` runs once, when this participant claims the job's last grains (the caller uses it
     /// to start lending its priority while it still works on them). `afterClaim` runs after each of
-    /// this participant's completed claims (the caller's adaptive-mode controller).
-    func participate(slot: Int, home: Int, observesCurrentTask: Bool, onLastClaim: (() -> Void)? = nil,
-                     afterClaim: (() -> Void)? = nil) {
+    /// this participant's completed claims in adaptive mode (the caller's controller). Both are
+    /// non-escaping, so that what they capture stays on the caller's stack (no allocation per job).
+    func participate(slot: Int, home: Int, observesCurrentTask: Bool, onLastClaim: () -> Void = {},
+                     afterClaim: () -> Void = {}) {
         var count = 0
         if helpersClaimGrains { lastProgress[slot].store(monotonicNanoseconds(), ordering: .relaxed) }
         parts: for offset in 0..<plans.count {
@@ -139,7 +140,7 @@ final class JobState: @unchecked Sendable {
                 let first = cursors[part].wrappingAdd(claim, ordering: .relaxed).oldValue
                 guard first < plan.grainCount else { continue parts }
                 let grains = first..<min(first + claim, plan.grainCount)
-                if grains.upperBound == plan.grainCount && offset == plans.count - 1 { onLastClaim?() }
+                if grains.upperBound == plan.grainCount && offset == plans.count - 1 { onLastClaim() }
                 do {
                     let items = plan.items(ofGrains: grains)
                     try chunkFunction(items)
@@ -149,7 +150,7 @@ final class JobState: @unchecked Sendable {
                     if adaptive {
                         itemsDone.add(items.count, ordering: .relaxed)
                         claimsDone.add(1, ordering: .relaxed)
-                        afterClaim?()
+                        afterClaim()
                     }
                 } catch {
                     record(error)
@@ -176,44 +177,33 @@ final class JobState: @unchecked Sendable {
         stopped.store(true, ordering: .relaxed)
     }
 
-    /// The caller, out of chunks, lends its nice value to unfinished helpers (slot, thread id), one at a
-    /// time: it boosts one, waits for some helper to finish, boosts the next
-    /// (``StarvationGuard/priorityBoost``). Returns how many it boosted.
-    ///
-    /// Nice orders threads only inside the helpers' idle cgroup, so a boosted helper that still makes no
-    /// progress for `starvedAfter` nanoseconds is also moved out of it, next to the caller. Only then:
-    /// moving a thread between cgroups costs ~20 µs and at times 20 ms (the kernel's cgroup rwsem), far
-    /// too much to pay on every job's critical path when nothing starves the helper.
-    /// With `waits` false it boosts one helper and returns at once.
+    /// The caller, out of chunks, waits for the helpers that joined (slot, thread id), and lends its
+    /// nice value to one that has completed nothing for `starvedAfter` nanoseconds, one at a time
+    /// (``StarvationGuard/priorityBoost``). Nice orders threads only inside the helpers' idle cgroup,
+    /// so a boosted helper also leaves it, next to the caller. Only starved helpers: a working helper
+    /// needs neither, and the system calls and the cgroup move (~20 µs, at times 20 ms under the
+    /// kernel's cgroup rwsem) would cost every job. Returns how many it boosted. With `waits` false it
+    /// boosts at most one and returns at once.
     func boostStragglers(_ helpers: [(slot: Int, tid: Int32)], callerNice: Int32, starvedAfter: Int64,
                          waits: Bool = true) -> Int {
-        var pending = helpers[...]
         var boosted = 0
         while true {
             let finishedBefore = completion.finished
-            let current = participants.withLock { list -> (slot: Int, tid: Int32)? in
-                while let next = pending.first, list[next.slot].done || list[next.slot].boosted { pending.removeFirst() }
-                guard let next = pending.popFirst() else { return nil }
+            if finishedBefore >= helpers.count { return boosted }
+            let now = monotonicNanoseconds()
+            participants.withLock { list in
                 // Under the lock: the helper cannot leave the job (and keep the boost) meanwhile.
+                guard let next = helpers.first(where: { helper in
+                    !list[helper.slot].done && !list[helper.slot].boosted
+                        && now - lastProgress[helper.slot].load(ordering: .relaxed) > starvedAfter
+                }) else { return }
                 list[next.slot].boosted = CKTask_set_nice_of(next.tid, callerNice) == 0
-                if list[next.slot].boosted { boosted += 1 }
-                return next
+                guard list[next.slot].boosted else { return }
+                boosted += 1
+                list[next.slot].released = HelperIsolation.current.release(tid: next.tid)
             }
-            guard let current else { return boosted }
-            releaseIfStarved(current, after: starvedAfter)
-            if finishedBefore >= helpers.count || !waits { return boosted }
-            while !completion.wait(forHelpers: finishedBefore + 1, timeoutNanoseconds: starvedAfter) {
-                releaseIfStarved(current, after: starvedAfter)
-            }
-        }
-    }
-
-    /// Moves a boosted helper that has completed nothing for `nanoseconds` out of the idle cgroup.
-    private func releaseIfStarved(_ helper: (slot: Int, tid: Int32), after nanoseconds: Int64) {
-        guard monotonicNanoseconds() - lastProgress[helper.slot].load(ordering: .relaxed) > nanoseconds else { return }
-        participants.withLock { list in
-            guard list[helper.slot].boosted, !list[helper.slot].done, !list[helper.slot].released else { return }
-            list[helper.slot].released = HelperIsolation.current.release(tid: helper.tid)
+            if !waits { return boosted }
+            _ = completion.wait(forHelpers: finishedBefore + 1, timeoutNanoseconds: starvedAfter)
         }
     }
 

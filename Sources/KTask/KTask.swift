@@ -241,8 +241,8 @@ public enum KTask {
                 }
             }
             // Once the caller has claimed the last grains, helpers that have not woken yet are not needed
-            // (their assignments are taken back), and with the priority boost the first unfinished helper
-            // gets the caller's priority while the caller still works.
+            // (their assignments are taken back), and with the priority boost a starved helper gets the
+            // caller's priority while the caller still works.
             var stragglers: [(slot: Int, tid: Int32)]?
             var boosted = 0
             func takeStock() -> [(slot: Int, tid: Int32)] {
@@ -262,12 +262,12 @@ public enum KTask {
             // A job shorter than that is over before a boost (two system calls and a cgroup write) pays off.
             let earlyBoostAfter = Duration.milliseconds(1)
             job.participate(slot: 0, home: lanes.callerPart, observesCurrentTask: observesCurrentTask,
-                            onLastClaim: boosting ? {
-                                guard clock.now - start > earlyBoostAfter else { return }
+                            onLastClaim: {
+                                guard boosting, clock.now - start > earlyBoostAfter else { return }
                                 boosted += job.boostStragglers(takeStock(), callerNice: callerNice,
                                                                starvedAfter: starvedAfter(), waits: false)
-                            } : nil,
-                            afterClaim: controller != nil ? adapt : nil)
+                            },
+                            afterClaim: { if controller != nil { adapt() } })
             giveBackWaiting()
             let joinedHelpers = takeStock()
             if boosting && !joinedHelpers.isEmpty {

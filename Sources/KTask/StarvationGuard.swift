@@ -12,8 +12,10 @@ import Glibc
 public enum StarvationGuard: String, Sendable, CaseIterable {
     /// Choose: ``priorityBoost`` where the process may raise priority, else ``smallerHelperChunks``.
     case automatic = "automatic"
-    /// When the caller runs out of chunks and waits, it lends its own nice value to unfinished helpers,
-    /// one at a time; each returns to its own priority when it leaves the job. Needs root,
+    /// When the caller runs out of chunks, it lends its own nice value to unfinished helpers that have
+    /// completed nothing for a while (4 grains' time, at least 1 ms), one at a time, and takes them out
+    /// of the helpers' idle cgroup; each returns to its own priority (and group) when it leaves the
+    /// job. Helpers also claim small grains, as with ``smallerHelperChunks``. Needs root,
     /// CAP_SYS_NICE, or an RLIMIT_NICE that allows the caller's nice value.
     case priorityBoost = "priority boost"
     /// Helpers claim grains of about 1/64 of a chunk while the caller claims whole chunks, so a starved
