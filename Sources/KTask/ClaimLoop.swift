@@ -84,7 +84,9 @@ final class JobState: @unchecked Sendable {
         chunksRun.initialize(repeating: -1)
         slots = threads
         lastProgress = .allocate(capacity: threads)
-        for slot in 0..<threads { (lastProgress + slot).initialize(to: Atomic(0)) }
+        // A helper that has not started yet counts as having made progress when the job began.
+        let created = monotonicNanoseconds()
+        for slot in 0..<threads { (lastProgress + slot).initialize(to: Atomic(created)) }
         participants = Mutex(Array(repeating: Participant(), count: threads))
     }
 
