@@ -24,9 +24,11 @@ enum BenchTable {
         return text
     }
 
-    private static func pad(_ text: String, _ width: Int) -> String {
-        text.count >= width ? text + " " : text + String(repeating: " ", count: width - text.count)
-    }
+}
+
+/// `text` left-aligned in a column of `width` characters (at least one space after it).
+func pad(_ text: String, _ width: Int) -> String {
+    text.count >= width ? text + " " : text + String(repeating: " ", count: width - text.count)
 }
 
 /// The bench as JSON for scripts.

@@ -70,8 +70,4 @@ enum CompareOutput {
                            subtitle: "\(result.summary); speedup over ktask at 1 thread, medians of \(result.runs) runs",
                            series: series)
     }
-
-    private static func pad(_ text: String, _ width: Int) -> String {
-        text.count >= width ? text + " " : text + String(repeating: " ", count: width - text.count)
-    }
 }
