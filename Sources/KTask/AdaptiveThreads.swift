@@ -41,7 +41,7 @@ struct AdaptiveController {
     private(set) var threads = 1
     /// Items per second measured at 1, 2, ... threads.
     private(set) var rates: [Double] = []
-    private var phaseStart: Duration
+    private var phaseStart = Duration.zero
     private var phaseItems = 0
     private var phaseClaims = 0
     private(set) var settled: Int?
@@ -49,10 +49,9 @@ struct AdaptiveController {
     /// (first touches, a helper waking) would otherwise count against the thread count measured.
     private var phaseStarted = false
 
-    init(settings: AdaptiveThreads, maxThreads: Int, start: Duration) {
+    init(settings: AdaptiveThreads, maxThreads: Int) {
         self.settings = settings
         self.maxThreads = maxThreads
-        self.phaseStart = start
         if maxThreads <= 1 { settled = 1 }
     }
 

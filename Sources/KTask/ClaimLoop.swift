@@ -1,10 +1,6 @@
 import CKTaskShims
 import Synchronization
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// The shared state of one multithreaded job: a cursor per part over its chunks that every participant
 /// claims from, the first error, and a completion the caller waits on. One per job, owned by the
 /// caller; helpers reach it unretained (``PoolWork``) and never after reporting that they are done.
@@ -16,6 +12,9 @@ final class JobState: @unchecked Sendable {
     private let taskCancellation: KTaskCancellation?
     /// Helpers claim single grains (``StarvationGuard/smallerHelperChunks``) instead of whole chunks.
     private let helpersClaimGrains: Bool
+    /// Helpers note the time of each completed claim, for the caller to tell a starved one
+    /// (``StarvationGuard/priorityBoost`` only).
+    private let tracksHelperProgress: Bool
     /// Adaptive mode (``AdaptiveThreads``): everyone claims single grains and counts what completed, so
     /// that the caller can measure the job's throughput as helpers join.
     private let adaptive: Bool
@@ -61,9 +60,11 @@ final class JobState: @unchecked Sendable {
     /// Near the end of a part a whole-chunk claim shrinks to 1/(this × participants) of the grains left.
     static let tailShareDivisor = 2
 
-    init(plans: [ChunkPlan], threads: Int, helpersClaimGrains: Bool, adaptive: Bool = false, cancellation: KTaskCancellation?,
-         taskCancellation: KTaskCancellation?, chunk: @escaping (Range<Int>) throws -> Void) {
+    init(plans: [ChunkPlan], threads: Int, helpersClaimGrains: Bool, tracksHelperProgress: Bool = false,
+         adaptive: Bool = false, cancellation: KTaskCancellation?, taskCancellation: KTaskCancellation?,
+         chunk: @escaping (Range<Int>) throws -> Void) {
         self.adaptive = adaptive
+        self.tracksHelperProgress = tracksHelperProgress
         self.plans = plans
         self.chunkFunction = chunk
         self.cancellation = cancellation
@@ -120,7 +121,8 @@ final class JobState: @unchecked Sendable {
     func participate(slot: Int, home: Int, observesCurrentTask: Bool, onLastClaim: () -> Void = {},
                      afterClaim: () -> Void = {}) {
         var count = 0
-        if helpersClaimGrains { lastProgress[slot].store(monotonicNanoseconds(), ordering: .relaxed) }
+        let tracksProgress = slot > 0 && tracksHelperProgress
+        if tracksProgress { lastProgress[slot].store(monotonicNanoseconds(), ordering: .relaxed) }
         parts: for offset in 0..<plans.count {
             let part = (home + offset) % plans.count
             let plan = plans[part]
@@ -148,7 +150,7 @@ final class JobState: @unchecked Sendable {
                     try chunkFunction(items)
                     claimed[firstGrain[part] + first] = Int32(grains.count)
                     count += 1
-                    if helpersClaimGrains { lastProgress[slot].store(monotonicNanoseconds(), ordering: .relaxed) }
+                    if tracksProgress { lastProgress[slot].store(monotonicNanoseconds(), ordering: .relaxed) }
                     if adaptive {
                         itemsDone.add(items.count, ordering: .relaxed)
                         claimsDone.add(1, ordering: .relaxed)
@@ -237,14 +239,6 @@ final class JobState: @unchecked Sendable {
 
     /// After the wait: claims completed by each thread that joined, the caller first.
     func chunksPerThread(slots: Int) -> [Int] { chunksRun[0..<slots].filter { $0 >= 0 } }
-}
-
-/// CLOCK_MONOTONIC in nanoseconds.
-@inline(__always)
-func monotonicNanoseconds() -> Int64 {
-    var now = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &now)
-    return Int64(now.tv_sec) * 1_000_000_000 + Int64(now.tv_nsec)
 }
 
 /// The count of helpers done with a job, and the condition its caller waits on.

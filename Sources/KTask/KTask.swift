@@ -203,12 +203,12 @@ public enum KTask {
         }
         return try withoutActuallyEscaping(chunk) { chunk in
             let job = JobState(plans: plans, threads: 1 + reserved, helpersClaimGrains: guardInForce != .none,
-                               adaptive: adaptive != nil, cancellation: options.cancellation,
+                               tracksHelperProgress: guardInForce == .priorityBoost, adaptive: adaptive != nil, cancellation: options.cancellation,
                                taskCancellation: taskCancellation, chunk: chunk)
             var helpers: [HelperThread] = []
             // Adaptive mode wakes its reserved helpers one at a time, as its controller asks.
             var waiting: [(lane: LanePlan.Lane, reservation: KTaskPool.Reservation)] = []
-            var controller = adaptive.map { AdaptiveController(settings: $0, maxThreads: 1 + reserved, start: .zero) }
+            var controller = adaptive.map { AdaptiveController(settings: $0, maxThreads: 1 + reserved) }
             func dispatch(_ lane: LanePlan.Lane, _ reservation: KTaskPool.Reservation) -> Int {
                 let started = pool.dispatch(reservation, work: .jobShare(Unmanaged.passUnretained(job)),
                                             firstSlot: 1 + helpers.count, part: lane.part, nice: nice, cpus: lane.cpus)

@@ -8,7 +8,8 @@ public final class ComputeWorkload: BenchWorkload, Sendable {
     /// One range of items per node; nil: one range.
     public let nodes: [Int]?
 
-    static let minChunk = 65_536
+    public let minChunk = 65_536
+    public let align = 1
 
     public init(items: Int, nodes: [Int]? = nil) throws(WorkloadError) {
         guard items >= 1 else { throw .sizeTooSmall(workload: "compute", size: items, minimum: 1) }
@@ -43,8 +44,7 @@ public final class ComputeWorkload: BenchWorkload, Sendable {
     public func prepareRun() throws -> PreparedRun {
         let total = Atomic<UInt64>(0)
         return PreparedRun(
-            items: items, perNode: nodes.map { splitPerNode(items, nodes: $0, align: 1) },
-            minChunk: Self.minChunk, align: 1,
+            perNode: nodes.map { splitPerNode(items, nodes: $0, align: 1) },
             body: { chunk in total.wrappingAdd(Self.sum(chunk), ordering: .relaxed) },
             check: { try self.check(sum: total.load(ordering: .relaxed)) })
     }

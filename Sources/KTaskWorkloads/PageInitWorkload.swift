@@ -33,6 +33,8 @@ public final class PageInitWorkload: BenchWorkload, Sendable {
     /// Descriptors per chunk at least, and chunk alignment: 64 descriptors fill one 4 KiB page.
     static let minChunkDescriptors = 4096
     static let alignDescriptors = 64
+    public var minChunk: Int { Self.minChunkDescriptors }
+    public var align: Int { Self.alignDescriptors }
 
     public init(bytes: Int, nodes: [Int]? = nil) throws {
         let stride = MemoryLayout<PageDescriptor>.stride
@@ -59,7 +61,7 @@ public final class PageInitWorkload: BenchWorkload, Sendable {
         // Per node: the same split as the memory's (64 descriptors per page), so page boundaries line up.
         let perNode = nodes.map { splitPerNode(items, nodes: $0, align: Self.alignDescriptors * PrefaultWorkload.pagesPerPageTable) }
         return PreparedRun(
-            items: items, perNode: perNode, minChunk: Self.minChunkDescriptors, align: Self.alignDescriptors,
+            perNode: perNode,
             body: { descriptors in Self.initialise(base: base, descriptors: descriptors, flags: flags) },
             check: { try self.verify(flags: flags) })
     }

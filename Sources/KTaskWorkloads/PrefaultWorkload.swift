@@ -25,6 +25,8 @@ public final class PrefaultWorkload: BenchWorkload, Sendable {
 
     /// Pages per PMD (2 MiB on x86-64): chunks aligned to it never share a page-table page.
     static let pagesPerPageTable = 512
+    public var minChunk: Int { Self.pagesPerPageTable }
+    public var align: Int { Self.pagesPerPageTable }
 
     public init(bytes: Int, nodes: [Int]? = nil) throws(WorkloadError) {
         guard bytes >= pageSize else { throw .sizeTooSmall(workload: "prefault", size: bytes, minimum: pageSize) }
@@ -43,8 +45,7 @@ public final class PrefaultWorkload: BenchWorkload, Sendable {
         let mapping = try AnonymousMapping(bytes: bytes)
         let base = UInt(bitPattern: mapping.base)
         return PreparedRun(
-            items: items, perNode: try nodes.map { try bindPerNode(mapping, nodes: $0) },
-            minChunk: Self.pagesPerPageTable, align: Self.pagesPerPageTable,
+            perNode: try nodes.map { try bindPerNode(mapping, nodes: $0) },
             body: { [pageSize, method] pages in try Self.prefault(base: base, pages: pages, pageSize: pageSize, method: method) },
             // The check holds the mapping: it is unmapped when the run is dropped.
             check: { [items] in try Self.verifyResident(mapping, pages: items) })

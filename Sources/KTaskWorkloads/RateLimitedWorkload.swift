@@ -15,6 +15,8 @@ public final class RateLimitedWorkload: BenchWorkload, Sendable {
     public let items: Int
     public let permits: Int
     public let itemDuration: Duration
+    public let minChunk = 1
+    public let align = 1
     private let limiter: DispatchSemaphore
 
     public init(items: Int, permits: Int, itemDuration: Duration = .microseconds(250)) throws(WorkloadError) {
@@ -41,7 +43,7 @@ public final class RateLimitedWorkload: BenchWorkload, Sendable {
         let done = Atomic<Int>(0)
         let itemDuration = itemDuration
         return PreparedRun(
-            items: items, perNode: nil, minChunk: 1, align: 1,
+            perNode: nil,
             body: { [limiter] chunk in
                 for _ in chunk {
                     limiter.wait()

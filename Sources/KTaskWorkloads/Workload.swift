@@ -3,8 +3,12 @@ import KTask
 
 /// One of the seed's real workloads, ready to run as a ktask job at a given thread count.
 public protocol BenchWorkload: AnyObject {
-    /// Work items in one job (pages, descriptors, or hash inputs).
+    /// Work items in one job (pages, descriptors, or hash inputs): a run's body covers `0..<items`.
     var items: Int { get }
+    /// The smallest chunk worth a thread, and the chunk alignment, in items (ktask's options, and the
+    /// chunking `ktask compare` gives the peers).
+    var minChunk: Int { get }
+    var align: Int { get }
     /// What the workload does and how, for reports (e.g. which prefault method is in force).
     var summary: String { get }
     /// Sets up one run (fresh memory, a new generation tag, a zeroed sum): the chunk body to run over
@@ -12,17 +16,11 @@ public protocol BenchWorkload: AnyObject {
     func prepareRun() throws -> PreparedRun
 }
 
-/// One run of a workload, set up and ready: the chunk body, the chunking the workload asks for, and the
-/// check of the result. ktask runs it in ``BenchWorkload/runOnce(threads:options:)``; `ktask compare`'s
-/// Swift peers run the same body.
+/// One run of a workload, set up and ready: the chunk body and the check of the result. ktask runs it
+/// in ``BenchWorkload/runOnce(threads:options:)``; `ktask compare`'s Swift peers run the same body.
 public struct PreparedRun: Sendable {
-    /// Work items: the body's range is `0..<items`.
-    public let items: Int
-    /// One range per node (memory bound there); nil: the one range `0..<items`.
+    /// One range per node (memory bound there); nil: the one range `0..<items` of the workload.
     public let perNode: [NodeRange]?
-    /// The smallest chunk worth a thread, and the chunk alignment, in items.
-    public let minChunk: Int
-    public let align: Int
     /// Does the work for one chunk of items.
     public let body: @Sendable (Range<Int>) throws -> Void
     /// Throws ``WorkloadError/wrongResult(workload:detail:)`` unless every item was done by this run.
@@ -36,13 +34,13 @@ extension BenchWorkload {
         let run = try prepareRun()
         var options = options
         options.maxThreads = threads
-        options.minChunk = run.minChunk
-        options.align = run.align
+        options.minChunk = minChunk
+        options.align = align
         let measurement = try JobMeasurement.measure {
             if let perNode = run.perNode {
                 try KTask.run(perNode: perNode, options: options, run.body)
             } else {
-                try KTask.run(0..<run.items, options: options, run.body)
+                try KTask.run(0..<items, options: options, run.body)
             }
         }
         try run.check()

@@ -10,7 +10,7 @@ struct AdaptiveTests {
     /// with one claim per thread per step; returns the threads it settled on.
     func settle(maxThreads: Int, minimumGain: Double = 0.1, rate: (Int) -> Double) -> Int? {
         var controller = AdaptiveController(settings: AdaptiveThreads(minimumGain: minimumGain, window: .milliseconds(10)),
-                                             maxThreads: maxThreads, start: .zero)
+                                             maxThreads: maxThreads)
         var items = 0.0, claims = 0
         for step in 1...10_000 {
             items += rate(controller.threads) / 1000
@@ -42,7 +42,7 @@ struct AdaptiveTests {
 
     @Test("a phase starts at the first claim after a change, and counts only after the window and 8 claims per thread")
     func phaseNeedsWindowAndClaims() {
-        var controller = AdaptiveController(settings: AdaptiveThreads(window: .milliseconds(10)), maxThreads: 4, start: .zero)
+        var controller = AdaptiveController(settings: AdaptiveThreads(window: .milliseconds(10)), maxThreads: 4)
         // The first observation only starts the phase (the job's start-up is not measured).
         #expect(controller.observe(now: .milliseconds(1), items: 500, claims: 1) == .keep)
         #expect(controller.observe(now: .milliseconds(10), items: 900, claims: 100) == .keep)
@@ -67,7 +67,7 @@ struct AdaptiveTests {
         let workload = try RateLimitedWorkload(items: items, permits: permits)
         let run = try workload.prepareRun()
         let covered = Mutex<[Range<Int>]>([])
-        let report = try KTask.run(0..<run.items, options: KTaskOptions(maxThreads: 2, helperPriority: .inheritCaller, pool: pool,
+        let report = try KTask.run(0..<workload.items, options: KTaskOptions(maxThreads: 2, helperPriority: .inheritCaller, pool: pool,
                                                                              adaptiveThreads: AdaptiveThreads())) { chunk in
             covered.withLock { $0.append(chunk) }
             try run.body(chunk)

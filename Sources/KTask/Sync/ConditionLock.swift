@@ -65,6 +65,14 @@ final class PThreadCondition: @unchecked Sendable {
     func signal() { pthread_cond_signal(condition) }
 }
 
+/// CLOCK_MONOTONIC in nanoseconds (the clock ``monotonicDeadline(afterNanoseconds:)`` counts on).
+@inline(__always)
+func monotonicNanoseconds() -> Int64 {
+    var now = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &now)
+    return Int64(now.tv_sec) * 1_000_000_000 + Int64(now.tv_nsec)
+}
+
 /// The CLOCK_MONOTONIC time `nanoseconds` from now.
 func monotonicDeadline(afterNanoseconds nanoseconds: Int64) -> timespec {
     var now = timespec()

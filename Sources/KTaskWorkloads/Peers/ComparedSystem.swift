@@ -45,14 +45,14 @@ final class KTaskRunner: SystemRunner {
     }
 }
 
-extension PreparedRun {
+extension BenchWorkload {
     /// The chunk ktask would use at `threads` threads, which the peers are given too.
     func chunkSize(threads: Int) throws -> Int {
         try KTask.plannedChunkSize(items: items, minChunk: minChunk, align: align, threads: threads)
     }
+}
 
-    /// The items of chunk `index` of `chunk` items.
-    func chunk(_ index: Int, of chunk: Int) -> Range<Int> {
-        index * chunk..<min(items, (index + 1) * chunk)
-    }
+/// The items of chunk `index` when `0..<items` is cut into chunks of `size` items.
+func chunkItems(_ index: Int, size: Int, of items: Int) -> Range<Int> {
+    index * size..<min(items, (index + 1) * size)
 }

@@ -32,7 +32,7 @@ final class ExternalPeer: SystemRunner {
     }
 
     func runOnce(threads: Int) throws -> Double {
-        let chunk = try workload.prepareRun().chunkSize(threads: threads)
+        let chunk = try workload.chunkSize(threads: threads)
         input.fileHandleForWriting.write(Data("\(threads) \(chunk)\n".utf8))
         let line = try readLine()
         let fields = line.split(separator: " ", maxSplits: 1).map(String.init)

@@ -10,14 +10,15 @@ final class DispatchPeer: SystemRunner {
 
     func runOnce(threads: Int) throws -> Double {
         let run = try workload.prepareRun()
-        let chunk = try run.chunkSize(threads: threads)
-        let chunks = (run.items + chunk - 1) / chunk
+        let chunk = try workload.chunkSize(threads: threads)
+        let items = workload.items
+        let chunks = (items + chunk - 1) / chunk
         let firstError = FirstError()
         let clock = ContinuousClock()
         let start = clock.now
         DispatchQueue.concurrentPerform(iterations: min(threads, chunks)) { first in
             for index in stride(from: first, to: chunks, by: threads) where !firstError.isSet {
-                do { try run.body(run.chunk(index, of: chunk)) } catch { firstError.record(error) }
+                do { try run.body(chunkItems(index, size: chunk, of: items)) } catch { firstError.record(error) }
             }
         }
         let seconds = (clock.now - start).seconds
@@ -35,8 +36,9 @@ final class TaskGroupPeer: SystemRunner {
 
     func runOnce(threads: Int) throws -> Double {
         let run = try workload.prepareRun()
-        let chunk = try run.chunkSize(threads: threads)
-        let chunks = (run.items + chunk - 1) / chunk
+        let chunk = try workload.chunkSize(threads: threads)
+        let items = workload.items
+        let chunks = (items + chunk - 1) / chunk
         let seconds = try blockingAwait {
             let clock = ContinuousClock()
             let start = clock.now
@@ -45,7 +47,7 @@ final class TaskGroupPeer: SystemRunner {
                 func addNext() {
                     let index = next
                     next += 1
-                    group.addTask { try run.body(run.chunk(index, of: chunk)) }
+                    group.addTask { try run.body(chunkItems(index, size: chunk, of: items)) }
                 }
                 while next < min(threads, chunks) { addNext() }
                 while try await group.next() != nil {
