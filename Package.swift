@@ -18,6 +18,8 @@ let package = Package(
             name: "CKTaskShims",
             cSettings: [.define("_GNU_SOURCE")]
         ),
+        // Wrappers only the benchmark workloads need (populate advice, process CPU time).
+        .target(name: "CKTaskWorkloadShims"),
         // The engine: job parameters, chunk planning, the claim loop with undo, the helper pool, priority.
         .target(
             name: "KTask",
@@ -29,7 +31,7 @@ let package = Package(
         // The seed's real workloads (prefault, init, compute) and the benchmark driver, shared by the CLI and tests.
         .target(
             name: "KTaskWorkloads",
-            dependencies: ["KTask", "CKTaskShims"]
+            dependencies: ["KTask", "CKTaskWorkloadShims"]
         ),
         .executableTarget(
             name: "ktask",

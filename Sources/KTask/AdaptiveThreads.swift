@@ -89,9 +89,59 @@ struct AdaptiveController {
     }
 }
 
+/// The caller's side of adaptive mode: the job's reserved helpers wait here and are dispatched one at
+/// a time, between the caller's claims, as the controller asks; the ones not needed go back to the pool.
+struct AdaptiveDriver {
+    private var controller: AdaptiveController
+    private var waiting: [ThreadPlan.LaneReservation]
+    private let job: JobState
+    private let start: ContinuousClock.Instant
+
+    init(_ settings: AdaptiveThreads, job: JobState, start: ContinuousClock.Instant, waiting: [ThreadPlan.LaneReservation]) {
+        self.job = job
+        self.start = start
+        self.waiting = waiting.flatMap { entry in
+            entry.reservation.singles().map { ThreadPlan.LaneReservation(lane: entry.lane, reservation: $0) }
+        }
+        controller = AdaptiveController(settings: settings, maxThreads: 1 + self.waiting.count)
+    }
+
+    /// The threads it settled on (or had reached when the job ran out of work).
+    var threads: Int { controller.settled ?? controller.threads }
+    /// Items per second measured at 1, 2, ... threads.
+    var rates: [Double] { controller.rates }
+
+    /// After each of the caller's claims: measure, and add or drop a helper as the controller decides.
+    mutating func afterClaim(dispatcher: inout HelperDispatcher) {
+        let (items, claims) = job.progress
+        switch controller.observe(now: .now - start, items: items, claims: claims) {
+        case .keep: break
+        case .addHelper:
+            // No helper once the work is all handed out: it would only wake to find nothing.
+            guard job.hasGrainsLeft, !waiting.isEmpty else {
+                controller.stop(at: controller.threads - 1)
+                return
+            }
+            if dispatcher.dispatch(waiting.removeFirst()) == 0 {
+                // The system would not start a thread: stay with the threads there are.
+                controller.stop(at: controller.threads - 1)
+            }
+        case .settle(let threads):
+            job.admit(upTo: threads)
+            giveBackWaiting(to: dispatcher.pool)
+        }
+    }
+
+    /// Gives the helpers never dispatched back to the pool.
+    mutating func giveBackWaiting(to pool: KTaskPool) {
+        for entry in waiting { pool.cancel(entry.reservation) }
+        waiting = []
+    }
+}
+
 extension Duration {
     /// The duration in seconds, as a Double.
-    public var seconds: Double {
+    package var seconds: Double {
         let (seconds, attoseconds) = components
         return Double(seconds) + Double(attoseconds) / 1e18
     }

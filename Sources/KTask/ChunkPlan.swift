@@ -34,7 +34,8 @@ struct ChunkPlan: Equatable {
     init(range: Range<Int>, minChunk: Int, align: Int, threads: Int, smallHelperClaims: Bool = false) {
         precondition(!range.isEmpty && range.lowerBound >= 0 && minChunk > 0 && align > 0 && threads > 0)
         let size = range.count
-        let chunk = roundUp(max(minChunk, size / (threads * Self.loadBalanceFactor)), toMultipleOf: align)
+        let (wantedChunks, overflow) = threads.multipliedReportingOverflow(by: Self.loadBalanceFactor)
+        let chunk = roundUp(max(minChunk, size / (overflow ? Int.max : wantedChunks)), toMultipleOf: align)
         let grain = smallHelperClaims
             ? roundUp(max(minChunk, chunk / Self.helperGrainDivisor), toMultipleOf: align) : chunk
         self.range = range
@@ -87,11 +88,56 @@ extension KTask {
     /// The chunk size, in items, that a job of `items` items gets at `threads` threads: the kernel's
     /// formula, `max(minChunk, items / (threads × 4))` rounded up to a multiple of `align`. For sizing
     /// work outside ktask the same way (e.g. a comparison with another threading system).
-    public static func plannedChunkSize(items: Int, minChunk: Int, align: Int, threads: Int) throws(KTaskError) -> Int {
+    package static func plannedChunkSize(items: Int, minChunk: Int, align: Int, threads: Int) throws(KTaskError) -> Int {
         guard minChunk >= 1 else { throw .invalidMinChunk(minChunk) }
         guard align >= 1 else { throw .invalidAlign(align) }
         guard threads >= 1 else { throw .invalidMaxThreads(threads) }
         guard items >= 1 else { return minChunk }
         return ChunkPlan(range: 0..<items, minChunk: minChunk, align: align, threads: threads).chunkSize
+    }
+}
+
+/// How much a participant claims at once: whole chunks, or single grains (about 1/64 chunk) where a
+/// starved helper must hold back little (``StarvationGuard``) or adaptive mode measures throughput;
+/// and, near the end of a part, no more than a share of what is left (a guided tail).
+struct ClaimPolicy {
+    /// Who claims single grains instead of whole chunks.
+    enum GrainClaimers {
+        case nobody
+        /// Helpers claim grains, the caller whole chunks (a starvation guard is in force).
+        case helpers
+        /// Everyone claims grains (adaptive mode counts progress claim by claim).
+        case everyone
+    }
+
+    let grainClaimers: GrainClaimers
+    /// Helpers note the time of each completed claim, so the caller can tell a starved one
+    /// (``StarvationGuard/priorityBoost`` only).
+    let helpersReportProgress: Bool
+    /// Participants count completed items and claims (adaptive mode's throughput).
+    var countsProgress: Bool { grainClaimers == .everyone }
+    /// Whether plans must cut grains smaller than chunks.
+    var smallGrains: Bool { grainClaimers != .nobody }
+
+    /// Near the end of a part a whole-chunk claim shrinks to 1/(this × participants) of the grains left:
+    /// a last big chunk would keep one thread busy while the others, done, wait for it.
+    static let tailShareDivisor = 2
+
+    init(starvationGuard: StarvationGuard, adaptive: Bool) {
+        grainClaimers = adaptive ? .everyone : starvationGuard == .none ? .nobody : .helpers
+        helpersReportProgress = starvationGuard == .priorityBoost
+    }
+
+    /// Grains to claim next from a part with `left` grains left, for participant `slot` (0: the caller)
+    /// of `participants`.
+    @inline(__always)
+    func grainsToClaim(slot: Int, plan: ChunkPlan, left: Int, participants: Int) -> Int {
+        switch grainClaimers {
+        case .everyone: return 1
+        case .helpers where slot > 0: return 1
+        default:
+            let whole = plan.grainsPerChunk
+            return whole > 1 ? max(1, min(whole, left / (Self.tailShareDivisor * participants))) : whole
+        }
     }
 }

@@ -1,77 +1,53 @@
 import CKTaskShims
-import Logging
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// Work a pool thread runs: a share of a job's chunks, or an async job's stand-in for its caller.
-///
-/// Pool threads hold work unretained: the job's caller keeps it alive until every thread it started
-/// has reported back. The report is the last thing a thread does with the work, so the call must not
-/// retain it either (a release after the report could free the job, or outlive a
-/// `withoutActuallyEscaping` closure it holds): hence `_withUnsafeGuaranteedRef`.
-enum PoolWork {
-    case jobShare(Unmanaged<JobState>)
-    case asyncCaller(Unmanaged<AsyncCaller>)
-
-    /// Whether both are the same job's share (or the same async caller).
-    func isSame(as other: PoolWork) -> Bool {
-        switch (self, other) {
-        case (.jobShare(let a), .jobShare(let b)): a.toOpaque() == b.toOpaque()
-        case (.asyncCaller(let a), .asyncCaller(let b)): a.toOpaque() == b.toOpaque()
-        default: false
-        }
-    }
-
-    /// Runs the work; returns the job's completion, which the thread reports to once it is back in the
-    /// pool, whether the job's caller lent the thread its priority meanwhile, and whether it also took
-    /// the thread out of the helpers' idle cgroup.
-    func run(slot: Int, part: Int) -> (JobCompletion?, boosted: Bool, released: Bool) {
-        switch self {
-        case .jobShare(let job): job._withUnsafeGuaranteedRef { $0.run(slot: slot, part: part) }
-        case .asyncCaller(let caller): caller._withUnsafeGuaranteedRef { ($0.run(), false, false) }
-        }
-    }
-}
-
-/// What a parked pool thread is woken to do.
-struct PoolAssignment {
-    let work: PoolWork
-    /// The job's participant number (0 is the job's caller).
-    let slot: Int
-    /// The part of the job to start on (per-node jobs have one part per node).
-    let part: Int
-    /// The nice value to run the work at; nil keeps the thread's own.
-    let nice: Int32?
-    /// The node whose per-node cap this helper counts against; nil for none.
-    let node: Int?
-    /// The CPUs to run on; nil: the process's own affinity.
-    let cpus: CPUList?
-}
-
-/// One pthread of a ``KTaskPool``: parked on its own condition variable while idle, retired once
-/// it has been idle for the pool's idle timeout.
+/// One pthread of a ``KTaskPool``. After a piece of work it spins briefly for the next (jobs that
+/// follow one another then skip a futex sleep and wake-up), then parks on its own condition variable,
+/// and retires once it has been parked for the pool's idle timeout.
 final class HelperThread: @unchecked Sendable {
     let id: Int
     private let pool: KTaskPool
-    /// Signalled when an assignment is given. Waited on with the pool's lock.
-    let wake = PThreadCondition()
+    /// Signalled when an assignment is given to a parked thread. Waited on with the pool's lock.
+    private let wake = PThreadCondition()
     /// Guarded by the pool's lock.
-    var assignment: PoolAssignment?
+    private(set) var assignment: PoolAssignment?
+    /// Mirrors `assignment != nil` for the spinning thread, which polls it without the lock.
+    private let hasAssignment = Atomic<Bool>(false)
+    /// Guarded by the pool's lock: asleep on `wake` (a spinning thread needs no signal).
+    private var parked = false
     /// Guarded by the pool's lock: taken off the idle list for a job whose assignment is on its way.
     var reserved = false
-    /// The kernel's id for this thread, set when it starts (before it takes any assignment).
-    private(set) var tid: Int32 = 0
     /// Only touched by this thread.
     private var currentNice: Int32 = 0
-    /// The CPUs ktask pinned this thread to; nil while it has the process's affinity. Only this thread.
+    /// The CPUs this thread is pinned to; nil while it has the process's affinity. Only this thread.
     private var pinnedTo: CPUList?
+
+    /// How long a thread that just finished work polls for the next before it parks: a few times the
+    /// cost of a futex wake-up in a VM, and short enough that idle threads use no CPU to speak of.
+    static let spinNanoseconds: Int64 = 50_000
 
     init(id: Int, pool: KTaskPool, assignment: PoolAssignment) {
         self.id = id
         self.pool = pool
         self.assignment = assignment
+    }
+
+    /// Gives the thread work (pool lock held); wakes it if it is parked.
+    func assignLocked(_ work: PoolAssignment) {
+        assignment = work
+        hasAssignment.store(true, ordering: .releasing)
+        if parked { wake.signal() }
+    }
+
+    /// Takes back an assignment the thread has not picked up (pool lock held).
+    func takeBackLocked() {
+        assignment = nil
+        reserved = false
+        hasAssignment.store(false, ordering: .relaxed)
     }
 
     /// Starts the pthread; false if the system refused (e.g. too many threads).
@@ -86,59 +62,66 @@ final class HelperThread: @unchecked Sendable {
             Unmanaged<HelperThread>.fromOpaque(context!).takeRetainedValue().main()
             return nil
         }, context)
-        if rc != 0 {
-            Unmanaged<HelperThread>.fromOpaque(context).release()
-            KTaskPool.logger.warning("could not start helper thread", metadata: ["errno": "\(rc)"])
-            return false
-        }
-        return true
+        if rc != 0 { Unmanaged<HelperThread>.fromOpaque(context).release() }
+        return rc == 0
     }
 
     private func main() {
-        tid = CKTask_gettid()
+        let tid = CKTask_gettid()
         _ = CKTask_set_thread_name("\(pool.name)/\(id)")
         if pool.isolatesHelpers { HelperIsolation.current.admit(tid: tid) }
         currentNice = ThreadPriority.currentThreadNice()
         pool.lock.lock()
-        while true {
-            while assignment == nil {
-                let deadline = monotonicDeadline(afterNanoseconds: pool.idleTimeoutNanoseconds)
-                let woken = wake.wait(pool.lock, until: deadline)
-                if !woken && assignment == nil && !reserved {
-                    pool.retireLocked(self)
-                    pool.lock.unlock()
-                    return
-                }
-            }
-            let work = assignment!
-            assignment = nil
-            reserved = false
+        while let work = nextAssignmentLocked() {
             pool.lock.unlock()
-
-            if let nice = work.nice, nice != currentNice {
-                // Raising priority can fail without privilege; the thread then stays where it is.
-                ThreadPriority.setCurrentThreadNice(nice)
-                currentNice = ThreadPriority.currentThreadNice()
-            }
-            place(on: work.cpus)
-            let (completion, boosted, released) = work.work.run(slot: work.slot, part: work.part)
-            if boosted {
-                // Back to the job's helper priority (raising nice needs no privilege).
-                ThreadPriority.setCurrentThreadNice(work.nice ?? currentNice)
-                currentNice = ThreadPriority.currentThreadNice()
-            }
-
-            // Free in the pool before the job hears it is done, so that the caller's next job finds
-            // this helper free instead of running short of one.
+            run(work)
             pool.lock.lock()
-            pool.helperFinishedLocked(self, node: work.node)
+            pool.threadFinishedLocked(self, node: work.node)
             pool.lock.unlock()
-            completion?.helperFinished()
-            // Back into the idle group after the job heard it is done: a cgroup move can take
-            // milliseconds, and the caller must not wait for it. No new work is taken before.
-            if released && pool.isolatesHelpers { HelperIsolation.current.admit(tid: tid) }
+            work.work.finished?(work.work.context, work.argument)
+            spinForWork()
             pool.lock.lock()
         }
+        pool.lock.unlock()
+    }
+
+    /// The next assignment (pool lock held on entry and return), parking until one comes; nil once the
+    /// thread has been idle for the pool's timeout and has retired.
+    private func nextAssignmentLocked() -> PoolAssignment? {
+        while assignment == nil {
+            let deadline = monotonicDeadline(afterNanoseconds: pool.idleTimeoutNanoseconds)
+            parked = true
+            let woken = wake.wait(pool.lock, until: deadline)
+            parked = false
+            if !woken && assignment == nil && !reserved {
+                pool.retireLocked(self)
+                return nil
+            }
+        }
+        let work = assignment!
+        assignment = nil
+        reserved = false
+        hasAssignment.store(false, ordering: .relaxed)
+        return work
+    }
+
+    /// Polls for an assignment for ``spinNanoseconds`` (the pool lock not held).
+    private func spinForWork() {
+        let deadline = monotonicNanoseconds() + Self.spinNanoseconds
+        while !hasAssignment.load(ordering: .acquiring) {
+            for _ in 0..<64 { CKTask_cpu_relax() }
+            if monotonicNanoseconds() > deadline { return }
+        }
+    }
+
+    private func run(_ work: PoolAssignment) {
+        if let nice = work.nice, nice != currentNice {
+            // Raising priority can fail without privilege; the thread then stays where it is.
+            ThreadPriority.setCurrentThreadNice(nice)
+            currentNice = ThreadPriority.currentThreadNice()
+        }
+        place(on: work.cpus)
+        work.work.run(work.work.context, work.argument)
     }
 
     /// Pins this thread to `cpus`, or gives it back the process's affinity for an unplaced job.

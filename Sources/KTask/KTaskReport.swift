@@ -4,15 +4,13 @@ public struct KTaskReport: Sendable, Equatable, CustomStringConvertible {
     public let threadsUsed: Int
     /// Items per chunk (the first and last chunk may be shorter where `align` cuts them).
     public let chunkSize: Int
-    /// How many chunks ran (claims: with ``StarvationGuard/smallerHelperChunks`` a helper's chunks are
-    /// smaller than ``chunkSize``).
-    public let chunkCount: Int
+    /// How many claims completed: each a whole chunk, a share of the last chunks (the guided tail), or
+    /// a single grain (with a starvation guard in force, helpers claim grains of about 1/64 chunk).
+    public let claimCount: Int
     /// The nice value helpers were asked to run at; nil where the job used no helper.
     public let helperNice: Int?
     /// Wall time from the call to the return.
     public let wallTime: Duration
-    /// Chunks undone after a failure or cancellation (0 for a job that succeeded).
-    public let undoneChunks: Int
     /// What kept helpers from holding the job up (``StarvationGuard/none`` for a job without helpers).
     public let starvationGuard: StarvationGuard
     /// Helpers the caller lent its priority to while it waited for them.
@@ -23,33 +21,32 @@ public struct KTaskReport: Sendable, Equatable, CustomStringConvertible {
     /// Adaptive mode: the throughput (items per second) it measured at 1, 2, ... threads, which its
     /// decision rests on; empty without adaptive mode.
     public let adaptiveThroughput: [Double]
-    /// Completed chunks per thread, the caller's first; nil for a job run inline as one call.
+    /// Completed claims per thread, the caller's first; nil for a job run inline as one call.
     private let perThread: [Int]?
 
-    init(threadsUsed: Int, chunkSize: Int, chunkCount: Int, helperNice: Int?, wallTime: Duration,
-         undoneChunks: Int = 0, starvationGuard: StarvationGuard = .none, boostedHelpers: Int = 0,
+    init(threadsUsed: Int, chunkSize: Int, claimCount: Int, helperNice: Int?, wallTime: Duration,
+         starvationGuard: StarvationGuard = .none, boostedHelpers: Int = 0,
          adaptiveThreads: Int? = nil, adaptiveThroughput: [Double] = [], perThread: [Int]?) {
-        self.adaptiveThreads = adaptiveThreads
-        self.adaptiveThroughput = adaptiveThroughput
-        self.starvationGuard = starvationGuard
-        self.boostedHelpers = boostedHelpers
         self.threadsUsed = threadsUsed
         self.chunkSize = chunkSize
-        self.chunkCount = chunkCount
+        self.claimCount = claimCount
         self.helperNice = helperNice
         self.wallTime = wallTime
-        self.undoneChunks = undoneChunks
+        self.starvationGuard = starvationGuard
+        self.boostedHelpers = boostedHelpers
+        self.adaptiveThreads = adaptiveThreads
+        self.adaptiveThroughput = adaptiveThroughput
         self.perThread = perThread
     }
 
     /// Whether the job ran as a single call on the calling thread (no helper woken, nothing allocated).
     public var ranInline: Bool { perThread == nil }
 
-    /// Chunks completed by each thread, the calling thread's first.
-    public var chunksPerThread: [Int] { perThread ?? [chunkCount] }
+    /// Claims completed by each thread, the calling thread's first.
+    public var claimsPerThread: [Int] { perThread ?? [claimCount] }
 
     public var description: String {
-        "\(threadsUsed) thread(s), \(chunkCount) chunk(s) of \(chunkSize), per thread \(chunksPerThread), \(wallTime)"
+        "\(threadsUsed) thread(s), \(claimCount) claim(s), chunks of \(chunkSize), per thread \(claimsPerThread), \(wallTime)"
             + (adaptiveThreads.map { ", adaptive: \($0) thread(s) from items/s \(adaptiveThroughput.map { Int($0) })" } ?? "")
     }
 }

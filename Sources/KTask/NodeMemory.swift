@@ -12,8 +12,13 @@ public enum NodeMemory {
     public static func bind(_ region: UnsafeMutableRawBufferPointer, to nodes: [Int]) throws(KTaskError) {
         guard !nodes.isEmpty else { throw .noNodes }
         guard let base = region.baseAddress, region.count > 0 else { return }
-        let ids = nodes.map(Int32.init)
-        let rc = ids.withUnsafeBufferPointer { CKTask_mbind_nodes(base, UInt(region.count), $0.baseAddress, Int32($0.count)) }
+        guard let highest = nodes.max(), nodes.allSatisfy({ $0 >= 0 }), highest < 1 << 20 else {
+            throw .unknownNode(nodes.first { $0 < 0 || $0 >= 1 << 20 } ?? -1, available: SystemLimits.current().nodeIDs)
+        }
+        var mask = [UInt](repeating: 0, count: highest / UInt.bitWidth + 1)
+        for node in nodes { mask[node / UInt.bitWidth] |= 1 << UInt(node % UInt.bitWidth) }
+        // maxnode counts bits; the kernel ignores the last one, hence + 1.
+        let rc = CKTask_mbind_bind(base, UInt(region.count), mask, UInt(mask.count * UInt.bitWidth + 1))
         if rc != 0 { throw .memoryPolicyFailed(call: "mbind", errno: errno) }
     }
 
@@ -24,7 +29,7 @@ public enum NodeMemory {
         let count = (region.count + pageSize - 1) / pageSize
         var pages = (0..<count).map { Optional(UnsafeMutableRawPointer(mutating: base + $0 * pageSize)) }
         var status = [Int32](repeating: 0, count: count)
-        let rc = CKTask_page_nodes(UInt(count), &pages, &status)
+        let rc = CKTask_move_pages_query(UInt(count), &pages, &status)
         if rc != 0 { throw .memoryPolicyFailed(call: "move_pages", errno: errno) }
         return status.map { $0 >= 0 ? Int($0) : nil }
     }

@@ -34,7 +34,7 @@ public enum StarvationGuard: String, Sendable, CaseIterable {
     }
 
     /// What `automatic` chooses in this process for default helpers (nice 19) under the calling thread.
-    public static var inForce: StarvationGuard {
+    package static var inForce: StarvationGuard {
         resolve(.automatic, helperNice: Int32(ThreadPriority.lowestNice), callerNice: ThreadPriority.currentThreadNice())
     }
 
@@ -56,4 +56,72 @@ public enum StarvationGuard: String, Sendable, CaseIterable {
         }
         return geteuid() == 0
     }()
+}
+
+/// The caller's side of ``StarvationGuard/priorityBoost``: lends its nice value to a helper that has
+/// completed no grain for a while (4 grains' time at the job's pace so far, at least 1 ms), one at a
+/// time, and takes it out of the helpers' idle cgroup (nice orders threads only inside one group).
+/// The helper gives both back itself before it counts down on the job's latch (``JobState``).
+///
+/// Only starved helpers: a working helper needs neither, and the system calls and the cgroup move
+/// (~20 µs, at times 20 ms under the kernel's cgroup rwsem) would cost every job.
+struct PriorityBoost {
+    let job: JobState
+    let callerNice: Int32
+    let start: ContinuousClock.Instant
+    /// Helpers boosted so far.
+    private(set) var boosted = 0
+    /// A job shorter than this is over before a boost (two system calls and a cgroup write) pays off.
+    static let earliest = Duration.milliseconds(1)
+
+    init(job: JobState, callerNice: Int32, start: ContinuousClock.Instant) {
+        self.job = job
+        self.callerNice = callerNice
+        self.start = start
+    }
+
+    /// When the caller claims the job's last grains: boost one starved helper, so it catches up while
+    /// the caller still works.
+    mutating func boostOneIfStarved() {
+        guard ContinuousClock.now - start > Self.earliest else { return }
+        boostOne(starvedAfter: starvedAfter())
+    }
+
+    /// While the caller waits: boost starved helpers one at a time, until no helper is out.
+    mutating func boostStarvedUntilDone() {
+        // The pace is the one the job had until the caller ran out of grains: measured once, or the
+        // threshold would grow as fast as the starved helper's wait.
+        let starvedAfter = starvedAfter()
+        while job.latch.count > 0 {
+            let finishedBefore = job.latch.finished
+            boostOne(starvedAfter: starvedAfter)
+            _ = job.latch.wait(untilFinished: finishedBefore + 1, timeoutNanoseconds: starvedAfter)
+        }
+    }
+
+    /// A helper that has completed no grain for this long is starved: 4 grains' time at the pace the job
+    /// has had so far (all threads busy), at least 1 ms.
+    private func starvedAfter() -> Int64 {
+        let elapsed = Int64((ContinuousClock.now - start).seconds * 1e9)
+        let grains = job.plans.reduce(0) { $0 + $1.grainCount }
+        return max(1_000_000, 4 * elapsed * Int64(job.slots) / Int64(max(1, grains)))
+    }
+
+    private mutating func boostOne(starvedAfter: Int64) {
+        let now = monotonicNanoseconds()
+        let done = job.participants.withLock { list -> Bool in
+            // Under the lock: the helper cannot leave the job (and keep the boost) meanwhile.
+            guard let slot = (1..<job.slots).first(where: { slot in
+                let tid = job.tids[slot].load(ordering: .relaxed)
+                return tid != 0 && !list[slot].done && !list[slot].boosted
+                    && now - job.lastProgress[slot].load(ordering: .relaxed) > starvedAfter
+            }) else { return false }
+            let tid = job.tids[slot].load(ordering: .relaxed)
+            list[slot].boosted = CKTask_set_nice_of(tid, callerNice) == 0
+            guard list[slot].boosted else { return false }
+            list[slot].released = HelperIsolation.current.release(tid: tid)
+            return true
+        }
+        if done { boosted += 1 }
+    }
 }

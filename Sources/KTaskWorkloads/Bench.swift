@@ -75,7 +75,7 @@ public struct BenchRunner {
                 seconds[threads, default: []].append(report.wallTime.seconds)
                 cpuSeconds[threads, default: []].append(measurement.cpuSeconds)
                 threadsUsed[threads] = min(threadsUsed[threads] ?? Int.max, report.threadsUsed)
-                chunkCount[threads] = report.chunkCount
+                chunkCount[threads] = report.claimCount
                 guards[threads] = report.starvationGuard
             }
         }

@@ -1,4 +1,4 @@
-import CKTaskShims
+import CKTaskWorkloadShims
 import KTask
 import Synchronization
 

@@ -1,4 +1,4 @@
-import CKTaskShims
+import CKTaskWorkloadShims
 import KTask
 
 /// One of the seed's real workloads, ready to run as a ktask job at a given thread count.

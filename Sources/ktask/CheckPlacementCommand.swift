@@ -1,5 +1,4 @@
 import ArgumentParser
-import CKTaskShims
 import Foundation
 import KTask
 import Synchronization
@@ -25,8 +24,8 @@ struct CheckPlacementCommand: ParsableCommand {
             throw KTaskError.nodeWithoutUsableCPUs(node)
         }
         // The caller works on the job too: run it from the node, as a thread placed there would.
-        let cpus = nodeCPUs.cpus.map(Int32.init)
-        _ = cpus.withUnsafeBufferPointer { CKTask_set_thread_affinity($0.baseAddress, Int32($0.count)) }
+        let processMask = Affinity.process() ?? nodeCPUs
+        Affinity.pinCurrentThread(to: nodeCPUs)
 
         let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
         let bytes = (size.value + pageSize - 1) / pageSize * pageSize
@@ -40,7 +39,7 @@ struct CheckPlacementCommand: ParsableCommand {
         let address = UInt(bitPattern: base)
         let report = try KTask.run(perNode: [NodeRange(node: node, range: 0..<(bytes / pageSize))],
                                    options: KTaskOptions(minChunk: 16)) { pages in
-            let cpu = Int(CKTask_sched_getcpu())
+            let cpu = Affinity.currentCPU()
             seen.withLock { _ = $0.insert(cpu) }
             for page in pages {
                 UnsafeMutableRawPointer(bitPattern: address + UInt(page * pageSize))!.storeBytes(of: 1, as: UInt8.self)
@@ -49,12 +48,14 @@ struct CheckPlacementCommand: ParsableCommand {
         let pageNodes = try NodeMemory.nodes(ofPagesIn: UnsafeRawBufferPointer(start: base, count: bytes), pageSize: pageSize)
         let cpusSeen = seen.withLock { $0.sorted() }
         let onNode = pageNodes.filter { $0 == node }.count
-        let ok = cpusSeen.allSatisfy(nodeCPUs.contains) && onNode == pageNodes.count
+        // Every chunk on the node's usable CPUs, none outside the process's affinity mask (taskset).
+        let ok = cpusSeen.allSatisfy { nodeCPUs.contains($0) && processMask.contains($0) } && onNode == pageNodes.count
         struct Result: Encodable {
-            let node: Int, node_cpus: [Int], cpus_seen: [Int], threads_used: Int, pages: Int, pages_on_node: Int, ok: Bool
+            let node: Int, node_cpus: [Int], process_affinity: [Int], cpus_seen: [Int], threads_used: Int, pages: Int,
+                pages_on_node: Int, ok: Bool
         }
-        print(try encodeJSON(Result(node: node, node_cpus: nodeCPUs.cpus, cpus_seen: cpusSeen, threads_used: report.threadsUsed,
-                                    pages: pageNodes.count, pages_on_node: onNode, ok: ok)))
+        print(try encodeJSON(Result(node: node, node_cpus: nodeCPUs.cpus, process_affinity: processMask.cpus, cpus_seen: cpusSeen,
+                                    threads_used: report.threadsUsed, pages: pageNodes.count, pages_on_node: onNode, ok: ok)))
         if !ok { throw ExitCode(1) }
     }
 }

@@ -83,7 +83,7 @@ struct AdaptiveTests {
         let report = try adaptiveRun(permits: 1, items: 1600)
         #expect(report.adaptiveThreads == 1, "\(report.description)")
         // The dropped helper ran only while it was measured: most of the job was the caller's.
-        #expect(report.chunksPerThread[0] > report.chunkCount * 3 / 4, "\(report)")
+        #expect(report.claimsPerThread[0] > report.claimCount * 3 / 4, "\(report)")
     }
 
     @Test("a job two threads speed up keeps its helper")

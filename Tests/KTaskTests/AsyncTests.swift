@@ -16,7 +16,7 @@ struct AsyncTests {
         }
         #expect(names.current.allSatisfy { $0.hasPrefix("ktask") }, "\(names.current)")
         #expect(tilingProblems(chunks.current, range: 0..<100_000, align: 1, minChunk: 1000).isEmpty)
-        #expect(report.chunksPerThread.reduce(0, +) == chunks.current.count)
+        #expect(report.claimsPerThread.reduce(0, +) == chunks.current.count)
     }
 
     @Test("cancelling the task cancels the job and undoes completed chunks")

@@ -30,17 +30,15 @@ struct CPUListTests {
         #expect(Set(budget.usable.cpus).isSubset(of: affinity.cpus))
         #expect(Set(budget.usable.cpus).isSubset(of: budget.topology.online.cpus))
         #expect(budget.budget <= budget.usable.count)
-        #expect(JobLimits.current().budget == budget.budget)
+        #expect(SystemLimits.current().budget == budget.budget)
     }
 
     @Test("a job never uses more threads than the affinity mask allows")
     func affinityLimitsThreads() async {
         await #expect(processExitsWith: .success) {
-            var one = Int32(0)
-            guard CKTask_set_thread_affinity(&one, 1) == 0 else { exit(2) }
-            let report = try? KTask.runOnCallingThread(.range(0..<1_000_000), options: KTaskOptions(), taskCancellation: nil,
-                                                       observesCurrentTask: false, undo: nil) { _ in }
-            exit(report?.threadsUsed == 1 && JobLimits.current().budget == 1 ? 0 : 1)
+            guard Affinity.pinCurrentThread(to: CPUList([0])) else { exit(2) }
+            let report = try? runJob(0..<1_000_000) { _ in }
+            exit(report?.threadsUsed == 1 && SystemLimits.current().budget == 1 ? 0 : 1)
         }
     }
 }

@@ -21,8 +21,8 @@ struct CoverageTests {
         var problems = tilingProblems(chunks.current, range: range, align: align, minChunk: minChunk)
             .map { "range \(range) minChunk \(minChunk) align \(align) maxThreads \(maxThreads): \($0)" }
         if report.threadsUsed > maxThreads { problems.append("used \(report.threadsUsed) threads, more than \(maxThreads)") }
-        if report.chunksPerThread.reduce(0, +) != chunks.current.count {
-            problems.append("report counts \(report.chunksPerThread) but \(chunks.current.count) chunks ran")
+        if report.claimsPerThread.reduce(0, +) != chunks.current.count {
+            problems.append("report counts \(report.claimsPerThread) but \(chunks.current.count) chunks ran")
         }
         return problems
     }
@@ -78,8 +78,8 @@ struct CoverageTests {
         }
         #expect(report.threadsUsed == 2)
         #expect(callerChunks.load(ordering: .relaxed) > 0)
-        #expect(report.chunksPerThread[0] == callerChunks.load(ordering: .relaxed))
-        #expect(report.chunksPerThread.reduce(0, +) == report.chunkCount)
+        #expect(report.claimsPerThread[0] == callerChunks.load(ordering: .relaxed))
+        #expect(report.claimsPerThread.reduce(0, +) == report.claimCount)
     }
 
     @Test("a job that fits in one chunk runs inline on the caller")
@@ -91,7 +91,7 @@ struct CoverageTests {
             ranOn.withLock { $0.append(ThreadSnapshot.currentTID) }
         }
         #expect(report.ranInline)
-        #expect(report.threadsUsed == 1 && report.chunkCount == 1)
+        #expect(report.threadsUsed == 1 && report.claimCount == 1)
         #expect(ranOn.current == [callerTID])
     }
 
@@ -118,7 +118,7 @@ struct CoverageTests {
         let calls = Atomic<Int>(0)
         let report = try KTask.run(7..<7) { _ in calls.add(1, ordering: .relaxed) }
         #expect(calls.load(ordering: .relaxed) == 0)
-        #expect(report.chunkCount == 0)
+        #expect(report.claimCount == 0)
     }
 
     @Test("with no free helper the caller does the whole job")

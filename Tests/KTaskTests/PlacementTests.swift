@@ -81,18 +81,18 @@ struct LivePlacementTests {
 
     @Test("a per-node job covers each node's range exactly once")
     func perNodeCoverage() throws {
-        let node = try #require(JobLimits.current().nodes.first { !$0.cpus.isEmpty }).id
+        let node = try #require(SystemLimits.current().nodes.first { !$0.cpus.isEmpty }).id
         let chunks = Locked<[Range<Int>]>([])
         let report = try KTask.run(perNode: [NodeRange(node: node, range: 100..<50_000)], options: KTaskOptions(minChunk: 100)) { chunk in
             chunks.withLock { $0.append(chunk) }
         }
         #expect(tilingProblems(chunks.current, range: 100..<50_000, align: 1, minChunk: 100).isEmpty)
-        #expect(report.chunksPerThread.reduce(0, +) == chunks.current.count)
+        #expect(report.claimsPerThread.reduce(0, +) == chunks.current.count)
     }
 
     @Test("helpers of a job placed on a node run with that node's CPUs as their affinity")
     func helpersPinned() throws {
-        let node = try #require(JobLimits.current().nodes.first { !$0.cpus.isEmpty })
+        let node = try #require(SystemLimits.current().nodes.first { !$0.cpus.isEmpty })
         let pool = try KTaskPool(name: "kt-pin", maxBusyHelpers: 1, isolateHelpers: false)
         let callerTID = ThreadSnapshot.currentTID
         let helperMasks = Locked<Set<String>>([])
@@ -107,7 +107,7 @@ struct LivePlacementTests {
 
     @Test("a per-node cap of 0 keeps node-placed jobs to the caller; unplaced jobs still get helpers")
     func perNodeCap() throws {
-        let node = try #require(JobLimits.current().nodes.first { !$0.cpus.isEmpty }).id
+        let node = try #require(SystemLimits.current().nodes.first { !$0.cpus.isEmpty }).id
         let pool = try KTaskPool(name: "kt-ncap", maxBusyHelpers: 1, isolateHelpers: false)
         try pool.setMaxBusyHelpersPerNode(0)
         let placed = try KTask.run(0..<16, options: KTaskOptions(maxThreads: 2, placement: .nodes([node]), pool: pool)) { _ in usleep(1_000) }
@@ -119,7 +119,7 @@ struct LivePlacementTests {
 
     @Test("unknown, repeated and empty node lists are typed errors")
     func badNodeInput() {
-        #expect(throws: KTaskError.unknownNode(4095, available: JobLimits.current().nodes.map(\.id))) {
+        #expect(throws: KTaskError.unknownNode(4095, available: SystemLimits.current().nodes.map(\.id))) {
             try KTask.run(perNode: [NodeRange(node: 4095, range: 0..<1000)]) { _ in }
         }
         #expect(throws: KTaskError.duplicateNode(0)) {
@@ -131,7 +131,7 @@ struct LivePlacementTests {
 
     @Test("memory bound to a node has its pages there, read back with move_pages")
     func memoryOnNode() throws {
-        let node = try #require(JobLimits.current().nodes.first { !$0.cpus.isEmpty }).id
+        let node = try #require(SystemLimits.current().nodes.first { !$0.cpus.isEmpty }).id
         let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
         let bytes = 64 * pageSize
         let base = try #require(mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0))

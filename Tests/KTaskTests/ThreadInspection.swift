@@ -1,3 +1,4 @@
+@testable import KTask
 import CKTaskShims
 import Foundation
 
@@ -100,4 +101,14 @@ func cancel<T: Sendable>(_ task: Task<T, any Error>, after count: Int, of comple
         while completed.current.count < count { usleep(1_000) }
         task.cancel()
     }
+}
+
+/// Runs a job through the engine as the blocking API does, callable from an exit test's closure (which
+/// the blocking API's `noasync` forbids).
+@discardableResult
+func runJob(_ range: Range<Int>, options: KTaskOptions = KTaskOptions(),
+            _ chunk: @Sendable (Range<Int>) throws -> Void = { _ in }) throws -> KTaskReport {
+    try MultithreadedJob.run(.range(range), options: options,
+                cancellation: JobCancellation(token: options.cancellation, asyncTask: nil, observesCurrentTask: true),
+                undo: nil, chunk)
 }

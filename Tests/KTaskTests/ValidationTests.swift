@@ -69,8 +69,7 @@ struct ValidationTests {
         await #expect(processExitsWith: .success) {
             setenv("KTASK_MAX_THREADS", "lots", 1)
             do {
-                _ = try KTask.runOnCallingThread(.range(0..<1_000_000), options: KTaskOptions(), taskCancellation: nil,
-                                             observesCurrentTask: false, undo: nil) { _ in }
+                _ = try runJob(0..<1_000_000) { _ in }
                 exit(1)
             } catch KTaskError.invalidEnvironmentVariable(let name, let value, _) {
                 exit(name == "KTASK_MAX_THREADS" && value == "lots" ? 0 : 2)
@@ -84,8 +83,7 @@ struct ValidationTests {
     func environmentCapsThreads() async {
         await #expect(processExitsWith: .success) {
             setenv("KTASK_MAX_THREADS", "1", 1)
-            let report = try? KTask.runOnCallingThread(.range(0..<1_000_000), options: KTaskOptions(), taskCancellation: nil,
-                                                       observesCurrentTask: false, undo: nil) { _ in }
+            let report = try? runJob(0..<1_000_000) { _ in }
             exit(report?.threadsUsed == 1 ? 0 : 1)
         }
     }

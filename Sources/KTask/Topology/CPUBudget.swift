@@ -40,62 +40,26 @@ public struct CPUBudget: Sendable, Equatable {
         notes += cgroup.notes
         limits += cgroup.limits
 
-        var usable = topology.online
-        if let affinity { usable = usable.intersection(affinity) }
-        if let cpuset = cgroup.cpuset { usable = usable.intersection(cpuset) }
-        if usable.isEmpty {
-            notes.append("online ∩ affinity ∩ cpuset is empty; using the online CPUs")
-            usable = topology.online
-        }
+        let (usable, fallback) = Self.usable(online: topology.online, affinity: affinity, cpuset: cgroup.cpuset)
+        if let fallback { notes.append(fallback) }
         let budget = min(usable.count, cgroup.quotaCPUCount ?? Int.max)
         return CPUBudget(root: root, topology: topology, affinity: affinity, cgroup: cgroup, usable: usable,
                          budget: max(1, budget), limits: limits, notes: notes)
     }
 
+    /// The CPUs a process may use: online ∩ affinity ∩ cpuset (a nil limit restricts nothing). Where
+    /// that is empty (a snapshot whose files disagree), online ∩ affinity, else the online CPUs, with a
+    /// note saying which. The one rule for the engine (``SystemLimits``) and `ktask info`.
+    static func usable(online: CPUList, affinity: CPUList?, cpuset: CPUList?) -> (cpus: CPUList, fallback: String?) {
+        let allowed = affinity.map(online.intersection) ?? online
+        let usable = cpuset.map(allowed.intersection) ?? allowed
+        if !usable.isEmpty { return (usable, nil) }
+        if !allowed.isEmpty { return (allowed, "online ∩ affinity ∩ cpuset is empty; using online ∩ affinity") }
+        return (online, "online ∩ affinity is empty; using the online CPUs")
+    }
+
     /// Each node's usable CPUs (empty for a node the process may not run on), every node listed.
     public var usableByNode: [(node: NUMANode, cpus: CPUList)] {
         topology.nodes.map { ($0, $0.cpus.intersection(usable)) }
-    }
-}
-
-/// The calling process's CPU affinity mask.
-enum Affinity {
-    /// `sched_getaffinity(2)` of the calling thread; nil if it fails.
-    static func current() -> CPUList? { of(thread: 0) }
-
-    /// The main thread's mask: what `taskset` set for the process, as opposed to one thread's pinning.
-    static func process() -> CPUList? { of(thread: CKTask_getpid()) }
-
-    static func of(thread tid: Int32) -> CPUList? {
-        var capacity = 256
-        while true {
-            var buffer = [Int32](repeating: 0, count: capacity)
-            let count = Int(CKTask_affinity_cpus(tid, &buffer, Int32(capacity)))
-            if count < 0 { return nil }
-            if count <= capacity { return CPUList(buffer[..<count].map(Int.init)) }
-            capacity = count
-        }
-    }
-
-    /// How many CPUs the mask holds: the per-job read (one system call, no allocation).
-    static func currentCount() -> Int {
-        let count = CKTask_affinity_cpus(0, nil, 0)
-        return count > 0 ? Int(count) : 1
-    }
-
-    /// Pins the calling thread to `cpus`; false if the kernel refused (e.g. none of them allowed).
-    @discardableResult
-    static func pinCurrentThread(to cpus: CPUList) -> Bool {
-        let list = cpus.cpus.map(Int32.init)
-        return list.withUnsafeBufferPointer { CKTask_set_thread_affinity($0.baseAddress, Int32($0.count)) } == 0
-    }
-
-    /// `Cpus_allowed_list:` of a snapshot's `proc/self/status`.
-    static func fromStatus(root: SystemRoot) -> CPUList? {
-        guard let status = root.read("/proc/self/status") else { return nil }
-        for line in status.split(separator: "\n") where line.hasPrefix("Cpus_allowed_list:") {
-            return CPUList(parsing: String(line.dropFirst("Cpus_allowed_list:".count)))
-        }
-        return nil
     }
 }

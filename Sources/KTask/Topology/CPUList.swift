@@ -7,6 +7,9 @@ public struct CPUList: Sendable, Equatable, CustomStringConvertible {
         self.cpus = Array(Set(cpus)).sorted()
     }
 
+    /// A list already ascending and without repeats (no sort, no set).
+    init(sortedUnique cpus: [Int]) { self.cpus = cpus }
+
     /// Parses the kernel's list format. Trailing newlines and NUL bytes are ignored; an empty string
     /// is the empty set. Returns nil for anything else that is not a list.
     public init?(parsing text: String) {

@@ -1,23 +1,22 @@
 import Logging
 import Synchronization
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// A process-wide pool of helper pthreads, and the cap on how many of them may be busy at once.
 ///
 /// Threads are started on demand, park (using no CPU) when idle, and retire after `idleTimeout`
 /// without work. Every job that names a pool shares its cap: a job takes the free helpers there are
 /// and never waits for one; its calling thread does the rest. Helper threads are named
 /// `NAME/N` (`ktask/N` for the shared pool) so that `top -H` and `ps -L` show them.
+///
+/// The pool runs type-erased work (``PoolWork``) and knows nothing of jobs; all its state is guarded
+/// by one lock.
 public final class KTaskPool: @unchecked Sendable {
     /// The pool every job uses unless it names another. Cap: what ``setMaxBusyHelpers(_:)`` set, else
     /// `KTASK_MAX_THREADS` − 1, else 0 while the machine saves energy, else the CPU budget − 1.
     public static let shared = KTaskPool(validatedName: "ktask", maxBusyHelpers: nil, idleTimeout: .seconds(10))
 
-    /// Stand-in callers for async jobs: each runs the caller's share at the caller's priority. Not capped:
-    /// there is one per async job in flight, as there would be one blocked caller per sync job.
+    /// The threads that run async jobs' caller shares, each at its caller's priority. Not capped: there
+    /// is one per async job in flight, as there would be one blocked caller per sync job.
     static let asyncCallers = KTaskPool(validatedName: "ktask-a", maxBusyHelpers: Int.max, idleTimeout: .seconds(10),
                                         isolatesHelpers: false)
 
@@ -25,28 +24,32 @@ public final class KTaskPool: @unchecked Sendable {
 
     let name: String
     let idleTimeoutNanoseconds: Int64
-    /// Whether its threads go into the helpers' idle cgroup (``HelperIsolation``); not for stand-ins
+    /// Whether its threads go into the helpers' idle cgroup (``HelperIsolation``); not for threads
     /// that run a caller's own share.
     let isolatesHelpers: Bool
     /// Guards every mutable field below and each thread's assignment.
     let lock = PThreadMutex()
+    /// Every live thread, to find the assignments of one work (``revoke(_:)``).
+    private var threads: [HelperThread] = []
     private var idle: [HelperThread] = []
     private var busy = 0
     /// Busy helpers per node, for jobs placed on nodes.
     private var busyByNode: [Int: Int] = [:]
-    private var live = 0
     private var nextThreadID = 1
     /// The cap set by API (−1: none, use the environment or the CPU count).
     private let capOverride: Atomic<Int>
     /// The per-node cap set by API (−1: none, use `KTASK_NODE_MAX_THREADS` or the node's usable CPUs).
     private let nodeCapOverride = Atomic<Int>(-1)
+    /// Set once a thread could not be started: the warning is logged once per pool, not per job.
+    private let warnedThreadStart = Atomic<Bool>(false)
 
     /// Creates a separate pool, with its own threads and cap.
     /// - Parameters:
     ///   - name: thread-name prefix (threads are named `name/N`; Linux keeps 15 bytes of a name).
     ///   - maxBusyHelpers: the cap on busy helpers; nil: `KTASK_MAX_THREADS` − 1, else 0 while the machine
     ///     saves energy, else the CPU budget − 1.
-    ///   - idleTimeout: how long a helper stays parked without work before it exits.
+    ///   - idleTimeout: how long a helper stays parked without work before it exits (longer than about
+    ///     292 years counts as never).
     ///   - isolateHelpers: put helper threads in the idle child cgroup where the process may
     ///     (``HelperIsolation``), so that they take only CPU time no other group wants.
     public convenience init(name: String = "ktask", maxBusyHelpers: Int? = nil, idleTimeout: Duration = .seconds(10),
@@ -60,7 +63,10 @@ public final class KTaskPool: @unchecked Sendable {
         self.name = name
         self.isolatesHelpers = isolatesHelpers
         let (seconds, attoseconds) = idleTimeout.components
-        self.idleTimeoutNanoseconds = seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+        // Saturates: a timeout past Int64 nanoseconds (292 years) is as good as none.
+        let whole = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+        let total = whole.partialValue.addingReportingOverflow(attoseconds / 1_000_000_000)
+        self.idleTimeoutNanoseconds = whole.overflow || total.overflow ? Int64.max : total.partialValue
         self.capOverride = Atomic(maxBusyHelpers ?? -1)
     }
 
@@ -71,13 +77,6 @@ public final class KTaskPool: @unchecked Sendable {
         capOverride.store(cap ?? -1, ordering: .relaxed)
     }
 
-    /// The cap in force for jobs on a machine with this CPU budget and energy state.
-    public func cap(cpuBudget: Int, energyRestricted: Bool) throws(KTaskError) -> HelperCap {
-        let override = capOverride.load(ordering: .relaxed)
-        return try HelperCap.resolve(apiCap: override >= 0 ? override : nil, cpuBudget: cpuBudget,
-                                     energyRestricted: energyRestricted)
-    }
-
     /// Sets the cap on busy helpers on any one node, for jobs placed on nodes (nil: back to the default,
     /// `KTASK_NODE_MAX_THREADS` or the node's usable CPUs).
     public func setMaxBusyHelpersPerNode(_ cap: Int?) throws(KTaskError) {
@@ -85,14 +84,17 @@ public final class KTaskPool: @unchecked Sendable {
         nodeCapOverride.store(cap ?? -1, ordering: .relaxed)
     }
 
+    /// The cap in force for jobs on a machine with this CPU budget and energy state.
+    package func cap(cpuBudget: Int, energyRestricted: Bool) throws(KTaskError) -> HelperCap {
+        let override = capOverride.load(ordering: .relaxed)
+        return try HelperCap.resolve(apiCap: override >= 0 ? override : nil, cpuBudget: cpuBudget,
+                                     energyRestricted: energyRestricted)
+    }
+
     /// The per-node cap in force for a node with `usableCPUs` CPUs the process may use.
-    public func nodeCap(usableCPUs: Int) throws(KTaskError) -> HelperCap {
+    package func nodeCap(usableCPUs: Int) throws(KTaskError) -> HelperCap {
         let override = nodeCapOverride.load(ordering: .relaxed)
-        if override >= 0 { return HelperCap(maxBusyHelpers: override, source: .api) }
-        if let raw = getenv(HelperCap.nodeEnvironmentVariable) {
-            return try HelperCap.parse(nodeEnvironmentValue: String(cString: raw))
-        }
-        return HelperCap(maxBusyHelpers: usableCPUs, source: .nodeCPUs)
+        return try HelperCap.resolveNode(apiCap: override >= 0 ? override : nil, usableCPUs: usableCPUs)
     }
 
     /// A snapshot of the pool's threads.
@@ -106,29 +108,29 @@ public final class KTaskPool: @unchecked Sendable {
     }
 
     public var state: State {
-        lock.withLock { State(liveThreads: live, idleThreads: idle.count, busyHelpers: busy) }
+        lock.withLock { State(liveThreads: threads.count, idleThreads: idle.count, busyHelpers: busy) }
     }
 
-    // MARK: Handing out helpers
+    // MARK: Handing out threads
 
-    /// Helpers set aside for one job: parked threads to wake and how many to start.
+    /// Threads set aside for one job: parked ones to wake and how many to start.
     struct Reservation {
         var parked: [HelperThread]
-        var toStart: Range<Int>
+        var toStart: Int
         var node: Int?
-        var count: Int { parked.count + toStart.count }
+        var count: Int { parked.count + toStart }
 
-        /// The reservation as reservations of one helper each, to dispatch one at a time.
+        /// The reservation as reservations of one thread each, to dispatch one at a time.
         func singles() -> [Reservation] {
-            parked.map { Reservation(parked: [$0], toStart: 0..<0, node: node) }
-                + toStart.map { Reservation(parked: [], toStart: $0..<$0 + 1, node: node) }
+            parked.map { Reservation(parked: [$0], toStart: 0, node: node) }
+                + Array(repeating: Reservation(parked: [], toStart: 1, node: node), count: toStart)
         }
     }
 
-    /// Reserves up to `wanted` helpers without waiting, so that busy helpers never exceed `cap`, nor
+    /// Reserves up to `wanted` threads without waiting, so that busy helpers never exceed `cap`, nor
     /// `nodeCap` on `node`.
     func reserve(upTo wanted: Int, cap: Int, node: Int? = nil, nodeCap: Int = Int.max) -> Reservation {
-        guard wanted > 0 else { return Reservation(parked: [], toStart: 0..<0, node: node) }
+        guard wanted > 0 else { return Reservation(parked: [], toStart: 0, node: node) }
         return lock.withLock {
             var granted = max(0, min(wanted, cap - busy))
             if let node {
@@ -139,54 +141,81 @@ public final class KTaskPool: @unchecked Sendable {
             let reused = min(granted, idle.count)
             let parked = Array(idle.suffix(reused))
             idle.removeLast(reused)
-            for helper in parked { helper.reserved = true }
-            let firstNew = nextThreadID
-            nextThreadID += granted - reused
-            live += granted - reused
-            return Reservation(parked: parked, toStart: firstNew..<nextThreadID, node: node)
+            for thread in parked { thread.reserved = true }
+            return Reservation(parked: parked, toStart: granted - reused, node: node)
         }
     }
 
-    /// Gives every reserved helper `work`, with slots firstSlot, firstSlot + 1, ...; returns the helpers
-    /// that were given it (a thread the system refuses to create is given back to the caps).
-    func dispatch(_ reservation: Reservation, work: PoolWork, firstSlot: Int = 1, part: Int = 0, nice: Int32?,
-                  cpus: CPUList? = nil) -> [HelperThread] {
-        var dispatched = reservation.parked
+    /// Gives every reserved thread `work`, with arguments firstArgument, firstArgument + 1, ...; returns
+    /// how many were given it (a thread the system refuses to create is given back to the caps).
+    func dispatch(_ reservation: Reservation, work: PoolWork, firstArgument: Int = 1, nice: Int32?,
+                  cpus: CPUList? = nil) -> Int {
         func assignment(_ index: Int) -> PoolAssignment {
-            PoolAssignment(work: work, slot: firstSlot + index, part: part, nice: nice, node: reservation.node, cpus: cpus)
+            PoolAssignment(work: work, argument: firstArgument + index, nice: nice, node: reservation.node, cpus: cpus)
         }
-        if !dispatched.isEmpty {
+        if !reservation.parked.isEmpty {
             lock.withLock {
-                for (index, helper) in dispatched.enumerated() {
-                    helper.assignment = assignment(index)
-                    helper.wake.signal()
-                }
+                for (index, thread) in reservation.parked.enumerated() { thread.assignLocked(assignment(index)) }
             }
         }
-        for id in reservation.toStart {
-            let helper = HelperThread(id: id, pool: self, assignment: assignment(dispatched.count))
-            if helper.start() {
-                dispatched.append(helper)
+        var started = reservation.parked.count
+        for _ in 0..<reservation.toStart {
+            let thread = lock.withLock {
+                let thread = HelperThread(id: nextThreadID, pool: self, assignment: assignment(started))
+                nextThreadID += 1
+                threads.append(thread)
+                return thread
+            }
+            if thread.start() {
+                started += 1
             } else {
                 lock.withLock {
                     releaseBusyLocked(node: reservation.node)
-                    live -= 1
+                    threads.removeAll { $0 === thread }
+                }
+                if !warnedThreadStart.exchange(true, ordering: .relaxed) {
+                    Self.logger.warning("could not start a helper thread; jobs run with the threads there are (logged once)",
+                                        metadata: ["pool": "\(name)"])
                 }
             }
         }
-        return dispatched
+        return started
     }
 
-    /// Gives back helpers reserved but never dispatched: they count as free again.
+    /// Runs `body` once on one of this pool's threads at `nice`; false if no thread could be started.
+    func runOnce(nice: Int32?, _ body: @escaping @Sendable () -> Void) -> Bool {
+        let work = PoolWork.once(body)
+        if dispatch(reserve(upTo: 1, cap: Int.max), work: work, nice: nice) == 1 { return true }
+        work.discardOnce()
+        return false
+    }
+
+    /// Gives back threads reserved but never dispatched: they count as free again.
     func cancel(_ reservation: Reservation) {
         guard reservation.count > 0 else { return }
         lock.withLock {
             for _ in 0..<reservation.count { releaseBusyLocked(node: reservation.node) }
-            for helper in reservation.parked {
-                helper.reserved = false
-                idle.append(helper)
+            for thread in reservation.parked {
+                thread.reserved = false
+                idle.append(thread)
             }
-            live -= reservation.toStart.count
+        }
+    }
+
+    /// Takes back the assignments of `work` that no thread has picked up yet, so that a job that ran
+    /// out of chunks need not wait for a thread still waking up only to find nothing left. Returns how
+    /// many it took back.
+    func revoke(_ work: PoolWork) -> Int {
+        lock.withLock {
+            var revoked = 0
+            for thread in threads {
+                guard let assignment = thread.assignment, assignment.work.isSame(as: work) else { continue }
+                thread.takeBackLocked()
+                releaseBusyLocked(node: assignment.node)
+                idle.append(thread)
+                revoked += 1
+            }
+            return revoked
         }
     }
 
@@ -195,35 +224,15 @@ public final class KTaskPool: @unchecked Sendable {
         if let node { busyByNode[node, default: 1] -= 1 }
     }
 
-    /// Takes back the assignments of `work` that `helpers` have not picked up yet, so that a caller who
-    /// ran out of chunks need not wait for a helper still waking up only to find nothing left. Returns,
-    /// by position in `helpers`, the thread id of each helper that did pick its assignment up (joined),
-    /// else nil.
-    ///
-    /// A helper that joined may already be done and carry another job's assignment: that one is not
-    /// ours to take back (taking it would make the other job wait for a helper that never comes).
-    func revokeUnstarted(_ helpers: [HelperThread], of work: PoolWork) -> [Int32?] {
-        lock.withLock {
-            helpers.map { helper in
-                guard let assignment = helper.assignment, assignment.work.isSame(as: work) else { return helper.tid }
-                helper.assignment = nil
-                helper.reserved = false
-                releaseBusyLocked(node: assignment.node)
-                idle.append(helper)
-                return nil
-            }
-        }
-    }
-
-    /// Called by a helper, with the lock held, when its work is done: it is free and parked again.
-    func helperFinishedLocked(_ helper: HelperThread, node: Int?) {
+    /// Called by a thread, with the lock held, when its work is done: it is free and idle again.
+    func threadFinishedLocked(_ thread: HelperThread, node: Int?) {
         releaseBusyLocked(node: node)
-        idle.append(helper)
+        idle.append(thread)
     }
 
-    /// Called by a helper, with the lock held, when its idle timeout passed: it exits.
-    func retireLocked(_ helper: HelperThread) {
-        if let index = idle.firstIndex(where: { $0 === helper }) { idle.remove(at: index) }
-        live -= 1
+    /// Called by a thread, with the lock held, when its idle timeout passed: it exits.
+    func retireLocked(_ thread: HelperThread) {
+        idle.removeAll { $0 === thread }
+        threads.removeAll { $0 === thread }
     }
 }

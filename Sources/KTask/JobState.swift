@@ -1,0 +1,236 @@
+import CKTaskShims
+import Synchronization
+
+/// The shared state of one multithreaded job: a cursor per part that every participant claims grains
+/// from (the claim loop), the first error, the per-grain map that undo walks, and the latch its caller
+/// waits on. One per job, owned by the caller; helpers reach it unretained through ``work`` and never
+/// after counting themselves down on ``latch``.
+///
+/// Words: a *part* is one range of the job (a per-node job has one per node); a *grain* is the
+/// smallest claim; a *chunk* is ``ChunkPlan/grainsPerChunk`` grains; a *claim* is the grains one
+/// participant takes at once; a *slot* numbers a participant (0 is the caller, helpers 1...).
+final class JobState: @unchecked Sendable {
+    let plans: [ChunkPlan]
+    let policy: ClaimPolicy
+    /// Helpers still out; the caller returns once it is zero.
+    let latch = HelperLatch()
+    /// Participants the job may have: the caller and every reserved helper.
+    let slots: Int
+    private let chunkFunction: (Range<Int>) throws -> Void
+    private let cancellation: JobCancellation
+    /// The part each slot starts on.
+    private let homes: [Int]
+    /// What keeps helpers from holding the job up (decided with the claim policy).
+    let starvationGuard: StarvationGuard
+    /// The nice value helpers run at (a boosted helper returns to it) and whether they sit in the idle cgroup.
+    let helperNice: Int32
+    private let helpersIsolated: Bool
+
+    /// cursors[p]: the next grain of part p to hand out.
+    private let cursors: UnsafeMutablePointer<Atomic<Int>>
+    /// Set once a chunk failed or the job was cancelled: no claim starts after it.
+    private let stopped = Atomic<Bool>(false)
+    private let firstError = Mutex<(any Error)?>(nil)
+    /// claimed[firstGrain[p] + g]: the grains in the completed claim that starts at grain g of part p
+    /// (0: none starts there). Written only by the claimer; read by the caller after the latch reached
+    /// zero (which orders the two).
+    private let claimed: UnsafeMutableBufferPointer<Int32>
+    private let firstGrain: [Int]
+    /// claimsRun[slot]: claims participant `slot` completed; −1 for a helper that never joined.
+    private let claimsRun: UnsafeMutableBufferPointer<Int>
+
+    /// Priority boost: each helper's thread id once it joined, the time of its last completed claim, and
+    /// whether it left or the caller lent it its priority (``PriorityBoost``).
+    let tids: UnsafeMutablePointer<Atomic<Int32>>
+    let lastProgress: UnsafeMutablePointer<Atomic<Int64>>
+    let participants: Mutex<[Participant]>
+
+    struct Participant {
+        var done = false
+        /// The caller lent it its nice value.
+        var boosted = false
+        /// The caller also took it out of the helpers' idle cgroup.
+        var released = false
+    }
+
+    /// Adaptive mode: items and claims completed so far, all threads, and the slots still admitted.
+    private let itemsDone = Atomic<Int>(0)
+    private let claimsDone = Atomic<Int>(0)
+    private let admittedSlots = Atomic<Int>(Int.max)
+
+    init(plans: [ChunkPlan], policy: ClaimPolicy, starvationGuard: StarvationGuard, homes: [Int], helperNice: Int32,
+         helpersIsolated: Bool, cancellation: JobCancellation, chunk: @escaping (Range<Int>) throws -> Void) {
+        self.plans = plans
+        self.starvationGuard = starvationGuard
+        self.policy = policy
+        self.homes = homes
+        self.slots = homes.count
+        self.helperNice = helperNice
+        self.helpersIsolated = helpersIsolated
+        self.cancellation = cancellation
+        self.chunkFunction = chunk
+        cursors = .allocate(capacity: plans.count)
+        for index in plans.indices { (cursors + index).initialize(to: Atomic(0)) }
+        var offsets: [Int] = []
+        var total = 0
+        for plan in plans {
+            offsets.append(total)
+            total += plan.grainCount
+        }
+        firstGrain = offsets
+        claimed = .allocate(capacity: total)
+        claimed.initialize(repeating: 0)
+        claimsRun = .allocate(capacity: slots)
+        claimsRun.initialize(repeating: -1)
+        tids = .allocate(capacity: slots)
+        lastProgress = .allocate(capacity: slots)
+        // A helper that has not started yet counts as having made progress when the job began.
+        let created = policy.helpersReportProgress ? monotonicNanoseconds() : 0
+        for slot in 0..<slots {
+            (tids + slot).initialize(to: Atomic(0))
+            (lastProgress + slot).initialize(to: Atomic(created))
+        }
+        participants = Mutex(policy.helpersReportProgress ? Array(repeating: Participant(), count: slots) : [])
+    }
+
+    deinit {
+        cursors.deinitialize(count: plans.count)
+        cursors.deallocate()
+        claimed.deallocate()
+        claimsRun.deallocate()
+        tids.deinitialize(count: slots)
+        tids.deallocate()
+        lastProgress.deinitialize(count: slots)
+        lastProgress.deallocate()
+    }
+
+    /// The job as pool work: each helper's share, then its count-down on the latch.
+    var work: PoolWork {
+        PoolWork(context: Unmanaged.passUnretained(self).toOpaque(),
+                 run: { context, slot in
+                     // Unretained: a release after the count-down could free the job or outlive the
+                     // `withoutActuallyEscaping` closure it holds.
+                     Unmanaged<JobState>.fromOpaque(context)._withUnsafeGuaranteedRef { $0.helperShare(slot: slot) }
+                 },
+                 finished: { context, _ in
+                     // The latch is held by this reference while it counts down: the job may be freed meanwhile.
+                     let latch = Unmanaged<JobState>.fromOpaque(context)._withUnsafeGuaranteedRef { $0.latch }
+                     latch.countDown()
+                 })
+    }
+
+    /// A helper's share: claim until nothing is left; then give back a boost the caller lent it.
+    private func helperShare(slot: Int) {
+        if policy.helpersReportProgress {
+            tids[slot].store(CKTask_gettid(), ordering: .relaxed)
+            lastProgress[slot].store(monotonicNanoseconds(), ordering: .relaxed)
+        }
+        participate(slot: slot)
+        guard policy.helpersReportProgress else { return }
+        // Under the lock: the caller cannot boost this helper any more once it is marked done.
+        let (boosted, released) = participants.withLock { list in
+            list[slot].done = true
+            return (list[slot].boosted, list[slot].released)
+        }
+        if boosted { ThreadPriority.setCurrentThreadNice(helperNice) }
+        if released && helpersIsolated { HelperIsolation.current.admit(tid: tids[slot].load(ordering: .relaxed)) }
+    }
+
+    /// The claim loop: claim the next grains of the slot's home part and run them until the part runs
+    /// out; then help the other parts in turn; stop early if the job stops. `onLastClaim` runs once, when
+    /// this participant claims the job's last grains; `afterClaim` after each completed claim in
+    /// adaptive mode. Both are non-escaping, so that what they capture stays on the caller's stack.
+    func participate(slot: Int, onLastClaim: () -> Void = {}, afterClaim: () -> Void = {}) {
+        var count = 0
+        let home = homes[slot]
+        let reportsProgress = slot > 0 && policy.helpersReportProgress
+        parts: for offset in 0..<plans.count {
+            let part = (home + offset) % plans.count
+            let plan = plans[part]
+            while !stopped.load(ordering: .relaxed) {
+                if slot >= admittedSlots.load(ordering: .relaxed) { break parts }
+                if cancellation.isCancelled(onCaller: slot == 0) {
+                    record(KTaskError.cancelled)
+                    break parts
+                }
+                let left = plan.grainCount - cursors[part].load(ordering: .relaxed)
+                let claim = policy.grainsToClaim(slot: slot, plan: plan, left: left, participants: slots)
+                let first = cursors[part].wrappingAdd(claim, ordering: .relaxed).oldValue
+                guard first < plan.grainCount else { continue parts }
+                let grains = first..<min(first + claim, plan.grainCount)
+                if grains.upperBound == plan.grainCount && offset == plans.count - 1 { onLastClaim() }
+                do {
+                    let items = plan.items(ofGrains: grains)
+                    try chunkFunction(items)
+                    claimed[firstGrain[part] + first] = Int32(grains.count)
+                    count += 1
+                    if reportsProgress { lastProgress[slot].store(monotonicNanoseconds(), ordering: .relaxed) }
+                    if policy.countsProgress {
+                        itemsDone.add(items.count, ordering: .relaxed)
+                        claimsDone.add(1, ordering: .relaxed)
+                        afterClaim()
+                    }
+                } catch {
+                    record(error)
+                    break parts
+                }
+            }
+        }
+        claimsRun[slot] = count
+    }
+
+    /// Whether any part still has grains to hand out.
+    var hasGrainsLeft: Bool {
+        !stopped.load(ordering: .relaxed)
+            && plans.indices.contains { cursors[$0].load(ordering: .relaxed) < plans[$0].grainCount }
+    }
+
+    /// Adaptive mode: items and claims completed so far by all threads.
+    var progress: (items: Int, claims: Int) {
+        (itemsDone.load(ordering: .relaxed), claimsDone.load(ordering: .relaxed))
+    }
+
+    /// Lets only participants 0 ..< `slots` claim from now on; the others leave after their current claim.
+    func admit(upTo slots: Int) { admittedSlots.store(slots, ordering: .relaxed) }
+
+    private func record(_ error: any Error) {
+        firstError.withLock { first in
+            if first == nil { first = error }
+        }
+        stopped.store(true, ordering: .relaxed)
+    }
+
+    /// After the latch reached zero: the first error, if any.
+    var error: (any Error)? { firstError.withLock { $0 } }
+
+    /// After the latch reached zero: undoes every completed claim exactly once, with the range it ran,
+    /// on the calling thread.
+    func undoCompletedClaims(_ undo: (Range<Int>) -> Void) {
+        for (part, plan) in plans.enumerated() {
+            var grain = 0
+            while grain < plan.grainCount {
+                let length = Int(claimed[firstGrain[part] + grain])
+                if length > 0 { undo(plan.items(ofGrains: grain..<grain + length)) }
+                grain += max(1, length)
+            }
+        }
+    }
+
+    /// After the latch reached zero: claims completed by each thread that joined, the caller first.
+    var claimsPerThread: [Int] { claimsRun.filter { $0 >= 0 } }
+}
+
+/// What stops a job: its options' token, an async job's task, or (on the caller, for the blocking
+/// API) the task the caller runs in.
+struct JobCancellation: Sendable {
+    let token: KTaskCancellation?
+    let asyncTask: KTaskCancellation?
+    /// The blocking API: the caller also observes `Task.isCancelled` (helpers run on other threads,
+    /// where it means nothing; they stop when the caller records the cancellation).
+    let observesCurrentTask: Bool
+
+    @inline(__always)
+    func isCancelled(onCaller: Bool) -> Bool {
+        token?.isCancelled == true || asyncTask?.isCancelled == true || (onCaller && observesCurrentTask && Task.isCancelled)
+    }
+}

@@ -1,0 +1,118 @@
+/// One job from the call to the report, in the order of the kernel's `padata_do_multithreaded`:
+/// plan (inline or parallel, lanes, chunk plans) → reserve helpers → dispatch them → the caller
+/// participates → finish (wait for every helper dispatched, undo on failure, report).
+enum MultithreadedJob {
+    static func run(_ input: JobInput, options: KTaskOptions, cancellation: JobCancellation,
+                    undo: ((Range<Int>) -> Void)?, _ chunk: (Range<Int>) throws -> Void) throws -> KTaskReport {
+        try options.validate()
+        let start = ContinuousClock.now
+        // A job cancelled before it starts runs no chunk, on any thread.
+        guard !cancellation.isCancelled(onCaller: true) else { throw KTaskError.cancelled }
+
+        // Plan.
+        let plan: ThreadPlan
+        switch try ThreadPlan.make(input, options: options) {
+        case .noWork: return .noWork
+        case .inline(let range): return try runInline(range, start: start, chunk)
+        case .parallel(let parallel): plan = parallel
+        }
+        // Reserve.
+        let reserved = plan.reserve(in: options.pool)
+        let helpers = reserved.reduce(0) { $0 + $1.reservation.count }
+        if helpers == 0 && plan.parts.count == 1 { return try runInline(plan.parts[0], start: start, chunk) }
+
+        return try withoutActuallyEscaping(chunk) { chunk in
+            let job = makeState(plan, reserved, options: options, cancellation: cancellation, chunk: chunk)
+            var dispatcher = HelperDispatcher(job: job, pool: options.pool, nice: job.helperNice)
+            var adaptive = options.adaptiveThreads.map { AdaptiveDriver($0, job: job, start: start, waiting: reserved) }
+            var boost = job.policy.helpersReportProgress
+                ? PriorityBoost(job: job, callerNice: ThreadPriority.currentThreadNice(), start: start) : nil
+            // Dispatch: every helper now, or in adaptive mode one at a time as its controller asks.
+            if adaptive == nil { for entry in reserved { dispatcher.dispatch(entry) } }
+            // Participate: the caller claims like any helper. Once it has claimed the last grains, helpers
+            // that have not woken yet are not needed, and a starved one may be lent the caller's priority.
+            job.participate(slot: 0,
+                            onLastClaim: { dispatcher.revokeUnstarted(); boost?.boostOneIfStarved() },
+                            afterClaim: { adaptive?.afterClaim(dispatcher: &dispatcher) })
+            // Finish: no helper is dispatched from here on; wait until none is out.
+            adaptive?.giveBackWaiting(to: options.pool)
+            dispatcher.revokeUnstarted()
+            boost?.boostStarvedUntilDone()
+            job.latch.wait()
+            if let error = job.error {
+                if let undo { job.undoCompletedClaims(undo) }
+                throw error
+            }
+            let perThread = job.claimsPerThread
+            return KTaskReport(threadsUsed: perThread.count, chunkSize: job.plans[0].chunkSize,
+                               claimCount: perThread.reduce(0, +), helperNice: perThread.count > 1 ? Int(job.helperNice) : nil,
+                               wallTime: .now - start, starvationGuard: job.starvationGuard, boostedHelpers: boost?.boosted ?? 0,
+                               adaptiveThreads: adaptive?.threads, adaptiveThroughput: adaptive?.rates ?? [], perThread: perThread)
+        }
+    }
+
+    /// One call on the calling thread: no helper, no system call, nothing allocated.
+    private static func runInline(_ range: Range<Int>, start: ContinuousClock.Instant,
+                                  _ chunk: (Range<Int>) throws -> Void) throws -> KTaskReport {
+        try chunk(range)
+        return KTaskReport(threadsUsed: 1, chunkSize: range.count, claimCount: 1, helperNice: nil,
+                           wallTime: .now - start, perThread: nil)
+    }
+
+    /// The job's shared state: chunk plans sized for the threads each part got, the claim policy the
+    /// starvation guard and adaptive mode call for, and each slot's home part.
+    private static func makeState(_ plan: ThreadPlan, _ reserved: [ThreadPlan.LaneReservation], options: KTaskOptions,
+                                  cancellation: JobCancellation, chunk: @escaping (Range<Int>) throws -> Void) -> JobState {
+        let nice = options.helperPriority.resolvedNice()
+        let starvationGuard = StarvationGuard.resolve(options.starvationGuard, helperNice: nice,
+                                                      callerNice: ThreadPriority.currentThreadNice())
+        let policy = ClaimPolicy(starvationGuard: starvationGuard, adaptive: options.adaptiveThreads != nil)
+        var homes = [plan.lanes.callerPart]
+        for entry in reserved { homes += repeatElement(entry.lane.part, count: entry.reservation.count) }
+        let plans = plan.parts.indices.map { part in
+            ChunkPlan(range: plan.parts[part], minChunk: options.minChunk, align: options.align,
+                      threads: max(1, homes.count(where: { $0 == part })), smallHelperClaims: policy.smallGrains)
+        }
+        return JobState(plans: plans, policy: policy, starvationGuard: starvationGuard, homes: homes, helperNice: nice,
+                        helpersIsolated: options.pool.isolatesHelpers, cancellation: cancellation, chunk: chunk)
+    }
+}
+
+/// The caller's hand-out of a job's helpers: each counted on the job's latch before the pool gets it, so
+/// the caller waits for every helper it ever dispatched.
+struct HelperDispatcher {
+    let job: JobState
+    let pool: KTaskPool
+    let nice: Int32
+    /// The slot the next helper gets.
+    private var nextSlot = 1
+    private var revoked = false
+
+    init(job: JobState, pool: KTaskPool, nice: Int32) {
+        self.job = job
+        self.pool = pool
+        self.nice = nice
+    }
+
+    /// Dispatches a lane's reserved helpers; returns how many the system started.
+    @discardableResult
+    mutating func dispatch(_ entry: ThreadPlan.LaneReservation) -> Int {
+        let wanted = entry.reservation.count
+        job.latch.add(wanted)
+        let started = pool.dispatch(entry.reservation, work: job.work, firstArgument: nextSlot, nice: nice, cpus: entry.lane.cpus)
+        job.latch.countDown(wanted - started)
+        nextSlot += wanted
+        return started
+    }
+
+    /// Takes back (once) the assignments helpers have not picked up: the job needs them no more.
+    mutating func revokeUnstarted() {
+        guard !revoked else { return }
+        revoked = true
+        job.latch.countDown(pool.revoke(job.work))
+    }
+}
+
+extension KTaskReport {
+    static let noWork = KTaskReport(threadsUsed: 1, chunkSize: 0, claimCount: 0, helperNice: nil, wallTime: .zero, perThread: nil)
+}

@@ -1,0 +1,280 @@
+import CKTaskShims
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What a job covers: one range, or one range per node.
+enum JobInput: Sendable {
+    case range(Range<Int>)
+    case perNode([NodeRange])
+}
+
+/// How many threads a job gets and where they run: the one place where every limit meets.
+///
+/// threads = min(useful threads for the size (``ChunkPlan/usefulThreads(size:minChunk:align:limit:)``),
+/// `maxThreads`, the CPU budget (``SystemLimits``), the tuning profile's cap for the job's class);
+/// then the helpers a lane may reserve are bounded by the pool's cap on busy helpers (API, else
+/// `KTASK_MAX_THREADS` − 1, else 0 while the machine saves energy, else budget − 1) and, for a lane
+/// pinned to a node, by the per-node cap (API, else `KTASK_NODE_MAX_THREADS`, else the node's usable CPUs).
+struct ThreadPlan {
+    /// The job's parts: its range, or its non-empty per-node ranges.
+    let parts: [Range<Int>]
+    let lanes: LanePlan
+    /// The pool's cap on busy helpers in force for this job.
+    let poolCap: Int
+    /// The per-node cap for each lane pinned to a node, by node id.
+    let nodeCaps: [Int: Int]
+
+    /// What a job turns out to be once validated and sized.
+    enum Shape {
+        /// Nothing to do.
+        case noWork
+        /// One call on the calling thread: one chunk or less, or one thread.
+        case inline(Range<Int>)
+        case parallel(ThreadPlan)
+    }
+
+    /// Validates the job's input against the machine (the same way whatever its size) and sizes it.
+    static func make(_ input: JobInput, options: KTaskOptions) throws(KTaskError) -> Shape {
+        switch input {
+        case .range(let range):
+            guard range.lowerBound >= 0 else { throw .negativeRangeStart(range.lowerBound) }
+            var limits: SystemLimits?
+            if case .nodes(let ids) = options.placement {
+                limits = SystemLimits.current(nodeCPUs: .always)
+                _ = try LanePlan.resolve(ids, nodes: limits!.nodes)
+            }
+            guard !range.isEmpty else { return .noWork }
+            // A job that fits in one chunk needs no other thread and no system call.
+            if range.count <= max(options.minChunk, options.align) || options.maxThreads == 1 { return .inline(range) }
+            let system = limits ?? SystemLimits.current(nodeCPUs: options.placement == .anywhere ? .never : .ifSeveralNodes)
+            let threads = ChunkPlan.usefulThreads(size: range.count, minChunk: options.minChunk, align: options.align,
+                                                  limit: try threadLimit(options, system))
+            if threads == 1 { return .inline(range) }
+            let lanes = try LanePlan.single(placement: options.placement, threads: threads,
+                                            callerCPU: Int(CKTask_sched_getcpu()), nodes: system.nodes)
+            return .parallel(try ThreadPlan(parts: [range], lanes: lanes, system: system, pool: options.pool))
+        case .perNode(let ranges):
+            var seen = Set<Int>()
+            for part in ranges {
+                guard part.range.lowerBound >= 0 else { throw .negativeRangeStart(part.range.lowerBound) }
+                guard seen.insert(part.node).inserted else { throw .duplicateNode(part.node) }
+            }
+            let system = SystemLimits.current(nodeCPUs: .always)
+            _ = try LanePlan.resolve(ranges.map(\.node), nodes: system.nodes)
+            let work = ranges.filter { !$0.range.isEmpty }
+            guard !work.isEmpty else { return .noWork }
+            let useful = work.map { part in
+                (node: part.node, usefulThreads: ChunkPlan.usefulThreads(size: part.range.count, minChunk: options.minChunk,
+                                                                           align: options.align, limit: Int.max))
+            }
+            let lanes = try LanePlan.perNode(useful, threadLimit: try threadLimit(options, system),
+                                             callerCPU: Int(CKTask_sched_getcpu()), nodes: system.nodes)
+            return .parallel(try ThreadPlan(parts: work.map(\.range), lanes: lanes, system: system, pool: options.pool))
+        }
+    }
+
+    private init(parts: [Range<Int>], lanes: LanePlan, system: SystemLimits, pool: KTaskPool) throws(KTaskError) {
+        self.parts = parts
+        self.lanes = lanes
+        poolCap = try pool.cap(cpuBudget: system.budget, energyRestricted: system.energyRestricted).maxBusyHelpers
+        var nodeCaps: [Int: Int] = [:]
+        for lane in lanes.lanes where lane.helpers > 0 {
+            guard let node = lane.node else { continue }
+            let usable = system.nodes.first { $0.id == node }?.cpus.count ?? 1
+            nodeCaps[node] = try pool.nodeCap(usableCPUs: usable).maxBusyHelpers
+        }
+        self.nodeCaps = nodeCaps
+    }
+
+    /// The most threads a job may use: its own `maxThreads`, the CPU budget, and the tuning profile's
+    /// cap for its class of work.
+    static func threadLimit(_ options: KTaskOptions, _ system: SystemLimits) throws(KTaskError) -> Int {
+        var limit = min(options.maxThreads ?? system.budget, system.budget)
+        if let workClass = options.workClass, let cap = try TuningProfile.threadCap(for: workClass) { limit = min(limit, cap) }
+        return limit
+    }
+
+    /// One lane's helpers, set aside in the pool.
+    struct LaneReservation {
+        let lane: LanePlan.Lane
+        let reservation: KTaskPool.Reservation
+    }
+
+    /// Reserves each lane's helpers without waiting, within the pool's and the nodes' caps.
+    func reserve(in pool: KTaskPool) -> [LaneReservation] {
+        var reserved: [LaneReservation] = []
+        for lane in lanes.lanes where lane.helpers > 0 {
+            let nodeCap = lane.node.flatMap { nodeCaps[$0] } ?? Int.max
+            let reservation = pool.reserve(upTo: lane.helpers, cap: poolCap, node: lane.node, nodeCap: nodeCap)
+            if reservation.count > 0 { reserved.append(LaneReservation(lane: lane, reservation: reservation)) }
+        }
+        return reserved
+    }
+}
+
+/// The cap on busy helper threads, and where it came from.
+package struct HelperCap: Sendable, Equatable, CustomStringConvertible {
+    /// Where a cap's value was set.
+    package enum Source: String, Sendable {
+        /// CPU budget − 1: with the calling thread, one thread per CPU the process may use.
+        case cpuBudget = "CPU budget - 1"
+        /// The machine saves energy (battery, low-power profile or governor): no helpers.
+        case energy = "energy saving"
+        /// `KTASK_MAX_THREADS` (threads per job, the caller included, so the helper cap is one less).
+        case environment = "KTASK_MAX_THREADS"
+        /// Set through ``KTaskPool/setMaxBusyHelpers(_:)`` or the pool's initialiser.
+        case api = "API"
+        /// A node's usable CPUs (the per-node default).
+        case nodeCPUs = "node's usable CPUs"
+        /// `KTASK_NODE_MAX_THREADS`: busy helpers on any one node.
+        case nodeEnvironment = "KTASK_NODE_MAX_THREADS"
+    }
+
+    package let maxBusyHelpers: Int
+    package let source: Source
+
+    package init(maxBusyHelpers: Int, source: Source) {
+        self.maxBusyHelpers = maxBusyHelpers
+        self.source = source
+    }
+
+    package var description: String { "\(maxBusyHelpers) busy helpers (\(source.rawValue))" }
+
+    /// The environment variable that caps threads: like OMP_NUM_THREADS, it counts the caller.
+    package static let environmentVariable = "KTASK_MAX_THREADS"
+    /// The environment variable that caps busy helpers on any one node, for jobs placed on nodes.
+    package static let nodeEnvironmentVariable = "KTASK_NODE_MAX_THREADS"
+
+    /// The variables as this process started with them: read once, like libgomp reads OMP_NUM_THREADS.
+    private static let environmentCap = readEnvironment(environmentVariable, parse(environmentValue:))
+    private static let nodeEnvironmentCap = readEnvironment(nodeEnvironmentVariable, parse(nodeEnvironmentValue:))
+
+    private static func readEnvironment(_ name: String, _ parse: (String) throws(KTaskError) -> HelperCap)
+        -> Result<HelperCap?, KTaskError> {
+        guard let raw = getenv(name) else { return .success(nil) }
+        do { return .success(try parse(String(cString: raw))) } catch { return .failure(error) }
+    }
+
+    /// The pool cap in force: one set by API, else `KTASK_MAX_THREADS`, else none while the machine
+    /// saves energy, else the CPU budget − 1.
+    package static func resolve(apiCap: Int?, cpuBudget: Int, energyRestricted: Bool) throws(KTaskError) -> HelperCap {
+        if let apiCap { return HelperCap(maxBusyHelpers: apiCap, source: .api) }
+        if let cap = try environmentCap.get() { return cap }
+        if energyRestricted { return HelperCap(maxBusyHelpers: 0, source: .energy) }
+        return HelperCap(maxBusyHelpers: max(0, cpuBudget - 1), source: .cpuBudget)
+    }
+
+    /// The per-node cap in force: one set by API, else `KTASK_NODE_MAX_THREADS`, else the node's usable CPUs.
+    package static func resolveNode(apiCap: Int?, usableCPUs: Int) throws(KTaskError) -> HelperCap {
+        if let apiCap { return HelperCap(maxBusyHelpers: apiCap, source: .api) }
+        if let cap = try nodeEnvironmentCap.get() { return cap }
+        return HelperCap(maxBusyHelpers: usableCPUs, source: .nodeCPUs)
+    }
+
+    /// Parses a `KTASK_NODE_MAX_THREADS` value: a whole number of helpers ≥ 0 per node.
+    package static func parse(nodeEnvironmentValue value: String) throws(KTaskError) -> HelperCap {
+        guard let helpers = Int(value.trimmingCharacters(in: " \t\n")), helpers >= 0 else {
+            throw .invalidEnvironmentVariable(name: nodeEnvironmentVariable, value: value,
+                                              allowed: "a whole number of helper threads per node >= 0")
+        }
+        return HelperCap(maxBusyHelpers: helpers, source: .nodeEnvironment)
+    }
+
+    /// Parses a `KTASK_MAX_THREADS` value: a whole number of threads ≥ 1.
+    package static func parse(environmentValue value: String) throws(KTaskError) -> HelperCap {
+        guard let threads = Int(value.trimmingCharacters(in: " \t\n")), threads >= 1 else {
+            throw .invalidEnvironmentVariable(
+                name: environmentVariable, value: value,
+                allowed: "a whole number of threads >= 1 (the calling thread counts as one)")
+        }
+        return HelperCap(maxBusyHelpers: threads - 1, source: .environment)
+    }
+}
+
+/// How one job's threads are spread: for each lane (a node, or anywhere), how many helpers, pinned to
+/// which CPUs, starting on which part of the job. Pure: computed from the topology and limits.
+struct LanePlan: Equatable {
+    struct Lane: Equatable {
+        /// The node the lane's helpers count against (per-node caps); nil for an unpinned lane.
+        let node: Int?
+        /// The CPUs its helpers are pinned to; nil: not pinned.
+        let cpus: CPUList?
+        /// Helpers wanted on this lane.
+        let helpers: Int
+        /// The part of the job (its range, for a per-node job) the lane's helpers start on.
+        let part: Int
+    }
+
+    let lanes: [Lane]
+    /// The part the calling thread starts on.
+    let callerPart: Int
+
+    var helpers: Int { lanes.reduce(0) { $0 + $1.helpers } }
+
+    /// Spreads a single-range job. `threads` is already bounded by maxThreads, the budget and the
+    /// useful thread count; a node placement bounds it further by the nodes' usable CPUs.
+    static func single(placement: Placement, threads: Int, callerCPU: Int, nodes: [NodeCPUs]) throws(KTaskError) -> LanePlan {
+        let usableNodes = nodes.filter { !$0.cpus.isEmpty }
+        switch placement {
+        case .anywhere:
+            return LanePlan(lanes: [Lane(node: nil, cpus: nil, helpers: threads - 1, part: 0)], callerPart: 0)
+        case .callerNode:
+            guard usableNodes.count > 1, let home = usableNodes.first(where: { $0.cpus.contains(callerCPU) }) else {
+                return try single(placement: .anywhere, threads: threads, callerCPU: callerCPU, nodes: nodes)
+            }
+            let helpers = min(threads, home.cpus.count) - 1
+            return LanePlan(lanes: [Lane(node: home.id, cpus: home.cpus, helpers: helpers, part: 0)], callerPart: 0)
+        case .nodes(let ids):
+            let chosen = try resolve(ids, nodes: nodes)
+            var capacity = chosen.map { node in node.cpus.count - (node.cpus.contains(callerCPU) ? 1 : 0) }
+            let helpers = spread(threads - 1, over: &capacity)
+            let lanes = chosen.indices.map { Lane(node: chosen[$0].id, cpus: chosen[$0].cpus, helpers: helpers[$0], part: 0) }
+            return LanePlan(lanes: lanes.filter { $0.helpers > 0 }, callerPart: 0)
+        }
+    }
+
+    /// Spreads a job with one range per node: each node gets up to its usable CPUs (and the useful
+    /// threads for its range), the caller counting on its own node; `threadLimit` bounds the total.
+    static func perNode(_ parts: [(node: Int, usefulThreads: Int)], threadLimit: Int, callerCPU: Int,
+                        nodes: [NodeCPUs]) throws(KTaskError) -> LanePlan {
+        let chosen = try resolve(parts.map(\.node), nodes: nodes)
+        let callerPart = chosen.firstIndex { $0.cpus.contains(callerCPU) } ?? 0
+        var capacity = parts.indices.map { index in
+            min(chosen[index].cpus.count, parts[index].usefulThreads) - (index == callerPart ? 1 : 0)
+        }
+        capacity = capacity.map { max(0, $0) }
+        let helpers = spread(threadLimit - 1, over: &capacity)
+        let lanes = parts.indices.map { Lane(node: chosen[$0].id, cpus: chosen[$0].cpus, helpers: helpers[$0], part: $0) }
+        return LanePlan(lanes: lanes, callerPart: callerPart)
+    }
+
+    /// The nodes named, each with usable CPUs; a typed error for an unknown or CPU-less one.
+    static func resolve(_ ids: [Int], nodes: [NodeCPUs]) throws(KTaskError) -> [NodeCPUs] {
+        guard !ids.isEmpty else { throw .noNodes }
+        var result: [NodeCPUs] = []
+        for id in ids {
+            guard let node = nodes.first(where: { $0.id == id }) else {
+                throw .unknownNode(id, available: nodes.map(\.id))
+            }
+            guard !node.cpus.isEmpty else { throw .nodeWithoutUsableCPUs(id) }
+            result.append(node)
+        }
+        return result
+    }
+
+    /// Hands out `count` helpers one at a time to the lane with the most room left (ties: the first),
+    /// so that they follow each node's share of CPUs.
+    static func spread(_ count: Int, over capacity: inout [Int]) -> [Int] {
+        var given = [Int](repeating: 0, count: capacity.count)
+        for _ in 0..<max(0, count) {
+            guard let index = capacity.indices.max(by: { capacity[$0] < capacity[$1] || (capacity[$0] == capacity[$1] && $0 > $1) }),
+                  capacity[index] > 0
+            else { break }
+            given[index] += 1
+            capacity[index] -= 1
+        }
+        return given
+    }
+}

@@ -1,0 +1,97 @@
+import Synchronization
+
+/// What bounds a job's threads on the live machine, from one reading shared by the engine, `ktask info`
+/// and the tests: the usable CPUs (online ∩ affinity ∩ cgroup cpuset, ``CPUBudget/usable(online:affinity:cpuset:)``),
+/// per node and in total, the CPU quota and whether the machine saves energy.
+///
+/// The affinity mask is read for every job (one system call). The cgroup, topology and energy files
+/// take a dozen reads, so they are re-read only when the last reading is older than ``refreshInterval``:
+/// a CPU hot-plugged or a process moved to another cgroup is seen within that time.
+package struct SystemLimits: Sendable {
+    /// Threads the process may run at once: min(usable CPUs, ⌈quota⌉), at least 1.
+    package let budget: Int
+    package let energyRestricted: Bool
+    /// Every node with the CPUs on it this process may use (empty for a node it may not run on); empty
+    /// when the job did not ask for them (see ``current(nodeCPUs:)``).
+    package let nodes: [NodeCPUs]
+    /// Every node id the machine has, whether or not the job asked for node CPUs.
+    package let nodeIDs: [Int]
+    /// More than one node has CPUs this process may use: where helpers run on the caller's node matters.
+    package let severalNodes: Bool
+
+    static let refreshInterval = Duration.milliseconds(100)
+
+    /// The part read from files, cached.
+    private struct FileLimits: Sendable {
+        let online: CPUList
+        /// The cgroup cpuset where it restricts the online CPUs; nil where it holds them all.
+        let cpuset: CPUList?
+        let quotaCPUCount: Int?
+        let energyRestricted: Bool
+        let topology: [NUMANode]
+        let severalNodes: Bool
+        let readAt: ContinuousClock.Instant
+    }
+
+    private static let cache = Mutex<FileLimits?>(nil)
+
+    /// When a job needs each node's usable CPUs (to pin helpers to nodes).
+    package enum NodeCPUsNeeded {
+        case always
+        /// Only where more than one node has usable CPUs (placement on the caller's node).
+        case ifSeveralNodes
+        case never
+    }
+
+    /// The limits now, with each node's usable CPUs where `nodeCPUs` asks for them.
+    package static func current(nodeCPUs: NodeCPUsNeeded = .always) -> SystemLimits {
+        let files = fileLimits()
+        let withNodes = nodeCPUs == .always || (nodeCPUs == .ifSeveralNodes && files.severalNodes)
+        let ids = files.topology.map(\.id)
+        guard withNodes || files.cpuset != nil else {
+            // The common case: no cpuset restriction, and node CPUs not needed. One system call.
+            return SystemLimits(budget: budget(usable: Affinity.currentCount(), quota: files.quotaCPUCount),
+                                energyRestricted: files.energyRestricted, nodes: [], nodeIDs: ids,
+                                severalNodes: files.severalNodes)
+        }
+        let usable = CPUBudget.usable(online: files.online, affinity: Affinity.current(), cpuset: files.cpuset).cpus
+        let nodes = withNodes ? files.topology.map { NodeCPUs(id: $0.id, cpus: $0.cpus.intersection(usable)) } : []
+        return SystemLimits(budget: budget(usable: usable.count, quota: files.quotaCPUCount),
+                            energyRestricted: files.energyRestricted, nodes: nodes, nodeIDs: ids,
+                            severalNodes: files.severalNodes)
+    }
+
+    private static func budget(usable: Int, quota: Int?) -> Int { max(1, min(usable, quota ?? Int.max)) }
+
+    private static func fileLimits() -> FileLimits {
+        let now = ContinuousClock.now
+        return cache.withLock { cached in
+            if let cached, now - cached.readAt < refreshInterval { return cached }
+            let cgroup = CgroupLimits.read(root: .live)
+            let topology = NUMATopology.read(root: .live)
+            let usableByFiles = CPUBudget.usable(online: topology.online, affinity: nil, cpuset: cgroup.cpuset).cpus
+            let nodesWithCPUs = topology.nodes.filter { !$0.cpus.intersection(usableByFiles).isEmpty }.count
+            // A cpuset holding every online CPU (the root's) restricts nothing: a job then needs only the
+            // affinity count, not the list.
+            let restricting = cgroup.cpuset.flatMap { cpuset in
+                topology.online.cpus.allSatisfy(cpuset.contains) ? nil : cpuset
+            }
+            let fresh = FileLimits(online: topology.online, cpuset: restricting, quotaCPUCount: cgroup.quotaCPUCount,
+                                   energyRestricted: EnergyState.read(root: .live).restricted, topology: topology.nodes,
+                                   severalNodes: nodesWithCPUs > 1, readAt: now)
+            cached = fresh
+            return fresh
+        }
+    }
+}
+
+/// A node and the CPUs on it the process may use.
+package struct NodeCPUs: Sendable, Equatable {
+    package let id: Int
+    package let cpus: CPUList
+
+    package init(id: Int, cpus: CPUList) {
+        self.id = id
+        self.cpus = cpus
+    }
+}
