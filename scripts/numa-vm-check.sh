@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Boots a small Linux with two NUMA nodes under qemu (Debian's kernel, a busybox initramfs holding a
 # ktask built with the Swift stdlib linked in) and checks, by reading the kernel back inside it, that a
-# job placed on node 1 runs on node 1's CPUs (sched_getcpu) and puts its pages on node 1 (move_pages).
+# job placed on node 1 runs on node 1's CPUs (sched_getcpu) and puts its pages on node 1 (move_pages),
+# also under `taskset -c 0,2` (no chunk may run outside the mask).
 # Prints the guest's `ktask info` and `ktask check-placement` output; exits 0 only if the check passed.
 # Needs root for apt-get where qemu-system-x86, busybox-static or cpio are missing. Takes 1-5 minutes
 # (most of it the release build; the guest boots in about 10 s under software emulation).
@@ -38,7 +39,7 @@ root="$work/initramfs"
 rm -rf "$root" && mkdir -p "$root"/{bin,proc,sys,dev,tmp}
 cp "$binary" "$root/bin/ktask"
 cp /bin/busybox "$root/bin/busybox"
-for tool in sh mount poweroff cat echo; do ln -s busybox "$root/bin/$tool"; done
+for tool in sh mount poweroff cat echo taskset; do ln -s busybox "$root/bin/$tool"; done
 # The shared libraries ktask needs, at the same paths, and the dynamic loader.
 for lib in $(ldd "$binary" | grep -o '/[^ ]*'); do
   mkdir -p "$root$(dirname "$lib")" && cp -L "$lib" "$root$lib"
@@ -55,6 +56,12 @@ status=0
 for node in 1 0; do
   echo "=== ktask check-placement --node $node"
   /bin/ktask check-placement --node $node --size 64M || status=1
+done
+# Under an affinity mask that holds one CPU of each node, helpers must stay inside it: every chunk's CPU
+# (sched_getcpu) is read back, and one outside the mask fails the check.
+for node in 1 0; do
+  echo "=== taskset -c 0,2 ktask check-placement --node $node"
+  taskset -c 0,2 /bin/ktask check-placement --node $node --size 64M || status=1
 done
 echo "=== exit status $status"
 poweroff -f

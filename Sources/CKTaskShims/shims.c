@@ -1,11 +1,13 @@
 #include "CKTaskShims.h"
 
 #include <errno.h>
+#include <linux/futex.h>
 #include <pthread.h>
 #include <sched.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifndef MPOL_BIND
@@ -57,4 +59,13 @@ int CKTask_mbind_bind(void *address, unsigned long length, const unsigned long *
 
 int CKTask_move_pages_query(unsigned long count, void **pages, int *status) {
     return (int)syscall(SYS_move_pages, 0, count, pages, NULL, status, 0);
+}
+
+int CKTask_futex_wait(uint32_t *address, uint32_t expected, int64_t timeout_ns) {
+    struct timespec timeout = {.tv_sec = timeout_ns / 1000000000, .tv_nsec = timeout_ns % 1000000000};
+    return (int)syscall(SYS_futex, address, FUTEX_WAIT_PRIVATE, expected, timeout_ns < 0 ? NULL : &timeout, NULL, 0);
+}
+
+int CKTask_futex_wake(uint32_t *address, int count) {
+    return (int)syscall(SYS_futex, address, FUTEX_WAKE_PRIVATE, count, NULL, NULL, 0);
 }

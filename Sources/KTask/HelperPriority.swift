@@ -15,12 +15,12 @@ public enum HelperPriority: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
-    /// The nice value to run helpers at for a job started on the calling thread.
-    func resolvedNice() -> Int32 {
+    /// The nice value to run helpers at for a job started by a thread at `callerNice`.
+    func resolved(callerNice: Int32) -> Int32 {
         switch self {
         case .lowest: Int32(ThreadPriority.lowestNice)
         case .nice(let value): Int32(value)
-        case .inheritCaller: ThreadPriority.currentThreadNice()
+        case .inheritCaller: callerNice
         }
     }
 }

@@ -18,12 +18,14 @@ final class JobState: @unchecked Sendable {
     let slots: Int
     private let chunkFunction: (Range<Int>) throws -> Void
     private let cancellation: JobCancellation
-    /// The part each slot starts on.
+    /// The part each slot starts on; empty for a single-part job (every slot starts on part 0).
     private let homes: [Int]
     /// What keeps helpers from holding the job up (decided with the claim policy).
     let starvationGuard: StarvationGuard
     /// The nice value helpers run at (a boosted helper returns to it) and whether they sit in the idle cgroup.
     let helperNice: Int32
+    /// The caller's nice value, which a boosted helper is lent.
+    let callerNice: Int32
     private let helpersIsolated: Bool
 
     /// cursors[p]: the next grain of part p to hand out.
@@ -58,14 +60,16 @@ final class JobState: @unchecked Sendable {
     private let claimsDone = Atomic<Int>(0)
     private let admittedSlots = Atomic<Int>(Int.max)
 
-    init(plans: [ChunkPlan], policy: ClaimPolicy, starvationGuard: StarvationGuard, homes: [Int], helperNice: Int32,
-         helpersIsolated: Bool, cancellation: JobCancellation, chunk: @escaping (Range<Int>) throws -> Void) {
+    init(plans: [ChunkPlan], policy: ClaimPolicy, starvationGuard: StarvationGuard, slots: Int, homes: [Int],
+         helperNice: Int32, callerNice: Int32, helpersIsolated: Bool, cancellation: JobCancellation,
+         chunk: @escaping (Range<Int>) throws -> Void) {
         self.plans = plans
         self.starvationGuard = starvationGuard
         self.policy = policy
         self.homes = homes
-        self.slots = homes.count
+        self.slots = slots
         self.helperNice = helperNice
+        self.callerNice = callerNice
         self.helpersIsolated = helpersIsolated
         self.cancellation = cancellation
         self.chunkFunction = chunk
@@ -142,7 +146,7 @@ final class JobState: @unchecked Sendable {
     /// adaptive mode. Both are non-escaping, so that what they capture stays on the caller's stack.
     func participate(slot: Int, onLastClaim: () -> Void = {}, afterClaim: () -> Void = {}) {
         var count = 0
-        let home = homes[slot]
+        let home = homes.isEmpty ? 0 : homes[slot]
         let reportsProgress = slot > 0 && policy.helpersReportProgress
         parts: for offset in 0..<plans.count {
             let part = (home + offset) % plans.count

@@ -25,8 +25,7 @@ enum MultithreadedJob {
             let job = makeState(plan, reserved, options: options, cancellation: cancellation, chunk: chunk)
             var dispatcher = HelperDispatcher(job: job, pool: options.pool, nice: job.helperNice)
             var adaptive = options.adaptiveThreads.map { AdaptiveDriver($0, job: job, start: start, waiting: reserved) }
-            var boost = job.policy.helpersReportProgress
-                ? PriorityBoost(job: job, callerNice: ThreadPriority.currentThreadNice(), start: start) : nil
+            var boost = job.policy.helpersReportProgress ? PriorityBoost(job: job, start: start) : nil
             // Dispatch: every helper now, or in adaptive mode one at a time as its controller asks.
             if adaptive == nil { for entry in reserved { dispatcher.dispatch(entry) } }
             // Participate: the caller claims like any helper. Once it has claimed the last grains, helpers
@@ -63,18 +62,24 @@ enum MultithreadedJob {
     /// starvation guard and adaptive mode call for, and each slot's home part.
     private static func makeState(_ plan: ThreadPlan, _ reserved: [ThreadPlan.LaneReservation], options: KTaskOptions,
                                   cancellation: JobCancellation, chunk: @escaping (Range<Int>) throws -> Void) -> JobState {
-        let nice = options.helperPriority.resolvedNice()
-        let starvationGuard = StarvationGuard.resolve(options.starvationGuard, helperNice: nice,
-                                                      callerNice: ThreadPriority.currentThreadNice())
+        let callerNice = ThreadPriority.currentThreadNice()
+        let nice = options.helperPriority.resolved(callerNice: callerNice)
+        let starvationGuard = StarvationGuard.resolve(options.starvationGuard, helperNice: nice, callerNice: callerNice)
         let policy = ClaimPolicy(starvationGuard: starvationGuard, adaptive: options.adaptiveThreads != nil)
-        var homes = [plan.lanes.callerPart]
-        for entry in reserved { homes += repeatElement(entry.lane.part, count: entry.reservation.count) }
+        let slots = 1 + reserved.reduce(0) { $0 + $1.reservation.count }
+        // Each slot's home part (a single-part job needs no list: every slot starts on part 0).
+        var homes: [Int] = []
+        if plan.parts.count > 1 {
+            homes = [plan.lanes.callerPart]
+            for entry in reserved { homes += repeatElement(entry.lane.part, count: entry.reservation.count) }
+        }
         let plans = plan.parts.indices.map { part in
             ChunkPlan(range: plan.parts[part], minChunk: options.minChunk, align: options.align,
-                      threads: max(1, homes.count(where: { $0 == part })), smallHelperClaims: policy.smallGrains)
+                      threads: homes.isEmpty ? slots : max(1, homes.count(where: { $0 == part })), smallHelperClaims: policy.smallGrains)
         }
-        return JobState(plans: plans, policy: policy, starvationGuard: starvationGuard, homes: homes, helperNice: nice,
-                        helpersIsolated: options.pool.isolatesHelpers, cancellation: cancellation, chunk: chunk)
+        return JobState(plans: plans, policy: policy, starvationGuard: starvationGuard, slots: slots, homes: homes,
+                        helperNice: nice, callerNice: callerNice, helpersIsolated: options.pool.isolatesHelpers,
+                        cancellation: cancellation, chunk: chunk)
     }
 }
 

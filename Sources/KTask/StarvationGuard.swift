@@ -67,16 +67,14 @@ public enum StarvationGuard: String, Sendable, CaseIterable {
 /// (~20 µs, at times 20 ms under the kernel's cgroup rwsem) would cost every job.
 struct PriorityBoost {
     let job: JobState
-    let callerNice: Int32
     let start: ContinuousClock.Instant
     /// Helpers boosted so far.
     private(set) var boosted = 0
     /// A job shorter than this is over before a boost (two system calls and a cgroup write) pays off.
     static let earliest = Duration.milliseconds(1)
 
-    init(job: JobState, callerNice: Int32, start: ContinuousClock.Instant) {
+    init(job: JobState, start: ContinuousClock.Instant) {
         self.job = job
-        self.callerNice = callerNice
         self.start = start
     }
 
@@ -89,6 +87,7 @@ struct PriorityBoost {
 
     /// While the caller waits: boost starved helpers one at a time, until no helper is out.
     mutating func boostStarvedUntilDone() {
+        guard job.latch.count > 0 else { return }
         // The pace is the one the job had until the caller ran out of grains: measured once, or the
         // threshold would grow as fast as the starved helper's wait.
         let starvedAfter = starvedAfter()
@@ -117,7 +116,7 @@ struct PriorityBoost {
                     && now - job.lastProgress[slot].load(ordering: .relaxed) > starvedAfter
             }) else { return false }
             let tid = job.tids[slot].load(ordering: .relaxed)
-            list[slot].boosted = CKTask_set_nice_of(tid, callerNice) == 0
+            list[slot].boosted = CKTask_set_nice_of(tid, job.callerNice) == 0
             guard list[slot].boosted else { return false }
             list[slot].released = HelperIsolation.current.release(tid: tid)
             return true

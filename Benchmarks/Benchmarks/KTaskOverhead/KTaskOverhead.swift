@@ -2,12 +2,26 @@ import Benchmark
 import Dispatch
 import KTask
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// CPU time of the whole process (all threads).
+func processCPUNanoseconds() -> Int64 {
+    var now = timespec()
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &now)
+    return Int64(now.tv_sec) * 1_000_000_000 + Int64(now.tv_nsec)
+}
+
 /// What ktask itself costs: waking a helper and joining it, claiming chunks, and the inline path,
 /// each beside the nearest alternative (Dispatch's concurrentPerform, a direct call).
 let benchmarks: @Sendable () -> Void = {
+    // 1000 jobs per sample, one after another (the figures are per job): what a loop of small jobs
+    // costs, and not a helper's wake-up from a deep sleep between samples.
     Benchmark.defaultConfiguration = .init(
         metrics: [.wallClock, .mallocCountTotal, .threads],
         timeUnits: .nanoseconds,
+        scalingFactor: .kilo,
         maxDuration: .seconds(3),
         maxIterations: 200_000)
 
@@ -23,6 +37,20 @@ let benchmarks: @Sendable () -> Void = {
         for _ in benchmark.scaledIterations {
             DispatchQueue.concurrentPerform(iterations: 2) { index in blackHole(index) }
         }
+    }
+
+    // Parked helpers must use no CPU: after a job, its helper spins briefly for the next one (so jobs
+    // that follow one another skip the futex wake-up) and then parks. This measures the process's CPU
+    // time over 0.5 s of idleness after a 2-thread job, in microseconds (0 when helpers park at once).
+    Benchmark("CPU time of idle helpers over 0.5 s after a job (µs)",
+              configuration: .init(metrics: [.custom("idle CPU µs", polarity: .prefersSmaller, useScalingFactor: false)],
+                                   scalingFactor: .one,
+                                   maxDuration: .seconds(10), maxIterations: 5)) { benchmark in
+        let options = KTaskOptions(maxThreads: 2)
+        try KTask.run(0..<64, options: options) { chunk in blackHole(chunk) }
+        let before = processCPUNanoseconds()
+        usleep(500_000)
+        benchmark.measurement(.custom("idle CPU µs"), Int((processCPUNanoseconds() - before) / 1000))
     }
 
     // A job below one chunk runs inline: the cost over calling the function yourself.

@@ -47,6 +47,13 @@ int CKTask_mbind_bind(void *address, unsigned long length, const unsigned long *
 /// (e.g. -ENOENT for a page not faulted in). Returns 0 or -1 with errno.
 int CKTask_move_pages_query(unsigned long count, void **pages, int *status);
 
+/// futex(2) FUTEX_WAIT_PRIVATE: sleeps while *address == expected, for at most `timeout_ns`
+/// nanoseconds (negative: no limit). Returns 0 or -1 with errno (EAGAIN: the value had changed).
+int CKTask_futex_wait(uint32_t *address, uint32_t expected, int64_t timeout_ns);
+
+/// futex(2) FUTEX_WAKE_PRIVATE: wakes up to `count` threads asleep on *address. Returns how many, or -1.
+int CKTask_futex_wake(uint32_t *address, int count);
+
 /// A pause for spin-wait loops (x86 `pause`, Arm `yield`): lets the sibling hyperthread run.
 static inline void CKTask_cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
