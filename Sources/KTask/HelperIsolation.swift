@@ -12,8 +12,8 @@ import Glibc
 /// helpers' nice. So where the process may, ktask puts its helpers in a child cgroup of its own that
 /// the scheduler treats as idle (`cpu.idle` = 1; else the lowest `cpu.shares`/`cpu.weight`): they then
 /// take only CPU time no other group wants, and the CPU quota of the process's cgroup still applies.
-public struct HelperIsolation: Sendable, Equatable, CustomStringConvertible {
-    public enum Kind: String, Sendable {
+package struct HelperIsolation: Sendable, Equatable, CustomStringConvertible {
+    package enum Kind: String, Sendable {
         /// Helpers sit in a child cgroup with `cpu.idle` = 1.
         case idleCgroup = "idle cgroup"
         /// Helpers sit in a child cgroup of the lowest weight (no `cpu.idle` on this kernel).
@@ -22,15 +22,15 @@ public struct HelperIsolation: Sendable, Equatable, CustomStringConvertible {
         case niceOnly = "nice only"
     }
 
-    public let kind: Kind
+    package let kind: Kind
     /// The cgroup folder, or why none could be used.
-    public let detail: String
+    package let detail: String
     /// Where helper threads are written (`tasks` in v1); nil for nice only.
     let tasksFile: String?
     /// Where a boosted helper goes back to, next to the caller (the process's own cgroup's `tasks`).
     let parentTasksFile: String?
 
-    public var description: String {
+    package var description: String {
         switch kind {
         case .niceOnly: "nice only (\(detail)): other sessions and services see helpers at full weight"
         default: "\(kind.rawValue) \(detail)"
@@ -38,7 +38,7 @@ public struct HelperIsolation: Sendable, Equatable, CustomStringConvertible {
     }
 
     /// Set up once per process, on first use.
-    public static var current: HelperIsolation { shared }
+    package static var current: HelperIsolation { shared }
 
     private static let shared: HelperIsolation = setUp(root: .live)
 

@@ -82,6 +82,31 @@ struct CoreDefectTests {
         #expect(pool.state.liveThreads == 0, "a helper was started for a job cancelled before it began")
     }
 
+    @Test("a process that may start no thread warns once, not for every job; its jobs still run on the caller",
+          .enabled(if: geteuid() == 0 && FileManager.default.fileExists(atPath: "/sys/fs/cgroup/pids/cgroup.procs"),
+                   "needs root and the cgroup v1 pids controller to forbid new threads: skipped"))
+    func threadStartWarnsOnce() async throws {
+        let result = await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
+            // A pids cgroup of its own whose pids.max is the threads the process has: no thread starts.
+            let group = "/sys/fs/cgroup/pids/ktask-test-\(getpid())"
+            guard mkdir(group, 0o755) == 0 else { exit(10) }
+            defer { rmdir(group) }
+            let threads = try String(contentsOfFile: "/proc/self/status", encoding: .utf8).split(separator: "\n")
+                .first { $0.hasPrefix("Threads:") }.flatMap { Int($0.dropFirst("Threads:".count).trimmingCharacters(in: .whitespaces)) } ?? 1
+            guard writeFile("\(group)/cgroup.procs", "\(getpid())"), writeFile("\(group)/pids.max", "\(threads)") else { exit(11) }
+            let pool = try KTaskPool(name: "kt-pids", maxBusyHelpers: 1, isolateHelpers: false)
+            var allInline = true
+            for _ in 0..<5 {
+                let report = try runJob(0..<64, options: KTaskOptions(maxThreads: 2, pool: pool)) { _ in }
+                allInline = allInline && report.threadsUsed == 1
+            }
+            _ = writeFile("/sys/fs/cgroup/pids/cgroup.procs", "\(getpid())")
+            exit(allInline ? 0 : 12)
+        }
+        let stderr = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
+        #expect(stderr.components(separatedBy: "could not start").count - 1 == 1, "\(stderr)")
+    }
+
     @Test("huge idle timeouts and thread counts saturate instead of trapping")
     func noOverflowTraps() throws {
         let pool = try KTaskPool(name: "kt-huge", maxBusyHelpers: 1, idleTimeout: .seconds(10_000_000_000), isolateHelpers: false)

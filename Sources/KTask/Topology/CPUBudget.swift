@@ -2,23 +2,23 @@ import CKTaskShims
 
 /// The CPUs this process may really use, and why: online ∩ affinity mask ∩ cgroup cpuset, and the CPU
 /// budget = min(that count, ⌈cgroup quota⌉). Every limit names the file it came from.
-public struct CPUBudget: Sendable, Equatable {
-    public let root: SystemRoot
-    public let topology: NUMATopology
+package struct CPUBudget: Sendable, Equatable {
+    package let root: SystemRoot
+    package let topology: NUMATopology
     /// The affinity mask: `sched_getaffinity` on the live machine; under another root, the root's
     /// `proc/self/status` `Cpus_allowed_list` where present, else every CPU.
-    public let affinity: CPUList?
-    public let cgroup: CgroupLimits
+    package let affinity: CPUList?
+    package let cgroup: CgroupLimits
     /// online ∩ affinity ∩ cpuset; never empty.
-    public let usable: CPUList
+    package let usable: CPUList
     /// How many threads may run at once: min(usable CPUs, ⌈quota ÷ period⌉), at least 1.
-    public let budget: Int
+    package let budget: Int
     /// Every limit found, in the order they apply.
-    public let limits: [CPULimit]
+    package let limits: [CPULimit]
     /// Fallbacks taken, each with its reason.
-    public let notes: [String]
+    package let notes: [String]
 
-    public static func read(root: SystemRoot = .live) -> CPUBudget {
+    package static func read(root: SystemRoot = .live) -> CPUBudget {
         let topology = NUMATopology.read(root: root)
         var notes = topology.notes
         var limits = [CPULimit(kind: "online", source: topology.onlineSource, value: topology.online.description)]
@@ -59,7 +59,7 @@ public struct CPUBudget: Sendable, Equatable {
     }
 
     /// Each node's usable CPUs (empty for a node the process may not run on), every node listed.
-    public var usableByNode: [(node: NUMANode, cpus: CPUList)] {
+    package var usableByNode: [(node: NUMANode, cpus: CPUList)] {
         topology.nodes.map { ($0, $0.cpus.intersection(usable)) }
     }
 }

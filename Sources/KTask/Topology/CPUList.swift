@@ -1,9 +1,9 @@
 /// A set of CPU numbers as Linux writes it in sysfs and procfs: "0-3,8,10-11".
-public struct CPUList: Sendable, Equatable, CustomStringConvertible {
+package struct CPUList: Sendable, Equatable, CustomStringConvertible {
     /// The CPU numbers, ascending and without repeats.
-    public let cpus: [Int]
+    package let cpus: [Int]
 
-    public init<S: Sequence<Int>>(_ cpus: S) {
+    package init<S: Sequence<Int>>(_ cpus: S) {
         self.cpus = Array(Set(cpus)).sorted()
     }
 
@@ -12,7 +12,7 @@ public struct CPUList: Sendable, Equatable, CustomStringConvertible {
 
     /// Parses the kernel's list format. Trailing newlines and NUL bytes are ignored; an empty string
     /// is the empty set. Returns nil for anything else that is not a list.
-    public init?(parsing text: String) {
+    package init?(parsing text: String) {
         let trimmed = text.trimmingCharacters(in: " \n\t\0")
         var cpus: [Int] = []
         if !trimmed.isEmpty {
@@ -30,7 +30,7 @@ public struct CPUList: Sendable, Equatable, CustomStringConvertible {
 
     /// Parses a kernel bitmask ("cpumap"): 32-bit hex words separated by commas, most significant
     /// first ("00000000,0000ffff"). Returns nil for anything else.
-    public init?(parsingMask text: String) {
+    package init?(parsingMask text: String) {
         let trimmed = text.trimmingCharacters(in: " \n\t\0")
         guard !trimmed.isEmpty else { return nil }
         var cpus: [Int] = []
@@ -41,17 +41,17 @@ public struct CPUList: Sendable, Equatable, CustomStringConvertible {
         self.init(cpus)
     }
 
-    public var count: Int { cpus.count }
-    public var isEmpty: Bool { cpus.isEmpty }
+    package var count: Int { cpus.count }
+    package var isEmpty: Bool { cpus.isEmpty }
 
-    public func intersection(_ other: CPUList) -> CPUList {
+    package func intersection(_ other: CPUList) -> CPUList {
         CPUList(Set(cpus).intersection(other.cpus))
     }
 
-    public func contains(_ cpu: Int) -> Bool { cpus.contains(cpu) }
+    package func contains(_ cpu: Int) -> Bool { cpus.contains(cpu) }
 
     /// The kernel's compact form: runs of consecutive CPUs as "a-b".
-    public var description: String {
+    package var description: String {
         var parts: [String] = []
         var index = 0
         while index < cpus.count {

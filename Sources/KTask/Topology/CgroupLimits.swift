@@ -1,36 +1,36 @@
 /// One limit on the CPUs a process may use, and where it was read.
-public struct CPULimit: Sendable, Equatable, CustomStringConvertible {
+package struct CPULimit: Sendable, Equatable, CustomStringConvertible {
     /// What kind of limit: "online", "affinity", "cpuset", "cpu quota".
-    public let kind: String
+    package let kind: String
     /// The file (or system call) it came from.
-    public let source: String
+    package let source: String
     /// The value as read, e.g. "0-5" or "50000 100000 (0.50 CPU)".
-    public let value: String
+    package let value: String
 
-    public var description: String { "\(kind): \(value) (\(source))" }
+    package var description: String { "\(kind): \(value) (\(source))" }
 }
 
 /// The cgroup limits on this process's CPUs: the cpuset it may run on and the CPU quota, each the
 /// tightest along the path from its cgroup up to the hierarchy's root. Reads cgroup v2 (`cpu.max`,
 /// `cpuset.cpus.effective`), v1 (`cpu.cfs_quota_us`/`cpu.cfs_period_us`, `cpuset.effective_cpus` or
 /// `cpuset.cpus`) and the legacy cpuset filesystem (`/proc/self/cpuset`, `effective_cpus` or `cpus`).
-public struct CgroupLimits: Sendable, Equatable {
+package struct CgroupLimits: Sendable, Equatable {
     /// CPUs the cgroup cpuset allows (nil: no cpuset found, so no restriction).
-    public let cpuset: CPUList?
+    package let cpuset: CPUList?
     /// The tightest quota as CPUs (quota ÷ period), nil where none is set.
-    public let quotaCPUs: Double?
+    package let quotaCPUs: Double?
     /// Each limit found, with its file.
-    public let limits: [CPULimit]
+    package let limits: [CPULimit]
     /// What could not be read.
-    public let notes: [String]
+    package let notes: [String]
 
     /// No cgroup limit at all.
-    public static let none = CgroupLimits(cpuset: nil, quotaCPUs: nil, limits: [], notes: [])
+    package static let none = CgroupLimits(cpuset: nil, quotaCPUs: nil, limits: [], notes: [])
 
     /// CPUs the quota allows, rounded up (a 0.5-CPU quota still needs one thread).
-    public var quotaCPUCount: Int? { quotaCPUs.map { max(1, Int(($0 - 1e-9).rounded(.up))) } }
+    package var quotaCPUCount: Int? { quotaCPUs.map { max(1, Int(($0 - 1e-9).rounded(.up))) } }
 
-    public static func read(root: SystemRoot) -> CgroupLimits {
+    package static func read(root: SystemRoot) -> CgroupLimits {
         var reader = Reader(root: root)
         return reader.read()
     }

@@ -1,31 +1,31 @@
 /// One NUMA node as sysfs describes it.
-public struct NUMANode: Sendable, Equatable {
+package struct NUMANode: Sendable, Equatable {
     /// The kernel's node id (ids can be sparse: 0, 8, 250...).
-    public let id: Int
+    package let id: Int
     /// Every CPU the kernel lists for the node (online or not, usable or not).
-    public let cpus: CPUList
+    package let cpus: CPUList
     /// MemTotal of the node, nil where `nodeN/meminfo` is missing.
-    public let memoryBytes: Int?
+    package let memoryBytes: Int?
     /// Distance to each node id (10 = local), empty where `nodeN/distance` is missing.
-    public let distances: [Int: Int]
+    package let distances: [Int: Int]
 }
 
 /// CPUs and NUMA nodes of a machine, read from sysfs under a ``SystemRoot``, with a note for every
 /// fallback taken.
-public struct NUMATopology: Sendable, Equatable {
+package struct NUMATopology: Sendable, Equatable {
     /// Nodes by ascending id; a machine without NUMA information is one node 0 with every online CPU.
-    public let nodes: [NUMANode]
+    package let nodes: [NUMANode]
     /// Online CPUs.
-    public let online: CPUList
+    package let online: CPUList
     /// Where `online` came from (a file, or the per-CPU files it was pieced from).
-    public let onlineSource: String
+    package let onlineSource: String
     /// CPUs present but offline: `cpu/present` (else the `cpuN` folders) minus the online ones. Unlike
     /// the kernel's `cpu/offline`, this leaves out CPUs that are possible but absent.
-    public let offline: CPUList
+    package let offline: CPUList
     /// What could not be read and what was assumed instead.
-    public let notes: [String]
+    package let notes: [String]
 
-    public static func read(root: SystemRoot) -> NUMATopology {
+    package static func read(root: SystemRoot) -> NUMATopology {
         var notes: [String] = []
         let (online, onlineSource) = readOnlineCPUs(root: root, notes: &notes)
         let nodes = readNodes(root: root, online: online, notes: &notes)
@@ -36,7 +36,7 @@ public struct NUMATopology: Sendable, Equatable {
     }
 
     /// The node a CPU belongs to, nil for a CPU in no node.
-    public func node(ofCPU cpu: Int) -> NUMANode? { nodes.first { $0.cpus.contains(cpu) } }
+    package func node(ofCPU cpu: Int) -> NUMANode? { nodes.first { $0.cpus.contains(cpu) } }
 
     static let cpuDirectory = "/sys/devices/system/cpu"
     static let nodeDirectory = "/sys/devices/system/node"

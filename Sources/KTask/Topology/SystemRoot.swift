@@ -4,30 +4,30 @@ import Glibc
 
 /// The filesystem root that sysfs and procfs are read under: "/" for the live machine, or a snapshot
 /// folder (as hwloc's `HWLOC_FSROOT`) for tests and for `ktask info --root`.
-public struct SystemRoot: Sendable, Equatable {
+package struct SystemRoot: Sendable, Equatable {
     /// The root folder, without a trailing slash ("" for the live "/").
-    public let path: String
+    package let path: String
 
     /// The live machine.
-    public static let live = SystemRoot(path: "/")
+    package static let live = SystemRoot(path: "/")
 
-    public init(path: String) {
+    package init(path: String) {
         var trimmed = path
         while trimmed.hasSuffix("/") { trimmed.removeLast() }
         self.path = trimmed
     }
 
     /// Whether this is the running machine's own root (so system calls describe it too).
-    public var isLive: Bool { path.isEmpty }
+    package var isLive: Bool { path.isEmpty }
 
     /// The full path of `absolute` (e.g. "/sys/devices/system/cpu/online") under this root.
-    public func resolve(_ absolute: String) -> String { path + absolute }
+    package func resolve(_ absolute: String) -> String { path + absolute }
 
     /// The text of a small file, or nil if it is missing or unreadable.
-    public func read(_ absolute: String) -> String? { readSmallFile(resolve(absolute)) }
+    package func read(_ absolute: String) -> String? { readSmallFile(resolve(absolute)) }
 
     /// The entries of a directory (without "." and ".."), or nil if it cannot be listed.
-    public func list(_ absolute: String) -> [String]? {
+    package func list(_ absolute: String) -> [String]? {
         guard let directory = opendir(resolve(absolute)) else { return nil }
         defer { closedir(directory) }
         var names: [String] = []

@@ -53,7 +53,7 @@ public struct TuningProfile: Codable, Sendable, Equatable {
     /// The knee of a throughput curve: the thread count past which one more thread adds less than
     /// `minimumGain` × the 1-thread throughput (or loses throughput). `throughput[i]` is measured at
     /// i + 1 threads. The rule `ktask tune` and adaptive mode share.
-    public static func knee(throughput: [Double], minimumGain: Double) -> Int {
+    package static func knee(throughput: [Double], minimumGain: Double) -> Int {
         guard let single = throughput.first else { return 1 }
         for threads in 2...max(2, throughput.count) where threads <= throughput.count {
             if throughput[threads - 1] - throughput[threads - 2] < minimumGain * single { return threads - 1 }

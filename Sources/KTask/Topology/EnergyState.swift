@@ -1,12 +1,12 @@
 /// Whether the machine is set to save energy, and why: on battery, a low-power platform profile, an
 /// energy-performance preference of `power`, or a cpufreq governor that trades speed for energy.
 /// ktask then uses no helpers by default, so a job costs no more energy than a plain loop.
-public struct EnergyState: Sendable, Equatable {
-    public let restricted: Bool
+package struct EnergyState: Sendable, Equatable {
+    package let restricted: Bool
     /// Why it is restricted, or what was found that is not a reason to restrict.
-    public let reason: String
+    package let reason: String
 
-    public static func read(root: SystemRoot) -> EnergyState {
+    package static func read(root: SystemRoot) -> EnergyState {
         var findings: [String] = []
         if let battery = onBattery(root: root) { return EnergyState(restricted: true, reason: battery) }
         if let profile = root.read("/sys/firmware/acpi/platform_profile")?.trimmingCharacters(in: " \n\0") {
