@@ -2,7 +2,7 @@
 # Boots a small Linux with two NUMA nodes under qemu (Debian's kernel, a busybox initramfs holding a
 # ktask built with the Swift stdlib linked in) and checks, by reading the kernel back inside it, that a
 # job placed on node 1 runs on node 1's CPUs (sched_getcpu) and puts its pages on node 1 (move_pages),
-# also under `taskset -c 0,2` (no chunk may run outside the mask).
+# also under `taskset -c 0,3,4` (no chunk may run outside the mask).
 # Prints the guest's `ktask info` and `ktask check-placement` output; exits 0 only if the check passed.
 # Needs root for apt-get where qemu-system-x86, busybox-static or cpio are missing. Takes 1-5 minutes
 # (most of it the release build; the guest boots in about 10 s under software emulation).
@@ -57,11 +57,12 @@ for node in 1 0; do
   echo "=== ktask check-placement --node $node"
   /bin/ktask check-placement --node $node --size 64M || status=1
 done
-# Under an affinity mask that holds one CPU of each node, helpers must stay inside it: every chunk's CPU
-# (sched_getcpu) is read back, and one outside the mask fails the check.
+# Under an affinity mask that holds two of node 1's three CPUs (a helper runs there too) and one of
+# node 0's, helpers must stay inside it: every chunk's CPU (sched_getcpu) is read back, and one outside
+# the mask (CPU 5, or 1-2) fails the check.
 for node in 1 0; do
-  echo "=== taskset -c 0,2 ktask check-placement --node $node"
-  taskset -c 0,2 /bin/ktask check-placement --node $node --size 64M || status=1
+  echo "=== taskset -c 0,3,4 ktask check-placement --node $node"
+  taskset -c 0,3,4 /bin/ktask check-placement --node $node --size 64M || status=1
 done
 echo "=== exit status $status"
 poweroff -f
@@ -71,9 +72,9 @@ chmod +x "$root/init"
 
 # Software emulation: the guest boots in seconds, and nested KVM is not dependable (here it hangs).
 log="$work/guest.log"
-timeout 300 qemu-system-x86_64 -machine q35,accel=tcg -m 2G -smp 4 \
+timeout 300 qemu-system-x86_64 -machine q35,accel=tcg -m 2G -smp 6 \
   -object memory-backend-ram,id=m0,size=1G -object memory-backend-ram,id=m1,size=1G \
-  -numa node,nodeid=0,cpus=0-1,memdev=m0 -numa node,nodeid=1,cpus=2-3,memdev=m1 \
+  -numa node,nodeid=0,cpus=0-2,memdev=m0 -numa node,nodeid=1,cpus=3-5,memdev=m1 \
   -kernel "$work/vmlinuz" -initrd "$work/initramfs.gz" \
   -append "console=ttyS0 quiet panic=-1 rdinit=/init" -nographic -no-reboot > "$log" 2>&1 || true
 sed -n '/=== nodes/,/=== exit status/p' "$log" | tr -d '\r' | sed 's/\x1bc//g; s/\x1b\[[0-9;?]*[a-zA-Z]//g'
