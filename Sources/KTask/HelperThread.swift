@@ -79,15 +79,15 @@ final class HelperThread: @unchecked Sendable {
             pool.threadFinishedLocked(self, node: work.node)
             pool.lock.unlock()
             work.work.finished?(work.work.context, work.argument)
-            // Poll for the next job; an assignment seen but taken back (the job ran out of grains
-            // first) does not end the polling early.
+            // Poll for the next job without the lock (the caller's next job takes it to hand one
+            // out); an assignment seen but taken back (the job ran out of grains first) does not end
+            // the polling early.
             let deadline = monotonicNanoseconds() + Self.spinNanoseconds
-            pool.lock.lock()
-            while assignment == nil {
-                pool.lock.unlock()
+            while true {
                 let seen = spinForWork(until: deadline)
                 pool.lock.lock()
-                if !seen { break }
+                if !seen || assignment != nil { break }
+                pool.lock.unlock()
             }
         }
         pool.lock.unlock()

@@ -55,6 +55,9 @@ final class JobState: @unchecked Sendable {
         var released = false
     }
 
+    /// Helpers that have picked their assignment up (the caller need not take any back once all have).
+    let joined = Atomic<Int>(0)
+
     /// Adaptive mode: items and claims completed so far, all threads, and the slots still admitted.
     private let itemsDone = Atomic<Int>(0)
     private let claimsDone = Atomic<Int>(0)
@@ -125,6 +128,7 @@ final class JobState: @unchecked Sendable {
 
     /// A helper's share: claim until nothing is left; then give back a boost the caller lent it.
     private func helperShare(slot: Int) {
+        joined.add(1, ordering: .relaxed)
         if policy.helpersReportProgress {
             tids[slot].store(CKTask_gettid(), ordering: .relaxed)
             lastProgress[slot].store(monotonicNanoseconds(), ordering: .relaxed)

@@ -89,7 +89,7 @@ struct HelperDispatcher {
     let job: JobState
     let pool: KTaskPool
     let nice: Int32
-    /// The slot the next helper gets.
+    /// The slot the next helper gets (1 + helpers dispatched so far).
     private var nextSlot = 1
     private var revoked = false
 
@@ -114,6 +114,8 @@ struct HelperDispatcher {
     mutating func revokeUnstarted() {
         guard !revoked else { return }
         revoked = true
+        // Every helper dispatched has joined: nothing to take back, no need for the pool's lock.
+        guard job.joined.load(ordering: .relaxed) < nextSlot - 1 else { return }
         job.latch.countDown(pool.revoke(job.work))
     }
 }

@@ -36,26 +36,35 @@ struct CheckPlacementCommand: ParsableCommand {
         try NodeMemory.bind(UnsafeMutableRawBufferPointer(start: base, count: bytes), to: [node])
 
         let seen = Mutex<Set<Int>>([])
+        // The CPUs each chunk's thread may run on: where it ran can be luck, where it may run is not.
+        let masks = Mutex<Set<[Int]>>([])
         let address = UInt(bitPattern: base)
         let report = try KTask.run(perNode: [NodeRange(node: node, range: 0..<(bytes / pageSize))],
                                    options: KTaskOptions(minChunk: 16)) { pages in
             let cpu = Affinity.currentCPU()
+            let mask = Affinity.current()?.cpus ?? []
             seen.withLock { _ = $0.insert(cpu) }
+            masks.withLock { _ = $0.insert(mask) }
             for page in pages {
                 UnsafeMutableRawPointer(bitPattern: address + UInt(page * pageSize))!.storeBytes(of: 1, as: UInt8.self)
             }
         }
         let pageNodes = try NodeMemory.nodes(ofPagesIn: UnsafeRawBufferPointer(start: base, count: bytes), pageSize: pageSize)
         let cpusSeen = seen.withLock { $0.sorted() }
+        let masksSeen = masks.withLock { $0.sorted { $0.lexicographicallyPrecedes($1) } }
         let onNode = pageNodes.filter { $0 == node }.count
-        // Every chunk on the node's usable CPUs, none outside the process's affinity mask (taskset).
-        let ok = cpusSeen.allSatisfy { nodeCPUs.contains($0) && processMask.contains($0) } && onNode == pageNodes.count
+        // Every chunk on the node's usable CPUs, and no thread even allowed outside them or outside the
+        // process's affinity mask (taskset).
+        let allowed = Set(nodeCPUs.cpus).intersection(processMask.cpus)
+        let ok = cpusSeen.allSatisfy(allowed.contains) && masksSeen.allSatisfy { $0.allSatisfy(allowed.contains) }
+            && onNode == pageNodes.count
         struct Result: Encodable {
-            let node: Int, node_cpus: [Int], process_affinity: [Int], cpus_seen: [Int], threads_used: Int, pages: Int,
-                pages_on_node: Int, ok: Bool
+            let node: Int, node_cpus: [Int], process_affinity: [Int], cpus_seen: [Int], thread_masks_seen: [[Int]], threads_used: Int,
+                pages: Int, pages_on_node: Int, ok: Bool
         }
         print(try encodeJSON(Result(node: node, node_cpus: nodeCPUs.cpus, process_affinity: processMask.cpus, cpus_seen: cpusSeen,
-                                    threads_used: report.threadsUsed, pages: pageNodes.count, pages_on_node: onNode, ok: ok)))
+                                    thread_masks_seen: masksSeen, threads_used: report.threadsUsed, pages: pageNodes.count,
+                                    pages_on_node: onNode, ok: ok)))
         if !ok { throw ExitCode(1) }
     }
 }
