@@ -60,6 +60,25 @@ struct LimitsCLITests {
         #expect(rows.last?["threads_used"] as? Int == 1)
     }
 
+    @Test("check-placement reads back each chunk's CPU and thread mask; none is outside the node or taskset's mask",
+          .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/taskset"), "needs taskset (util-linux)"))
+    func checkPlacementReadsMasksBack() throws {
+        let ktask = try ktaskExecutable()
+        for prefix in [[], ["/usr/bin/taskset", "-c", "1"]] {
+            let arguments = [ktask, "check-placement", "--node", "0", "--size", "8M"]
+            let run = prefix.isEmpty ? try runKTask(Array(arguments.dropFirst()))
+                : try runCommand(prefix[0], Array(prefix.dropFirst()) + arguments)
+            #expect(run.status == 0, "\(run.stderr)")
+            let document = try decodeJSON(run.stdout)
+            let allowed = Set(try #require(document["process_affinity"] as? [Int]))
+            let masks = try #require(document["thread_masks_seen"] as? [[Int]])
+            #expect(!masks.isEmpty && masks.allSatisfy { Set($0).isSubset(of: allowed) }, "\(run.stdout)")
+            #expect((document["cpus_seen"] as? [Int])?.allSatisfy(allowed.contains) == true)
+            #expect(document["ok"] as? Bool == true)
+            if !prefix.isEmpty { #expect(allowed == [1]) }
+        }
+    }
+
     @Test("in a cgroup with a 0.5-CPU quota and a one-CPU cpuset, the budget is 1 and jobs use one thread",
           .enabled(if: cgroupV1Writable(), "needs root and writable cgroup v1 cpu and cpuset hierarchies: skipped"))
     func cgroupQuotaAndCpuset() throws {
