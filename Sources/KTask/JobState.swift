@@ -28,31 +28,38 @@ final class JobState: @unchecked Sendable {
     let callerNice: Int32
     private let helpersIsolated: Bool
 
-    /// cursors[p]: the next grain of part p to hand out.
-    private let cursors: UnsafeMutablePointer<Atomic<Int>>
     /// Set once a chunk failed or the job was cancelled: no claim starts after it.
     private let stopped = Atomic<Bool>(false)
     private let firstError = Mutex<(any Error)?>(nil)
+
+    // The per-part and per-slot arrays below share one allocation (a job's cost is partly its mallocs).
+    private let arena: UnsafeMutableRawPointer
+    /// cursors[p]: the next grain of part p to hand out.
+    private let cursors: UnsafeMutablePointer<Atomic<Int>>
+    /// firstGrain[p]: where part p's grains start in `claimed`.
+    private let firstGrain: UnsafeMutablePointer<Int>
+    /// claimsRun[slot]: claims participant `slot` completed; −1 for a helper that never joined.
+    private let claimsRun: UnsafeMutablePointer<Int>
+    /// Priority boost: each helper's thread id once it joined, and the time of its last completed claim.
+    let tids: UnsafeMutablePointer<Atomic<Int32>>
+    let lastProgress: UnsafeMutablePointer<Atomic<Int64>>
     /// claimed[firstGrain[p] + g]: the grains in the completed claim that starts at grain g of part p
     /// (0: none starts there). Written only by the claimer; read by the caller after the latch reached
     /// zero (which orders the two).
-    private let claimed: UnsafeMutableBufferPointer<Int32>
-    private let firstGrain: [Int]
-    /// claimsRun[slot]: claims participant `slot` completed; −1 for a helper that never joined.
-    private let claimsRun: UnsafeMutableBufferPointer<Int>
+    private let claimed: UnsafeMutablePointer<Int32>
+    private let grainTotal: Int
+    /// Priority boost: whether each participant left, and whether the caller lent it its priority (and
+    /// took it out of the idle cgroup). Read and written only under `participantsLock`.
+    let participantFlags: UnsafeMutablePointer<ParticipantFlags>
+    let participantsLock = Mutex<Void>(())
 
-    /// Priority boost: each helper's thread id once it joined, the time of its last completed claim, and
-    /// whether it left or the caller lent it its priority (``PriorityBoost``).
-    let tids: UnsafeMutablePointer<Atomic<Int32>>
-    let lastProgress: UnsafeMutablePointer<Atomic<Int64>>
-    let participants: Mutex<[Participant]>
-
-    struct Participant {
-        var done = false
+    struct ParticipantFlags: OptionSet {
+        let rawValue: UInt8
+        static let done = ParticipantFlags(rawValue: 1)
         /// The caller lent it its nice value.
-        var boosted = false
+        static let boosted = ParticipantFlags(rawValue: 2)
         /// The caller also took it out of the helpers' idle cgroup.
-        var released = false
+        static let released = ParticipantFlags(rawValue: 4)
     }
 
     /// Helpers that have picked their assignment up (the caller need not take any back once all have).
@@ -76,39 +83,40 @@ final class JobState: @unchecked Sendable {
         self.helpersIsolated = helpersIsolated
         self.cancellation = cancellation
         self.chunkFunction = chunk
-        cursors = .allocate(capacity: plans.count)
-        for index in plans.indices { (cursors + index).initialize(to: Atomic(0)) }
-        var offsets: [Int] = []
-        var total = 0
-        for plan in plans {
-            offsets.append(total)
-            total += plan.grainCount
+        let parts = plans.count
+        grainTotal = plans.reduce(0) { $0 + $1.grainCount }
+        // 8-byte arrays first, then the 4-byte ones, then the flags: every array is aligned.
+        let words = 2 * parts + 2 * slots
+        arena = .allocate(byteCount: 8 * words + 4 * (slots + grainTotal) + slots, alignment: 8)
+        cursors = arena.bindMemory(to: Atomic<Int>.self, capacity: parts)
+        firstGrain = (arena + 8 * parts).bindMemory(to: Int.self, capacity: parts)
+        claimsRun = (arena + 16 * parts).bindMemory(to: Int.self, capacity: slots)
+        lastProgress = (arena + 16 * parts + 8 * slots).bindMemory(to: Atomic<Int64>.self, capacity: slots)
+        tids = (arena + 8 * words).bindMemory(to: Atomic<Int32>.self, capacity: slots)
+        claimed = (arena + 8 * words + 4 * slots).bindMemory(to: Int32.self, capacity: grainTotal)
+        participantFlags = (arena + 8 * words + 4 * (slots + grainTotal)).bindMemory(to: ParticipantFlags.self, capacity: slots)
+        var offset = 0
+        for (part, plan) in plans.enumerated() {
+            (cursors + part).initialize(to: Atomic(0))
+            (firstGrain + part).initialize(to: offset)
+            offset += plan.grainCount
         }
-        firstGrain = offsets
-        claimed = .allocate(capacity: total)
-        claimed.initialize(repeating: 0)
-        claimsRun = .allocate(capacity: slots)
-        claimsRun.initialize(repeating: -1)
-        tids = .allocate(capacity: slots)
-        lastProgress = .allocate(capacity: slots)
+        claimed.initialize(repeating: 0, count: grainTotal)
+        claimsRun.initialize(repeating: -1, count: slots)
+        participantFlags.initialize(repeating: [], count: slots)
         // A helper that has not started yet counts as having made progress when the job began.
         let created = policy.helpersReportProgress ? monotonicNanoseconds() : 0
         for slot in 0..<slots {
             (tids + slot).initialize(to: Atomic(0))
             (lastProgress + slot).initialize(to: Atomic(created))
         }
-        participants = Mutex(policy.helpersReportProgress ? Array(repeating: Participant(), count: slots) : [])
     }
 
     deinit {
         cursors.deinitialize(count: plans.count)
-        cursors.deallocate()
-        claimed.deallocate()
-        claimsRun.deallocate()
         tids.deinitialize(count: slots)
-        tids.deallocate()
         lastProgress.deinitialize(count: slots)
-        lastProgress.deallocate()
+        arena.deallocate()
     }
 
     /// The job as pool work: each helper's share, then its count-down on the latch.
@@ -136,10 +144,11 @@ final class JobState: @unchecked Sendable {
         participate(slot: slot)
         guard policy.helpersReportProgress else { return }
         // Under the lock: the caller cannot boost this helper any more once it is marked done.
-        let (boosted, released) = participants.withLock { list in
-            list[slot].done = true
-            return (list[slot].boosted, list[slot].released)
+        let flags = participantsLock.withLock { _ in
+            participantFlags[slot].insert(.done)
+            return participantFlags[slot]
         }
+        let (boosted, released) = (flags.contains(.boosted), flags.contains(.released))
         if boosted { ThreadPriority.setCurrentThreadNice(helperNice) }
         if released && helpersIsolated { HelperIsolation.current.admit(tid: tids[slot].load(ordering: .relaxed)) }
     }
@@ -225,7 +234,7 @@ final class JobState: @unchecked Sendable {
     }
 
     /// After the latch reached zero: claims completed by each thread that joined, the caller first.
-    var claimsPerThread: [Int] { claimsRun.filter { $0 >= 0 } }
+    var claimsPerThread: [Int] { UnsafeBufferPointer(start: claimsRun, count: slots).filter { $0 >= 0 } }
 }
 
 /// What stops a job: its options' token, an async job's task, or (on the caller, for the blocking

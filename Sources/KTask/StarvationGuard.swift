@@ -108,17 +108,17 @@ struct PriorityBoost {
 
     private mutating func boostOne(starvedAfter: Int64) {
         let now = monotonicNanoseconds()
-        let done = job.participants.withLock { list -> Bool in
+        let done = job.participantsLock.withLock { _ -> Bool in
             // Under the lock: the helper cannot leave the job (and keep the boost) meanwhile.
             guard let slot = (1..<job.slots).first(where: { slot in
                 let tid = job.tids[slot].load(ordering: .relaxed)
-                return tid != 0 && !list[slot].done && !list[slot].boosted
+                return tid != 0 && job.participantFlags[slot].isDisjoint(with: [.done, .boosted])
                     && now - job.lastProgress[slot].load(ordering: .relaxed) > starvedAfter
             }) else { return false }
             let tid = job.tids[slot].load(ordering: .relaxed)
-            list[slot].boosted = CKTask_set_nice_of(tid, job.callerNice) == 0
-            guard list[slot].boosted else { return false }
-            list[slot].released = HelperIsolation.current.release(tid: tid)
+            guard CKTask_set_nice_of(tid, job.callerNice) == 0 else { return false }
+            job.participantFlags[slot].insert(.boosted)
+            if HelperIsolation.current.release(tid: tid) { job.participantFlags[slot].insert(.released) }
             return true
         }
         if done { boosted += 1 }
