@@ -51,6 +51,7 @@ enum MultithreadedJob {
     }
 
     /// One call on the calling thread: no helper, no system call, nothing allocated.
+    @inline(__always)
     private static func runInline(_ range: Range<Int>, start: ContinuousClock.Instant,
                                   _ chunk: (Range<Int>) throws -> Void) throws -> KTaskReport {
         try chunk(range)

@@ -36,6 +36,7 @@ struct ThreadPlan {
     }
 
     /// Validates the job's input against the machine (the same way whatever its size) and sizes it.
+    @inline(__always)
     static func make(_ input: JobInput, options: KTaskOptions) throws(KTaskError) -> Shape {
         switch input {
         case .range(let range):
