@@ -1,6 +1,10 @@
 import CKTaskShims
 import Synchronization
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// The shared state of one multithreaded job: a cursor per part that every participant claims grains
 /// from (the claim loop), the first error, the per-grain map that undo walks, and the latch its caller
 /// waits on. One per job, owned by the caller; helpers reach it unretained through ``work`` and never
@@ -49,9 +53,11 @@ final class JobState: @unchecked Sendable {
     private let claimed: UnsafeMutablePointer<Int32>
     private let grainTotal: Int
     /// Priority boost: whether each participant left, and whether the caller lent it its priority (and
-    /// took it out of the idle cgroup). Read and written only under `participantsLock`.
+    /// took it out of the idle cgroup). Read and written only inside ``withParticipantsLocked(_:)``.
     let participantFlags: UnsafeMutablePointer<ParticipantFlags>
-    let participantsLock = Mutex<Void>(())
+    /// A pthread mutex in the arena (no allocation of its own; ThreadSanitizer understands it, where it
+    /// does not understand Synchronization.Mutex on this toolchain).
+    private let participantsMutex: UnsafeMutablePointer<pthread_mutex_t>
 
     struct ParticipantFlags: OptionSet {
         let rawValue: UInt8
@@ -85,9 +91,14 @@ final class JobState: @unchecked Sendable {
         self.chunkFunction = chunk
         let parts = plans.count
         grainTotal = plans.reduce(0) { $0 + $1.grainCount }
-        // 8-byte arrays first, then the 4-byte ones, then the flags: every array is aligned.
+        // The mutex and the 8-byte arrays first, then the 4-byte ones, then the flags: all aligned.
+        let mutexBytes = (MemoryLayout<pthread_mutex_t>.size + 7) / 8 * 8
         let words = 2 * parts + 2 * slots
-        arena = .allocate(byteCount: 8 * words + 4 * (slots + grainTotal) + slots, alignment: 8)
+        let allocation = UnsafeMutableRawPointer.allocate(byteCount: mutexBytes + 8 * words + 4 * (slots + grainTotal) + slots,
+                                                          alignment: 8)
+        participantsMutex = allocation.bindMemory(to: pthread_mutex_t.self, capacity: 1)
+        pthread_mutex_init(participantsMutex, nil)
+        arena = allocation + mutexBytes
         cursors = arena.bindMemory(to: Atomic<Int>.self, capacity: parts)
         firstGrain = (arena + 8 * parts).bindMemory(to: Int.self, capacity: parts)
         claimsRun = (arena + 16 * parts).bindMemory(to: Int.self, capacity: slots)
@@ -116,7 +127,15 @@ final class JobState: @unchecked Sendable {
         cursors.deinitialize(count: plans.count)
         tids.deinitialize(count: slots)
         lastProgress.deinitialize(count: slots)
-        arena.deallocate()
+        pthread_mutex_destroy(participantsMutex)
+        UnsafeMutableRawPointer(participantsMutex).deallocate()
+    }
+
+    /// Runs `body` holding the participants' lock (the priority boost's flags).
+    func withParticipantsLocked<T>(_ body: () throws -> T) rethrows -> T {
+        pthread_mutex_lock(participantsMutex)
+        defer { pthread_mutex_unlock(participantsMutex) }
+        return try body()
     }
 
     /// The job as pool work: each helper's share, then its count-down on the latch.
@@ -144,7 +163,7 @@ final class JobState: @unchecked Sendable {
         participate(slot: slot)
         guard policy.helpersReportProgress else { return }
         // Under the lock: the caller cannot boost this helper any more once it is marked done.
-        let flags = participantsLock.withLock { _ in
+        let flags = withParticipantsLocked {
             participantFlags[slot].insert(.done)
             return participantFlags[slot]
         }

@@ -108,7 +108,7 @@ struct PriorityBoost {
 
     private mutating func boostOne(starvedAfter: Int64) {
         let now = monotonicNanoseconds()
-        let done = job.participantsLock.withLock { _ -> Bool in
+        let done = job.withParticipantsLocked { () -> Bool in
             // Under the lock: the helper cannot leave the job (and keep the boost) meanwhile.
             guard let slot = (1..<job.slots).first(where: { slot in
                 let tid = job.tids[slot].load(ordering: .relaxed)

@@ -13,7 +13,8 @@ package struct CPULimit: Sendable, Equatable, CustomStringConvertible {
 /// The cgroup limits on this process's CPUs: the cpuset it may run on and the CPU quota, each the
 /// tightest along the path from its cgroup up to the hierarchy's root. Reads cgroup v2 (`cpu.max`,
 /// `cpuset.cpus.effective`), v1 (`cpu.cfs_quota_us`/`cpu.cfs_period_us`, `cpuset.effective_cpus` or
-/// `cpuset.cpus`) and the legacy cpuset filesystem (`/proc/self/cpuset`, `effective_cpus` or `cpus`).
+/// `cpuset.cpus`; `effective_cpus` or `cpus` on a mount with the `noprefix` option) and the legacy cpuset
+/// filesystem (`/proc/self/cpuset`, `effective_cpus` or `cpus`).
 package struct CgroupLimits: Sendable, Equatable {
     /// CPUs the cgroup cpuset allows (nil: no cpuset found, so no restriction).
     package let cpuset: CPUList?
@@ -124,6 +125,8 @@ package struct CgroupLimits: Sendable, Equatable {
         mutating func readCpuset(mount: Mount, path: String) -> CPUList? {
             let files: [String] = switch mount.kind {
             case .v2: ["cpuset.cpus.effective"]
+            // A v1 cpuset mounted with `noprefix` names its files as the legacy cpuset filesystem does.
+            case .v1(let options) where options.contains("noprefix"): ["effective_cpus", "cpus"]
             case .v1: ["cpuset.effective_cpus", "cpuset.cpus"]
             case .legacyCpuset: ["effective_cpus", "cpus"]
             }

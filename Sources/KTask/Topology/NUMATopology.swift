@@ -68,7 +68,7 @@ package struct NUMATopology: Sendable, Equatable {
             notes.append("no NUMA nodes in \(root.resolve(nodeDirectory)); treating the machine as node 0")
             return [NUMANode(id: 0, cpus: online, memoryBytes: nil, distances: [:])]
         }
-        return ids.map { id in
+        let nodes = ids.map { id in
             let base = "\(nodeDirectory)/node\(id)"
             var cpus = CPUList([])
             if let text = root.read("\(base)/cpulist"), let list = CPUList(parsing: text) {
@@ -85,6 +85,27 @@ package struct NUMATopology: Sendable, Equatable {
             return NUMANode(id: id, cpus: cpus, memoryBytes: root.read("\(base)/meminfo").flatMap(parseMemTotal),
                             distances: distances)
         }
+        return consistent(nodes, online: online, notes: &notes)
+    }
+
+    /// Nodes whose CPU sets overlap cannot be true (a firmware bug): like hwloc, read the machine as one
+    /// node holding every CPU (the nodes' and the online ones), with a note saying why.
+    private static func consistent(_ nodes: [NUMANode], online: CPUList, notes: inout [String]) -> [NUMANode] {
+        var owner: [Int: Int] = [:]
+        for node in nodes {
+            for cpu in node.cpus.cpus {
+                if let first = owner[cpu] {
+                    notes.append("nodes \(first) and \(node.id) both claim CPU \(cpu): the firmware's NUMA data is "
+                                 + "inconsistent; read as one node holding every CPU (as hwloc does)")
+                    let memory = nodes.allSatisfy { $0.memoryBytes != nil }
+                        ? nodes.reduce(0) { $0 &+ ($1.memoryBytes ?? 0) } : nil
+                    let cpus = CPUList(nodes.flatMap(\.cpus.cpus) + online.cpus)
+                    return [NUMANode(id: nodes[0].id, cpus: cpus, memoryBytes: memory, distances: [:])]
+                }
+                owner[cpu] = node.id
+            }
+        }
+        return nodes
     }
 
     /// "Node 0 MemTotal:   47925628 kB" → bytes.
