@@ -54,7 +54,17 @@ struct MachineInfo {
         lines.append("NUMA nodes: \(budget.topology.nodes.count)")
         for (node, cpus) in budget.usableByNode {
             let memory = node.memoryBytes.map { String(format: "%.1f GiB", Double($0) / Double(1 << 30)) } ?? "unknown"
-            lines.append("  node \(node.id): usable CPUs \(cpus.isEmpty ? "none" : "\(cpus) (\(cpus.count))"), memory \(memory)")
+            let kind = budget.topology.memoryKind(of: node).map { " (\($0))" } ?? ""
+            let allowed = budget.memoryAllowed(on: node.id) ? "" : ", memory not allowed"
+            var line = "  node \(node.id): usable CPUs \(cpus.isEmpty ? "none" : "\(cpus) (\(cpus.count))"), memory \(memory)\(kind)\(allowed)"
+            if node.cpus.isEmpty {
+                let serving = budget.servingCPUs(of: node)
+                line += ", served by CPUs \(serving.cpus.isEmpty ? "none" : serving.cpus.description) (\(serving.reason))"
+            }
+            lines.append(line)
+        }
+        if let allowed = budget.allowedMemoryNodes {
+            lines.append("memory allowed on nodes: \(allowed) (\(budget.allowedMemorySource))")
         }
         lines.append("offline CPUs: \(budget.topology.offline.isEmpty ? "none" : budget.topology.offline.description)")
         lines.append("limits:")
@@ -80,7 +90,23 @@ struct MachineInfo {
     }
 
     struct JSON: Encodable {
-        struct Node: Encodable { let id: Int; let cpus: [Int]; let memory_bytes: Int? }
+        struct Node: Encodable {
+            let id: Int; let cpus: [Int]; let memory_bytes: Int?; let memory_allowed: Bool; let kind: String?
+            let serving_cpus: [Int]; let serving_reason: String
+            enum CodingKeys: CodingKey { case id, cpus, memory_bytes, memory_allowed, kind, serving_cpus, serving_reason }
+            /// Unknown values are null, not left out.
+            func encode(to encoder: any Encoder) throws {
+                var container = encoder.container(keyedBy: CodingKeys.self)
+                try container.encode(id, forKey: .id)
+                try container.encode(cpus, forKey: .cpus)
+                try container.encode(memory_bytes, forKey: .memory_bytes)
+                try container.encode(memory_allowed, forKey: .memory_allowed)
+                try container.encode(kind, forKey: .kind)
+                try container.encode(serving_cpus, forKey: .serving_cpus)
+                try container.encode(serving_reason, forKey: .serving_reason)
+            }
+        }
+        struct MemoryNodes: Encodable { let nodes: [Int]?; let source: String }
         struct Limit: Encodable { let kind: String; let source: String; let value: String }
         struct Energy: Encodable { let restricted: Bool; let reason: String }
         struct Cap: Encodable { let max_busy_helpers: Int; let source: String }
@@ -89,6 +115,7 @@ struct MachineInfo {
         struct Profile: Encodable { let path: String; let classes: [String: Int] }
         let root: String
         let nodes: [Node]
+        let allowed_memory_nodes: MemoryNodes
         let usable_cpus: [Int]
         let offline_cpus: [Int]
         let cpu_budget: Int
@@ -105,7 +132,13 @@ struct MachineInfo {
     func json() throws -> String {
         let value = JSON(
             root: budget.root.isLive ? "/" : budget.root.path,
-            nodes: budget.usableByNode.map { .init(id: $0.node.id, cpus: $0.cpus.cpus, memory_bytes: $0.node.memoryBytes) },
+            nodes: budget.usableByNode.map { node, cpus in
+                let serving = budget.servingCPUs(of: node)
+                return .init(id: node.id, cpus: cpus.cpus, memory_bytes: node.memoryBytes,
+                             memory_allowed: budget.memoryAllowed(on: node.id), kind: budget.topology.memoryKind(of: node),
+                             serving_cpus: serving.cpus.cpus, serving_reason: serving.reason)
+            },
+            allowed_memory_nodes: .init(nodes: budget.allowedMemoryNodes?.cpus, source: budget.allowedMemorySource),
             usable_cpus: budget.usable.cpus, offline_cpus: budget.topology.offline.cpus, cpu_budget: budget.budget,
             limits: budget.limits.map { .init(kind: $0.kind, source: $0.source, value: $0.value) },
             energy: .init(restricted: energy.restricted, reason: energy.reason),

@@ -17,6 +17,11 @@ package struct CPUBudget: Sendable, Equatable {
     package let limits: [CPULimit]
     /// Fallbacks taken, each with its reason.
     package let notes: [String]
+    /// The nodes this process may place memory on; nil: every node. From `Mems_allowed_list` in
+    /// `/proc/self/status`, else the cgroup cpuset's mems.
+    package let allowedMemoryNodes: CPUList?
+    /// Where ``allowedMemoryNodes`` was read ("" where nothing restricts memory).
+    package let allowedMemorySource: String
 
     package static func read(root: SystemRoot = .live) -> CPUBudget {
         let topology = NUMATopology.read(root: root)
@@ -43,8 +48,19 @@ package struct CPUBudget: Sendable, Equatable {
         let (usable, fallback) = Self.usable(online: topology.online, affinity: affinity, cpuset: cgroup.cpuset)
         if let fallback { notes.append(fallback) }
         let budget = min(usable.count, cgroup.quotaCPUCount ?? Int.max)
+        var memory = (nodes: cgroup.memoryNodes, source: cgroup.memoryNodesSource)
+        if let status = root.read("/proc/self/status") {
+            for line in status.split(separator: "\n") where line.hasPrefix("Mems_allowed_list:") {
+                if let list = CPUList(parsing: String(line.dropFirst("Mems_allowed_list:".count))), !list.isEmpty {
+                    memory = (list, "/proc/self/status Mems_allowed_list")
+                }
+            }
+        }
+        // Every node allowed restricts nothing.
+        if let nodes = memory.nodes, topology.nodes.allSatisfy({ nodes.contains($0.id) }) { memory = (nil, "") }
         return CPUBudget(root: root, topology: topology, affinity: affinity, cgroup: cgroup, usable: usable,
-                         budget: max(1, budget), limits: limits, notes: notes)
+                         budget: max(1, budget), limits: limits, notes: notes, allowedMemoryNodes: memory.nodes,
+                         allowedMemorySource: memory.source)
     }
 
     /// The CPUs a process may use: online ∩ affinity ∩ cpuset (a nil limit restricts nothing). Where
@@ -57,6 +73,33 @@ package struct CPUBudget: Sendable, Equatable {
         if !allowed.isEmpty { return (allowed, "online ∩ affinity ∩ cpuset is empty; using online ∩ affinity") }
         return (online, "online ∩ affinity is empty; using the online CPUs")
     }
+
+    /// The CPUs a job placed on `node` runs on, and why: a node's own usable CPUs; for a memory-only node
+    /// (the kernel lists no CPU for it: HBM, NVM, CXL or GPU memory) the usable CPUs of the nodes that
+    /// access it best (`access0` initiators, else `access1`), else of the nodes at the smallest distance.
+    package func servingCPUs(of node: NUMANode) -> (cpus: CPUList, reason: String) {
+        guard node.cpus.isEmpty else { return (node.cpus.intersection(usable), "its own CPUs") }
+        func usableCPUs(of ids: [Int]) -> CPUList {
+            CPUList(topology.nodes.filter { ids.contains($0.id) }.flatMap { $0.cpus.intersection(usable).cpus })
+        }
+        for (access, initiators) in node.accessInitiators.enumerated() where !initiators.isEmpty {
+            let cpus = usableCPUs(of: initiators)
+            if !cpus.isEmpty {
+                return (cpus, "access\(access) initiators: node\(initiators.count > 1 ? "s" : "") "
+                              + initiators.map(String.init).joined(separator: ","))
+            }
+        }
+        let withCPUs = topology.nodes.filter { !$0.cpus.intersection(usable).isEmpty && node.distances[$0.id] != nil }
+        if let nearest = withCPUs.map({ node.distances[$0.id]! }).min() {
+            let ids = withCPUs.filter { node.distances[$0.id] == nearest }.map(\.id)
+            return (usableCPUs(of: ids), "nearest by distance (\(nearest)): node\(ids.count > 1 ? "s" : "") "
+                                          + ids.map(String.init).joined(separator: ","))
+        }
+        return (usable, "no initiators or distances: every usable CPU")
+    }
+
+    /// Whether this process may place memory on `node` (the cgroup cpuset's mems, or `Mems_allowed_list`).
+    package func memoryAllowed(on node: Int) -> Bool { allowedMemoryNodes?.contains(node) ?? true }
 
     /// Each node's usable CPUs (empty for a node the process may not run on), every node listed.
     package var usableByNode: [(node: NUMANode, cpus: CPUList)] {

@@ -20,6 +20,10 @@ package struct CgroupLimits: Sendable, Equatable {
     package let cpuset: CPUList?
     /// The tightest quota as CPUs (quota ÷ period), nil where none is set.
     package let quotaCPUs: Double?
+    /// The NUMA nodes the cpuset lets the process place memory on (its mems); nil: no restriction found.
+    package var memoryNodes: CPUList?
+    /// The file ``memoryNodes`` came from.
+    package var memoryNodesSource = ""
     /// Each limit found, with its file.
     package let limits: [CPULimit]
     /// What could not be read.
@@ -27,6 +31,16 @@ package struct CgroupLimits: Sendable, Equatable {
 
     /// No cgroup limit at all.
     package static let none = CgroupLimits(cpuset: nil, quotaCPUs: nil, limits: [], notes: [])
+
+    init(cpuset: CPUList?, quotaCPUs: Double?, limits: [CPULimit], notes: [String], memoryNodes: CPUList? = nil,
+         memoryNodesSource: String = "") {
+        self.cpuset = cpuset
+        self.quotaCPUs = quotaCPUs
+        self.limits = limits
+        self.notes = notes
+        self.memoryNodes = memoryNodes
+        self.memoryNodesSource = memoryNodesSource
+    }
 
     /// CPUs the quota allows, rounded up (a 0.5-CPU quota still needs one thread).
     package var quotaCPUCount: Int? { quotaCPUs.map { max(1, Int(($0 - 1e-9).rounded(.up))) } }
@@ -75,13 +89,39 @@ package struct CgroupLimits: Sendable, Equatable {
             var cpuset: CPUList?
             var quota: Double?
 
+            var memory: (nodes: CPUList, file: String)?
             if let (mount, path) = locate("cpuset", mounts: mounts, memberships: memberships) {
                 cpuset = readCpuset(mount: mount, path: path)
+                memory = readMems(mount: mount, path: path)
             }
             if let (mount, path) = locate("cpu", mounts: mounts, memberships: memberships) {
                 quota = readQuota(mount: mount, path: path)
             }
-            return CgroupLimits(cpuset: cpuset, quotaCPUs: quota, limits: limits, notes: notes)
+            return CgroupLimits(cpuset: cpuset, quotaCPUs: quota, limits: limits, notes: notes,
+                                memoryNodes: memory?.nodes, memoryNodesSource: memory?.file ?? "")
+        }
+
+        /// The cpuset's mems, the tightest along the path (the file of the tightest named).
+        mutating func readMems(mount: Mount, path: String) -> (nodes: CPUList, file: String)? {
+            let files: [String] = switch mount.kind {
+            case .v2: ["cpuset.mems.effective"]
+            case .v1(let options) where options.contains("noprefix"): ["effective_mems", "mems"]
+            case .v1: ["cpuset.effective_mems", "cpuset.mems"]
+            case .legacyCpuset: ["effective_mems", "mems"]
+            }
+            var allowed: (nodes: CPUList, file: String)?
+            for folder in folders(mount: mount, path: path) {
+                let root = self.root
+                guard let (file, text) = files.lazy.compactMap({ name in
+                    root.read("\(folder)/\(name)").map { ("\(folder)/\(name)", $0) } }).first else { continue }
+                guard let list = CPUList(parsing: text), !list.isEmpty else {
+                    notes.append("\(file) is empty or malformed (\(text.debugDescription)); ignored")
+                    continue
+                }
+                let narrowed = allowed.map { $0.nodes.intersection(list) } ?? list
+                if allowed == nil || narrowed.count < allowed!.nodes.count { allowed = (narrowed, file) }
+            }
+            return allowed
         }
 
         /// The hierarchy that holds `controller` for this process, and the process's path in it.

@@ -8,6 +8,9 @@ package struct NUMANode: Sendable, Equatable {
     package let memoryBytes: Int?
     /// Distance to each node id (10 = local), empty where `nodeN/distance` is missing.
     package let distances: [Int: Int]
+    /// The nodes whose CPUs access this node's memory best, per access class (`access0/initiators`, then
+    /// `access1/initiators`; empty where sysfs has none): how a memory-only node is served.
+    package var accessInitiators: [[Int]] = []
 }
 
 /// CPUs and NUMA nodes of a machine, read from sysfs under a ``SystemRoot``, with a note for every
@@ -24,6 +27,8 @@ package struct NUMATopology: Sendable, Equatable {
     package let offline: CPUList
     /// What could not be read and what was assumed instead.
     package let notes: [String]
+    /// Node id → its memory tier (`/sys/devices/virtual/memory_tiering/memory_tierN/nodelist`), where present.
+    package var memoryTiers: [Int: Int] = [:]
 
     package static func read(root: SystemRoot) -> NUMATopology {
         var notes: [String] = []
@@ -32,7 +37,27 @@ package struct NUMATopology: Sendable, Equatable {
         let present = root.read("\(cpuDirectory)/present").flatMap { CPUList(parsing: $0) }?.cpus
             ?? root.numberedEntries(cpuDirectory, prefix: "cpu") ?? []
         let offline = CPUList(present.filter { !online.contains($0) })
-        return NUMATopology(nodes: nodes, online: online, onlineSource: onlineSource, offline: offline, notes: notes)
+        var tiers: [Int: Int] = [:]
+        let tiering = "/sys/devices/virtual/memory_tiering"
+        for tier in root.numberedEntries(tiering, prefix: "memory_tier") ?? [] {
+            for node in root.read("\(tiering)/memory_tier\(tier)/nodelist").flatMap({ CPUList(parsing: $0) })?.cpus ?? [] {
+                tiers[node] = tier
+            }
+        }
+        return NUMATopology(nodes: nodes, online: online, onlineSource: onlineSource, offline: offline, notes: notes,
+                            memoryTiers: tiers)
+    }
+
+    /// What memory a node holds, where sysfs says it: "dram" for a node with CPUs and memory; for a
+    /// memory-only node, by its memory tier against the CPU nodes' tier (`memory_tiering/memory_tierN`,
+    /// lower is faster): "hbm" below, "nvm" above (Linux puts CXL expanders and PMEM there alike);
+    /// nil where nothing says.
+    package func memoryKind(of node: NUMANode) -> String? {
+        if !node.cpus.isEmpty { return node.memoryBytes == 0 ? nil : "dram" }
+        guard let nodeTier = memoryTiers[node.id] else { return nil }
+        let cpuTiers = nodes.filter { !$0.cpus.isEmpty }.compactMap { memoryTiers[$0.id] }
+        guard let dramTier = cpuTiers.min() else { return nil }
+        return nodeTier < dramTier ? "hbm" : nodeTier > dramTier ? "nvm" : "dram"
     }
 
     /// The node a CPU belongs to, nil for a CPU in no node.
@@ -82,8 +107,11 @@ package struct NUMATopology: Sendable, Equatable {
                 let values = text.split(whereSeparator: { " \n\0".contains($0) }).compactMap { Int($0) }
                 return Dictionary(zip(ids, values), uniquingKeysWith: { first, _ in first })
             } ?? [:]
+            let initiators = (0..<2).map { access in
+                root.numberedEntries("\(base)/access\(access)/initiators", prefix: "node") ?? []
+            }
             return NUMANode(id: id, cpus: cpus, memoryBytes: root.read("\(base)/meminfo").flatMap(parseMemTotal),
-                            distances: distances)
+                            distances: distances, accessInitiators: initiators)
         }
         return consistent(nodes, online: online, notes: &notes)
     }
