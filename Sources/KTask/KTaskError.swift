@@ -26,12 +26,15 @@ public enum KTaskError: Error, Equatable, Sendable, CustomStringConvertible {
     case invalidEnvironmentVariable(name: String, value: String, allowed: String)
     /// A placement or per-node job names a node the machine does not have.
     case unknownNode(Int, available: [Int])
-    /// A placement or per-node job names a node with no CPU the process may use.
+    /// A placement or per-node job names a node with no CPU the process may use, and (for a memory-only
+    /// node) none that serves it.
     case nodeWithoutUsableCPUs(Int)
     /// A node placement or a per-node job names no node.
     case noNodes
     /// A per-node job names the same node twice.
     case duplicateNode(Int)
+    /// Memory may not be placed on this node (the cgroup cpuset's mems or `Mems_allowed_list` leave it out).
+    case memoryNodeNotAllowed(Int, allowed: [Int])
     /// A memory-policy system call failed (e.g. mbind to a node without memory).
     case memoryPolicyFailed(call: String, errno: Int32)
     /// The system refused to start a thread for an async job.
@@ -71,6 +74,9 @@ public enum KTaskError: Error, Equatable, Sendable, CustomStringConvertible {
             "no node given; name at least one node"
         case .duplicateNode(let id):
             "node \(id) is given twice; give each node one range"
+        case .memoryNodeNotAllowed(let node, let allowed):
+            "memory may not be placed on node \(node); allowed nodes: \(allowed.map(String.init).joined(separator: ",")) "
+                + "(the cgroup cpuset's mems)"
         case .memoryPolicyFailed(let call, let errno):
             "\(call) failed with errno \(errno) (\(String(cString: strerror(errno))))"
         case .invalidProfile(let path, let reason):

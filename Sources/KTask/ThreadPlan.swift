@@ -217,7 +217,8 @@ struct LanePlan: Equatable {
     /// Spreads a single-range job. `threads` is already bounded by maxThreads, the budget and the
     /// useful thread count; a node placement bounds it further by the nodes' usable CPUs.
     static func single(placement: Placement, threads: Int, callerCPU: Int, nodes: [NodeCPUs]) throws(KTaskError) -> LanePlan {
-        let usableNodes = nodes.filter { !$0.cpus.isEmpty }
+        // The caller's node is a node with CPUs of its own (a memory-only node's serving CPUs are another's).
+        let usableNodes = nodes.filter { !$0.cpus.isEmpty && !$0.memoryOnly }
         switch placement {
         case .anywhere:
             return LanePlan(lanes: [Lane(node: nil, cpus: nil, helpers: threads - 1, part: 0)], callerPart: 0)

@@ -3,9 +3,11 @@ import Synchronization
 import Testing
 @testable import KTask
 
-/// Each node's usable CPUs on a fixture machine.
+/// Each node's CPUs on a fixture machine as the engine takes them (``SystemLimits``): its usable CPUs, or
+/// for a memory-only node the CPUs that serve it.
 func fixtureNodes(_ name: String) -> [NodeCPUs] {
-    CPUBudget.read(root: fixtureRoot(name)).usableByNode.map { NodeCPUs(id: $0.node.id, cpus: $0.cpus) }
+    let budget = CPUBudget.read(root: fixtureRoot(name))
+    return budget.topology.nodes.map { NodeCPUs(id: $0.id, cpus: budget.servingCPUs(of: $0).cpus, memoryOnly: $0.cpus.isEmpty) }
 }
 
 @Suite("Placement plans on real multi-node machines")
@@ -55,11 +57,25 @@ struct LanePlanTests {
         #expect(fewItems.lanes.map(\.helpers) == [1, 1])
     }
 
+    @Test("a job placed on a memory-only node (HBM, NVM, CXL) runs on the CPUs that serve it")
+    func memoryOnlyPlacement() throws {
+        let tiers = fixtureNodes("fakeheteromemtiers")
+        let onHBM = try LanePlan.single(placement: .nodes([8]), threads: 4, callerCPU: 4, nodes: tiers)
+        #expect(onHBM.lanes.map(\.cpus) == [CPUList([0, 1])] && onHBM.helpers == 2)
+        let initiators = fixtureNodes("fakememinitiators-1np2c+1npp+gi")
+        let perNode = try LanePlan.perNode([(node: 10, usefulThreads: 8), (node: 5, usefulThreads: 8)], threadLimit: 8,
+                                           callerCPU: 0, nodes: initiators)
+        #expect(perNode.lanes.map(\.cpus) == [CPUList([2, 3, 6, 7]), CPUList([0, 1])])
+        #expect(perNode.callerPart == 1, "the caller's CPU 0 serves node 5")
+        // The caller's node is one with CPUs of its own, not a memory node its CPUs serve.
+        let home = try LanePlan.single(placement: .callerNode, threads: 4, callerCPU: 2, nodes: tiers)
+        #expect(home.lanes.map(\.node) == [1])
+        let ia64 = try LanePlan.single(placement: .nodes([16]), threads: 4, callerCPU: 0, nodes: fixtureNodes("128ia64-17n4s2c"))
+        #expect(ia64.lanes.first?.cpus?.count == 128, "node 16 is served by every node at distance 14")
+    }
+
     @Test("unknown nodes and nodes without usable CPUs are typed errors")
     func badNodes() {
-        #expect(throws: KTaskError.nodeWithoutUsableCPUs(16)) {
-            try LanePlan.single(placement: .nodes([16]), threads: 4, callerCPU: 0, nodes: fixtureNodes("128ia64-17n4s2c"))
-        }
         // nvidia: node 8's CPUs are outside the effective cpuset.
         #expect(throws: KTaskError.nodeWithoutUsableCPUs(8)) {
             try LanePlan.perNode([(node: 8, usefulThreads: 4)], threadLimit: 8, callerCPU: 0, nodes: fixtureNodes("nvidiagpunumanodes"))

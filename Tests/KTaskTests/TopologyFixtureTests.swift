@@ -162,3 +162,62 @@ struct HwlocAgreementTests {
         }
     }
 }
+
+@Suite("Memory nodes a process may use", .serialized)
+struct AllowedMemoryTests {
+    @Test("Mems_allowed_list in a snapshot's status leaves a node out: ktask info's reading and bind's error agree")
+    func memsAllowedListExcludesANode() throws {
+        let copy = FileManager.default.temporaryDirectory.appendingPathComponent("ktask-mems-\(getpid())").path
+        defer { try? FileManager.default.removeItem(atPath: copy) }
+        try? FileManager.default.removeItem(atPath: copy)
+        try FileManager.default.copyItem(atPath: fixtureRoot("32intel64-2p8co2t+8ve").path, toPath: copy)
+        try FileManager.default.createDirectory(atPath: copy + "/proc/self", withIntermediateDirectories: true)
+        try "Name:\tktask\nCpus_allowed_list:\t0-31\nMems_allowed_list:\t1\n".write(toFile: copy + "/proc/self/status",
+                                                                                    atomically: true, encoding: .utf8)
+        let budget = CPUBudget.read(root: SystemRoot(path: copy))
+        #expect(budget.allowedMemoryNodes == CPUList([1]))
+        #expect(budget.allowedMemorySource == "/proc/self/status Mems_allowed_list")
+        #expect(!budget.memoryAllowed(on: 0) && budget.memoryAllowed(on: 1))
+        #expect(throws: KTaskError.memoryNodeNotAllowed(0, allowed: [1])) {
+            try NodeMemory.check([0], available: [0, 1], allowed: budget.allowedMemoryNodes)
+        }
+        #expect(throws: KTaskError.unknownNode(5, available: [0, 1])) {
+            try NodeMemory.check([5], available: [0, 1], allowed: nil)
+        }
+        #expect(KTaskError.memoryNodeNotAllowed(0, allowed: [1]).description.contains("allowed nodes: 1"))
+    }
+
+    @Test("the fixtures' cpuset mems: legacy 16amd64 (1-4), v1 4fake (0,2)")
+    func cpusetMems() {
+        let legacy = CPUBudget.read(root: fixtureRoot("16amd64-8n2c-cpusets"))
+        #expect(legacy.allowedMemoryNodes?.description == "1-4" && legacy.allowedMemorySource.hasSuffix("/mems"))
+        let fake = CPUBudget.read(root: fixtureRoot("4fake-4gr1nu1pu"))
+        #expect(fake.allowedMemoryNodes?.description == "0,2")
+    }
+
+    @Test("a live cgroup v1 cpuset's mems are read back, and bind refuses a node outside the machine",
+          .enabled(if: geteuid() == 0 && FileManager.default.fileExists(atPath: "/sys/fs/cgroup/cpuset/cgroup.procs"),
+                   "needs root and the cgroup v1 cpuset controller: skipped"))
+    func liveCpusetMems() async {
+        await #expect(processExitsWith: .success) {
+            let group = "/sys/fs/cgroup/cpuset/ktask-mems-\(getpid())"
+            guard mkdir(group, 0o755) == 0 else { exit(10) }
+            defer { rmdir(group) }
+            let cpus = (try? String(contentsOfFile: "/sys/fs/cgroup/cpuset/cpuset.cpus", encoding: .utf8)) ?? "0"
+            let nodes = SystemLimits.current().nodeIDs
+            guard writeFile("\(group)/cpuset.cpus", cpus), writeFile("\(group)/cpuset.mems", "\(nodes[0])"),
+                  writeFile("\(group)/cgroup.procs", "\(getpid())") else { exit(11) }
+            let cgroup = CgroupLimits.read(root: .live)
+            let readBack = cgroup.memoryNodes == CPUList([nodes[0]]) && cgroup.memoryNodesSource.hasPrefix(group)
+            var refused = false
+            do { try NodeMemory.check([nodes.max()! + 1], available: nodes, allowed: cgroup.memoryNodes) }
+            catch KTaskError.unknownNode { refused = true } catch {}
+            _ = writeFile("/sys/fs/cgroup/cpuset/cgroup.procs", "\(getpid())")
+            exit(readBack && refused ? 0 : 1)
+        }
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif

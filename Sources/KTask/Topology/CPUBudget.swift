@@ -48,16 +48,7 @@ package struct CPUBudget: Sendable, Equatable {
         let (usable, fallback) = Self.usable(online: topology.online, affinity: affinity, cpuset: cgroup.cpuset)
         if let fallback { notes.append(fallback) }
         let budget = min(usable.count, cgroup.quotaCPUCount ?? Int.max)
-        var memory = (nodes: cgroup.memoryNodes, source: cgroup.memoryNodesSource)
-        if let status = root.read("/proc/self/status") {
-            for line in status.split(separator: "\n") where line.hasPrefix("Mems_allowed_list:") {
-                if let list = CPUList(parsing: String(line.dropFirst("Mems_allowed_list:".count))), !list.isEmpty {
-                    memory = (list, "/proc/self/status Mems_allowed_list")
-                }
-            }
-        }
-        // Every node allowed restricts nothing.
-        if let nodes = memory.nodes, topology.nodes.allSatisfy({ nodes.contains($0.id) }) { memory = (nil, "") }
+        let memory = allowedMemoryNodes(root: root, cgroup: cgroup, topology: topology)
         return CPUBudget(root: root, topology: topology, affinity: affinity, cgroup: cgroup, usable: usable,
                          budget: max(1, budget), limits: limits, notes: notes, allowedMemoryNodes: memory.nodes,
                          allowedMemorySource: memory.source)
@@ -78,9 +69,14 @@ package struct CPUBudget: Sendable, Equatable {
     /// (the kernel lists no CPU for it: HBM, NVM, CXL or GPU memory) the usable CPUs of the nodes that
     /// access it best (`access0` initiators, else `access1`), else of the nodes at the smallest distance.
     package func servingCPUs(of node: NUMANode) -> (cpus: CPUList, reason: String) {
+        Self.servingCPUs(of: node, nodes: topology.nodes, usable: usable)
+    }
+
+    /// ``servingCPUs(of:)`` for any set of nodes and usable CPUs: the one rule for the engine and `ktask info`.
+    static func servingCPUs(of node: NUMANode, nodes: [NUMANode], usable: CPUList) -> (cpus: CPUList, reason: String) {
         guard node.cpus.isEmpty else { return (node.cpus.intersection(usable), "its own CPUs") }
         func usableCPUs(of ids: [Int]) -> CPUList {
-            CPUList(topology.nodes.filter { ids.contains($0.id) }.flatMap { $0.cpus.intersection(usable).cpus })
+            CPUList(nodes.filter { ids.contains($0.id) }.flatMap { $0.cpus.intersection(usable).cpus })
         }
         for (access, initiators) in node.accessInitiators.enumerated() where !initiators.isEmpty {
             let cpus = usableCPUs(of: initiators)
@@ -89,13 +85,29 @@ package struct CPUBudget: Sendable, Equatable {
                               + initiators.map(String.init).joined(separator: ","))
             }
         }
-        let withCPUs = topology.nodes.filter { !$0.cpus.intersection(usable).isEmpty && node.distances[$0.id] != nil }
+        let withCPUs = nodes.filter { !$0.cpus.intersection(usable).isEmpty && node.distances[$0.id] != nil }
         if let nearest = withCPUs.map({ node.distances[$0.id]! }).min() {
             let ids = withCPUs.filter { node.distances[$0.id] == nearest }.map(\.id)
             return (usableCPUs(of: ids), "nearest by distance (\(nearest)): node\(ids.count > 1 ? "s" : "") "
                                           + ids.map(String.init).joined(separator: ","))
         }
         return (usable, "no initiators or distances: every usable CPU")
+    }
+
+    /// The nodes memory may be placed on: `Mems_allowed_list` in `/proc/self/status` (what the kernel
+    /// enforces), else the cgroup cpuset's mems; nil where every node is allowed.
+    static func allowedMemoryNodes(root: SystemRoot, cgroup: CgroupLimits, topology: NUMATopology)
+        -> (nodes: CPUList?, source: String) {
+        var memory = (nodes: cgroup.memoryNodes, source: cgroup.memoryNodesSource)
+        if let status = root.read("/proc/self/status") {
+            for line in status.split(separator: "\n") where line.hasPrefix("Mems_allowed_list:") {
+                if let list = CPUList(parsing: String(line.dropFirst("Mems_allowed_list:".count))), !list.isEmpty {
+                    memory = (list, "/proc/self/status Mems_allowed_list")
+                }
+            }
+        }
+        if let nodes = memory.nodes, topology.nodes.allSatisfy({ nodes.contains($0.id) }) { return (nil, "") }
+        return memory
     }
 
     /// Whether this process may place memory on `node` (the cgroup cpuset's mems, or `Mems_allowed_list`).

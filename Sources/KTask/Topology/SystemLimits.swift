@@ -18,6 +18,8 @@ package struct SystemLimits: Sendable {
     package let nodeIDs: [Int]
     /// More than one node has CPUs this process may use: where helpers run on the caller's node matters.
     package let severalNodes: Bool
+    /// The nodes memory may be placed on; nil: every node (``CPUBudget/allowedMemoryNodes``).
+    package let allowedMemoryNodes: CPUList?
 
     static let refreshInterval = Duration.milliseconds(100)
 
@@ -30,6 +32,7 @@ package struct SystemLimits: Sendable {
         let energyRestricted: Bool
         let topology: [NUMANode]
         let severalNodes: Bool
+        let allowedMemoryNodes: CPUList?
         let readAt: ContinuousClock.Instant
     }
 
@@ -52,13 +55,17 @@ package struct SystemLimits: Sendable {
             // The common case: no cpuset restriction, and node CPUs not needed. One system call.
             return SystemLimits(budget: budget(usable: Affinity.currentCount(), quota: files.quotaCPUCount),
                                 energyRestricted: files.energyRestricted, nodes: [], nodeIDs: ids,
-                                severalNodes: files.severalNodes)
+                                severalNodes: files.severalNodes, allowedMemoryNodes: files.allowedMemoryNodes)
         }
         let usable = CPUBudget.usable(online: files.online, affinity: Affinity.current(), cpuset: files.cpuset).cpus
-        let nodes = withNodes ? files.topology.map { NodeCPUs(id: $0.id, cpus: $0.cpus.intersection(usable)) } : []
+        // A memory-only node's CPUs are those that serve it (its initiators', else the nearest).
+        let nodes = withNodes ? files.topology.map { node in
+            NodeCPUs(id: node.id, cpus: CPUBudget.servingCPUs(of: node, nodes: files.topology, usable: usable).cpus,
+                     memoryOnly: node.cpus.isEmpty)
+        } : []
         return SystemLimits(budget: budget(usable: usable.count, quota: files.quotaCPUCount),
                             energyRestricted: files.energyRestricted, nodes: nodes, nodeIDs: ids,
-                            severalNodes: files.severalNodes)
+                            severalNodes: files.severalNodes, allowedMemoryNodes: files.allowedMemoryNodes)
     }
 
     private static func budget(usable: Int, quota: Int?) -> Int { max(1, min(usable, quota ?? Int.max)) }
@@ -78,20 +85,26 @@ package struct SystemLimits: Sendable {
             }
             let fresh = FileLimits(online: topology.online, cpuset: restricting, quotaCPUCount: cgroup.quotaCPUCount,
                                    energyRestricted: EnergyState.read(root: .live).restricted, topology: topology.nodes,
-                                   severalNodes: nodesWithCPUs > 1, readAt: now)
+                                   severalNodes: nodesWithCPUs > 1,
+                                   allowedMemoryNodes: CPUBudget.allowedMemoryNodes(root: .live, cgroup: cgroup, topology: topology).nodes,
+                                   readAt: now)
             cached = fresh
             return fresh
         }
     }
 }
 
-/// A node and the CPUs on it the process may use.
+/// A node and the CPUs a job placed on it runs on: the node's own usable CPUs, or for a memory-only
+/// node those that serve it (``CPUBudget/servingCPUs(of:)``).
 package struct NodeCPUs: Sendable, Equatable {
     package let id: Int
     package let cpus: CPUList
+    /// The node has memory and no CPU of its own (HBM, NVM, CXL, GPU memory).
+    package let memoryOnly: Bool
 
-    package init(id: Int, cpus: CPUList) {
+    package init(id: Int, cpus: CPUList, memoryOnly: Bool = false) {
         self.id = id
         self.cpus = cpus
+        self.memoryOnly = memoryOnly
     }
 }
