@@ -15,8 +15,19 @@ final class FakeRoot {
 
     func write(_ absolute: String, _ contents: String) throws {
         let full = path + absolute
-        try FileManager.default.createDirectory(atPath: (full as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-        try contents.write(toFile: full, atomically: false, encoding: .utf8)
+        let folder = (full as NSString).deletingLastPathComponent
+        var isFolder: ObjCBool = false
+        if !FileManager.default.fileExists(atPath: folder, isDirectory: &isFolder) {
+            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        }
+        // Plain POSIX calls: the fuzz test writes thousands of these.
+        let fd = open(full, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: full]) }
+        defer { close(fd) }
+        let bytes = Array(contents.utf8)
+        guard bytes.withUnsafeBytes({ Glibc.write(fd, $0.baseAddress, $0.count) }) == bytes.count else {
+            throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: full])
+        }
     }
 
     var root: SystemRoot { SystemRoot(path: path) }
@@ -199,3 +210,7 @@ struct EnergyTests {
         #expect(state.reason.contains("powersave") && state.reason.contains("balance_performance"))
     }
 }
+
+#if canImport(Glibc)
+import Glibc
+#endif

@@ -14,18 +14,28 @@ package struct CPUList: Sendable, Equatable, CustomStringConvertible {
     /// is the empty set. Returns nil for anything else that is not a list.
     package init?(parsing text: String) {
         let trimmed = text.trimmingCharacters(in: " \n\t\0")
-        var cpus: [Int] = []
+        // A bitset: repeated or overlapping ranges cost nothing more (40 × "0-4194303" is 4M CPUs, once).
+        var bits: [UInt64] = []
         if !trimmed.isEmpty {
             for part in trimmed.split(separator: ",", omittingEmptySubsequences: false) {
                 let bounds = part.split(separator: "-", omittingEmptySubsequences: false)
                 guard (1...2).contains(bounds.count),
                       let low = Int(bounds[0]), low >= 0,
-                      let high = Int(bounds[bounds.count - 1]), high >= low, high < 1 << 22
+                      let high = Int(bounds[bounds.count - 1]), high >= low, high < Self.limit
                 else { return nil }
-                cpus.append(contentsOf: low...high)
+                if bits.count <= high / 64 { bits += repeatElement(0, count: high / 64 + 1 - bits.count) }
+                for cpu in low...high { bits[cpu / 64] |= 1 << UInt64(cpu % 64) }
             }
         }
-        self.init(cpus)
+        var cpus: [Int] = []
+        for (index, word) in bits.enumerated() {
+            var rest = word
+            while rest != 0 {
+                cpus.append(index * 64 + rest.trailingZeroBitCount)
+                rest &= rest - 1
+            }
+        }
+        self.init(sortedUnique: cpus)
     }
 
     /// Parses a kernel bitmask ("cpumap"): 32-bit hex words separated by commas, most significant
@@ -34,21 +44,42 @@ package struct CPUList: Sendable, Equatable, CustomStringConvertible {
         let trimmed = text.trimmingCharacters(in: " \n\t\0")
         guard !trimmed.isEmpty else { return nil }
         var cpus: [Int] = []
-        for (position, word) in trimmed.split(separator: ",", omittingEmptySubsequences: false).reversed().enumerated() {
+        let words = trimmed.split(separator: ",", omittingEmptySubsequences: false)
+        guard words.count <= Self.limit / 32 else { return nil }
+        for (position, word) in words.reversed().enumerated() {
             guard !word.isEmpty, word.count <= 8, let bits = UInt32(word, radix: 16) else { return nil }
             for bit in 0..<32 where bits & (1 << UInt32(bit)) != 0 { cpus.append(position * 32 + bit) }
         }
         self.init(cpus)
     }
 
+    /// The highest CPU number accepted (the kernel's NR_CPUS is at most 8192; this leaves room).
+    static let limit = 1 << 22
+
     package var count: Int { cpus.count }
     package var isEmpty: Bool { cpus.isEmpty }
 
     package func intersection(_ other: CPUList) -> CPUList {
-        CPUList(Set(cpus).intersection(other.cpus))
+        // Both are sorted: one merge pass, no set.
+        var result: [Int] = []
+        var (left, right) = (0, 0)
+        while left < cpus.count && right < other.cpus.count {
+            if cpus[left] < other.cpus[right] { left += 1 }
+            else if cpus[left] > other.cpus[right] { right += 1 }
+            else { result.append(cpus[left]); left += 1; right += 1 }
+        }
+        return CPUList(sortedUnique: result)
     }
 
-    package func contains(_ cpu: Int) -> Bool { cpus.contains(cpu) }
+    package func contains(_ cpu: Int) -> Bool {
+        // Binary search: the list is sorted (a linear scan made `present − online` quadratic).
+        var low = 0, high = cpus.count
+        while low < high {
+            let middle = (low + high) / 2
+            if cpus[middle] < cpu { low = middle + 1 } else { high = middle }
+        }
+        return low < cpus.count && cpus[low] == cpu
+    }
 
     /// The kernel's compact form: runs of consecutive CPUs as "a-b".
     package var description: String {

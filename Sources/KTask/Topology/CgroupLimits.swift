@@ -43,7 +43,10 @@ package struct CgroupLimits: Sendable, Equatable {
     }
 
     /// CPUs the quota allows, rounded up (a 0.5-CPU quota still needs one thread).
-    package var quotaCPUCount: Int? { quotaCPUs.map { max(1, Int(($0 - 1e-9).rounded(.up))) } }
+    package var quotaCPUCount: Int? {
+        // Saturates: a quota of more CPUs than any machine has bounds nothing.
+        quotaCPUs.map { $0 >= 1e9 ? 1_000_000_000 : max(1, Int(($0 - 1e-9).rounded(.up))) }
+    }
 
     package static func read(root: SystemRoot) -> CgroupLimits {
         var reader = Reader(root: root)
@@ -91,6 +94,7 @@ package struct CgroupLimits: Sendable, Equatable {
 
             var memory: (nodes: CPUList, file: String)?
             if let (mount, path) = locate("cpuset", mounts: mounts, memberships: memberships) {
+                checkPath(path)
                 cpuset = readCpuset(mount: mount, path: path)
                 memory = readMems(mount: mount, path: path)
             }
@@ -148,11 +152,18 @@ package struct CgroupLimits: Sendable, Equatable {
             return nil
         }
 
+        /// The deepest cgroup path read: real hierarchies are a few levels deep, and each level costs reads.
+        static let maxDepth = 64
+
         /// The folders from the process's cgroup up to the hierarchy's root, the process's own first.
+        /// A path with `..` or `.` components, or deeper than ``maxDepth``, is not followed (only the
+        /// hierarchy's root is read): it cannot be a real cgroup, and under a snapshot root it could read
+        /// outside the snapshot.
         func folders(mount: Mount, path: String) -> [String] {
             var relative = path
             if mount.root != "/" && relative.hasPrefix(mount.root) { relative = String(relative.dropFirst(mount.root.count)) }
-            var components = relative.split(separator: "/").map(String.init)
+            var components = relative.split(separator: "/").prefix(Self.maxDepth + 1).map(String.init)
+            if components.count > Self.maxDepth || components.contains(where: { $0 == ".." || $0 == "." }) { components = [] }
             var result: [String] = []
             while true {
                 result.append(mount.mountPoint + (components.isEmpty ? "" : "/" + components.joined(separator: "/")))
@@ -160,6 +171,16 @@ package struct CgroupLimits: Sendable, Equatable {
                 components.removeLast()
             }
             return result
+        }
+
+        /// Notes a cgroup path that ``folders(mount:path:)`` will not follow.
+        mutating func checkPath(_ path: String) {
+            let components = path.split(separator: "/").prefix(Self.maxDepth + 1)
+            if components.count > Self.maxDepth {
+                notes.append("the cgroup path in /proc/self/cgroup is deeper than \(Self.maxDepth) levels; only the hierarchy's root is read")
+            } else if components.contains(where: { $0 == ".." || $0 == "." }) {
+                notes.append("the cgroup path \(path.prefix(120).debugDescription) has '.' or '..' components; only the hierarchy's root is read")
+            }
         }
 
         mutating func readCpuset(mount: Mount, path: String) -> CPUList? {
@@ -196,18 +217,25 @@ package struct CgroupLimits: Sendable, Equatable {
             var tightest: Double?
             for folder in folders(mount: mount, path: path) {
                 var value: (quota: Double, period: Double, file: String, text: String)?
+                // The kernel writes whole microseconds: anything else (inf, nan, 1e300, zero or negative
+                // periods) is malformed, said in a note and ignored.
+                func microseconds(_ text: Substring) -> Int? { Int(text).flatMap { $0 > 0 ? $0 : nil } }
                 if mount.kind == .v2, let text = root.read("\(folder)/cpu.max") {
                     let fields = text.split(whereSeparator: { " \n\0".contains($0) })
-                    if fields.count == 2, fields[0] != "max", let quota = Double(fields[0]), let period = Double(fields[1]) {
-                        value = (quota, period, "\(folder)/cpu.max", "\(fields[0]) \(fields[1])")
-                    } else if fields.first != "max" {
-                        notes.append("\(folder)/cpu.max is malformed (\(text.debugDescription)); ignored")
+                    if fields.count == 2, fields[0] != "max", let quota = microseconds(fields[0]), let period = microseconds(fields[1]) {
+                        value = (Double(quota), Double(period), "\(folder)/cpu.max", "\(quota) \(period)")
+                    } else if fields.first != "max" || fields.count != 2 || microseconds(fields[1]) == nil {
+                        notes.append("\(folder)/cpu.max is malformed (\(text.prefix(80).debugDescription)); ignored")
                     }
                 } else if case .v1 = mount.kind, let quotaText = root.read("\(folder)/cpu.cfs_quota_us") {
-                    let quota = Double(quotaText.trimmingCharacters(in: " \n\0")) ?? -1
-                    if quota > 0, let periodText = root.read("\(folder)/cpu.cfs_period_us"),
-                       let period = Double(periodText.trimmingCharacters(in: " \n\0")), period > 0 {
-                        value = (quota, period, "\(folder)/cpu.cfs_quota_us", "\(Int(quota)) \(Int(period))")
+                    let quotaField = Substring(quotaText.trimmingCharacters(in: " \n\0"))
+                    if quotaField == "-1" { continue }  // the kernel's "no quota"
+                    let periodText = root.read("\(folder)/cpu.cfs_period_us").map { Substring($0.trimmingCharacters(in: " \n\0")) }
+                    if let quota = microseconds(quotaField), let period = periodText.flatMap(microseconds) {
+                        value = (Double(quota), Double(period), "\(folder)/cpu.cfs_quota_us", "\(quota) \(period)")
+                    } else {
+                        notes.append("\(folder)/cpu.cfs_quota_us (\(quotaField.prefix(80).debugDescription)) or cpu.cfs_period_us "
+                                     + "(\(String(describing: periodText?.prefix(80)).debugDescription)) is malformed; ignored")
                     }
                 }
                 guard let value, value.quota > 0, value.period > 0 else { continue }
@@ -287,6 +315,7 @@ package struct CgroupLimits: Sendable, Equatable {
 }
 
 func formatCPUs(_ cpus: Double) -> String {
+    guard cpus.isFinite, cpus < 1e12 else { return cpus.isFinite ? String(cpus) : "unbounded" }
     let hundredths = Int((cpus * 100).rounded())
     let fraction = hundredths % 100
     return "\(hundredths / 100).\(fraction < 10 ? "0" : "")\(fraction)"

@@ -36,7 +36,8 @@ package struct NUMATopology: Sendable, Equatable {
         let nodes = readNodes(root: root, online: online, notes: &notes)
         let present = root.read("\(cpuDirectory)/present").flatMap { CPUList(parsing: $0) }?.cpus
             ?? root.numberedEntries(cpuDirectory, prefix: "cpu") ?? []
-        let offline = CPUList(present.filter { !online.contains($0) })
+        // Both sources are ascending without repeats, and so is what the filter keeps.
+        let offline = CPUList(sortedUnique: present.filter { !online.contains($0) })
         var tiers: [Int: Int] = [:]
         let tiering = "/sys/devices/virtual/memory_tiering"
         for tier in root.numberedEntries(tiering, prefix: "memory_tier") ?? [] {
@@ -140,9 +141,11 @@ package struct NUMATopology: Sendable, Equatable {
     static func parseMemTotal(_ meminfo: String) -> Int? {
         for line in meminfo.split(separator: "\n") where line.contains("MemTotal:") {
             let fields = line.split(separator: " ")
+            // A negative or overflowing size is not a size: unknown.
             if let index = fields.firstIndex(where: { $0 == "MemTotal:" }), index + 1 < fields.count,
-               let kilobytes = Int(fields[index + 1]) {
-                return kilobytes * 1024
+               let kilobytes = Int(fields[index + 1]), kilobytes >= 0 {
+                let (bytes, overflow) = kilobytes.multipliedReportingOverflow(by: 1024)
+                return overflow ? nil : bytes
             }
         }
         return nil

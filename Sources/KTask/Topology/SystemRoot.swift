@@ -41,10 +41,15 @@ package struct SystemRoot: Sendable, Equatable {
     }
 
     /// Numbers N of the entries named `prefix`N in a directory (e.g. cpu0, cpu1 → [0, 1]), sorted.
+    /// Only canonical decimal numbers count ("cpu12", not "cpu012", "cpu+1" or "cpu-1"), so no two
+    /// entries give the same number and none a negative one.
     func numberedEntries(_ absolute: String, prefix: String) -> [Int]? {
         list(absolute)?.compactMap { name in
             guard name.hasPrefix(prefix) else { return nil }
-            return Int(name.dropFirst(prefix.count))
+            let digits = name.dropFirst(prefix.count)
+            guard !digits.isEmpty, digits.count <= 9, digits.allSatisfy({ $0.isASCII && $0.isNumber }),
+                  digits == "0" || digits.first != "0" else { return nil }
+            return Int(digits)
         }.sorted()
     }
 }
