@@ -49,11 +49,13 @@ cat > "$root/init" <<'INIT'
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev 2>/dev/null
-echo "=== nodes: $(cat /sys/devices/system/node/online)"
+echo "=== nodes: $(cat /sys/devices/system/node/online); node 2 access0 initiators: $(ls /sys/devices/system/node/node2/access0/initiators 2>/dev/null | grep node | tr '\n' ' ')"
 echo "=== ktask info"
 /bin/ktask info --format json
 status=0
-for node in 1 0; do
+# Node 2 is memory only (HMAT names node 1 its initiator): a job placed there runs on node 1's CPUs
+# and puts every page on node 2.
+for node in 1 0 2; do
   echo "=== ktask check-placement --node $node"
   /bin/ktask check-placement --node $node --size 64M || status=1
 done
@@ -72,9 +74,20 @@ chmod +x "$root/init"
 
 # Software emulation: the guest boots in seconds, and nested KVM is not dependable (here it hangs).
 log="$work/guest.log"
-timeout 300 qemu-system-x86_64 -machine q35,accel=tcg -m 2G -smp 6 \
+# HMAT needs a latency and a bandwidth for every initiator and target.
+hmat=()
+for initiator in 0 1; do
+  for target in 0 1 2; do
+    near=$([ "$initiator" = "$target" ] || { [ "$initiator" = 1 ] && [ "$target" = 2 ]; } && echo 1 || echo 0)
+    hmat+=(-numa "hmat-lb,initiator=$initiator,target=$target,hierarchy=memory,data-type=access-latency,latency=$((near ? 10 : 30))")
+    hmat+=(-numa "hmat-lb,initiator=$initiator,target=$target,hierarchy=memory,data-type=access-bandwidth,bandwidth=$((near ? 200 : 100))M")
+  done
+done
+timeout 300 qemu-system-x86_64 -machine q35,accel=tcg,hmat=on -m 2560M -smp 6 \
   -object memory-backend-ram,id=m0,size=1G -object memory-backend-ram,id=m1,size=1G \
-  -numa node,nodeid=0,cpus=0-2,memdev=m0 -numa node,nodeid=1,cpus=3-5,memdev=m1 \
+  -object memory-backend-ram,id=m2,size=512M \
+  -numa node,nodeid=0,cpus=0-2,memdev=m0,initiator=0 -numa node,nodeid=1,cpus=3-5,memdev=m1,initiator=1 \
+  -numa node,nodeid=2,memdev=m2,initiator=1 "${hmat[@]}" \
   -kernel "$work/vmlinuz" -initrd "$work/initramfs.gz" \
   -append "console=ttyS0 quiet panic=-1 rdinit=/init" -nographic -no-reboot > "$log" 2>&1 || true
 sed -n '/=== nodes/,/=== exit status/p' "$log" | tr -d '\r' | sed 's/\x1bc//g; s/\x1b\[[0-9;?]*[a-zA-Z]//g'

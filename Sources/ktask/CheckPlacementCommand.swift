@@ -20,9 +20,12 @@ struct CheckPlacementCommand: ParsableCommand {
 
     func run() throws {
         let budget = CPUBudget.read()
-        guard let nodeCPUs = budget.usableByNode.first(where: { $0.node.id == node })?.cpus, !nodeCPUs.isEmpty else {
-            throw KTaskError.nodeWithoutUsableCPUs(node)
+        guard let numaNode = budget.topology.nodes.first(where: { $0.id == node }) else {
+            throw KTaskError.unknownNode(node, available: budget.topology.nodes.map(\.id))
         }
+        // The CPUs a job placed on the node runs on: its own, or a memory-only node's serving CPUs.
+        let nodeCPUs = budget.servingCPUs(of: numaNode).cpus
+        guard !nodeCPUs.isEmpty else { throw KTaskError.nodeWithoutUsableCPUs(node) }
         // The caller works on the job too: run it from the node, as a thread placed there would.
         let processMask = Affinity.process() ?? nodeCPUs
         Affinity.pinCurrentThread(to: nodeCPUs)
