@@ -37,41 +37,70 @@ package struct HelperIsolation: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
-    /// Set up once per process, on first use.
-    package static var current: HelperIsolation { shared }
+    /// What this process will use, read without writing anything (what `ktask info` shows): the child
+    /// cgroup is only named here, not created.
+    package static var planned: HelperIsolation { plannedShared }
 
-    private static let shared: HelperIsolation = setUp(root: .live)
+    /// The isolation in force, set up on first use: the first helper thread creates the child cgroup.
+    package static var current: HelperIsolation { prepared }
 
-    static let childName = "ktask-helpers"
+    private static let plannedShared: HelperIsolation = plan(root: .live)
+    private static let prepared: HelperIsolation = plannedShared.prepare()
 
-    static func setUp(root: SystemRoot) -> HelperIsolation {
-        if getenv("KTASK_NO_HELPER_CGROUP") != nil {
-            return HelperIsolation(kind: .niceOnly, detail: "KTASK_NO_HELPER_CGROUP is set", tasksFile: nil, parentTasksFile: nil)
+    package static let childName = "ktask-helpers"
+
+    /// Decides the kind without writing: no cgroup is created and no file written.
+    static func plan(root: SystemRoot) -> HelperIsolation {
+        func niceOnly(_ why: String) -> HelperIsolation {
+            HelperIsolation(kind: .niceOnly, detail: why, tasksFile: nil, parentTasksFile: nil)
         }
-        guard let (folder, isV2) = CgroupLimits.cpuCgroupFolder(root: root) else {
-            return HelperIsolation(kind: .niceOnly, detail: "no cgroup cpu controller mounted", tasksFile: nil, parentTasksFile: nil)
-        }
-        if isV2 {
-            // v2 places threads (not processes) only inside a threaded subtree, which would change how the
-            // whole process is accounted: not done.
-            return HelperIsolation(kind: .niceOnly, detail: "cgroup v2 would need a threaded subtree for helper threads",
-                                   tasksFile: nil, parentTasksFile: nil)
-        }
+        if getenv("KTASK_NO_HELPER_CGROUP") != nil { return niceOnly("KTASK_NO_HELPER_CGROUP is set") }
+        guard let (folder, isV2) = CgroupLimits.cpuCgroupFolder(root: root) else { return niceOnly("no cgroup cpu controller mounted") }
+        // v2 places threads (not processes) only inside a threaded subtree, which would change how the
+        // whole process is accounted: not done.
+        if isV2 { return niceOnly("cgroup v2 would need a threaded subtree for helper threads") }
         let child = "\(folder)/\(childName)"
-        let created = mkdir(root.resolve(child), 0o755)
-        guard created == 0 || errno == EEXIST else {
-            return HelperIsolation(kind: .niceOnly, detail: "cannot create \(child) (errno \(errno))", tasksFile: nil, parentTasksFile: nil)
-        }
-        let kind: Kind
-        if writeFile(root.resolve("\(child)/cpu.idle"), "1") {
-            kind = .idleCgroup
-        } else if writeFile(root.resolve("\(child)/cpu.shares"), "2") {
-            kind = .lowWeightCgroup
-        } else {
-            return HelperIsolation(kind: .niceOnly, detail: "cannot set cpu.idle or cpu.shares in \(child)", tasksFile: nil, parentTasksFile: nil)
-        }
+        // Usable if this process may move threads into it (another process may have made it), or create it.
+        let exists = access(root.resolve(child), F_OK) == 0
+        func writable(_ file: String) -> Bool { access(root.resolve("\(child)/\(file)"), W_OK) == 0 }
+        guard exists ? writable("tasks") && (writable("cpu.idle") || writable("cpu.shares"))
+                     : access(root.resolve(folder), W_OK) == 0
+        else { return niceOnly("cannot \(exists ? "use" : "create") \(child) (no write access)") }
+        let kind: Kind = access(root.resolve("\(folder)/cpu.idle"), F_OK) == 0 ? .idleCgroup : .lowWeightCgroup
         return HelperIsolation(kind: kind, detail: child, tasksFile: root.resolve("\(child)/tasks"),
                                parentTasksFile: root.resolve("\(folder)/tasks"))
+    }
+
+    /// Creates the child cgroup (or reuses the one another process of this cgroup made) and arranges for
+    /// it to be removed when the last process using it exits: at exit this process moves its own threads
+    /// back to its cgroup and removes the child, which the kernel refuses while another process's
+    /// threads are in it (that process removes it when it exits). A process killed with SIGKILL cannot
+    /// run that: the empty child then stays until the next ktask process of the cgroup exits, or
+    /// `rmdir <cgroup>/ktask-helpers` removes it.
+    func prepare() -> HelperIsolation {
+        guard let tasksFile, parentTasksFile != nil else { return self }
+        let child = String(tasksFile.dropLast("/tasks".count))
+        func niceOnly(_ why: String) -> HelperIsolation {
+            HelperIsolation(kind: .niceOnly, detail: why, tasksFile: nil, parentTasksFile: nil)
+        }
+        guard mkdir(child, 0o755) == 0 || errno == EEXIST else { return niceOnly("cannot create \(detail) (errno \(errno))") }
+        let kind: Kind
+        if writeFile("\(child)/cpu.idle", "1") { kind = .idleCgroup }
+        else if writeFile("\(child)/cpu.shares", "2") { kind = .lowWeightCgroup }
+        else { return niceOnly("cannot set cpu.idle or cpu.shares in \(detail)") }
+        atexit { HelperIsolation.removeAtExit() }
+        return HelperIsolation(kind: kind, detail: detail, tasksFile: tasksFile, parentTasksFile: parentTasksFile)
+    }
+
+    /// At exit: this process's threads back to its own cgroup, then the child removed if it is empty.
+    private static func removeAtExit() {
+        let isolation = prepared
+        guard let tasksFile = isolation.tasksFile else { return }
+        for tid in (readSmallFile(tasksFile) ?? "").split(separator: "\n").compactMap({ Int32($0) })
+        where access("/proc/self/task/\(tid)", F_OK) == 0 {
+            isolation.release(tid: tid)
+        }
+        rmdir(String(tasksFile.dropLast("/tasks".count)))
     }
 
     /// Moves a thread into the helpers' cgroup; false where that is not possible.

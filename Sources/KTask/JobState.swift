@@ -30,7 +30,7 @@ final class JobState: @unchecked Sendable {
     let helperNice: Int32
     /// The caller's nice value, which a boosted helper is lent.
     let callerNice: Int32
-    private let helpersIsolated: Bool
+    let helpersIsolated: Bool
 
     /// Set once a chunk failed or the job was cancelled: no claim starts after it.
     private let stopped = Atomic<Bool>(false)
@@ -169,7 +169,7 @@ final class JobState: @unchecked Sendable {
         }
         let (boosted, released) = (flags.contains(.boosted), flags.contains(.released))
         if boosted { ThreadPriority.setCurrentThreadNice(helperNice) }
-        if released && helpersIsolated { HelperIsolation.current.admit(tid: tids[slot].load(ordering: .relaxed)) }
+        if released { HelperIsolation.current.admit(tid: tids[slot].load(ordering: .relaxed)) }
     }
 
     /// The claim loop: claim the next grains of the slot's home part and run them until the part runs

@@ -118,7 +118,7 @@ struct PriorityBoost {
             let tid = job.tids[slot].load(ordering: .relaxed)
             guard CKTask_set_nice_of(tid, job.callerNice) == 0 else { return false }
             job.participantFlags[slot].insert(.boosted)
-            if HelperIsolation.current.release(tid: tid) { job.participantFlags[slot].insert(.released) }
+            if job.helpersIsolated && HelperIsolation.current.release(tid: tid) { job.participantFlags[slot].insert(.released) }
             return true
         }
         if done { boosted += 1 }

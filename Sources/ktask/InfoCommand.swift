@@ -27,7 +27,7 @@ struct InfoCommand: ParsableCommand {
         let pool = KTaskPool.shared
         let cap = try pool.cap(cpuBudget: budget.budget, energyRestricted: energy.restricted)
         let info = MachineInfo(budget: budget, energy: energy, cap: cap, pool: pool.state, profile: try TuningProfile.inForce(),
-                               isolation: systemRoot.isLive ? HelperIsolation.current : nil,
+                               isolation: systemRoot.isLive ? HelperIsolation.planned : nil,
                                starvationGuard: systemRoot.isLive ? StarvationGuard.inForce : nil)
         switch format {
         case .table: print(info.table, terminator: "")
@@ -75,7 +75,12 @@ struct MachineInfo {
         lines.append("helper cap: \(cap.maxBusyHelpers) busy helper(s) across all jobs (\(cap.source.rawValue))")
         lines.append("energy: \(energy.restricted ? "saving, no helpers by default" : "not restricted"): \(energy.reason)")
         lines.append("helper priority: nice 19 (default)")
-        if let isolation { lines.append("helper isolation: \(isolation)") }
+        if let isolation {
+            let lifetime = isolation.kind == .niceOnly ? ""
+                : access(isolation.detail, F_OK) == 0 ? " (exists; removed when the last process using it exits)"
+                : " (created when a helper first runs; removed when the last process using it exits)"
+            lines.append("helper isolation: \(isolation)\(lifetime)")
+        }
         if let starvationGuard { lines.append("starvation guard: \(starvationGuard.rawValue) (for helpers at nice 19 under this caller)") }
         if let profile {
             let classes = profile.profile.classes.sorted { $0.key < $1.key }

@@ -90,7 +90,6 @@ struct CoreDefectTests {
             // A pids cgroup of its own whose pids.max is the threads the process has: no thread starts.
             let group = "/sys/fs/cgroup/pids/ktask-test-\(getpid())"
             guard mkdir(group, 0o755) == 0 else { exit(10) }
-            defer { rmdir(group) }
             let threads = try String(contentsOfFile: "/proc/self/status", encoding: .utf8).split(separator: "\n")
                 .first { $0.hasPrefix("Threads:") }.flatMap { Int($0.dropFirst("Threads:".count).trimmingCharacters(in: .whitespaces)) } ?? 1
             guard writeFile("\(group)/cgroup.procs", "\(getpid())"), writeFile("\(group)/pids.max", "\(threads)") else { exit(11) }
@@ -100,7 +99,9 @@ struct CoreDefectTests {
                 let report = try runJob(0..<64, options: KTaskOptions(maxThreads: 2, pool: pool)) { _ in }
                 allInline = allInline && report.threadsUsed == 1
             }
+            // exit() runs no defer: leave the group and remove it first.
             _ = writeFile("/sys/fs/cgroup/pids/cgroup.procs", "\(getpid())")
+            rmdir(group)
             exit(allInline ? 0 : 12)
         }
         let stderr = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)

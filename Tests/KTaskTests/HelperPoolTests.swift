@@ -208,3 +208,35 @@ struct HelperPoolTests {
         #expect(ThreadSnapshot.all(namedWithPrefix: "kt-reuse/").count == 1)
     }
 }
+
+@Suite("The helpers' idle cgroup: created when needed, gone when the last process exits", .serialized)
+struct IdleCgroupLifecycleTests {
+    static let cpuHierarchy = "/sys/fs/cgroup/cpu"
+
+    @Test("planning writes nothing; the first helper creates the child cgroup; it is removed when the process exits",
+          .enabled(if: geteuid() == 0 && FileManager.default.fileExists(atPath: "/sys/fs/cgroup/cpu/cgroup.procs"),
+                   "needs root and the cgroup v1 cpu controller: skipped"))
+    func lifecycle() async throws {
+        let group = "\(Self.cpuHierarchy)/ktask-life-\(getpid())"
+        #expect(mkdir(group, 0o755) == 0)
+        defer { rmdir(group) }
+        await #expect(processExitsWith: .success) {
+            let group = "/sys/fs/cgroup/cpu/ktask-life-\(getppid())"
+            guard writeFile("\(group)/cgroup.procs", "\(getpid())") else { exit(10) }
+            let child = "\(group)/\(HelperIsolation.childName)"
+            // Reading what would be used creates nothing.
+            guard HelperIsolation.planned.detail == child, access(child, F_OK) != 0 else { exit(11) }
+            let pool = try KTaskPool(name: "kt-life", maxBusyHelpers: 1)
+            try runJob(0..<8, options: KTaskOptions(maxThreads: 2, pool: pool)) { _ in usleep(2_000) }
+            // The helper thread creates it when it starts; on a busy machine that can come after the job.
+            var tasks = ""
+            for _ in 0..<500 where tasks.isEmpty {
+                tasks = (try? String(contentsOfFile: "\(child)/tasks", encoding: .utf8)) ?? ""
+                usleep(10_000)
+            }
+            guard !tasks.isEmpty else { exit(13) }
+            exit(0)  // atexit: threads back, child removed
+        }
+        #expect(access("\(group)/\(HelperIsolation.childName)", F_OK) != 0, "the idle cgroup outlived the process")
+    }
+}

@@ -202,7 +202,6 @@ struct AllowedMemoryTests {
         await #expect(processExitsWith: .success) {
             let group = "/sys/fs/cgroup/cpuset/ktask-mems-\(getpid())"
             guard mkdir(group, 0o755) == 0 else { exit(10) }
-            defer { rmdir(group) }
             let cpus = (try? String(contentsOfFile: "/sys/fs/cgroup/cpuset/cpuset.cpus", encoding: .utf8)) ?? "0"
             let nodes = SystemLimits.current().nodeIDs
             guard writeFile("\(group)/cpuset.cpus", cpus), writeFile("\(group)/cpuset.mems", "\(nodes[0])"),
@@ -212,7 +211,9 @@ struct AllowedMemoryTests {
             var refused = false
             do { try NodeMemory.check([nodes.max()! + 1], available: nodes, allowed: cgroup.memoryNodes) }
             catch KTaskError.unknownNode { refused = true } catch {}
+            // exit() runs no defer: leave the group and remove it first.
             _ = writeFile("/sys/fs/cgroup/cpuset/cgroup.procs", "\(getpid())")
+            rmdir(group)
             exit(readBack && refused ? 0 : 1)
         }
     }

@@ -79,6 +79,20 @@ struct LimitsCLITests {
         }
     }
 
+    @Test("ktask info writes nothing: no idle cgroup appears",
+          .enabled(if: getuid() == 0 && FileManager.default.fileExists(atPath: "/sys/fs/cgroup/cpu/cgroup.procs"),
+                   "needs root and the cgroup v1 cpu controller: skipped"))
+    func infoWritesNothing() throws {
+        let group = "/sys/fs/cgroup/cpu/ktask-info-\(getpid())"
+        try FileManager.default.createDirectory(atPath: group, withIntermediateDirectories: false)
+        defer { try? FileManager.default.removeItem(atPath: group) }
+        // The shell joins the fresh cgroup, then becomes ktask info.
+        let run = try runCommand("/bin/sh", ["-c", "echo $$ > \(group)/cgroup.procs && exec \"$0\" info", try ktaskExecutable()])
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect(run.stdout.contains("ktask-helpers (created when a helper first runs"), "\(run.stdout)")
+        #expect(!FileManager.default.fileExists(atPath: "\(group)/ktask-helpers"))
+    }
+
     @Test("in a cgroup with a 0.5-CPU quota and a one-CPU cpuset, the budget is 1 and jobs use one thread",
           .enabled(if: cgroupV1Writable(), "needs root and writable cgroup v1 cpu and cpuset hierarchies: skipped"))
     func cgroupQuotaAndCpuset() throws {
