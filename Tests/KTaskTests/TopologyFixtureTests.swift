@@ -117,9 +117,9 @@ struct TopologyFixtureTests {
 struct HwlocAgreementTests {
     /// Where ktask differs from hwloc on purpose, and why.
     static let differences: [String: String] = [
-        "nvidiagpunumanodes": "ktask takes cgroup v1 cpuset.effective_cpus (0-87, what the kernel enforces: CPUs 0-15) where "
-            + "hwloc takes cpuset.cpus (also 88-103); and it lists the GPU memory nodes 250-255 (memory a job may place "
-            + "pages on), which lstopo hides by default",
+        "nvidiagpunumanodes": "ktask takes cgroup v1 cpuset.effective_cpus and cpuset.effective_mems (CPUs 0-87, memory "
+            + "node 0: what the kernel enforces) where hwloc takes cpuset.cpus and cpuset.mems (which add CPUs 88-103 and "
+            + "node 8; lstopo hides the GPU memory nodes 250-255 by default)",
     ]
     /// Memory-only nodes that hwloc hangs from an object without CPUs, which ktask serves from the
     /// nearest CPUs by distance instead (a job placed there must run somewhere): node → those CPUs.
