@@ -76,9 +76,10 @@ struct HelperPoolTests {
                 .map { String($0.split(separator: ":", maxSplits: 2)[2]) }
         }
         try KTask.run(0..<8, options: KTaskOptions(maxThreads: 2, pool: pool)) { _ in usleep(2_000) }
-        // An idle-cgroup helper runs only on idle CPU, and other tests keep the CPUs busy: wait for it.
+        // An idle-cgroup helper runs only on idle CPU, and other tests keep the CPUs busy (under a
+        // sanitizer, for tens of seconds): wait for it.
         var helperGroups: Set<String> = []
-        for _ in 0..<200 {
+        for _ in 0..<600 {
             helperGroups = Set(ThreadSnapshot.all(namedWithPrefix: "kt-cg/").compactMap { cpuCgroup($0.tid) })
             if helperGroups.contains(where: { $0.hasSuffix("/\(HelperIsolation.childName)") }) { break }
             Thread.sleep(forTimeInterval: 0.05)
