@@ -8,8 +8,12 @@ struct KTaskCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ktask",
         abstract: "Multithread big CPU-intensive jobs the way the kernel's ktask did.",
+        version: ktaskVersion,
         subcommands: [BenchCommand.self, CompareCommand.self, TuneCommand.self, InfoCommand.self, CheckPlacementCommand.self, ForegroundLoadCommand.self])
 }
+
+/// This release (CHANGELOG.md).
+let ktaskVersion = "0.2.0"
 
 @main
 enum Main {

@@ -34,6 +34,16 @@ func runCommand(_ executable: String, _ arguments: [String], environment: [Strin
 
 @Suite("The ktask command line")
 struct CLITests {
+    @Test("--version prints the release the CHANGELOG's first entry names")
+    func version() throws {
+        let run = try runKTask(["--version"])
+        #expect(run.status == 0)
+        let repository = "/" + String(#filePath).split(separator: "/").dropLast(3).joined(separator: "/")
+        let changelog = try String(contentsOfFile: repository + "/CHANGELOG.md", encoding: .utf8)
+        let first = changelog.split(separator: "\n").first { $0.hasPrefix("## ") }.map { $0.dropFirst(3).split(separator: " ")[0] }
+        #expect(run.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == first.map(String.init))
+    }
+
     @Test("bad flags: one line on stderr, exit status 2", arguments: [
         ["bench", "--threads", "0"], ["bench", "--threads", "1,x"], ["bench", "--size", "-4"],
         ["bench", "--runs", "0"], ["bench", "--workload", "nope"], ["bench", "--format", "xml"],
