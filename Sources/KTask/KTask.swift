@@ -53,7 +53,7 @@ public enum KTask {
     }
 
     /// The blocking API's cancellation: the options' token, and the task the caller runs in.
-    private static func blocking(_ options: KTaskOptions) -> JobCancellation {
+    static func blocking(_ options: KTaskOptions) -> JobCancellation {
         JobCancellation(token: options.cancellation, asyncTask: nil, observesCurrentTask: true)
     }
 
@@ -67,7 +67,9 @@ public enum KTask {
         undo: (@Sendable (Range<Int>) -> Void)? = nil,
         _ chunk: @escaping @Sendable (Range<Int>) throws -> Void
     ) async throws -> KTaskReport {
-        try await runOnKTaskThreads(.range(range), options: options, undo: undo, chunk)
+        try await onKTaskThread(options: options) { cancellation in
+            try MultithreadedJob.run(.range(range), options: options, cancellation: cancellation, undo: undo, chunk)
+        }
     }
 
     /// The per-node job of ``run(perNode:options:undo:_:)``, from async code: all work on ktask's threads.
@@ -78,15 +80,17 @@ public enum KTask {
         undo: (@Sendable (Range<Int>) -> Void)? = nil,
         _ chunk: @escaping @Sendable (Range<Int>) throws -> Void
     ) async throws -> KTaskReport {
-        try await runOnKTaskThreads(.perNode(ranges), options: options, undo: undo, chunk)
+        try await onKTaskThread(options: options) { cancellation in
+            try MultithreadedJob.run(.perNode(ranges), options: options, cancellation: cancellation, undo: undo, chunk)
+        }
     }
 
     /// The async jobs' path: the caller's share runs as ordinary work on one of ktask's threads (at the
-    /// calling thread's nice), which resumes the continuation with the job's outcome.
-    private static func runOnKTaskThreads(
-        _ input: JobInput, options: KTaskOptions, undo: (@Sendable (Range<Int>) -> Void)?,
-        _ chunk: @escaping @Sendable (Range<Int>) throws -> Void
-    ) async throws -> KTaskReport {
+    /// calling thread's nice), which resumes the continuation with the job's outcome. `body` gets the
+    /// job's cancellation: the options' token and the calling task's.
+    static func onKTaskThread<Result: Sendable>(
+        options: KTaskOptions, _ body: @escaping @Sendable (JobCancellation) throws -> Result
+    ) async throws -> Result {
         try options.validate()
         let taskCancellation = KTaskCancellation()
         let cancellation = JobCancellation(token: options.cancellation, asyncTask: taskCancellation, observesCurrentTask: false)
@@ -94,9 +98,7 @@ public enum KTask {
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in
                 let started = KTaskPool.asyncCallers.runOnce(nice: callerNice) {
-                    continuation.resume(with: Result {
-                        try MultithreadedJob.run(input, options: options, cancellation: cancellation, undo: undo, chunk)
-                    })
+                    continuation.resume(with: Swift.Result { try body(cancellation) })
                 }
                 if !started { continuation.resume(throwing: KTaskError.threadStartFailed) }
             }

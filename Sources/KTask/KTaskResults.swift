@@ -1,0 +1,194 @@
+/// Results without unsafe code: an array of per-item results, a reduction, or in-place updates of an
+/// array's chunks, on the same engine as ``KTask/run(_:options:undo:_:)`` (chunking, helpers, placement,
+/// cancellation and options alike).
+extension KTask {
+    // MARK: map
+
+    /// Returns `transform(i)` for every `i` in `range`, in order: each chunk writes its results in place
+    /// (no per-item allocation, no lock). If `transform` throws, or the job is cancelled, the results
+    /// already made are destroyed and the first error is rethrown.
+    @available(*, noasync, message: "blocks the calling thread; use the async KTask.map from async code")
+    public static func map<T: Sendable>(
+        _ range: Range<Int>, options: KTaskOptions = KTaskOptions(), _ transform: @Sendable (Int) throws -> T
+    ) throws -> [T] {
+        try mapJob(range, options: options, cancellation: blocking(options), transform)
+    }
+
+    /// ``map(_:options:_:)-(_,_,(Int)->T)`` from async code: every thread doing the work is ktask's own,
+    /// and cancelling the calling task cancels the job.
+    public static func map<T: Sendable>(
+        _ range: Range<Int>, options: KTaskOptions = KTaskOptions(), _ transform: @escaping @Sendable (Int) throws -> T
+    ) async throws -> [T] {
+        try await onKTaskThread(options: options) { cancellation in
+            try mapJob(range, options: options, cancellation: cancellation, transform)
+        }
+    }
+
+    // MARK: reduce
+
+    /// Reduces `range`: `partial` runs on blocks of the range in parallel and `combine` folds their results,
+    /// starting from `initial`, in range order.
+    ///
+    /// The blocks are a function of `range`, ``KTaskOptions/minChunk`` and ``KTaskOptions/align`` alone
+    /// (about 4096 of them at most, each a multiple of `align` and at least `minChunk` items), never of the
+    /// thread count or of how threads claimed them, and the fold runs in block order on the calling thread.
+    /// So the result is the same on every run with the same range and options, floating-point sums
+    /// included, however many threads ran.
+    @available(*, noasync, message: "blocks the calling thread; use the async KTask.reduce from async code")
+    public static func reduce<T: Sendable>(
+        _ range: Range<Int>, options: KTaskOptions = KTaskOptions(), _ initial: T,
+        _ combine: (T, T) throws -> T, _ partial: @Sendable (Range<Int>) throws -> T
+    ) throws -> T {
+        try reduceJob(range, options: options, cancellation: blocking(options), initial, combine, partial)
+    }
+
+    /// ``reduce(_:options:_:_:_:)-(_,_,_,_,(Range<Int>)->T)`` from async code: all work on ktask's threads.
+    public static func reduce<T: Sendable>(
+        _ range: Range<Int>, options: KTaskOptions = KTaskOptions(), _ initial: T,
+        _ combine: @escaping @Sendable (T, T) throws -> T, _ partial: @escaping @Sendable (Range<Int>) throws -> T
+    ) async throws -> T {
+        try await onKTaskThread(options: options) { cancellation in
+            try reduceJob(range, options: options, cancellation: cancellation, initial, combine, partial)
+        }
+    }
+
+    // MARK: update
+
+    /// Updates `array` in place, chunk by chunk in parallel (Rayon's `par_chunks_mut`): `body` gets each
+    /// chunk's index range and a `MutableSpan` of exactly those elements. No copy of the array is made.
+    ///
+    /// If `body` throws or the job is cancelled, `undo` (if given) is called once for every chunk that
+    /// completed, with its span, so that it can put the elements back; then the first error is rethrown.
+    @available(*, noasync, message: "blocks the calling thread; use the async KTask.update from async code")
+    public static func update<Element: Sendable>(
+        _ array: inout [Element], options: KTaskOptions = KTaskOptions(),
+        undo: ((Range<Int>, inout MutableSpan<Element>) -> Void)? = nil,
+        _ body: @Sendable (Range<Int>, inout MutableSpan<Element>) throws -> Void
+    ) throws {
+        try updateJob(&array, options: options, cancellation: blocking(options), undo: undo, body)
+    }
+
+    /// ``update(_:options:undo:_:)-(_,_,_,(Range<Int>,MutableSpan<Element>)->Void)`` from async code: the
+    /// array is moved to ktask's threads and back (not copied), and all work runs there.
+    public static func update<Element: Sendable>(
+        _ array: inout [Element], options: KTaskOptions = KTaskOptions(),
+        undo: (@Sendable (Range<Int>, inout MutableSpan<Element>) -> Void)? = nil,
+        _ body: @escaping @Sendable (Range<Int>, inout MutableSpan<Element>) throws -> Void
+    ) async throws {
+        let moved = MovedArray(array)
+        array = []
+        defer { array = moved.take() }
+        try await onKTaskThread(options: options) { cancellation in
+            try updateJob(&moved.array, options: options, cancellation: cancellation, undo: undo, body)
+        }
+    }
+}
+
+// MARK: The jobs behind them
+
+extension KTask {
+    static func mapJob<T>(_ range: Range<Int>, options: KTaskOptions, cancellation: JobCancellation,
+                          _ transform: @Sendable (Int) throws -> T) throws -> [T] {
+        guard range.lowerBound >= 0 else { throw KTaskError.negativeRangeStart(range.lowerBound) }
+        return try Array(unsafeUninitializedCapacity: range.count) { buffer, initialized in
+            let results = SharedBuffer(buffer)
+            _ = try MultithreadedJob.run(.range(range), options: options, cancellation: cancellation, undo: { chunk in
+                // A failed job destroys what completed chunks made: the array is never returned.
+                results.elements(chunk.lowerBound - range.lowerBound, chunk.count).deinitialize()
+            }) { chunk in
+                let slots = results.elements(chunk.lowerBound - range.lowerBound, chunk.count)
+                var made = 0
+                do {
+                    for index in chunk {
+                        slots.initializeElement(at: made, to: try transform(index))
+                        made += 1
+                    }
+                } catch {
+                    slots[..<made].deinitialize()
+                    throw error
+                }
+            }
+            initialized = range.count
+        }
+    }
+
+    static func reduceJob<T>(_ range: Range<Int>, options: KTaskOptions, cancellation: JobCancellation, _ initial: T,
+                             _ combine: (T, T) throws -> T, _ partial: @Sendable (Range<Int>) throws -> T) throws -> T {
+        try options.validate()
+        guard range.lowerBound >= 0 else { throw KTaskError.negativeRangeStart(range.lowerBound) }
+        guard !range.isEmpty else { return initial }
+        let blocks = ReductionBlocks(range: range, minChunk: options.minChunk, align: options.align)
+        var blockOptions = options
+        (blockOptions.minChunk, blockOptions.align) = (1, 1)
+        let partials = try mapJob(0..<blocks.count, options: blockOptions, cancellation: cancellation) { block in
+            try partial(blocks.items(of: block))
+        }
+        return try partials.reduce(initial, combine)
+    }
+
+    static func updateJob<Element>(_ array: inout [Element], options: KTaskOptions, cancellation: JobCancellation,
+                                   undo: ((Range<Int>, inout MutableSpan<Element>) -> Void)?,
+                                   _ body: @Sendable (Range<Int>, inout MutableSpan<Element>) throws -> Void) throws {
+        try array.withUnsafeMutableBufferPointer { buffer in
+            let elements = SharedBuffer(buffer)
+            _ = try MultithreadedJob.run(.range(0..<buffer.count), options: options, cancellation: cancellation, undo: undo.map { undo in
+                { chunk in
+                    var span = MutableSpan(_unsafeElements: elements.elements(chunk.lowerBound, chunk.count))
+                    undo(chunk, &span)
+                }
+            }) { chunk in
+                var span = MutableSpan(_unsafeElements: elements.elements(chunk.lowerBound, chunk.count))
+                try body(chunk, &span)
+            }
+        }
+    }
+}
+
+/// A buffer that chunks on several threads write, each to its own elements only: disjoint ranges, so
+/// sharing its address is safe.
+struct SharedBuffer<Element>: @unchecked Sendable {
+    private let base: UnsafeMutablePointer<Element>?
+
+    init(_ buffer: UnsafeMutableBufferPointer<Element>) { base = buffer.baseAddress }
+
+    /// The `count` elements from `offset`.
+    func elements(_ offset: Int, _ count: Int) -> UnsafeMutableBufferPointer<Element> {
+        UnsafeMutableBufferPointer(start: base.map { $0 + offset }, count: count)
+    }
+}
+
+/// An array on its way to ktask's threads and back: moved, so that updating it there copies nothing.
+final class MovedArray<Element>: @unchecked Sendable {
+    var array: [Element]
+    init(_ array: [Element]) { self.array = array }
+    func take() -> [Element] {
+        defer { array = [] }
+        return array
+    }
+}
+
+/// The blocks a reduction's range is cut into: a function of the range, `minChunk` and `align` alone, so
+/// that the fold's grouping (and a floating-point result) never depends on the thread count.
+struct ReductionBlocks: Sendable {
+    /// At most about this many partial results.
+    static let maxBlocks = 4096
+
+    let range: Range<Int>
+    let size: Int
+    /// The aligned point block 0 starts from (≤ range.lowerBound).
+    let origin: Int
+    let count: Int
+
+    init(range: Range<Int>, minChunk: Int, align: Int) {
+        self.range = range
+        size = roundUp(max(minChunk, ceilDivide(range.count, Self.maxBlocks)), toMultipleOf: align)
+        origin = range.lowerBound - range.lowerBound % size
+        count = ceilDivide(range.upperBound - origin, size)
+    }
+
+    /// The items of block `block`.
+    func items(of block: Int) -> Range<Int> {
+        let start = origin + block * size
+        return max(start, range.lowerBound)..<min(start &+ size, range.upperBound)
+    }
+}
