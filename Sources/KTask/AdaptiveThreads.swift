@@ -110,6 +110,8 @@ struct AdaptiveDriver {
     var threads: Int { controller.settled ?? controller.threads }
     /// Items per second measured at 1, 2, ... threads.
     var rates: [Double] { controller.rates }
+    /// Whether it settled below every thread the job had reserved.
+    var stoppedEarly: Bool { threads < controller.maxThreads }
 
     /// After each of the caller's claims: measure, and add or drop a helper as the controller decides.
     mutating func afterClaim(dispatcher: inout HelperDispatcher) {

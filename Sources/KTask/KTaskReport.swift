@@ -11,6 +11,8 @@ public struct KTaskReport: Sendable, Equatable, CustomStringConvertible {
     public let helperNice: Int?
     /// Wall time from the call to the return.
     public let wallTime: Duration
+    /// What bounded the thread count: why the job got ``threadsUsed`` threads and not more.
+    public let threadLimit: ThreadLimit
     /// What kept helpers from holding the job up (``StarvationGuard/none`` for a job without helpers).
     public let starvationGuard: StarvationGuard
     /// Helpers the caller lent its priority to while it waited for them.
@@ -25,13 +27,14 @@ public struct KTaskReport: Sendable, Equatable, CustomStringConvertible {
     private let perThread: [Int]?
 
     init(threadsUsed: Int, chunkSize: Int, claimCount: Int, helperNice: Int?, wallTime: Duration,
-         starvationGuard: StarvationGuard = .none, boostedHelpers: Int = 0,
+         threadLimit: ThreadLimit = .none, starvationGuard: StarvationGuard = .none, boostedHelpers: Int = 0,
          adaptiveThreads: Int? = nil, adaptiveThroughput: [Double] = [], perThread: [Int]?) {
         self.threadsUsed = threadsUsed
         self.chunkSize = chunkSize
         self.claimCount = claimCount
         self.helperNice = helperNice
         self.wallTime = wallTime
+        self.threadLimit = threadLimit
         self.starvationGuard = starvationGuard
         self.boostedHelpers = boostedHelpers
         self.adaptiveThreads = adaptiveThreads
@@ -46,7 +49,8 @@ public struct KTaskReport: Sendable, Equatable, CustomStringConvertible {
     public var claimsPerThread: [Int] { perThread ?? [claimCount] }
 
     public var description: String {
-        "\(threadsUsed) thread(s), \(claimCount) claim(s), chunks of \(chunkSize), per thread \(claimsPerThread), \(wallTime)"
+        "\(threadsUsed) thread(s) (limited by \(threadLimit.rawValue)), \(claimCount) claim(s), chunks of \(chunkSize), "
+            + "per thread \(claimsPerThread), \(wallTime)"
             + (adaptiveThreads.map { ", adaptive: \($0) thread(s) from items/s \(adaptiveThroughput.map { Int($0) })" } ?? "")
     }
 }

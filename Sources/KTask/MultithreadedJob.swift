@@ -13,13 +13,14 @@ enum MultithreadedJob {
         let plan: ThreadPlan
         switch try ThreadPlan.make(input, options: options) {
         case .noWork: return .noWork
-        case .inline(let range): return try runInline(range, start: start, chunk)
+        case .inline(let range, let limit): return try runInline(range, start: start, limit: limit, chunk)
         case .parallel(let parallel): plan = parallel
         }
         // Reserve.
         let reserved = plan.reserve(in: options.pool)
         let helpers = reserved.reduce(0) { $0 + $1.reservation.count }
-        if helpers == 0 && plan.parts.count == 1 { return try runInline(plan.parts[0], start: start, chunk) }
+        let limit = plan.limit(reserved: reserved)
+        if helpers == 0 && plan.parts.count == 1 { return try runInline(plan.parts[0], start: start, limit: limit, chunk) }
 
         return try withoutActuallyEscaping(chunk) { chunk in
             let job = makeState(plan, reserved, options: options, cancellation: cancellation, chunk: chunk)
@@ -45,18 +46,19 @@ enum MultithreadedJob {
             let perThread = job.claimsPerThread
             return KTaskReport(threadsUsed: perThread.count, chunkSize: job.plans[0].chunkSize,
                                claimCount: perThread.reduce(0, +), helperNice: perThread.count > 1 ? Int(job.helperNice) : nil,
-                               wallTime: .now - start, starvationGuard: job.starvationGuard, boostedHelpers: boost?.boosted ?? 0,
+                               wallTime: .now - start, threadLimit: dispatcher.limit(planned: limit, adaptive: adaptive, used: perThread.count),
+                               starvationGuard: job.starvationGuard, boostedHelpers: boost?.boosted ?? 0,
                                adaptiveThreads: adaptive?.threads, adaptiveThroughput: adaptive?.rates ?? [], perThread: perThread)
         }
     }
 
     /// One call on the calling thread: no helper, no system call, nothing allocated.
     @inline(__always)
-    private static func runInline(_ range: Range<Int>, start: ContinuousClock.Instant,
+    private static func runInline(_ range: Range<Int>, start: ContinuousClock.Instant, limit: ThreadLimit,
                                   _ chunk: (Range<Int>) throws -> Void) throws -> KTaskReport {
         try chunk(range)
         return KTaskReport(threadsUsed: 1, chunkSize: range.count, claimCount: 1, helperNice: nil,
-                           wallTime: .now - start, perThread: nil)
+                           wallTime: .now - start, threadLimit: limit, perThread: nil)
     }
 
     /// The job's shared state: chunk plans sized for the threads each part got, the claim policy the
@@ -93,6 +95,8 @@ struct HelperDispatcher {
     /// The slot the next helper gets (1 + helpers dispatched so far).
     private var nextSlot = 1
     private var revoked = false
+    /// Helpers the system would not start.
+    private(set) var startFailures = 0
 
     init(job: JobState, pool: KTaskPool, nice: Int32) {
         self.job = job
@@ -107,8 +111,17 @@ struct HelperDispatcher {
         job.latch.add(wanted)
         let started = pool.dispatch(entry.reservation, work: job.work, firstArgument: nextSlot, nice: nice, cpus: entry.lane.cpus)
         job.latch.countDown(wanted - started)
+        startFailures += wanted - started
         nextSlot += wanted
         return started
+    }
+
+    /// Why the job used the threads it did: the plan's limit, unless adaptive mode stopped early, a thread
+    /// could not start, or helpers were not needed after all.
+    func limit(planned: ThreadLimit, adaptive: AdaptiveDriver?, used: Int) -> ThreadLimit {
+        if adaptive?.stoppedEarly == true { return .adaptive }
+        if startFailures > 0 { return .threadStart }
+        return used < nextSlot ? .helpersNotNeeded : planned
     }
 
     /// Takes back (once) the assignments helpers have not picked up: the job needs them no more.
@@ -122,5 +135,6 @@ struct HelperDispatcher {
 }
 
 extension KTaskReport {
-    static let noWork = KTaskReport(threadsUsed: 1, chunkSize: 0, claimCount: 0, helperNice: nil, wallTime: .zero, perThread: nil)
+    static let noWork = KTaskReport(threadsUsed: 1, chunkSize: 0, claimCount: 0, helperNice: nil, wallTime: .zero,
+                                    threadLimit: .tooLittleWork, perThread: nil)
 }

@@ -25,13 +25,17 @@ struct ThreadPlan {
     let poolCap: Int
     /// The per-node cap for each lane pinned to a node, by node id.
     let nodeCaps: [Int: Int]
+    /// What bounded the planned thread count.
+    let limit: ThreadLimit
+    /// Where the pool's cap came from (to say why a reservation fell short).
+    let poolCapSource: HelperCap.Source
 
     /// What a job turns out to be once validated and sized.
     enum Shape {
         /// Nothing to do.
         case noWork
-        /// One call on the calling thread: one chunk or less, or one thread.
-        case inline(Range<Int>)
+        /// One call on the calling thread: one chunk or less, or one thread, and why.
+        case inline(Range<Int>, ThreadLimit)
         case parallel(ThreadPlan)
     }
 
@@ -48,14 +52,19 @@ struct ThreadPlan {
             }
             guard !range.isEmpty else { return .noWork }
             // A job that fits in one chunk needs no other thread and no system call.
-            if range.count <= max(options.minChunk, options.align) || options.maxThreads == 1 { return .inline(range) }
+            if options.maxThreads == 1 { return .inline(range, .maxThreads) }
+            if range.count <= max(options.minChunk, options.align) { return .inline(range, .tooLittleWork) }
             let system = limits ?? SystemLimits.current(nodeCPUs: options.placement == .anywhere ? .never : .ifSeveralNodes)
-            let threads = ChunkPlan.usefulThreads(size: range.count, minChunk: options.minChunk, align: options.align,
-                                                  limit: try threadLimit(options, system))
-            if threads == 1 { return .inline(range) }
+            let (limit, reason) = try threadLimit(options, system)
+            let useful = ChunkPlan.usefulThreads(size: range.count, minChunk: options.minChunk, align: options.align, limit: Int.max)
+            let threads = min(useful, limit)
+            let bound: ThreadLimit = useful < limit ? .tooLittleWork : reason
+            if threads == 1 { return .inline(range, bound) }
             let lanes = try LanePlan.single(placement: options.placement, threads: threads,
                                             callerCPU: Int(CKTask_sched_getcpu()), nodes: system.nodes)
-            return .parallel(try ThreadPlan(parts: [range], lanes: lanes, system: system, pool: options.pool))
+            // A node placement may leave fewer helpers than threads − 1 (the nodes' CPUs).
+            let placed: ThreadLimit = lanes.helpers < threads - 1 ? .nodeCap : bound
+            return .parallel(try ThreadPlan(parts: [range], lanes: lanes, system: system, pool: options.pool, limit: placed))
         case .perNode(let ranges):
             var seen = Set<Int>()
             for part in ranges {
@@ -70,16 +79,21 @@ struct ThreadPlan {
                 (node: part.node, usefulThreads: ChunkPlan.usefulThreads(size: part.range.count, minChunk: options.minChunk,
                                                                            align: options.align, limit: Int.max))
             }
-            let lanes = try LanePlan.perNode(useful, threadLimit: try threadLimit(options, system),
-                                             callerCPU: Int(CKTask_sched_getcpu()), nodes: system.nodes)
-            return .parallel(try ThreadPlan(parts: work.map(\.range), lanes: lanes, system: system, pool: options.pool))
+            let (limit, reason) = try threadLimit(options, system)
+            let lanes = try LanePlan.perNode(useful, threadLimit: limit, callerCPU: Int(CKTask_sched_getcpu()), nodes: system.nodes)
+            let wanted = useful.reduce(0) { $0 + $1.usefulThreads }
+            let bound: ThreadLimit = lanes.helpers + 1 >= wanted ? .tooLittleWork : lanes.helpers + 1 >= limit ? reason : .nodeCap
+            return .parallel(try ThreadPlan(parts: work.map(\.range), lanes: lanes, system: system, pool: options.pool, limit: bound))
         }
     }
 
-    private init(parts: [Range<Int>], lanes: LanePlan, system: SystemLimits, pool: KTaskPool) throws(KTaskError) {
+    private init(parts: [Range<Int>], lanes: LanePlan, system: SystemLimits, pool: KTaskPool, limit: ThreadLimit) throws(KTaskError) {
         self.parts = parts
         self.lanes = lanes
-        poolCap = try pool.cap(cpuBudget: system.budget, energyRestricted: system.energyRestricted).maxBusyHelpers
+        self.limit = limit
+        let cap = try pool.cap(cpuBudget: system.budget, energyRestricted: system.energyRestricted)
+        poolCap = cap.maxBusyHelpers
+        poolCapSource = cap.source
         var nodeCaps: [Int: Int] = [:]
         for lane in lanes.lanes where lane.helpers > 0 {
             guard let node = lane.node else { continue }
@@ -90,11 +104,32 @@ struct ThreadPlan {
     }
 
     /// The most threads a job may use: its own `maxThreads`, the CPU budget, and the tuning profile's
-    /// cap for its class of work.
-    static func threadLimit(_ options: KTaskOptions, _ system: SystemLimits) throws(KTaskError) -> Int {
-        var limit = min(options.maxThreads ?? system.budget, system.budget)
-        if let workClass = options.workClass, let cap = try TuningProfile.threadCap(for: workClass) { limit = min(limit, cap) }
+    /// cap for its class of work; and which of them binds.
+    static func threadLimit(_ options: KTaskOptions, _ system: SystemLimits) throws(KTaskError) -> (Int, ThreadLimit) {
+        var limit = (system.budget, ThreadLimit.cpuBudget)
+        if let maxThreads = options.maxThreads, maxThreads < limit.0 { limit = (maxThreads, .maxThreads) }
+        if let workClass = options.workClass, let cap = try TuningProfile.threadCap(for: workClass), cap < limit.0 {
+            limit = (cap, .tuningProfile)
+        }
         return limit
+    }
+
+    /// Why `reserved` helpers (of the plan's) is what the job got.
+    func limit(reserved: [LaneReservation]) -> ThreadLimit {
+        let got = reserved.reduce(0) { $0 + $1.reservation.count }
+        guard got < lanes.helpers else { return limit }
+        if poolCap < lanes.helpers {
+            switch poolCapSource {
+            case .energy: return .energySaving
+            case .environment: return .environment
+            case .api: return .poolCap
+            case .cpuBudget, .nodeCPUs, .nodeEnvironment: return .cpuBudget
+            }
+        }
+        if lanes.lanes.contains(where: { lane in lane.node.flatMap { nodeCaps[$0] }.map { $0 < lane.helpers } ?? false }) {
+            return .nodeCap
+        }
+        return .helpersBusy
     }
 
     /// One lane's helpers, set aside in the pool.

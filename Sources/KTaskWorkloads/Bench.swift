@@ -16,6 +16,8 @@ public struct BenchRow: Sendable {
     public let chunkCount: Int
     /// What kept helpers from holding the job up (from the last run).
     public let starvationGuard: StarvationGuard
+    /// What bounded the thread count in the run that used the fewest threads.
+    public let threadLimit: ThreadLimit
 }
 
 /// A finished benchmark: the seed's table for one workload.
@@ -62,6 +64,7 @@ public struct BenchRunner {
         var threadsUsed: [Int: Int] = [:]
         var chunkCount: [Int: Int] = [:]
         var guards: [Int: StarvationGuard] = [:]
+        var limits: [Int: ThreadLimit] = [:]
         // One untimed run first: the first touch of memory (by this guest's host, or of cold caches
         // and page tables) is slower than any later one and would skew whichever row ran first.
         progress(0, runs, threadCounts.last!)
@@ -74,6 +77,7 @@ public struct BenchRunner {
                 let report = measurement.report
                 seconds[threads, default: []].append(report.wallTime.seconds)
                 cpuSeconds[threads, default: []].append(measurement.cpuSeconds)
+                if report.threadsUsed < threadsUsed[threads] ?? Int.max { limits[threads] = report.threadLimit }
                 threadsUsed[threads] = min(threadsUsed[threads] ?? Int.max, report.threadsUsed)
                 chunkCount[threads] = report.claimCount
                 guards[threads] = report.starvationGuard
@@ -87,7 +91,7 @@ public struct BenchRunner {
                             speedup: baseline.mean / sample.mean,
                             medianSpeedup: baseline.median / sample.median,
                             threadsUsed: threadsUsed[threads]!, chunkCount: chunkCount[threads]!,
-                            starvationGuard: guards[threads]!)
+                            starvationGuard: guards[threads]!, threadLimit: limits[threads]!)
         }
         return BenchResult(workload: workload, size: size, runs: runs, summary: instance.summary, rows: rows,
                            stealSeconds: steal)

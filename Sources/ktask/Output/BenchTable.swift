@@ -18,6 +18,10 @@ enum BenchTable {
             if row.threadsUsed < row.threads { text += "  [\(row.threadsUsed) thread(s) used]" }
             text += "\n"
         }
+        // "Why only 1 thread?" answered under the table.
+        for row in result.rows where row.threadsUsed < row.threads {
+            text += "# \(row.threads) thread(s) asked, \(row.threadsUsed) used: limited by \(row.threadLimit.rawValue)\n"
+        }
         if let steal = result.stealSeconds, steal >= 0.05 {
             text += String(format: "# the hypervisor stole %.2f s of CPU time during the runs: timings are noisier\n", steal)
         }
@@ -44,6 +48,7 @@ enum BenchJSON {
         let speedup_median: Double
         let cpu_s: Double
         let threads_used: Int
+        let thread_limit: String
         let chunks: Int
         let starvation_guard: String
     }
@@ -61,7 +66,7 @@ enum BenchJSON {
         let rows = result.rows.map {
             Row(threads: $0.threads, mean_s: $0.seconds.mean, stddev_pct: $0.seconds.standardDeviationPercent,
                 median_s: $0.seconds.median, min_s: $0.seconds.min, max_s: $0.seconds.max,
-                speedup: $0.speedup, speedup_median: $0.medianSpeedup, cpu_s: $0.cpuSeconds.mean, threads_used: $0.threadsUsed, chunks: $0.chunkCount,
+                speedup: $0.speedup, speedup_median: $0.medianSpeedup, cpu_s: $0.cpuSeconds.mean, threads_used: $0.threadsUsed, thread_limit: $0.threadLimit.rawValue, chunks: $0.chunkCount,
                 starvation_guard: $0.starvationGuard.rawValue)
         }
         return try encodeJSON(Document(workload: result.workload.rawValue, size: result.size, runs: result.runs,
