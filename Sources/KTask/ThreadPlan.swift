@@ -184,20 +184,30 @@ package struct HelperCap: Sendable, Equatable, CustomStringConvertible {
     package static let nodeEnvironmentVariable = "KTASK_NODE_MAX_THREADS"
 
     /// The variables as this process started with them: read once, like libgomp reads OMP_NUM_THREADS.
+    /// A malformed value is ignored, with one warning for the process (the `ktask` tool refuses it).
     private static let environmentCap = readEnvironment(environmentVariable, parse(environmentValue:))
     private static let nodeEnvironmentCap = readEnvironment(nodeEnvironmentVariable, parse(nodeEnvironmentValue:))
 
-    private static func readEnvironment(_ name: String, _ parse: (String) throws(KTaskError) -> HelperCap)
-        -> Result<HelperCap?, KTaskError> {
-        guard let raw = getenv(name) else { return .success(nil) }
-        do { return .success(try parse(String(cString: raw))) } catch { return .failure(error) }
+    private static func readEnvironment(_ name: String, _ parse: (String) throws(KTaskError) -> HelperCap?) -> HelperCap? {
+        guard let raw = getenv(name) else { return nil }
+        do { return try parse(String(cString: raw)) } catch {
+            KTaskPool.logger.warning("\(error.description); the variable is ignored")
+            return nil
+        }
+    }
+
+    /// Throws for a malformed `KTASK_MAX_THREADS` or `KTASK_NODE_MAX_THREADS` (the `ktask` tool refuses them
+    /// before it runs; the library ignores them).
+    package static func validateEnvironment() throws(KTaskError) {
+        if let raw = getenv(environmentVariable) { _ = try parse(environmentValue: String(cString: raw)) }
+        if let raw = getenv(nodeEnvironmentVariable) { _ = try parse(nodeEnvironmentValue: String(cString: raw)) }
     }
 
     /// The pool cap in force: one set by API, else `KTASK_MAX_THREADS`, else none while the machine
     /// saves energy, else the CPU budget − 1.
     package static func resolve(apiCap: Int?, cpuBudget: Int, energyRestricted: Bool) throws(KTaskError) -> HelperCap {
         if let apiCap { return HelperCap(maxBusyHelpers: apiCap, source: .api) }
-        if let cap = try environmentCap.get() { return cap }
+        if let cap = environmentCap { return cap }
         if energyRestricted { return HelperCap(maxBusyHelpers: 0, source: .energy) }
         return HelperCap(maxBusyHelpers: max(0, cpuBudget - 1), source: .cpuBudget)
     }
@@ -205,27 +215,29 @@ package struct HelperCap: Sendable, Equatable, CustomStringConvertible {
     /// The per-node cap in force: one set by API, else `KTASK_NODE_MAX_THREADS`, else the node's usable CPUs.
     package static func resolveNode(apiCap: Int?, usableCPUs: Int) throws(KTaskError) -> HelperCap {
         if let apiCap { return HelperCap(maxBusyHelpers: apiCap, source: .api) }
-        if let cap = try nodeEnvironmentCap.get() { return cap }
+        if let cap = nodeEnvironmentCap { return cap }
         return HelperCap(maxBusyHelpers: usableCPUs, source: .nodeCPUs)
     }
 
-    /// Parses a `KTASK_NODE_MAX_THREADS` value: a whole number of helpers ≥ 0 per node.
-    package static func parse(nodeEnvironmentValue value: String) throws(KTaskError) -> HelperCap {
+    /// Parses a `KTASK_NODE_MAX_THREADS` value: a whole number of busy helpers per node ≥ 1, or 0 for no
+    /// limit from this variable (nil).
+    package static func parse(nodeEnvironmentValue value: String) throws(KTaskError) -> HelperCap? {
         guard let helpers = Int(value.trimmingCharacters(in: " \t\n")), helpers >= 0 else {
             throw .invalidEnvironmentVariable(name: nodeEnvironmentVariable, value: value,
-                                              allowed: "a whole number of helper threads per node >= 0")
+                                              allowed: "a whole number of helper threads per node >= 1, or 0 for no limit")
         }
-        return HelperCap(maxBusyHelpers: helpers, source: .nodeEnvironment)
+        return helpers == 0 ? nil : HelperCap(maxBusyHelpers: helpers, source: .nodeEnvironment)
     }
 
-    /// Parses a `KTASK_MAX_THREADS` value: a whole number of threads ≥ 1.
-    package static func parse(environmentValue value: String) throws(KTaskError) -> HelperCap {
-        guard let threads = Int(value.trimmingCharacters(in: " \t\n")), threads >= 1 else {
+    /// Parses a `KTASK_MAX_THREADS` value: a whole number of threads ≥ 1 (the caller counts as one), or 0
+    /// for no limit from this variable (nil).
+    package static func parse(environmentValue value: String) throws(KTaskError) -> HelperCap? {
+        guard let threads = Int(value.trimmingCharacters(in: " \t\n")), threads >= 0 else {
             throw .invalidEnvironmentVariable(
                 name: environmentVariable, value: value,
-                allowed: "a whole number of threads >= 1 (the calling thread counts as one)")
+                allowed: "a whole number of threads >= 1 (the calling thread counts as one), or 0 for no limit")
         }
-        return HelperCap(maxBusyHelpers: threads - 1, source: .environment)
+        return threads == 0 ? nil : HelperCap(maxBusyHelpers: threads - 1, source: .environment)
     }
 }
 

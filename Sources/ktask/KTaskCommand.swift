@@ -8,6 +8,12 @@ struct KTaskCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ktask",
         abstract: "Multithread big CPU-intensive jobs the way the kernel's ktask did.",
+        discussion: """
+            Environment: KTASK_MAX_THREADS caps threads per job, the calling thread included (0: no limit); \
+            KTASK_NODE_MAX_THREADS caps busy helpers on any one node (0: no limit); KTASK_PROFILE names the \
+            tuning profile; KTASK_NO_HELPER_CGROUP keeps helpers out of the idle cgroup. The tool refuses a \
+            malformed limit (exit 2); the library ignores it with one warning.
+            """,
         version: ktaskVersion,
         subcommands: [BenchCommand.self, CompareCommand.self, TuneCommand.self, InfoCommand.self, CheckPlacementCommand.self, ForegroundLoadCommand.self])
 }
@@ -23,6 +29,8 @@ enum Main {
     static func main() {
         do {
             var command = try KTaskCommand.parseAsRoot()
+            // The library ignores a malformed limit variable (with a warning); the tool refuses it.
+            try HelperCap.validateEnvironment()
             try command.run()
         } catch let error as KTaskError {
             switch error {
