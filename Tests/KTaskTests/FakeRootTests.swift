@@ -34,11 +34,20 @@ final class FakeRoot {
 
     /// A 4-CPU, one-node machine with cgroup v2 at /sys/fs/cgroup and the process in /a/b.
     static func cgroupV2Machine() throws -> FakeRoot {
+        try machine(cgroup: "0::/a/b", mountinfo: "30 23 0:26 / /sys/fs/cgroup rw,nosuid shared:4 - cgroup2 cgroup2 rw,nsdelegate")
+    }
+
+    /// A 4-CPU, one-node machine with cgroup v1's cpu controller at /sys/fs/cgroup/cpu and the process in /job.
+    static func cgroupV1Machine() throws -> FakeRoot {
+        try machine(cgroup: "4:cpu,cpuacct:/job", mountinfo: "30 23 0:26 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu,cpuacct")
+    }
+
+    private static func machine(cgroup: String, mountinfo: String) throws -> FakeRoot {
         let fake = try FakeRoot()
         try fake.write("/sys/devices/system/cpu/online", "0-3\n")
         try fake.write("/sys/devices/system/node/node0/cpulist", "0-3\n")
-        try fake.write("/proc/self/cgroup", "0::/a/b\n")
-        try fake.write("/proc/self/mountinfo", "30 23 0:26 / /sys/fs/cgroup rw,nosuid shared:4 - cgroup2 cgroup2 rw,nsdelegate\n")
+        try fake.write("/proc/self/cgroup", cgroup + "\n")
+        try fake.write("/proc/self/mountinfo", mountinfo + "\n")
         return fake
     }
 }

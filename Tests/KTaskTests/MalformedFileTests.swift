@@ -9,16 +9,6 @@ import Glibc
 /// Each case here crashed, hung or was silently dropped before: a reading with a stated reason now.
 @Suite("Malformed sysfs, procfs and cgroup files: a fallback with a note, never a crash, hang or huge allocation")
 struct MalformedFileTests {
-    /// A cgroup v1 machine (cpu controller at /sys/fs/cgroup/cpu, process in /job).
-    static func cgroupV1Machine() throws -> FakeRoot {
-        let fake = try FakeRoot()
-        try fake.write("/sys/devices/system/cpu/online", "0-3\n")
-        try fake.write("/sys/devices/system/node/node0/cpulist", "0-3\n")
-        try fake.write("/proc/self/cgroup", "4:cpu,cpuacct:/job\n")
-        try fake.write("/proc/self/mountinfo", "30 23 0:26 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu,cpuacct\n")
-        return fake
-    }
-
     @Test("cpu.max that is not two whole positive microsecond counts is ignored with a note", arguments: [
         "inf 100000", "infinity 1", "1e300 1", "100000 1e-300", "0 100000", "-1 100000", "nan 100000", "100000 0",
         "100000 -5", "max", "12",
@@ -45,7 +35,7 @@ struct MalformedFileTests {
     @Test("v1 cfs quota or period that is not a whole positive count is ignored with a note",
           arguments: [("inf", "100000"), ("1e30", "100000"), ("100000", String(repeating: "9", count: 6000)), ("0", "100000")])
     func malformedCfsQuota(_ quota: String, _ period: String) throws {
-        let fake = try Self.cgroupV1Machine()
+        let fake = try FakeRoot.cgroupV1Machine()
         try fake.write("/sys/fs/cgroup/cpu/job/cpu.cfs_quota_us", quota + "\n")
         try fake.write("/sys/fs/cgroup/cpu/job/cpu.cfs_period_us", period + "\n")
         let budget = CPUBudget.read(root: fake.root)
