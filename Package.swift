@@ -3,6 +3,8 @@ import PackageDescription
 
 let package = Package(
     name: "ktask",
+    // Linux only: the C shims stop any other build with an #error that says why. (macOS 15 is named for
+    // the Synchronization module's availability, so that the manifest itself resolves there.)
     platforms: [.macOS(.v15)],
     products: [
         .library(name: "KTask", targets: ["KTask"]),

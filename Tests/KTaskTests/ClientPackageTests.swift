@@ -72,3 +72,25 @@ struct ClientPackageTests {
         return (process.terminationStatus, String(decoding: data, as: UTF8.self))
     }
 }
+
+@Suite("Linux only, said plainly")
+struct PlatformTests {
+    @Test("a build for another system stops at the shim's #error, which says why",
+          .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/clang") || FileManager.default.isExecutableFile(atPath: "/opt/swift/usr/bin/clang"),
+                   "needs clang to compile the shim's header for macOS: skipped"))
+    func linuxOnly() throws {
+        let clang = FileManager.default.isExecutableFile(atPath: "/usr/bin/clang") ? "/usr/bin/clang" : "/opt/swift/usr/bin/clang"
+        let header = ClientPackageTests.repository + "/Sources/CKTaskShims/include/CKTaskShims.h"
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: clang)
+        process.arguments = ["-fsyntax-only", "-target", "arm64-apple-macos15", header]
+        let pipe = Pipe()
+        process.standardError = pipe
+        process.standardOutput = pipe
+        try process.run()
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus != 0)
+        #expect(output.contains("ktask runs on Linux only"), "\(output)")
+    }
+}

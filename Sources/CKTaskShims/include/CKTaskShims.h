@@ -4,6 +4,12 @@
 #ifndef CKTASK_SHIMS_H
 #define CKTASK_SHIMS_H
 
+// ktask is built on Linux's own interfaces (sched_getaffinity, per-thread setpriority, cgroups, sysfs
+// NUMA nodes, mbind, futexes): it runs on Linux only, and says so rather than failing on a missing call.
+#if !defined(__linux__)
+#error "ktask runs on Linux only: it uses Linux's affinity, cgroup, NUMA (mbind, move_pages) and futex calls"
+#endif
+
 #include <stddef.h>
 #include <stdint.h>
 

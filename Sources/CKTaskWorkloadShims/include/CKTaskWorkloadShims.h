@@ -2,6 +2,10 @@
 #ifndef CKTASK_WORKLOAD_SHIMS_H
 #define CKTASK_WORKLOAD_SHIMS_H
 
+#if !defined(__linux__)
+#error "ktask runs on Linux only (MADV_POPULATE_WRITE, CLOCK_PROCESS_CPUTIME_ID as Linux defines them)"
+#endif
+
 #include <stdint.h>
 
 /// madvise(2) advice that populates page tables writable (Linux 5.14+); the constant, even where headers lack it.
