@@ -8,6 +8,8 @@ public struct AdaptiveThreads: Sendable, Equatable {
     /// How long each thread count is measured at least (each also waits for 8 claims per thread).
     public var window: Duration
 
+    /// Adaptive mode keeping a helper while it adds at least `minimumGain` of one thread's throughput,
+    /// measuring each thread count for at least `window`.
     public init(minimumGain: Double = 0.1, window: Duration = .milliseconds(10)) {
         self.minimumGain = minimumGain
         self.window = window

@@ -7,6 +7,7 @@ public enum HelperPriority: Sendable, Equatable, CustomStringConvertible {
     /// The nice value of the thread that starts the job.
     case inheritCaller
 
+    /// A one-line account for logs and error messages.
     public var description: String {
         switch self {
         case .lowest: "lowest (nice 19)"

@@ -37,10 +37,10 @@ public enum KTask {
     /// Runs a job that carries one range per NUMA node (the kernel's `ktask_run_numa`): each node's
     /// range is worked first by helpers pinned to that node's usable CPUs (and by the caller, on its
     /// own node's range); a thread whose node's range is done helps the others. Failure, undo and
-    /// cancellation are as for ``run(_:options:undo:_:)``; ``KTaskOptions/placement`` is not used.
+    /// cancellation are as for ``run(_:options:undo:_:)-3gt0k``; ``KTaskOptions/placement`` is not used.
     ///
     /// - Throws: ``KTaskError`` for an unknown node, a node without usable CPUs, a node named twice or a
-    ///   negative range, before any work; else as ``run(_:options:undo:_:)``.
+    ///   negative range, before any work; else as ``run(_:options:undo:_:)-3gt0k``.
     @discardableResult
     @available(*, noasync, message: "blocks the calling thread; use the async KTask.run(perNode:) from async code")
     public static func run(
@@ -57,7 +57,7 @@ public enum KTask {
         JobCancellation(token: options.cancellation, asyncTask: nil, observesCurrentTask: true)
     }
 
-    /// Runs the job like the blocking ``run(_:options:undo:_:)``, but every thread that works on it,
+    /// Runs the job like the blocking ``run(_:options:undo:_:)-3gt0k``, but every thread that works on it,
     /// the caller's share included, is one of ktask's own; the calling task is suspended, not
     /// blocked, and cancelling it cancels the job.
     @discardableResult

@@ -4,6 +4,7 @@ import Synchronization
 public final class KTaskCancellation: Sendable {
     private let flag = Atomic<Bool>(false)
 
+    /// A token not yet cancelled.
     public init() {}
 
     /// Stops the jobs that carry this token from starting any further chunk.

@@ -48,6 +48,7 @@ public enum KTaskError: Error, Equatable, Sendable, CustomStringConvertible {
     /// The job was cancelled before all chunks ran; completed chunks were undone.
     case cancelled
 
+    /// A one-line account for logs and error messages.
     public var description: String {
         switch self {
         case .negativeRangeStart(let start):

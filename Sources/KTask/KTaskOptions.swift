@@ -40,6 +40,7 @@ public struct KTaskOptions: Sendable {
     /// (``AdaptiveThreads``). nil: take every helper the limits allow at once.
     public var adaptiveThreads: AdaptiveThreads?
 
+    /// Options for a job; every field as documented on its property, validated when the job starts.
     public init(
         minChunk: Int = 1,
         align: Int = 1,

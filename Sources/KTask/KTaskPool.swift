@@ -8,7 +8,7 @@ import Synchronization
 /// and never waits for one; its calling thread does the rest. Helper threads are named
 /// `NAME/N` (`ktask/N` for the shared pool) so that `top -H` and `ps -L` show them.
 ///
-/// The pool runs type-erased work (``PoolWork``) and knows nothing of jobs; all its state is guarded
+/// The pool runs type-erased work (`PoolWork`) and knows nothing of jobs; all its state is guarded
 /// by one lock.
 public final class KTaskPool: @unchecked Sendable {
     /// The pool every job uses unless it names another. Cap: what ``setMaxBusyHelpers(_:)`` set, else
@@ -24,7 +24,7 @@ public final class KTaskPool: @unchecked Sendable {
 
     let name: String
     let idleTimeoutNanoseconds: Int64
-    /// Whether its threads go into the helpers' idle cgroup (``HelperIsolation``); not for threads
+    /// Whether its threads go into the helpers' idle cgroup (see the README's "Staying out of the way"); not for threads
     /// that run a caller's own share.
     let isolatesHelpers: Bool
     /// Guards every mutable field below and each thread's assignment.
@@ -51,7 +51,7 @@ public final class KTaskPool: @unchecked Sendable {
     ///   - idleTimeout: how long a helper stays parked without work before it exits (longer than about
     ///     292 years counts as never).
     ///   - isolateHelpers: put helper threads in the idle child cgroup where the process may
-    ///     (``HelperIsolation``), so that they take only CPU time no other group wants.
+    ///     (`ktask-helpers`, `cpu.idle` = 1), so that they take only CPU time no other group wants.
     public convenience init(name: String = "ktask", maxBusyHelpers: Int? = nil, idleTimeout: Duration = .seconds(10),
                             isolateHelpers: Bool = true) throws(KTaskError) {
         if let maxBusyHelpers, maxBusyHelpers < 0 { throw .invalidHelperCap(maxBusyHelpers) }
@@ -107,6 +107,7 @@ public final class KTaskPool: @unchecked Sendable {
         public let busyHelpers: Int
     }
 
+    /// The pool's threads now: live, parked and busy (a snapshot; it may change at once).
     public var state: State {
         lock.withLock { State(liveThreads: threads.count, idleThreads: idle.count, busyHelpers: busy) }
     }

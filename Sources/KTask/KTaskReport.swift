@@ -48,6 +48,7 @@ public struct KTaskReport: Sendable, Equatable, CustomStringConvertible {
     /// Claims completed by each thread, the calling thread's first.
     public var claimsPerThread: [Int] { perThread ?? [claimCount] }
 
+    /// A one-line account for logs and error messages.
     public var description: String {
         "\(threadsUsed) thread(s) (limited by \(threadLimit.rawValue)), \(claimCount) claim(s), chunks of \(chunkSize), "
             + "per thread \(claimsPerThread), \(wallTime)"

@@ -9,6 +9,7 @@ public enum Placement: Sendable, Equatable, CustomStringConvertible {
     /// Wherever the scheduler puts them.
     case anywhere
 
+    /// A one-line account for logs and error messages.
     public var description: String {
         switch self {
         case .callerNode: "the caller's node"
@@ -21,9 +22,12 @@ public enum Placement: Sendable, Equatable, CustomStringConvertible {
 /// One node's share of a job that carries a range per node (the kernel's `ktask_run_numa`): its items
 /// are worked by threads pinned to that node first; a node whose range is done helps the others.
 public struct NodeRange: Sendable, Equatable {
+    /// The NUMA node id (as in `/sys/devices/system/node/nodeN`).
     public let node: Int
+    /// The node's work items.
     public let range: Range<Int>
 
+    /// One node's share: `range`'s items are worked by threads on `node` first.
     public init(node: Int, range: Range<Int>) {
         self.node = node
         self.range = range

@@ -21,6 +21,7 @@ public struct TuningProfile: Codable, Sendable, Equatable {
     /// The environment variable naming the profile file.
     public static let environmentVariable = "KTASK_PROFILE"
 
+    /// The file format's version (``currentVersion`` when written by this code).
     public var version: Int
     /// Per class of work (e.g. "prefault", "init", "compute"), what was measured.
     public var classes: [String: WorkClass]
@@ -37,6 +38,7 @@ public struct TuningProfile: Codable, Sendable, Equatable {
         /// Throughput (items per second, medians) at 1, 2, ... threads.
         public var itemsPerSecond: [Double]
 
+        /// One class's measurement, as `ktask tune` saves it.
         public init(maxThreads: Int, minimumGain: Double, cpuBudget: Int, itemsPerSecond: [Double]) {
             self.maxThreads = maxThreads
             self.minimumGain = minimumGain
@@ -45,6 +47,7 @@ public struct TuningProfile: Codable, Sendable, Equatable {
         }
     }
 
+    /// A profile of the current version with these classes.
     public init(classes: [String: WorkClass] = [:]) {
         self.version = Self.currentVersion
         self.classes = classes
