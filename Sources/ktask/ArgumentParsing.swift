@@ -19,12 +19,15 @@ struct ThreadCounts {
 /// A size: a whole number ≥ 1 with an optional binary suffix K, M, G or T (e.g. 6G = 6 × 2³⁰).
 struct SizeArgument {
     let value: Int
+    /// The largest size accepted: 1 PiB, beyond what any machine maps (x86-64 user space is 128 TiB), so that
+    /// page and item arithmetic on it can never overflow.
+    static let largest = 1 << 50
 
     init(value: Int) { self.value = value }
 
     static func parse(_ argument: String) throws -> SizeArgument {
         guard let size = SizeArgument(argument: argument) else {
-            throw ValidationError("allowed: a whole number >= 1, optionally with a K, M, G or T suffix (powers of 1024)")
+            throw ValidationError("allowed: a whole number from 1 to 1P, optionally with a K, M, G or T suffix (powers of 1024)")
         }
         return size
     }
@@ -39,7 +42,7 @@ struct SizeArgument {
         }
         guard let number = Int(digits), number >= 1 else { return nil }
         let (value, overflow) = number.multipliedReportingOverflow(by: multiplier)
-        guard !overflow else { return nil }
+        guard !overflow, value <= Self.largest else { return nil }
         self.value = value
     }
 }
