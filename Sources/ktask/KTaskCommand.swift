@@ -34,7 +34,9 @@ enum Main {
             try command.run()
         } catch let error as KTaskError {
             switch error {
-            case .invalidEnvironmentVariable, .unknownNode, .nodeWithoutUsableCPUs, .duplicateNode, .noNodes:
+            // Settings the user gave (flags, environment, the profile file they named): usage errors.
+            case .invalidEnvironmentVariable, .unknownNode, .nodeWithoutUsableCPUs, .duplicateNode, .noNodes, .invalidProfile,
+                 .memoryNodeNotAllowed:
                 fail(error.description, code: usageExitCode)
             default:
                 fail(error.description, code: 1)
@@ -42,7 +44,10 @@ enum Main {
         } catch let code as ExitCode {
             exit(code.rawValue)
         } catch let error as WorkloadError {
-            fail(error.description, code: 1)
+            switch error {
+            case .sizeTooSmall, .invalidParameter: fail(error.description, code: usageExitCode)
+            default: fail(error.description, code: 1)
+            }
         } catch let error as PlotError {
             fail(error.description, code: 1)
         } catch let error as PeerError {

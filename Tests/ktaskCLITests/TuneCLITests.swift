@@ -49,10 +49,10 @@ struct TuneCLITests {
         try "{".write(toFile: path, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(atPath: path) }
         let info = try runKTask(["info"], environment: ["KTASK_PROFILE": path])
-        #expect(info.status == 1)
+        #expect(info.status == 2, "a setting the user gave: a usage error")
         #expect(info.stderr.contains(path) && info.stderr.contains("ktask tune"), "\(info.stderr)")
         let tune = try runKTask(["tune", "--workload", "rate-limited", "--size", "100", "--runs", "1", "--output", path])
-        #expect(tune.status == 1)
+        #expect(tune.status == 2)
         #expect(tune.stderr.contains(path))
         #expect(try String(contentsOfFile: path, encoding: .utf8) == "{", "the broken file is left as it was")
     }
