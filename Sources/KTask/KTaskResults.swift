@@ -14,7 +14,7 @@ extension KTask {
         try mapJob(range, options: options, cancellation: blocking(options), transform)
     }
 
-    /// ``map(_:options:_:)-(_,_,(Int)->T)`` from async code: every thread doing the work is ktask's own,
+    /// ``map(_:options:_:)-2i05y`` from async code: every thread doing the work is ktask's own,
     /// and cancelling the calling task cancels the job.
     public static func map<T: Sendable>(
         _ range: Range<Int>, options: KTaskOptions = KTaskOptions(), _ transform: @escaping @Sendable (Int) throws -> T
@@ -42,7 +42,7 @@ extension KTask {
         try reduceJob(range, options: options, cancellation: blocking(options), initial, combine, partial)
     }
 
-    /// ``reduce(_:options:_:_:_:)-(_,_,_,_,(Range<Int>)->T)`` from async code: all work on ktask's threads.
+    /// ``reduce(_:options:_:_:_:)-9371j`` from async code: all work on ktask's threads.
     public static func reduce<T: Sendable>(
         _ range: Range<Int>, options: KTaskOptions = KTaskOptions(), _ initial: T,
         _ combine: @escaping @Sendable (T, T) throws -> T, _ partial: @escaping @Sendable (Range<Int>) throws -> T
@@ -68,7 +68,7 @@ extension KTask {
         try updateJob(&array, options: options, cancellation: blocking(options), undo: undo, body)
     }
 
-    /// ``update(_:options:undo:_:)-(_,_,_,(Range<Int>,MutableSpan<Element>)->Void)`` from async code: the
+    /// ``update(_:options:undo:_:)-6ecq`` from async code: the
     /// array is moved to ktask's threads and back (not copied), and all work runs there.
     public static func update<Element: Sendable>(
         _ array: inout [Element], options: KTaskOptions = KTaskOptions(),
