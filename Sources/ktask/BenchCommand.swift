@@ -35,7 +35,7 @@ struct ScalingBenchCommand: ParsableCommand {
                                valueName: "local|any|n,n,..."), transform: parseNodeChoice)
     var nodes: NodeChoice = .local
 
-    @Option(help: "Runs per thread count.")
+    @Option(parsing: .unconditional, help: "Runs per thread count.")
     var runs: Int = 5
 
     @Flag(help: "Also show the CPU time (user + system, all threads) of each thread count, and its ratio to 1 thread's.")
@@ -95,7 +95,7 @@ struct DisturbanceBenchCommand: ParsableCommand {
     @Option(help: "Seconds the foreground counts in each case.")
     var seconds: Double = 2
 
-    @Option(help: "Runs of every case.")
+    @Option(parsing: .unconditional, help: "Runs of every case.")
     var runs: Int = 5
 
     @Option(help: "Output format.")
@@ -126,7 +126,7 @@ struct StarvationBenchCommand: ParsableCommand {
         commandName: "starvation",
         abstract: "Time a job while a foreground load keeps every CPU busy: 1 thread, no guard, ktask's guard, unprivileged.")
 
-    @Option(help: "Runs of every case.")
+    @Option(parsing: .unconditional, help: "Runs of every case.")
     var runs: Int = 5
 
     @Option(help: ArgumentHelp("Items in the compute job (K, M, G suffixes).", valueName: "size"), transform: SizeArgument.parse)

@@ -25,7 +25,7 @@ struct CompareCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Bytes for prefault/init, items for compute (K, M, G, T suffixes; default: as ktask bench, init 4G).", valueName: "size"), transform: SizeArgument.parse)
     var size: SizeArgument?
 
-    @Option(help: "Runs of every system at every thread count.")
+    @Option(parsing: .unconditional, help: "Runs of every system at every thread count.")
     var runs: Int = 5
 
     @Option(help: ArgumentHelp("Systems to compare with ktask, comma-separated (default: all).", valueName: "openmp,tbb,dispatch,taskgroup"),

@@ -28,7 +28,7 @@ struct TuneCommand: ParsableCommand {
     @Option(help: "The most threads to try (default and upper bound: the CPU budget).")
     var maxThreads: Int?
 
-    @Option(help: "Runs per thread count.")
+    @Option(parsing: .unconditional, help: "Runs per thread count.")
     var runs: Int = 3
 
     @Option(help: "The fraction of one thread's throughput a thread must add to count (0 to 1).")

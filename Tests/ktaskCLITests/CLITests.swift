@@ -67,6 +67,14 @@ struct CLITests {
         #expect(result.stderr.contains("1P") || result.stderr.contains("at least"), "\(result.stderr)")
     }
 
+    @Test("a negative --runs is refused with the allowed range, not 'missing value'",
+          arguments: [["bench"], ["bench", "disturbance"], ["bench", "starvation"], ["compare"], ["tune"]])
+    func negativeRuns(_ command: [String]) throws {
+        let result = try runKTask(command + ["--runs", "-1"])
+        #expect(result.status == 2, "\(result.stderr)")
+        #expect(result.stderr.contains("--runs is -1") && !result.stderr.contains("Missing value"), "\(result.stderr)")
+    }
+
     @Test("a bad KTASK_MAX_THREADS is a usage error too")
     func badEnvironment() throws {
         let result = try runKTask(["bench", "--workload", "compute", "--size", "1M", "--runs", "1"],
