@@ -115,14 +115,7 @@ final class HelperThread: @unchecked Sendable {
 
     /// Polls for an assignment until `deadline` (the pool lock not held); false if none came.
     private func spinForWork(until deadline: Int64) -> Bool {
-        var polls = 0
-        while !hasAssignment.load(ordering: .acquiring) {
-            CKTask_cpu_relax()
-            polls += 1
-            // The clock every 64 polls: a `pause` can take 140 cycles, a clock read more.
-            if polls % 64 == 0 && monotonicNanoseconds() > deadline { return false }
-        }
-        return true
+        spinWait(until: deadline) { hasAssignment.load(ordering: .acquiring) }
     }
 
     private func run(_ work: PoolAssignment) {

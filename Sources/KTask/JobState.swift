@@ -36,8 +36,8 @@ final class JobState: @unchecked Sendable {
     private let stopped = Atomic<Bool>(false)
     private let firstError = Mutex<(any Error)?>(nil)
 
-    // The per-part and per-slot arrays below share one allocation (a job's cost is partly its mallocs).
-    private let arena: UnsafeMutableRawPointer
+    // The per-part and per-slot arrays below share one allocation with the mutex (a job's cost is partly
+    // its mallocs); `participantsMutex` is its start.
     /// cursors[p]: the next grain of part p to hand out.
     private let cursors: UnsafeMutablePointer<Atomic<Int>>
     /// firstGrain[p]: where part p's grains start in `claimed`.
@@ -51,7 +51,6 @@ final class JobState: @unchecked Sendable {
     /// (0: none starts there). Written only by the claimer; read by the caller after the latch reached
     /// zero (which orders the two).
     private let claimed: UnsafeMutablePointer<Int32>
-    private let grainTotal: Int
     /// Priority boost: whether each participant left, and whether the caller lent it its priority (and
     /// took it out of the idle cgroup). Read and written only inside ``withParticipantsLocked(_:)``.
     let participantFlags: UnsafeMutablePointer<ParticipantFlags>
@@ -90,7 +89,7 @@ final class JobState: @unchecked Sendable {
         self.cancellation = cancellation
         self.chunkFunction = chunk
         let parts = plans.count
-        grainTotal = plans.reduce(0) { $0 + $1.grainCount }
+        let grainTotal = plans.reduce(0) { $0 + $1.grainCount }
         // The mutex and the 8-byte arrays first, then the 4-byte ones, then the flags: all aligned.
         let mutexBytes = (MemoryLayout<pthread_mutex_t>.size + 7) / 8 * 8
         let words = 2 * parts + 2 * slots
@@ -98,7 +97,7 @@ final class JobState: @unchecked Sendable {
                                                           alignment: 8)
         participantsMutex = allocation.bindMemory(to: pthread_mutex_t.self, capacity: 1)
         pthread_mutex_init(participantsMutex, nil)
-        arena = allocation + mutexBytes
+        let arena = allocation + mutexBytes
         cursors = arena.bindMemory(to: Atomic<Int>.self, capacity: parts)
         firstGrain = (arena + 8 * parts).bindMemory(to: Int.self, capacity: parts)
         claimsRun = (arena + 16 * parts).bindMemory(to: Int.self, capacity: slots)

@@ -89,7 +89,7 @@ extension KTask {
 extension KTask {
     static func mapJob<T>(_ range: Range<Int>, options: KTaskOptions, cancellation: JobCancellation,
                           _ transform: @Sendable (Int) throws -> T) throws -> [T] {
-        guard range.lowerBound >= 0 else { throw KTaskError.negativeRangeStart(range.lowerBound) }
+        // A negative range start is refused by the job before any chunk runs.
         return try Array(unsafeUninitializedCapacity: range.count) { buffer, initialized in
             let results = SharedBuffer(buffer)
             _ = try MultithreadedJob.run(.range(range), options: options, cancellation: cancellation, undo: { chunk in

@@ -19,12 +19,12 @@ enum MultithreadedJob {
         // Reserve.
         let reserved = plan.reserve(in: options.pool)
         let helpers = reserved.reduce(0) { $0 + $1.reservation.count }
-        let limit = plan.limit(reserved: reserved)
+        let limit = plan.limit(reserving: helpers)
         if helpers == 0 && plan.parts.count == 1 { return try runInline(plan.parts[0], start: start, limit: limit, chunk) }
 
         return try withoutActuallyEscaping(chunk) { chunk in
-            let job = makeState(plan, reserved, options: options, cancellation: cancellation, chunk: chunk)
-            var dispatcher = HelperDispatcher(job: job, pool: options.pool, nice: job.helperNice)
+            let job = makeState(plan, reserved, helpers: helpers, options: options, cancellation: cancellation, chunk: chunk)
+            var dispatcher = HelperDispatcher(job: job, pool: options.pool)
             var adaptive = options.adaptiveThreads.map { AdaptiveDriver($0, job: job, start: start, waiting: reserved) }
             var boost = job.policy.helpersReportProgress ? PriorityBoost(job: job, start: start) : nil
             // Dispatch: every helper now, or in adaptive mode one at a time as its controller asks.
@@ -63,13 +63,13 @@ enum MultithreadedJob {
 
     /// The job's shared state: chunk plans sized for the threads each part got, the claim policy the
     /// starvation guard and adaptive mode call for, and each slot's home part.
-    private static func makeState(_ plan: ThreadPlan, _ reserved: [ThreadPlan.LaneReservation], options: KTaskOptions,
+    private static func makeState(_ plan: ThreadPlan, _ reserved: [ThreadPlan.LaneReservation], helpers: Int, options: KTaskOptions,
                                   cancellation: JobCancellation, chunk: @escaping (Range<Int>) throws -> Void) -> JobState {
         let callerNice = ThreadPriority.currentThreadNice()
         let nice = options.helperPriority.resolved(callerNice: callerNice)
         let starvationGuard = StarvationGuard.resolve(options.starvationGuard, helperNice: nice, callerNice: callerNice)
         let policy = ClaimPolicy(starvationGuard: starvationGuard, adaptive: options.adaptiveThreads != nil)
-        let slots = 1 + reserved.reduce(0) { $0 + $1.reservation.count }
+        let slots = 1 + helpers
         // Each slot's home part (a single-part job needs no list: every slot starts on part 0).
         var homes: [Int] = []
         if plan.parts.count > 1 {
@@ -91,17 +91,15 @@ enum MultithreadedJob {
 struct HelperDispatcher {
     let job: JobState
     let pool: KTaskPool
-    let nice: Int32
     /// The slot the next helper gets (1 + helpers dispatched so far).
     private var nextSlot = 1
     private var revoked = false
     /// Helpers the system would not start.
     private(set) var startFailures = 0
 
-    init(job: JobState, pool: KTaskPool, nice: Int32) {
+    init(job: JobState, pool: KTaskPool) {
         self.job = job
         self.pool = pool
-        self.nice = nice
     }
 
     /// Dispatches a lane's reserved helpers; returns how many the system started.
@@ -109,7 +107,8 @@ struct HelperDispatcher {
     mutating func dispatch(_ entry: ThreadPlan.LaneReservation) -> Int {
         let wanted = entry.reservation.count
         job.latch.add(wanted)
-        let started = pool.dispatch(entry.reservation, work: job.work, firstArgument: nextSlot, nice: nice, cpus: entry.lane.cpus)
+        let started = pool.dispatch(entry.reservation, work: job.work, firstArgument: nextSlot, nice: job.helperNice,
+                                    cpus: entry.lane.cpus)
         job.latch.countDown(wanted - started)
         startFailures += wanted - started
         nextSlot += wanted

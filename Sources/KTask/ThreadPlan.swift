@@ -21,14 +21,12 @@ struct ThreadPlan {
     /// The job's parts: its range, or its non-empty per-node ranges.
     let parts: [Range<Int>]
     let lanes: LanePlan
-    /// The pool's cap on busy helpers in force for this job.
-    let poolCap: Int
+    /// The pool's cap on busy helpers in force for this job, and where it came from.
+    let poolCap: HelperCap
     /// The per-node cap for each lane pinned to a node, by node id.
     let nodeCaps: [Int: Int]
     /// What bounded the planned thread count.
     let limit: ThreadLimit
-    /// Where the pool's cap came from (to say why a reservation fell short).
-    let poolCapSource: HelperCap.Source
 
     /// What a job turns out to be once validated and sized.
     enum Shape {
@@ -91,9 +89,7 @@ struct ThreadPlan {
         self.parts = parts
         self.lanes = lanes
         self.limit = limit
-        let cap = try pool.cap(cpuBudget: system.budget, energyRestricted: system.energyRestricted)
-        poolCap = cap.maxBusyHelpers
-        poolCapSource = cap.source
+        poolCap = try pool.cap(cpuBudget: system.budget, energyRestricted: system.energyRestricted)
         var nodeCaps: [Int: Int] = [:]
         for lane in lanes.lanes where lane.helpers > 0 {
             guard let node = lane.node else { continue }
@@ -114,12 +110,11 @@ struct ThreadPlan {
         return limit
     }
 
-    /// Why `reserved` helpers (of the plan's) is what the job got.
-    func limit(reserved: [LaneReservation]) -> ThreadLimit {
-        let got = reserved.reduce(0) { $0 + $1.reservation.count }
+    /// Why the job got `got` helpers (of the plan's).
+    func limit(reserving got: Int) -> ThreadLimit {
         guard got < lanes.helpers else { return limit }
-        if poolCap < lanes.helpers {
-            switch poolCapSource {
+        if poolCap.maxBusyHelpers < lanes.helpers {
+            switch poolCap.source {
             case .energy: return .energySaving
             case .environment: return .environment
             case .api: return .poolCap
@@ -143,7 +138,7 @@ struct ThreadPlan {
         var reserved: [LaneReservation] = []
         for lane in lanes.lanes where lane.helpers > 0 {
             let nodeCap = lane.node.flatMap { nodeCaps[$0] } ?? Int.max
-            let reservation = pool.reserve(upTo: lane.helpers, cap: poolCap, node: lane.node, nodeCap: nodeCap)
+            let reservation = pool.reserve(upTo: lane.helpers, cap: poolCap.maxBusyHelpers, node: lane.node, nodeCap: nodeCap)
             if reservation.count > 0 { reserved.append(LaneReservation(lane: lane, reservation: reservation)) }
         }
         return reserved

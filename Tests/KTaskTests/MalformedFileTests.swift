@@ -122,7 +122,6 @@ struct MalformedFileTests {
                      "/proc/self/status"]
         let pieces = ["0", "1", "-", ",", "3", "0-3", "4294967296", "-1", "max", "inf", "nan", "1e300", "\n", "\0", " ", "kB",
                       "MemTotal:", "::", "/", "..", "cgroup2", "9223372036854775807", "0-1023", "Mems_allowed_list:", "x"]
-        var crashedNone = 0
         let fake = try FakeRoot()
         for _ in 0..<2000 {
             // The machine afresh, then one to three of its files mutated.
@@ -142,8 +141,6 @@ struct MalformedFileTests {
             }
             let budget = CPUBudget.read(root: fake.root)
             #expect(budget.budget >= 1 && !budget.usable.isEmpty)
-            crashedNone += 1
         }
-        #expect(crashedNone == 2000)
     }
 }

@@ -18,8 +18,8 @@ final class HelperLatch: @unchecked Sendable {
     /// Helpers out in the low 31 bits; bit 31 set while the caller may be asleep on the word.
     private let word: UnsafeMutablePointer<Atomic<UInt32>>
     private static let sleeper: UInt32 = 1 << 31
-    /// Helpers counted down so far (never decreases): how the caller tells that one more finished.
-    private let finishedCount = Atomic<Int>(0)
+    /// Helpers added so far; only the caller touches it (so helpers pay no second atomic to count down).
+    private var added = 0
 
     /// How long the caller polls before it sleeps.
     static let spinNanoseconds: Int64 = 20_000
@@ -34,18 +34,20 @@ final class HelperLatch: @unchecked Sendable {
         word.deallocate()
     }
 
-    /// Helpers that have finished since the job started.
-    var finished: Int { finishedCount.load(ordering: .acquiring) }
+    /// Helpers that have finished (or were taken back) since the job started; caller only.
+    var finished: Int { added - count }
     /// Helpers still out.
     var count: Int { Int(word[0].load(ordering: .acquiring) & ~Self.sleeper) }
 
     /// Adds helpers about to be dispatched (caller only).
-    func add(_ helpers: Int) { word[0].add(UInt32(helpers), ordering: .relaxed) }
+    func add(_ helpers: Int) {
+        added += helpers
+        word[0].add(UInt32(helpers), ordering: .relaxed)
+    }
 
     /// One helper (or `helpers`, for ones the caller took back unstarted) is done with the job.
     func countDown(_ helpers: Int = 1) {
         guard helpers > 0 else { return }
-        finishedCount.add(helpers, ordering: .relaxed)
         let old = word[0].subtract(UInt32(helpers), ordering: .releasing).oldValue
         if old & Self.sleeper != 0 { _ = CKTask_futex_wake(address, Int32.max) }
     }
@@ -87,13 +89,6 @@ final class HelperLatch: @unchecked Sendable {
     /// Polls `done` for ``spinNanoseconds``; true once it holds.
     @inline(__always)
     private func spin(until done: () -> Bool) -> Bool {
-        let deadline = monotonicNanoseconds() + Self.spinNanoseconds
-        var polls = 0
-        while !done() {
-            CKTask_cpu_relax()
-            polls += 1
-            if polls % 64 == 0 && monotonicNanoseconds() > deadline { return false }
-        }
-        return true
+        spinWait(until: monotonicNanoseconds() + Self.spinNanoseconds, done)
     }
 }

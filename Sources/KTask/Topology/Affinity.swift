@@ -64,15 +64,6 @@ package enum Affinity {
 
     /// The CPU the calling thread is running on now (`sched_getcpu`), or −1.
     package static func currentCPU() -> Int { Int(CKTask_sched_getcpu()) }
-
-    /// `Cpus_allowed_list:` of a snapshot's `proc/self/status`.
-    static func fromStatus(root: SystemRoot) -> CPUList? {
-        guard let status = root.read("/proc/self/status") else { return nil }
-        for line in status.split(separator: "\n") where line.hasPrefix("Cpus_allowed_list:") {
-            return CPUList(parsing: String(line.dropFirst("Cpus_allowed_list:".count)))
-        }
-        return nil
-    }
 }
 
 #if canImport(Glibc)

@@ -28,12 +28,14 @@ package struct CPUBudget: Sendable, Equatable {
         var notes = topology.notes
         var limits = [CPULimit(kind: "online", source: topology.onlineSource, value: topology.online.description)]
 
+        // Read once: a snapshot's affinity mask and the memory nodes allowed both come from it.
+        let status = root.read("/proc/self/status")
         let affinity: CPUList?
         if root.isLive {
             affinity = Affinity.current()
             if let affinity { limits.append(CPULimit(kind: "affinity", source: "sched_getaffinity", value: affinity.description)) }
             else { notes.append("sched_getaffinity failed; affinity not applied") }
-        } else if let list = Affinity.fromStatus(root: root) {
+        } else if let list = Self.list("Cpus_allowed_list", in: status) {
             affinity = list
             limits.append(CPULimit(kind: "affinity", source: "/proc/self/status Cpus_allowed_list", value: list.description))
         } else {
@@ -48,7 +50,7 @@ package struct CPUBudget: Sendable, Equatable {
         let (usable, fallback) = Self.usable(online: topology.online, affinity: affinity, cpuset: cgroup.cpuset)
         if let fallback { notes.append(fallback) }
         let budget = min(usable.count, cgroup.quotaCPUCount ?? Int.max)
-        let memory = allowedMemoryNodes(root: root, cgroup: cgroup, topology: topology)
+        let memory = allowedMemoryNodes(status: status, cgroup: cgroup, topology: topology)
         return CPUBudget(root: root, topology: topology, affinity: affinity, cgroup: cgroup, usable: usable,
                          budget: max(1, budget), limits: limits, notes: notes, allowedMemoryNodes: memory.nodes,
                          allowedMemorySource: memory.source)
@@ -96,18 +98,21 @@ package struct CPUBudget: Sendable, Equatable {
 
     /// The nodes memory may be placed on: `Mems_allowed_list` in `/proc/self/status` (what the kernel
     /// enforces), else the cgroup cpuset's mems; nil where every node is allowed.
-    static func allowedMemoryNodes(root: SystemRoot, cgroup: CgroupLimits, topology: NUMATopology)
+    static func allowedMemoryNodes(status: String?, cgroup: CgroupLimits, topology: NUMATopology)
         -> (nodes: CPUList?, source: String) {
         var memory = (nodes: cgroup.memoryNodes, source: cgroup.memoryNodesSource)
-        if let status = root.read("/proc/self/status") {
-            for line in status.split(separator: "\n") where line.hasPrefix("Mems_allowed_list:") {
-                if let list = CPUList(parsing: String(line.dropFirst("Mems_allowed_list:".count))), !list.isEmpty {
-                    memory = (list, "/proc/self/status Mems_allowed_list")
-                }
-            }
-        }
+        if let list = list("Mems_allowed_list", in: status), !list.isEmpty { memory = (list, "/proc/self/status Mems_allowed_list") }
         if let nodes = memory.nodes, topology.nodes.allSatisfy({ nodes.contains($0.id) }) { return (nil, "") }
         return memory
+    }
+
+    /// A list field (`Cpus_allowed_list`, `Mems_allowed_list`) of a `/proc/self/status` text.
+    static func list(_ field: String, in status: String?) -> CPUList? {
+        guard let status else { return nil }
+        for line in status.split(separator: "\n") where line.hasPrefix(field + ":") {
+            return CPUList(parsing: String(line.dropFirst(field.count + 1)))
+        }
+        return nil
     }
 
     /// Whether this process may place memory on `node` (the cgroup cpuset's mems, or `Mems_allowed_list`).

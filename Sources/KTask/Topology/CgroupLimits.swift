@@ -94,7 +94,7 @@ package struct CgroupLimits: Sendable, Equatable {
 
             var memory: (nodes: CPUList, file: String)?
             if let (mount, path) = locate("cpuset", mounts: mounts, memberships: memberships) {
-                checkPath(path)
+                if let refused = Self.components(mount: mount, path: path).refused { notes.append(refused) }
                 cpuset = readCpuset(mount: mount, path: path)
                 memory = readMems(mount: mount, path: path)
             }
@@ -103,29 +103,6 @@ package struct CgroupLimits: Sendable, Equatable {
             }
             return CgroupLimits(cpuset: cpuset, quotaCPUs: quota, limits: limits, notes: notes,
                                 memoryNodes: memory?.nodes, memoryNodesSource: memory?.file ?? "")
-        }
-
-        /// The cpuset's mems, the tightest along the path (the file of the tightest named).
-        mutating func readMems(mount: Mount, path: String) -> (nodes: CPUList, file: String)? {
-            let files: [String] = switch mount.kind {
-            case .v2: ["cpuset.mems.effective"]
-            case .v1(let options) where options.contains("noprefix"): ["effective_mems", "mems"]
-            case .v1: ["cpuset.effective_mems", "cpuset.mems"]
-            case .legacyCpuset: ["effective_mems", "mems"]
-            }
-            var allowed: (nodes: CPUList, file: String)?
-            for folder in folders(mount: mount, path: path) {
-                let root = self.root
-                guard let (file, text) = files.lazy.compactMap({ name in
-                    root.read("\(folder)/\(name)").map { ("\(folder)/\(name)", $0) } }).first else { continue }
-                guard let list = CPUList(parsing: text), !list.isEmpty else {
-                    notes.append("\(file) is empty or malformed (\(text.debugDescription)); ignored")
-                    continue
-                }
-                let narrowed = allowed.map { $0.nodes.intersection(list) } ?? list
-                if allowed == nil || narrowed.count < allowed!.nodes.count { allowed = (narrowed, file) }
-            }
-            return allowed
         }
 
         /// The hierarchy that holds `controller` for this process, and the process's path in it.
@@ -155,15 +132,25 @@ package struct CgroupLimits: Sendable, Equatable {
         /// The deepest cgroup path read: real hierarchies are a few levels deep, and each level costs reads.
         static let maxDepth = 64
 
-        /// The folders from the process's cgroup up to the hierarchy's root, the process's own first.
-        /// A path with `..` or `.` components, or deeper than ``maxDepth``, is not followed (only the
-        /// hierarchy's root is read): it cannot be a real cgroup, and under a snapshot root it could read
-        /// outside the snapshot.
-        func folders(mount: Mount, path: String) -> [String] {
+        /// The path's components below the mount's root, or why they are not followed: a path with `..`
+        /// or `.` components, or deeper than ``maxDepth``, cannot be a real cgroup, and under a snapshot
+        /// root it could read outside the snapshot (only the hierarchy's root is read then).
+        static func components(mount: Mount, path: String) -> (components: [String], refused: String?) {
             var relative = path
             if mount.root != "/" && relative.hasPrefix(mount.root) { relative = String(relative.dropFirst(mount.root.count)) }
-            var components = relative.split(separator: "/").prefix(Self.maxDepth + 1).map(String.init)
-            if components.count > Self.maxDepth || components.contains(where: { $0 == ".." || $0 == "." }) { components = [] }
+            let components = relative.split(separator: "/").prefix(maxDepth + 1).map(String.init)
+            if components.count > maxDepth {
+                return ([], "the cgroup path in /proc/self/cgroup is deeper than \(maxDepth) levels; only the hierarchy's root is read")
+            }
+            if components.contains(where: { $0 == ".." || $0 == "." }) {
+                return ([], "the cgroup path \(path.prefix(120).debugDescription) has '.' or '..' components; only the hierarchy's root is read")
+            }
+            return (components, nil)
+        }
+
+        /// The folders from the process's cgroup up to the hierarchy's root, the process's own first.
+        func folders(mount: Mount, path: String) -> [String] {
+            var components = Self.components(mount: mount, path: path).components
             var result: [String] = []
             while true {
                 result.append(mount.mountPoint + (components.isEmpty ? "" : "/" + components.joined(separator: "/")))
@@ -173,42 +160,48 @@ package struct CgroupLimits: Sendable, Equatable {
             return result
         }
 
-        /// Notes a cgroup path that ``folders(mount:path:)`` will not follow.
-        mutating func checkPath(_ path: String) {
-            let components = path.split(separator: "/").prefix(Self.maxDepth + 1)
-            if components.count > Self.maxDepth {
-                notes.append("the cgroup path in /proc/self/cgroup is deeper than \(Self.maxDepth) levels; only the hierarchy's root is read")
-            } else if components.contains(where: { $0 == ".." || $0 == "." }) {
-                notes.append("the cgroup path \(path.prefix(120).debugDescription) has '.' or '..' components; only the hierarchy's root is read")
-            }
-        }
-
-        mutating func readCpuset(mount: Mount, path: String) -> CPUList? {
+        /// Each level's cpuset list, the process's own cgroup first: `what` is "cpus" or "mems" (the effective
+        /// list where the hierarchy has one). A malformed or empty file is noted and skipped.
+        mutating func readCpusetLists(_ what: String, mount: Mount, path: String) -> [(file: String, list: CPUList)] {
             let files: [String] = switch mount.kind {
-            case .v2: ["cpuset.cpus.effective"]
+            case .v2: ["cpuset.\(what).effective"]
             // A v1 cpuset mounted with `noprefix` names its files as the legacy cpuset filesystem does.
-            case .v1(let options) where options.contains("noprefix"): ["effective_cpus", "cpus"]
-            case .v1: ["cpuset.effective_cpus", "cpuset.cpus"]
-            case .legacyCpuset: ["effective_cpus", "cpus"]
+            case .v1(let options) where options.contains("noprefix"): ["effective_\(what)", what]
+            case .v1: ["cpuset.effective_\(what)", "cpuset.\(what)"]
+            case .legacyCpuset: ["effective_\(what)", what]
             }
-            var allowed: CPUList?
+            var levels: [(file: String, list: CPUList)] = []
             for folder in folders(mount: mount, path: path) {
-                var found: (file: String, text: String)?
-                for name in files {
-                    if let text = root.read("\(folder)/\(name)") {
-                        found = ("\(folder)/\(name)", text)
-                        break
-                    }
-                }
-                guard let (file, text) = found else { continue }
+                let root = self.root
+                guard let (file, text) = files.lazy.compactMap({ name in
+                    root.read("\(folder)/\(name)").map { ("\(folder)/\(name)", $0) } }).first else { continue }
                 guard let list = CPUList(parsing: text), !list.isEmpty else {
-                    notes.append("\(file) is empty or malformed (\(text.debugDescription)); ignored")
+                    notes.append("\(file) is empty or malformed (\(text.prefix(80).debugDescription)); ignored")
                     continue
                 }
+                levels.append((file, list))
+            }
+            return levels
+        }
+
+        /// The CPUs the cpuset allows: every level's list intersected; each level that narrows it is a limit.
+        mutating func readCpuset(mount: Mount, path: String) -> CPUList? {
+            var allowed: CPUList?
+            for (file, list) in readCpusetLists("cpus", mount: mount, path: path) {
                 if allowed == nil || list.count < allowed!.count {
                     limits.append(CPULimit(kind: "cpuset", source: file, value: list.description))
                 }
                 allowed = allowed.map { $0.intersection(list) } ?? list
+            }
+            return allowed
+        }
+
+        /// The nodes the cpuset lets memory go to, and the file of the level that narrowed them most.
+        mutating func readMems(mount: Mount, path: String) -> (nodes: CPUList, file: String)? {
+            var allowed: (nodes: CPUList, file: String)?
+            for (file, list) in readCpusetLists("mems", mount: mount, path: path) {
+                let narrowed = allowed.map { $0.nodes.intersection(list) } ?? list
+                if allowed == nil || narrowed.count < allowed!.nodes.count { allowed = (narrowed, file) }
             }
             return allowed
         }

@@ -86,7 +86,8 @@ package struct SystemLimits: Sendable {
             let fresh = FileLimits(online: topology.online, cpuset: restricting, quotaCPUCount: cgroup.quotaCPUCount,
                                    energyRestricted: EnergyState.read(root: .live).restricted, topology: topology.nodes,
                                    severalNodes: nodesWithCPUs > 1,
-                                   allowedMemoryNodes: CPUBudget.allowedMemoryNodes(root: .live, cgroup: cgroup, topology: topology).nodes,
+                                   allowedMemoryNodes: CPUBudget.allowedMemoryNodes(status: SystemRoot.live.read("/proc/self/status"), cgroup: cgroup,
+                                                                                    topology: topology).nodes,
                                    readAt: now)
             cached = fresh
             return fresh
