@@ -47,7 +47,7 @@ let package = Package(
         ),
         .testTarget(
             name: "KTaskTests",
-            dependencies: ["KTask", "KTaskWorkloads", "CKTaskShims"]
+            dependencies: ["KTask", "KTaskWorkloads", "CKTaskShims", .product(name: "Logging", package: "swift-log")]
         ),
         .testTarget(
             name: "ktaskCLITests",

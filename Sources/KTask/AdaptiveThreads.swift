@@ -1,23 +1,25 @@
-/// Adaptive mode: the job starts on the calling thread alone, measures its throughput, adds one helper
-/// at a time, and stops adding (dropping the last one) once a helper adds less than `minimumGain` of
-/// one thread's throughput. A memory-bandwidth-bound or rate-limited job so stops at its knee instead
-/// of burning cores the work cannot use.
-public struct AdaptiveThreads: Sendable, Equatable {
-    /// The fraction of the 1-thread throughput a helper must add to be kept (0...1).
-    public var minimumGain: Double
-    /// How long each thread count is measured at least (each also waits for 8 claims per thread).
-    public var window: Duration
+extension KTask {
+    /// Adaptive mode: the job starts on the calling thread alone, measures its throughput, adds one helper
+    /// at a time, and stops adding (dropping the last one) once a helper adds less than `minimumGain` of
+    /// one thread's throughput. A memory-bandwidth-bound or rate-limited job so stops at its knee instead
+    /// of burning cores the work cannot use.
+    public struct AdaptiveThreads: Sendable, Equatable {
+        /// The fraction of the 1-thread throughput a helper must add to be kept (0...1).
+        public var minimumGain: Double
+        /// How long each thread count is measured at least (each also waits for 8 claims per thread).
+        public var window: Duration
 
-    /// Adaptive mode keeping a helper while it adds at least `minimumGain` of one thread's throughput,
-    /// measuring each thread count for at least `window`.
-    public init(minimumGain: Double = 0.1, window: Duration = .milliseconds(10)) {
-        self.minimumGain = minimumGain
-        self.window = window
-    }
+        /// Adaptive mode keeping a helper while it adds at least `minimumGain` of one thread's throughput,
+        /// measuring each thread count for at least `window`.
+        public init(minimumGain: Double = 0.1, window: Duration = .milliseconds(10)) {
+            self.minimumGain = minimumGain
+            self.window = window
+        }
 
-    func validate() throws(KTaskError) {
-        guard (0...1).contains(minimumGain), window > .zero else {
-            throw .invalidAdaptiveThreads(minimumGain: minimumGain, window: window)
+        func validate() throws(KTask.Error) {
+            guard (0...1).contains(minimumGain), window > .zero else {
+                throw .invalidAdaptiveThreads(minimumGain: minimumGain, window: window)
+            }
         }
     }
 }
@@ -34,7 +36,7 @@ struct AdaptiveController {
         case settle(threads: Int)
     }
 
-    let settings: AdaptiveThreads
+    let settings: KTask.AdaptiveThreads
     /// The most threads the job may reach (1 + helpers reserved).
     let maxThreads: Int
     /// Claims a phase needs per thread before it counts: a rate over fewer is mostly rounding.
@@ -51,7 +53,7 @@ struct AdaptiveController {
     /// (first touches, a helper waking) would otherwise count against the thread count measured.
     private var phaseStarted = false
 
-    init(settings: AdaptiveThreads, maxThreads: Int) {
+    init(settings: KTask.AdaptiveThreads, maxThreads: Int) {
         self.settings = settings
         self.maxThreads = maxThreads
         if maxThreads <= 1 { settled = 1 }
@@ -77,7 +79,7 @@ struct AdaptiveController {
         phaseStart = now
         phaseItems = items
         phaseClaims = claims
-        if TuningProfile.knee(throughput: rates, minimumGain: settings.minimumGain) < threads {
+        if KTask.TuningProfile.knee(throughput: rates, minimumGain: settings.minimumGain) < threads {
             settled = threads - 1
             return .settle(threads: threads - 1)
         }
@@ -99,7 +101,7 @@ struct AdaptiveDriver {
     private let job: JobState
     private let start: ContinuousClock.Instant
 
-    init(_ settings: AdaptiveThreads, job: JobState, start: ContinuousClock.Instant, waiting: [ThreadPlan.LaneReservation]) {
+    init(_ settings: KTask.AdaptiveThreads, job: JobState, start: ContinuousClock.Instant, waiting: [ThreadPlan.LaneReservation]) {
         self.job = job
         self.start = start
         self.waiting = waiting.flatMap { entry in
@@ -137,7 +139,7 @@ struct AdaptiveDriver {
     }
 
     /// Gives the helpers never dispatched back to the pool.
-    mutating func giveBackWaiting(to pool: KTaskPool) {
+    mutating func giveBackWaiting(to pool: KTask.Pool) {
         for entry in waiting { pool.cancel(entry.reservation) }
         waiting = []
     }

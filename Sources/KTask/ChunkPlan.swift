@@ -6,13 +6,13 @@
 /// Boundaries are multiples of `align` counted from 0, so the first and last chunk may be shorter.
 ///
 /// The range is counted in grains, the unit a thread claims at least. Normally a grain is a chunk. When
-/// low-priority helpers may be starved and their priority cannot be raised (see ``StarvationGuard``),
+/// low-priority helpers may be starved and their priority cannot be raised (see ``KTask/StarvationGuard``),
 /// helpers claim single grains of about 1/64 of a chunk, so that a helper starved in the middle of its
 /// claim holds back little of the job; the caller still claims whole chunks.
 struct ChunkPlan: Equatable {
     /// How many chunks each thread should get so that one slow chunk does not hold up the job.
     static let loadBalanceFactor = 4
-    /// How much smaller a helper's claim is when helpers may be starved (``StarvationGuard/smallerHelperChunks``).
+    /// How much smaller a helper's claim is when helpers may be starved (``KTask/StarvationGuard/smallerHelperChunks``).
     static let helperGrainDivisor = 64
 
     let range: Range<Int>
@@ -88,7 +88,7 @@ extension KTask {
     /// The chunk size, in items, that a job of `items` items gets at `threads` threads: the kernel's
     /// formula, `max(minChunk, items / (threads × 4))` rounded up to a multiple of `align`. For sizing
     /// work outside ktask the same way (e.g. a comparison with another threading system).
-    package static func plannedChunkSize(items: Int, minChunk: Int, align: Int, threads: Int) throws(KTaskError) -> Int {
+    package static func plannedChunkSize(items: Int, minChunk: Int, align: Int, threads: Int) throws(KTask.Error) -> Int {
         guard minChunk >= 1 else { throw .invalidMinChunk(minChunk) }
         guard align >= 1 else { throw .invalidAlign(align) }
         guard threads >= 1 else { throw .invalidMaxThreads(threads) }
@@ -98,7 +98,7 @@ extension KTask {
 }
 
 /// How much a participant claims at once: whole chunks, or single grains (about 1/64 chunk) where a
-/// starved helper must hold back little (``StarvationGuard``) or adaptive mode measures throughput;
+/// starved helper must hold back little (``KTask/StarvationGuard``) or adaptive mode measures throughput;
 /// and, near the end of a part, no more than a share of what is left (a guided tail).
 struct ClaimPolicy {
     /// Who claims single grains instead of whole chunks.
@@ -112,7 +112,7 @@ struct ClaimPolicy {
 
     let grainClaimers: GrainClaimers
     /// Helpers note the time of each completed claim, so the caller can tell a starved one
-    /// (``StarvationGuard/priorityBoost`` only).
+    /// (``KTask/StarvationGuard/priorityBoost`` only).
     let helpersReportProgress: Bool
     /// Participants count completed items and claims (adaptive mode's throughput).
     var countsProgress: Bool { grainClaimers == .everyone }
@@ -123,7 +123,7 @@ struct ClaimPolicy {
     /// a last big chunk would keep one thread busy while the others, done, wait for it.
     static let tailShareDivisor = 2
 
-    init(starvationGuard: StarvationGuard, adaptive: Bool) {
+    init(starvationGuard: KTask.StarvationGuard, adaptive: Bool) {
         grainClaimers = adaptive ? .everyone : starvationGuard == .none ? .nobody : .helpers
         helpersReportProgress = starvationGuard == .priorityBoost
     }

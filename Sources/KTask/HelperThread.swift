@@ -5,12 +5,12 @@ import Synchronization
 import Glibc
 #endif
 
-/// One pthread of a ``KTaskPool``. After a piece of work it spins briefly for the next (jobs that
+/// One pthread of a ``KTask/Pool``. After a piece of work it spins briefly for the next (jobs that
 /// follow one another then skip a futex sleep and wake-up), then parks on its own condition variable,
 /// and retires once it has been parked for the pool's idle timeout.
 final class HelperThread: @unchecked Sendable {
     let id: Int
-    private let pool: KTaskPool
+    private let pool: KTask.Pool
     /// Signalled when an assignment is given to a parked thread. Waited on with the pool's lock.
     private let wake = PThreadCondition()
     /// Guarded by the pool's lock.
@@ -30,7 +30,7 @@ final class HelperThread: @unchecked Sendable {
     /// cost of a futex wake-up in a VM, and short enough that idle threads use no CPU to speak of.
     static let spinNanoseconds: Int64 = 50_000
 
-    init(id: Int, pool: KTaskPool, assignment: PoolAssignment) {
+    init(id: Int, pool: KTask.Pool, assignment: PoolAssignment) {
         self.id = id
         self.pool = pool
         self.assignment = assignment

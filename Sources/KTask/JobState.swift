@@ -25,7 +25,7 @@ final class JobState: @unchecked Sendable {
     /// The part each slot starts on; empty for a single-part job (every slot starts on part 0).
     private let homes: [Int]
     /// What keeps helpers from holding the job up (decided with the claim policy).
-    let starvationGuard: StarvationGuard
+    let starvationGuard: KTask.StarvationGuard
     /// The nice value helpers run at (a boosted helper returns to it) and whether they sit in the idle cgroup.
     let helperNice: Int32
     /// The caller's nice value, which a boosted helper is lent.
@@ -75,7 +75,7 @@ final class JobState: @unchecked Sendable {
     private let claimsDone = Atomic<Int>(0)
     private let admittedSlots = Atomic<Int>(Int.max)
 
-    init(plans: [ChunkPlan], policy: ClaimPolicy, starvationGuard: StarvationGuard, slots: Int, homes: [Int],
+    init(plans: [ChunkPlan], policy: ClaimPolicy, starvationGuard: KTask.StarvationGuard, slots: Int, homes: [Int],
          helperNice: Int32, callerNice: Int32, helpersIsolated: Bool, cancellation: JobCancellation,
          chunk: @escaping (Range<Int>) throws -> Void) {
         self.plans = plans
@@ -185,7 +185,7 @@ final class JobState: @unchecked Sendable {
             while !stopped.load(ordering: .relaxed) {
                 if slot >= admittedSlots.load(ordering: .relaxed) { break parts }
                 if cancellation.isCancelled(onCaller: slot == 0) {
-                    record(KTaskError.cancelled)
+                    record(KTask.Error.cancelled)
                     break parts
                 }
                 let left = plan.grainCount - cursors[part].load(ordering: .relaxed)
@@ -258,8 +258,8 @@ final class JobState: @unchecked Sendable {
 /// What stops a job: its options' token, an async job's task, or (on the caller, for the blocking
 /// API) the task the caller runs in.
 struct JobCancellation: Sendable {
-    let token: KTaskCancellation?
-    let asyncTask: KTaskCancellation?
+    let token: KTask.Cancellation?
+    let asyncTask: KTask.Cancellation?
     /// The blocking API: the caller also observes `Task.isCancelled` (helpers run on other threads,
     /// where it means nothing; they stop when the caller records the cancellation).
     let observesCurrentTask: Bool

@@ -2,7 +2,7 @@
 /// low-priority helper threads claim until none are left.
 ///
 /// ```swift
-/// try KTask.run(0..<pages, options: KTaskOptions(minChunk: 512)) { chunk in
+/// try KTask.run(0..<pages, options: KTask.Options(minChunk: 512)) { chunk in
 ///     for page in chunk { prefault(page) }
 /// }
 /// ```
@@ -12,8 +12,8 @@ public enum KTask {
     ///
     /// If a chunk throws, no new chunk starts, chunks already running finish, `undo` is called once for
     /// every chunk that completed (on the calling thread), and the first error thrown is rethrown.
-    /// Cancellation (``KTaskOptions/cancellation``, or the current task's) ends the job the same way
-    /// with ``KTaskError/cancelled``.
+    /// Cancellation (``KTask/Options/cancellation``, or the current task's) ends the job the same way
+    /// with ``KTask/Error/cancelled``.
     ///
     /// A job that fits in one chunk, or gets one thread, runs inline as one call on the calling thread.
     ///
@@ -22,51 +22,51 @@ public enum KTask {
     ///   - options: chunking, thread and priority settings, validated first.
     ///   - undo: reverts one completed chunk after a failure.
     ///   - chunk: does the work for one sub-range; called concurrently from several threads.
-    /// - Throws: ``KTaskError`` for invalid input or cancellation, else the first error `chunk` threw.
+    /// - Throws: ``KTask/Error`` for invalid input or cancellation, else the first error `chunk` threw.
     @discardableResult
     @available(*, noasync, message: "blocks the calling thread; use the async KTask.run from async code")
     public static func run(
         _ range: Range<Int>,
-        options: KTaskOptions = KTaskOptions(),
+        options: KTask.Options = KTask.Options(),
         undo: ((Range<Int>) -> Void)? = nil,
         _ chunk: @Sendable (Range<Int>) throws -> Void
-    ) throws -> KTaskReport {
+    ) throws -> KTask.Report {
         try MultithreadedJob.run(.range(range), options: options, cancellation: blocking(options), undo: undo, chunk)
     }
 
     /// Runs a job that carries one range per NUMA node (the kernel's `ktask_run_numa`): each node's
     /// range is worked first by helpers pinned to that node's usable CPUs (and by the caller, on its
     /// own node's range); a thread whose node's range is done helps the others. Failure, undo and
-    /// cancellation are as for ``run(_:options:undo:_:)-3gt0k``; ``KTaskOptions/placement`` is not used.
+    /// cancellation are as for ``run(_:options:undo:_:)-9guvk``; ``KTask/Options/placement`` is not used.
     ///
-    /// - Throws: ``KTaskError`` for an unknown node, a node without usable CPUs, a node named twice or a
-    ///   negative range, before any work; else as ``run(_:options:undo:_:)-3gt0k``.
+    /// - Throws: ``KTask/Error`` for an unknown node, a node without usable CPUs, a node named twice or a
+    ///   negative range, before any work; else as ``run(_:options:undo:_:)-9guvk``.
     @discardableResult
     @available(*, noasync, message: "blocks the calling thread; use the async KTask.run(perNode:) from async code")
     public static func run(
-        perNode ranges: [NodeRange],
-        options: KTaskOptions = KTaskOptions(),
+        perNode ranges: [KTask.NodeRange],
+        options: KTask.Options = KTask.Options(),
         undo: ((Range<Int>) -> Void)? = nil,
         _ chunk: @Sendable (Range<Int>) throws -> Void
-    ) throws -> KTaskReport {
+    ) throws -> KTask.Report {
         try MultithreadedJob.run(.perNode(ranges), options: options, cancellation: blocking(options), undo: undo, chunk)
     }
 
     /// The blocking API's cancellation: the options' token, and the task the caller runs in.
-    static func blocking(_ options: KTaskOptions) -> JobCancellation {
+    static func blocking(_ options: KTask.Options) -> JobCancellation {
         JobCancellation(token: options.cancellation, asyncTask: nil, observesCurrentTask: true)
     }
 
-    /// Runs the job like the blocking ``run(_:options:undo:_:)-3gt0k``, but every thread that works on it,
+    /// Runs the job like the blocking ``run(_:options:undo:_:)-9guvk``, but every thread that works on it,
     /// the caller's share included, is one of ktask's own; the calling task is suspended, not
     /// blocked, and cancelling it cancels the job.
     @discardableResult
     public static func run(
         _ range: Range<Int>,
-        options: KTaskOptions = KTaskOptions(),
+        options: KTask.Options = KTask.Options(),
         undo: (@Sendable (Range<Int>) -> Void)? = nil,
         _ chunk: @escaping @Sendable (Range<Int>) throws -> Void
-    ) async throws -> KTaskReport {
+    ) async throws -> KTask.Report {
         try await onKTaskThread(options: options) { cancellation in
             try MultithreadedJob.run(.range(range), options: options, cancellation: cancellation, undo: undo, chunk)
         }
@@ -75,11 +75,11 @@ public enum KTask {
     /// The per-node job of ``run(perNode:options:undo:_:)``, from async code: all work on ktask's threads.
     @discardableResult
     public static func run(
-        perNode ranges: [NodeRange],
-        options: KTaskOptions = KTaskOptions(),
+        perNode ranges: [KTask.NodeRange],
+        options: KTask.Options = KTask.Options(),
         undo: (@Sendable (Range<Int>) -> Void)? = nil,
         _ chunk: @escaping @Sendable (Range<Int>) throws -> Void
-    ) async throws -> KTaskReport {
+    ) async throws -> KTask.Report {
         try await onKTaskThread(options: options) { cancellation in
             try MultithreadedJob.run(.perNode(ranges), options: options, cancellation: cancellation, undo: undo, chunk)
         }
@@ -89,18 +89,18 @@ public enum KTask {
     /// calling thread's nice), which resumes the continuation with the job's outcome. `body` gets the
     /// job's cancellation: the options' token and the calling task's.
     static func onKTaskThread<Result: Sendable>(
-        options: KTaskOptions, _ body: @escaping @Sendable (JobCancellation) throws -> Result
+        options: KTask.Options, _ body: @escaping @Sendable (JobCancellation) throws -> Result
     ) async throws -> Result {
         try options.validate()
-        let taskCancellation = KTaskCancellation()
+        let taskCancellation = KTask.Cancellation()
         let cancellation = JobCancellation(token: options.cancellation, asyncTask: taskCancellation, observesCurrentTask: false)
         let callerNice = ThreadPriority.currentThreadNice()
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in
-                let started = KTaskPool.asyncCallers.runOnce(nice: callerNice) {
+                let started = KTask.Pool.asyncCallers.runOnce(nice: callerNice) {
                     continuation.resume(with: Swift.Result { try body(cancellation) })
                 }
-                if !started { continuation.resume(throwing: KTaskError.threadStartFailed) }
+                if !started { continuation.resume(throwing: KTask.Error.threadStartFailed) }
             }
         } onCancel: {
             taskCancellation.cancel()

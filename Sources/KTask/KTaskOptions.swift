@@ -1,83 +1,95 @@
+import Logging
 import Synchronization
 
-/// How a job is divided and run. Every field is validated when the job starts (``validate()``).
-public struct KTaskOptions: Sendable {
-    /// The smallest chunk, in work items, worth handing to a thread. Must be at least 1.
-    ///
-    /// Chunks are never smaller than this except where the range itself is smaller, or at its ends
-    /// when `align` cuts them.
-    public var minChunk: Int
+extension KTask {
+    /// How a job is divided and run. Every field is validated when the job starts (``validate()``).
+    public struct Options: Sendable {
+        /// The smallest chunk, in work items, worth handing to a thread. Must be at least 1.
+        ///
+        /// Chunks are never smaller than this except where the range itself is smaller, or at its ends
+        /// when `align` cuts them.
+        public var minChunk: Int
 
-    /// Chunk boundaries fall on multiples of `align`, except the two ends of the range. Must be at least 1.
-    public var align: Int
+        /// Chunk boundaries fall on multiples of `align`, except the two ends of the range. Must be at least 1.
+        public var align: Int
 
-    /// The most threads the job may use, the calling thread included; `nil` means every usable CPU.
-    /// Must be at least 1.
-    public var maxThreads: Int?
+        /// The most threads the job may use, the calling thread included; `nil` means every usable CPU.
+        /// Must be at least 1.
+        public var maxThreads: Int?
 
-    /// The priority helper threads run at while they work on this job.
-    public var helperPriority: HelperPriority
+        /// The priority helper threads run at while they work on this job.
+        public var helperPriority: KTask.HelperPriority
 
-    /// Where helper threads run: the caller's NUMA node (default), given nodes, or anywhere.
-    public var placement: Placement
+        /// Where helper threads run: the caller's NUMA node (default), given nodes, or anywhere.
+        public var placement: KTask.Placement
 
-    /// What keeps low-priority helpers from holding the job up on a busy machine.
-    public var starvationGuard: StarvationGuard
+        /// What keeps low-priority helpers from holding the job up on a busy machine.
+        public var starvationGuard: KTask.StarvationGuard
 
-    /// A token that stops the job: once cancelled, no new chunk starts, completed chunks are undone
-    /// and the job throws ``KTaskError/cancelled``.
-    public var cancellation: KTaskCancellation?
+        /// A token that stops the job: once cancelled, no new chunk starts, completed chunks are undone
+        /// and the job throws ``KTask/Error/cancelled``.
+        public var cancellation: KTask.Cancellation?
 
-    /// The pool the job's helper threads come from, and whose cap on busy helpers the job shares.
-    public var pool: KTaskPool
+        /// The pool the job's helper threads come from, and whose cap on busy helpers the job shares.
+        public var pool: KTask.Pool
 
-    /// The class of work this job is (e.g. "prefault"), to look up in the tuning profile in force
-    /// (``TuningProfile``): the job then gets at most the threads `ktask tune` measured worth having
-    /// for that class. nil: no profile cap. Must not be empty.
-    public var workClass: String?
+        /// The class of work this job is (e.g. "prefault"), to look up in the tuning profile in force
+        /// (``KTask/TuningProfile``): the job then gets at most the threads `ktask tune` measured worth having
+        /// for that class. nil: no profile cap. Must not be empty.
+        public var workClass: String?
 
-    /// Adaptive mode: measure the job's throughput as helpers join and stop adding them past the knee
-    /// (``AdaptiveThreads``). nil: take every helper the limits allow at once.
-    public var adaptiveThreads: AdaptiveThreads?
+        /// Adaptive mode: measure the job's throughput as helpers join and stop adding them past the knee
+        /// (``KTask/AdaptiveThreads``). nil: take every helper the limits allow at once.
+        public var adaptiveThreads: KTask.AdaptiveThreads?
 
-    /// Options for a job; every field as documented on its property, validated when the job starts.
-    public init(
-        minChunk: Int = 1,
-        align: Int = 1,
-        maxThreads: Int? = nil,
-        helperPriority: HelperPriority = .lowest,
-        placement: Placement = .callerNode,
-        starvationGuard: StarvationGuard = .automatic,
-        cancellation: KTaskCancellation? = nil,
-        pool: KTaskPool = .shared,
-        workClass: String? = nil,
-        adaptiveThreads: AdaptiveThreads? = nil
-    ) {
-        self.workClass = workClass
-        self.adaptiveThreads = adaptiveThreads
-        self.placement = placement
-        self.starvationGuard = starvationGuard
-        self.minChunk = minChunk
-        self.align = align
-        self.maxThreads = maxThreads
-        self.helperPriority = helperPriority
-        self.cancellation = cancellation
-        self.pool = pool
-    }
+        /// Where this job logs (swift-log): at debug, the decisions a user may wonder about (how many threads
+        /// and what bounded them, the chunk size, the placement); at warning, what degrades the job (a helper
+        /// thread that could not start, a malformed `KTASK_MAX_THREADS`). nil: the pool's logger
+        /// (``KTask/Pool/init(name:maxBusyHelpers:idleTimeout:isolateHelpers:logger:)``); with neither,
+        /// warnings go to standard error and nothing else is logged. ktask never makes a logger of its own.
+        public var logger: Logger?
 
-    /// Throws the ``KTaskError`` for the first field that is out of range.
-    public func validate() throws(KTaskError) {
-        guard minChunk >= 1 else { throw .invalidMinChunk(minChunk) }
-        guard align >= 1 else { throw .invalidAlign(align) }
-        if let maxThreads, maxThreads < 1 { throw .invalidMaxThreads(maxThreads) }
-        if case .nice(let value) = helperPriority, !(ThreadPriority.niceRange ~= value) {
-            throw .invalidNice(value)
+        /// Options for a job; every field as documented on its property, validated when the job starts.
+        public init(
+            minChunk: Int = 1,
+            align: Int = 1,
+            maxThreads: Int? = nil,
+            helperPriority: KTask.HelperPriority = .lowest,
+            placement: KTask.Placement = .callerNode,
+            starvationGuard: KTask.StarvationGuard = .automatic,
+            cancellation: KTask.Cancellation? = nil,
+            pool: KTask.Pool = .shared,
+            workClass: String? = nil,
+            adaptiveThreads: KTask.AdaptiveThreads? = nil,
+            logger: Logger? = nil
+        ) {
+            self.logger = logger
+            self.workClass = workClass
+            self.adaptiveThreads = adaptiveThreads
+            self.placement = placement
+            self.starvationGuard = starvationGuard
+            self.minChunk = minChunk
+            self.align = align
+            self.maxThreads = maxThreads
+            self.helperPriority = helperPriority
+            self.cancellation = cancellation
+            self.pool = pool
         }
-        if workClass?.isEmpty == true { throw .emptyWorkClass }
-        try adaptiveThreads?.validate()
-        if case .nodes(let ids) = placement {
-            guard !ids.isEmpty else { throw .noNodes }
-            if let repeated = ids.first(where: { id in ids.filter { $0 == id }.count > 1 }) { throw .duplicateNode(repeated) }
+
+        /// Throws the ``KTask/Error`` for the first field that is out of range.
+        public func validate() throws(KTask.Error) {
+            guard minChunk >= 1 else { throw .invalidMinChunk(minChunk) }
+            guard align >= 1 else { throw .invalidAlign(align) }
+            if let maxThreads, maxThreads < 1 { throw .invalidMaxThreads(maxThreads) }
+            if case .nice(let value) = helperPriority, !(ThreadPriority.niceRange ~= value) {
+                throw .invalidNice(value)
+            }
+            if workClass?.isEmpty == true { throw .emptyWorkClass }
+            try adaptiveThreads?.validate()
+            if case .nodes(let ids) = placement {
+                guard !ids.isEmpty else { throw .noNodes }
+                if let repeated = ids.first(where: { id in ids.filter { $0 == id }.count > 1 }) { throw .duplicateNode(repeated) }
+            }
         }
     }
 }

@@ -1,240 +1,249 @@
 import Logging
 import Synchronization
 
-/// A process-wide pool of helper pthreads, and the cap on how many of them may be busy at once.
-///
-/// Threads are started on demand, park (using no CPU) when idle, and retire after `idleTimeout`
-/// without work. Every job that names a pool shares its cap: a job takes the free helpers there are
-/// and never waits for one; its calling thread does the rest. Helper threads are named
-/// `NAME/N` (`ktask/N` for the shared pool) so that `top -H` and `ps -L` show them.
-///
-/// The pool runs type-erased work (`PoolWork`) and knows nothing of jobs; all its state is guarded
-/// by one lock.
-public final class KTaskPool: @unchecked Sendable {
-    /// The pool every job uses unless it names another. Cap: what ``setMaxBusyHelpers(_:)`` set, else
-    /// `KTASK_MAX_THREADS` − 1, else 0 while the machine saves energy, else the CPU budget − 1.
-    public static let shared = KTaskPool(validatedName: "ktask", maxBusyHelpers: nil, idleTimeout: .seconds(10))
+extension KTask {
+    /// A process-wide pool of helper pthreads, and the cap on how many of them may be busy at once.
+    ///
+    /// Threads are started on demand, park (using no CPU) when idle, and retire after `idleTimeout`
+    /// without work. Every job that names a pool shares its cap: a job takes the free helpers there are
+    /// and never waits for one; its calling thread does the rest. Helper threads are named
+    /// `NAME/N` (`ktask/N` for the shared pool) so that `top -H` and `ps -L` show them.
+    ///
+    /// The pool runs type-erased work (`PoolWork`) and knows nothing of jobs; all its state is guarded
+    /// by one lock.
+    public final class Pool: @unchecked Sendable {
+        /// The pool every job uses unless it names another. Cap: what ``setMaxBusyHelpers(_:)`` set, else
+        /// `KTASK_MAX_THREADS` − 1, else 0 while the machine saves energy, else the CPU budget − 1.
+        public static let shared = KTask.Pool(validatedName: "ktask", maxBusyHelpers: nil, idleTimeout: .seconds(10))
 
-    /// The threads that run async jobs' caller shares, each at its caller's priority. Not capped: there
-    /// is one per async job in flight, as there would be one blocked caller per sync job.
-    static let asyncCallers = KTaskPool(validatedName: "ktask-a", maxBusyHelpers: Int.max, idleTimeout: .seconds(10),
-                                        isolatesHelpers: false)
+        /// The threads that run async jobs' caller shares, each at its caller's priority. Not capped: there
+        /// is one per async job in flight, as there would be one blocked caller per sync job.
+        static let asyncCallers = KTask.Pool(validatedName: "ktask-a", maxBusyHelpers: Int.max, idleTimeout: .seconds(10),
+                                            isolatesHelpers: false)
 
-    static let logger = Logger(label: "ktask.pool")
+        /// The logger of the jobs that set none (``KTask/Options/logger``); nil: warnings to standard error.
+        let logger: Logger?
 
-    let name: String
-    let idleTimeoutNanoseconds: Int64
-    /// Whether its threads go into the helpers' idle cgroup (see the README's "Staying out of the way"); not for threads
-    /// that run a caller's own share.
-    let isolatesHelpers: Bool
-    /// Guards every mutable field below and each thread's assignment.
-    let lock = PThreadMutex()
-    /// Every live thread, to find the assignments of one work (``revoke(_:)``).
-    private var threads: [HelperThread] = []
-    private var idle: [HelperThread] = []
-    private var busy = 0
-    /// Busy helpers per node, for jobs placed on nodes.
-    private var busyByNode: [Int: Int] = [:]
-    private var nextThreadID = 1
-    /// The cap set by API (−1: none, use the environment or the CPU count).
-    private let capOverride: Atomic<Int>
-    /// The per-node cap set by API (−1: none, use `KTASK_NODE_MAX_THREADS` or the node's usable CPUs).
-    private let nodeCapOverride = Atomic<Int>(-1)
-    /// Set once a thread could not be started: the warning is logged once per pool, not per job.
-    private let warnedThreadStart = Atomic<Bool>(false)
+        let name: String
+        let idleTimeoutNanoseconds: Int64
+        /// Whether its threads go into the helpers' idle cgroup (see the README's "Staying out of the way"); not for threads
+        /// that run a caller's own share.
+        let isolatesHelpers: Bool
+        /// Guards every mutable field below and each thread's assignment.
+        let lock = PThreadMutex()
+        /// Every live thread, to find the assignments of one work (``revoke(_:)``).
+        private var threads: [HelperThread] = []
+        private var idle: [HelperThread] = []
+        private var busy = 0
+        /// Busy helpers per node, for jobs placed on nodes.
+        private var busyByNode: [Int: Int] = [:]
+        private var nextThreadID = 1
+        /// The cap set by API (−1: none, use the environment or the CPU count).
+        private let capOverride: Atomic<Int>
+        /// The per-node cap set by API (−1: none, use `KTASK_NODE_MAX_THREADS` or the node's usable CPUs).
+        private let nodeCapOverride = Atomic<Int>(-1)
+        /// Set once a thread could not be started: the warning is logged once per pool, not per job.
+        private let warnedThreadStart = Atomic<Bool>(false)
 
-    /// Creates a separate pool, with its own threads and cap.
-    /// - Parameters:
-    ///   - name: thread-name prefix (threads are named `name/N`; Linux keeps 15 bytes of a name).
-    ///   - maxBusyHelpers: the cap on busy helpers; nil: `KTASK_MAX_THREADS` − 1, else 0 while the machine
-    ///     saves energy, else the CPU budget − 1.
-    ///   - idleTimeout: how long a helper stays parked without work before it exits (longer than about
-    ///     292 years counts as never).
-    ///   - isolateHelpers: put helper threads in the idle child cgroup where the process may
-    ///     (`ktask-helpers`, `cpu.idle` = 1), so that they take only CPU time no other group wants.
-    public convenience init(name: String = "ktask", maxBusyHelpers: Int? = nil, idleTimeout: Duration = .seconds(10),
-                            isolateHelpers: Bool = true) throws(KTaskError) {
-        if let maxBusyHelpers, maxBusyHelpers < 0 { throw .invalidHelperCap(maxBusyHelpers) }
-        guard idleTimeout > .zero else { throw .invalidIdleTimeout(idleTimeout) }
-        self.init(validatedName: name, maxBusyHelpers: maxBusyHelpers, idleTimeout: idleTimeout, isolatesHelpers: isolateHelpers)
-    }
-
-    private init(validatedName name: String, maxBusyHelpers: Int?, idleTimeout: Duration, isolatesHelpers: Bool = true) {
-        self.name = name
-        self.isolatesHelpers = isolatesHelpers
-        let (seconds, attoseconds) = idleTimeout.components
-        // Saturates: a timeout past Int64 nanoseconds (292 years) is as good as none.
-        let whole = seconds.multipliedReportingOverflow(by: 1_000_000_000)
-        let total = whole.partialValue.addingReportingOverflow(attoseconds / 1_000_000_000)
-        self.idleTimeoutNanoseconds = whole.overflow || total.overflow ? Int64.max : total.partialValue
-        self.capOverride = Atomic(maxBusyHelpers ?? -1)
-    }
-
-    /// Sets the cap on busy helpers for every job that uses this pool (nil: back to the default).
-    /// Jobs already running keep the helpers they have.
-    public func setMaxBusyHelpers(_ cap: Int?) throws(KTaskError) {
-        if let cap, cap < 0 { throw .invalidHelperCap(cap) }
-        capOverride.store(cap ?? -1, ordering: .relaxed)
-    }
-
-    /// Sets the cap on busy helpers on any one node, for jobs placed on nodes (nil: back to the default,
-    /// `KTASK_NODE_MAX_THREADS` or the node's usable CPUs).
-    public func setMaxBusyHelpersPerNode(_ cap: Int?) throws(KTaskError) {
-        if let cap, cap < 0 { throw .invalidHelperCap(cap) }
-        nodeCapOverride.store(cap ?? -1, ordering: .relaxed)
-    }
-
-    /// The cap in force for jobs on a machine with this CPU budget and energy state.
-    package func cap(cpuBudget: Int, energyRestricted: Bool) throws(KTaskError) -> HelperCap {
-        let override = capOverride.load(ordering: .relaxed)
-        return try HelperCap.resolve(apiCap: override >= 0 ? override : nil, cpuBudget: cpuBudget,
-                                     energyRestricted: energyRestricted)
-    }
-
-    /// The per-node cap in force for a node with `usableCPUs` CPUs the process may use.
-    package func nodeCap(usableCPUs: Int) throws(KTaskError) -> HelperCap {
-        let override = nodeCapOverride.load(ordering: .relaxed)
-        return try HelperCap.resolveNode(apiCap: override >= 0 ? override : nil, usableCPUs: usableCPUs)
-    }
-
-    /// A snapshot of the pool's threads.
-    public struct State: Sendable, Equatable {
-        /// Threads alive (busy or parked).
-        public let liveThreads: Int
-        /// Threads parked, waiting for work.
-        public let idleThreads: Int
-        /// Threads reserved by or working for a job.
-        public let busyHelpers: Int
-    }
-
-    /// The pool's threads now: live, parked and busy (a snapshot; it may change at once).
-    public var state: State {
-        lock.withLock { State(liveThreads: threads.count, idleThreads: idle.count, busyHelpers: busy) }
-    }
-
-    // MARK: Handing out threads
-
-    /// Threads set aside for one job: parked ones to wake and how many to start.
-    struct Reservation {
-        var parked: [HelperThread]
-        var toStart: Int
-        var node: Int?
-        var count: Int { parked.count + toStart }
-
-        /// The reservation as reservations of one thread each, to dispatch one at a time.
-        func singles() -> [Reservation] {
-            parked.map { Reservation(parked: [$0], toStart: 0, node: node) }
-                + Array(repeating: Reservation(parked: [], toStart: 1, node: node), count: toStart)
+        /// Creates a separate pool, with its own threads and cap.
+        /// - Parameters:
+        ///   - name: thread-name prefix (threads are named `name/N`; Linux keeps 15 bytes of a name).
+        ///   - maxBusyHelpers: the cap on busy helpers; nil: `KTASK_MAX_THREADS` − 1, else 0 while the machine
+        ///     saves energy, else the CPU budget − 1.
+        ///   - idleTimeout: how long a helper stays parked without work before it exits (longer than about
+        ///     292 years counts as never).
+        ///   - isolateHelpers: put helper threads in the idle child cgroup where the process may
+        ///     (`ktask-helpers`, `cpu.idle` = 1), so that they take only CPU time no other group wants.
+        ///   - logger: where the jobs on this pool that name no logger of their own log
+        ///     (``KTask/Options/logger``); nil: warnings to standard error, nothing else.
+        public convenience init(name: String = "ktask", maxBusyHelpers: Int? = nil, idleTimeout: Duration = .seconds(10),
+                                isolateHelpers: Bool = true, logger: Logger? = nil) throws(KTask.Error) {
+            if let maxBusyHelpers, maxBusyHelpers < 0 { throw .invalidHelperCap(maxBusyHelpers) }
+            guard idleTimeout > .zero else { throw .invalidIdleTimeout(idleTimeout) }
+            self.init(validatedName: name, maxBusyHelpers: maxBusyHelpers, idleTimeout: idleTimeout, isolatesHelpers: isolateHelpers,
+                      logger: logger)
         }
-    }
 
-    /// Reserves up to `wanted` threads without waiting, so that busy helpers never exceed `cap`, nor
-    /// `nodeCap` on `node`.
-    func reserve(upTo wanted: Int, cap: Int, node: Int? = nil, nodeCap: Int = Int.max) -> Reservation {
-        guard wanted > 0 else { return Reservation(parked: [], toStart: 0, node: node) }
-        return lock.withLock {
-            var granted = max(0, min(wanted, cap - busy))
-            if let node {
-                granted = max(0, min(granted, nodeCap - busyByNode[node, default: 0]))
-                busyByNode[node, default: 0] += granted
-            }
-            busy += granted
-            let reused = min(granted, idle.count)
-            let parked = Array(idle.suffix(reused))
-            idle.removeLast(reused)
-            for thread in parked { thread.reserved = true }
-            return Reservation(parked: parked, toStart: granted - reused, node: node)
+        private init(validatedName name: String, maxBusyHelpers: Int?, idleTimeout: Duration, isolatesHelpers: Bool = true,
+                     logger: Logger? = nil) {
+            self.name = name
+            self.logger = logger
+            self.isolatesHelpers = isolatesHelpers
+            let (seconds, attoseconds) = idleTimeout.components
+            // Saturates: a timeout past Int64 nanoseconds (292 years) is as good as none.
+            let whole = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+            let total = whole.partialValue.addingReportingOverflow(attoseconds / 1_000_000_000)
+            self.idleTimeoutNanoseconds = whole.overflow || total.overflow ? Int64.max : total.partialValue
+            self.capOverride = Atomic(maxBusyHelpers ?? -1)
         }
-    }
 
-    /// Gives every reserved thread `work`, with arguments firstArgument, firstArgument + 1, ...; returns
-    /// how many were given it (a thread the system refuses to create is given back to the caps).
-    func dispatch(_ reservation: Reservation, work: PoolWork, firstArgument: Int = 1, nice: Int32?,
-                  cpus: CPUList? = nil) -> Int {
-        func assignment(_ index: Int) -> PoolAssignment {
-            PoolAssignment(work: work, argument: firstArgument + index, nice: nice, node: reservation.node, cpus: cpus)
+        /// Sets the cap on busy helpers for every job that uses this pool (nil: back to the default).
+        /// Jobs already running keep the helpers they have.
+        public func setMaxBusyHelpers(_ cap: Int?) throws(KTask.Error) {
+            if let cap, cap < 0 { throw .invalidHelperCap(cap) }
+            capOverride.store(cap ?? -1, ordering: .relaxed)
         }
-        if !reservation.parked.isEmpty {
-            lock.withLock {
-                for (index, thread) in reservation.parked.enumerated() { thread.assignLocked(assignment(index)) }
+
+        /// Sets the cap on busy helpers on any one node, for jobs placed on nodes (nil: back to the default,
+        /// `KTASK_NODE_MAX_THREADS` or the node's usable CPUs).
+        public func setMaxBusyHelpersPerNode(_ cap: Int?) throws(KTask.Error) {
+            if let cap, cap < 0 { throw .invalidHelperCap(cap) }
+            nodeCapOverride.store(cap ?? -1, ordering: .relaxed)
+        }
+
+        /// The cap in force for jobs on a machine with this CPU budget and energy state.
+        package func cap(cpuBudget: Int, energyRestricted: Bool, log: JobLog? = nil) throws(KTask.Error) -> HelperCap {
+            let override = capOverride.load(ordering: .relaxed)
+            return try HelperCap.resolve(apiCap: override >= 0 ? override : nil, cpuBudget: cpuBudget,
+                                         energyRestricted: energyRestricted, log: log ?? JobLog(logger: logger))
+        }
+
+        /// The per-node cap in force for a node with `usableCPUs` CPUs the process may use.
+        package func nodeCap(usableCPUs: Int, log: JobLog? = nil) throws(KTask.Error) -> HelperCap {
+            let override = nodeCapOverride.load(ordering: .relaxed)
+            return try HelperCap.resolveNode(apiCap: override >= 0 ? override : nil, usableCPUs: usableCPUs, log: log ?? JobLog(logger: logger))
+        }
+
+        /// A snapshot of the pool's threads.
+        public struct State: Sendable, Equatable {
+            /// Threads alive (busy or parked).
+            public let liveThreads: Int
+            /// Threads parked, waiting for work.
+            public let idleThreads: Int
+            /// Threads reserved by or working for a job.
+            public let busyHelpers: Int
+        }
+
+        /// The pool's threads now: live, parked and busy (a snapshot; it may change at once).
+        public var state: State {
+            lock.withLock { State(liveThreads: threads.count, idleThreads: idle.count, busyHelpers: busy) }
+        }
+
+        // MARK: Handing out threads
+
+        /// Threads set aside for one job: parked ones to wake and how many to start.
+        struct Reservation {
+            var parked: [HelperThread]
+            var toStart: Int
+            var node: Int?
+            var count: Int { parked.count + toStart }
+
+            /// The reservation as reservations of one thread each, to dispatch one at a time.
+            func singles() -> [Reservation] {
+                parked.map { Reservation(parked: [$0], toStart: 0, node: node) }
+                    + Array(repeating: Reservation(parked: [], toStart: 1, node: node), count: toStart)
             }
         }
-        var started = reservation.parked.count
-        for _ in 0..<reservation.toStart {
-            let thread = lock.withLock {
-                let thread = HelperThread(id: nextThreadID, pool: self, assignment: assignment(started))
-                nextThreadID += 1
-                threads.append(thread)
-                return thread
+
+        /// Reserves up to `wanted` threads without waiting, so that busy helpers never exceed `cap`, nor
+        /// `nodeCap` on `node`.
+        func reserve(upTo wanted: Int, cap: Int, node: Int? = nil, nodeCap: Int = Int.max) -> Reservation {
+            guard wanted > 0 else { return Reservation(parked: [], toStart: 0, node: node) }
+            return lock.withLock {
+                var granted = max(0, min(wanted, cap - busy))
+                if let node {
+                    granted = max(0, min(granted, nodeCap - busyByNode[node, default: 0]))
+                    busyByNode[node, default: 0] += granted
+                }
+                busy += granted
+                let reused = min(granted, idle.count)
+                let parked = Array(idle.suffix(reused))
+                idle.removeLast(reused)
+                for thread in parked { thread.reserved = true }
+                return Reservation(parked: parked, toStart: granted - reused, node: node)
             }
-            if thread.start() {
-                started += 1
-            } else {
+        }
+
+        /// Gives every reserved thread `work`, with arguments firstArgument, firstArgument + 1, ...; returns
+        /// how many were given it (a thread the system refuses to create is given back to the caps).
+        func dispatch(_ reservation: Reservation, work: PoolWork, firstArgument: Int = 1, nice: Int32?,
+                      cpus: CPUList? = nil, log: JobLog? = nil) -> Int {
+            func assignment(_ index: Int) -> PoolAssignment {
+                PoolAssignment(work: work, argument: firstArgument + index, nice: nice, node: reservation.node, cpus: cpus)
+            }
+            if !reservation.parked.isEmpty {
                 lock.withLock {
-                    releaseBusyLocked(node: reservation.node)
-                    threads.removeAll { $0 === thread }
-                }
-                if !warnedThreadStart.exchange(true, ordering: .relaxed) {
-                    Self.logger.warning("could not start a helper thread; jobs run with the threads there are (logged once)",
-                                        metadata: ["pool": "\(name)"])
+                    for (index, thread) in reservation.parked.enumerated() { thread.assignLocked(assignment(index)) }
                 }
             }
+            var started = reservation.parked.count
+            for _ in 0..<reservation.toStart {
+                let thread = lock.withLock {
+                    let thread = HelperThread(id: nextThreadID, pool: self, assignment: assignment(started))
+                    nextThreadID += 1
+                    threads.append(thread)
+                    return thread
+                }
+                if thread.start() {
+                    started += 1
+                } else {
+                    lock.withLock {
+                        releaseBusyLocked(node: reservation.node)
+                        threads.removeAll { $0 === thread }
+                    }
+                    if !warnedThreadStart.exchange(true, ordering: .relaxed) {
+                        (log ?? JobLog(logger: logger)).warning(
+                            "could not start a helper thread; jobs run with the threads there are (logged once per pool)",
+                            metadata: ["pool": "\(name)"])
+                    }
+                }
+            }
+            return started
         }
-        return started
-    }
 
-    /// Runs `body` once on one of this pool's threads at `nice`; false if no thread could be started.
-    func runOnce(nice: Int32?, _ body: @escaping @Sendable () -> Void) -> Bool {
-        let work = PoolWork.once(body)
-        if dispatch(reserve(upTo: 1, cap: Int.max), work: work, nice: nice) == 1 { return true }
-        work.discardOnce()
-        return false
-    }
+        /// Runs `body` once on one of this pool's threads at `nice`; false if no thread could be started.
+        func runOnce(nice: Int32?, _ body: @escaping @Sendable () -> Void) -> Bool {
+            let work = PoolWork.once(body)
+            if dispatch(reserve(upTo: 1, cap: Int.max), work: work, nice: nice) == 1 { return true }
+            work.discardOnce()
+            return false
+        }
 
-    /// Gives back threads reserved but never dispatched: they count as free again.
-    func cancel(_ reservation: Reservation) {
-        guard reservation.count > 0 else { return }
-        lock.withLock {
-            for _ in 0..<reservation.count { releaseBusyLocked(node: reservation.node) }
-            for thread in reservation.parked {
-                thread.reserved = false
-                idle.append(thread)
+        /// Gives back threads reserved but never dispatched: they count as free again.
+        func cancel(_ reservation: Reservation) {
+            guard reservation.count > 0 else { return }
+            lock.withLock {
+                for _ in 0..<reservation.count { releaseBusyLocked(node: reservation.node) }
+                for thread in reservation.parked {
+                    thread.reserved = false
+                    idle.append(thread)
+                }
             }
         }
-    }
 
-    /// Takes back the assignments of `work` that no thread has picked up yet, so that a job that ran
-    /// out of chunks need not wait for a thread still waking up only to find nothing left. Returns how
-    /// many it took back.
-    func revoke(_ work: PoolWork) -> Int {
-        lock.withLock {
-            var revoked = 0
-            for thread in threads {
-                guard let assignment = thread.assignment, assignment.work.isSame(as: work) else { continue }
-                thread.takeBackLocked()
-                releaseBusyLocked(node: assignment.node)
-                idle.append(thread)
-                revoked += 1
+        /// Takes back the assignments of `work` that no thread has picked up yet, so that a job that ran
+        /// out of chunks need not wait for a thread still waking up only to find nothing left. Returns how
+        /// many it took back.
+        func revoke(_ work: PoolWork) -> Int {
+            lock.withLock {
+                var revoked = 0
+                for thread in threads {
+                    guard let assignment = thread.assignment, assignment.work.isSame(as: work) else { continue }
+                    thread.takeBackLocked()
+                    releaseBusyLocked(node: assignment.node)
+                    idle.append(thread)
+                    revoked += 1
+                }
+                return revoked
             }
-            return revoked
         }
-    }
 
-    private func releaseBusyLocked(node: Int?) {
-        busy -= 1
-        if let node { busyByNode[node, default: 1] -= 1 }
-    }
+        private func releaseBusyLocked(node: Int?) {
+            busy -= 1
+            if let node { busyByNode[node, default: 1] -= 1 }
+        }
 
-    /// Called by a thread, with the lock held, when its work is done: it is free and idle again.
-    func threadFinishedLocked(_ thread: HelperThread, node: Int?) {
-        releaseBusyLocked(node: node)
-        idle.append(thread)
-    }
+        /// Called by a thread, with the lock held, when its work is done: it is free and idle again.
+        func threadFinishedLocked(_ thread: HelperThread, node: Int?) {
+            releaseBusyLocked(node: node)
+            idle.append(thread)
+        }
 
-    /// Called by a thread, with the lock held, when its idle timeout passed: it exits.
-    func retireLocked(_ thread: HelperThread) {
-        idle.removeAll { $0 === thread }
-        threads.removeAll { $0 === thread }
+        /// Called by a thread, with the lock held, when its idle timeout passed: it exits.
+        func retireLocked(_ thread: HelperThread) {
+            idle.removeAll { $0 === thread }
+            threads.removeAll { $0 === thread }
+        }
     }
 }
 

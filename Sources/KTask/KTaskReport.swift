@@ -1,57 +1,59 @@
-/// What happened in one job: how it was divided and how long it took.
-public struct KTaskReport: Sendable, Equatable, CustomStringConvertible {
-    /// Threads that worked on the job, the caller included.
-    public let threadsUsed: Int
-    /// Items per chunk (the first and last chunk may be shorter where `align` cuts them).
-    public let chunkSize: Int
-    /// How many claims completed: each a whole chunk, a share of the last chunks (the guided tail), or
-    /// a single grain (with a starvation guard in force, helpers claim grains of about 1/64 chunk).
-    public let claimCount: Int
-    /// The nice value helpers were asked to run at; nil where the job used no helper.
-    public let helperNice: Int?
-    /// Wall time from the call to the return.
-    public let wallTime: Duration
-    /// What bounded the thread count: why the job got ``threadsUsed`` threads and not more.
-    public let threadLimit: ThreadLimit
-    /// What kept helpers from holding the job up (``StarvationGuard/none`` for a job without helpers).
-    public let starvationGuard: StarvationGuard
-    /// Helpers the caller lent its priority to while it waited for them.
-    public let boostedHelpers: Int
-    /// Adaptive mode: the threads it settled on (or had reached when the job ran out of work); nil
-    /// without adaptive mode or for a job that had no helper to add.
-    public let adaptiveThreads: Int?
-    /// Adaptive mode: the throughput (items per second) it measured at 1, 2, ... threads, which its
-    /// decision rests on; empty without adaptive mode.
-    public let adaptiveThroughput: [Double]
-    /// Completed claims per thread, the caller's first; nil for a job run inline as one call.
-    private let perThread: [Int]?
+extension KTask {
+    /// What happened in one job: how it was divided and how long it took.
+    public struct Report: Sendable, Equatable, CustomStringConvertible {
+        /// Threads that worked on the job, the caller included.
+        public let threadsUsed: Int
+        /// Items per chunk (the first and last chunk may be shorter where `align` cuts them).
+        public let chunkSize: Int
+        /// How many claims completed: each a whole chunk, a share of the last chunks (the guided tail), or
+        /// a single grain (with a starvation guard in force, helpers claim grains of about 1/64 chunk).
+        public let claimCount: Int
+        /// The nice value helpers were asked to run at; nil where the job used no helper.
+        public let helperNice: Int?
+        /// Wall time from the call to the return.
+        public let wallTime: Duration
+        /// What bounded the thread count: why the job got ``threadsUsed`` threads and not more.
+        public let threadLimit: KTask.ThreadLimit
+        /// What kept helpers from holding the job up (``KTask/StarvationGuard/none`` for a job without helpers).
+        public let starvationGuard: KTask.StarvationGuard
+        /// Helpers the caller lent its priority to while it waited for them.
+        public let boostedHelpers: Int
+        /// Adaptive mode: the threads it settled on (or had reached when the job ran out of work); nil
+        /// without adaptive mode or for a job that had no helper to add.
+        public let adaptiveThreads: Int?
+        /// Adaptive mode: the throughput (items per second) it measured at 1, 2, ... threads, which its
+        /// decision rests on; empty without adaptive mode.
+        public let adaptiveThroughput: [Double]
+        /// Completed claims per thread, the caller's first; nil for a job run inline as one call.
+        private let perThread: [Int]?
 
-    init(threadsUsed: Int, chunkSize: Int, claimCount: Int, helperNice: Int?, wallTime: Duration,
-         threadLimit: ThreadLimit = .none, starvationGuard: StarvationGuard = .none, boostedHelpers: Int = 0,
-         adaptiveThreads: Int? = nil, adaptiveThroughput: [Double] = [], perThread: [Int]?) {
-        self.threadsUsed = threadsUsed
-        self.chunkSize = chunkSize
-        self.claimCount = claimCount
-        self.helperNice = helperNice
-        self.wallTime = wallTime
-        self.threadLimit = threadLimit
-        self.starvationGuard = starvationGuard
-        self.boostedHelpers = boostedHelpers
-        self.adaptiveThreads = adaptiveThreads
-        self.adaptiveThroughput = adaptiveThroughput
-        self.perThread = perThread
-    }
+        init(threadsUsed: Int, chunkSize: Int, claimCount: Int, helperNice: Int?, wallTime: Duration,
+             threadLimit: KTask.ThreadLimit = .none, starvationGuard: KTask.StarvationGuard = .none, boostedHelpers: Int = 0,
+             adaptiveThreads: Int? = nil, adaptiveThroughput: [Double] = [], perThread: [Int]?) {
+            self.threadsUsed = threadsUsed
+            self.chunkSize = chunkSize
+            self.claimCount = claimCount
+            self.helperNice = helperNice
+            self.wallTime = wallTime
+            self.threadLimit = threadLimit
+            self.starvationGuard = starvationGuard
+            self.boostedHelpers = boostedHelpers
+            self.adaptiveThreads = adaptiveThreads
+            self.adaptiveThroughput = adaptiveThroughput
+            self.perThread = perThread
+        }
 
-    /// Whether the job ran as a single call on the calling thread (no helper woken, nothing allocated).
-    public var ranInline: Bool { perThread == nil }
+        /// Whether the job ran as a single call on the calling thread (no helper woken, nothing allocated).
+        public var ranInline: Bool { perThread == nil }
 
-    /// Claims completed by each thread, the calling thread's first.
-    public var claimsPerThread: [Int] { perThread ?? [claimCount] }
+        /// Claims completed by each thread, the calling thread's first.
+        public var claimsPerThread: [Int] { perThread ?? [claimCount] }
 
-    /// A one-line account for logs and error messages.
-    public var description: String {
-        "\(threadsUsed) thread(s) (limited by \(threadLimit.rawValue)), \(claimCount) claim(s), chunks of \(chunkSize), "
-            + "per thread \(claimsPerThread), \(wallTime)"
-            + (adaptiveThreads.map { ", adaptive: \($0) thread(s) from items/s \(adaptiveThroughput.map { Int($0) })" } ?? "")
+        /// A one-line account for logs and error messages.
+        public var description: String {
+            "\(threadsUsed) thread(s) (limited by \(threadLimit.rawValue)), \(claimCount) claim(s), chunks of \(chunkSize), "
+                + "per thread \(claimsPerThread), \(wallTime)"
+                + (adaptiveThreads.map { ", adaptive: \($0) thread(s) from items/s \(adaptiveThroughput.map { Int($0) })" } ?? "")
+        }
     }
 }

@@ -9,15 +9,15 @@ extension KTask {
     /// already made are destroyed and the first error is rethrown.
     @available(*, noasync, message: "blocks the calling thread; use the async KTask.map from async code")
     public static func map<T: Sendable>(
-        _ range: Range<Int>, options: KTaskOptions = KTaskOptions(), _ transform: @Sendable (Int) throws -> T
+        _ range: Range<Int>, options: KTask.Options = KTask.Options(), _ transform: @Sendable (Int) throws -> T
     ) throws -> [T] {
         try mapJob(range, options: options, cancellation: blocking(options), transform)
     }
 
-    /// ``map(_:options:_:)-2i05y`` from async code: every thread doing the work is ktask's own,
+    /// ``map(_:options:_:)-5g1uv`` from async code: every thread doing the work is ktask's own,
     /// and cancelling the calling task cancels the job.
     public static func map<T: Sendable>(
-        _ range: Range<Int>, options: KTaskOptions = KTaskOptions(), _ transform: @escaping @Sendable (Int) throws -> T
+        _ range: Range<Int>, options: KTask.Options = KTask.Options(), _ transform: @escaping @Sendable (Int) throws -> T
     ) async throws -> [T] {
         try await onKTaskThread(options: options) { cancellation in
             try mapJob(range, options: options, cancellation: cancellation, transform)
@@ -29,22 +29,22 @@ extension KTask {
     /// Reduces `range`: `partial` runs on blocks of the range in parallel and `combine` folds their results,
     /// starting from `initial`, in range order.
     ///
-    /// The blocks are a function of `range`, ``KTaskOptions/minChunk`` and ``KTaskOptions/align`` alone
+    /// The blocks are a function of `range`, ``KTask/Options/minChunk`` and ``KTask/Options/align`` alone
     /// (about 4096 of them at most, each a multiple of `align` and at least `minChunk` items), never of the
     /// thread count or of how threads claimed them, and the fold runs in block order on the calling thread.
     /// So the result is the same on every run with the same range and options, floating-point sums
     /// included, however many threads ran.
     @available(*, noasync, message: "blocks the calling thread; use the async KTask.reduce from async code")
     public static func reduce<T: Sendable>(
-        _ range: Range<Int>, options: KTaskOptions = KTaskOptions(), _ initial: T,
+        _ range: Range<Int>, options: KTask.Options = KTask.Options(), _ initial: T,
         _ combine: (T, T) throws -> T, _ partial: @Sendable (Range<Int>) throws -> T
     ) throws -> T {
         try reduceJob(range, options: options, cancellation: blocking(options), initial, combine, partial)
     }
 
-    /// ``reduce(_:options:_:_:_:)-9371j`` from async code: all work on ktask's threads.
+    /// ``reduce(_:options:_:_:_:)-1u6qv`` from async code: all work on ktask's threads.
     public static func reduce<T: Sendable>(
-        _ range: Range<Int>, options: KTaskOptions = KTaskOptions(), _ initial: T,
+        _ range: Range<Int>, options: KTask.Options = KTask.Options(), _ initial: T,
         _ combine: @escaping @Sendable (T, T) throws -> T, _ partial: @escaping @Sendable (Range<Int>) throws -> T
     ) async throws -> T {
         try await onKTaskThread(options: options) { cancellation in
@@ -61,17 +61,17 @@ extension KTask {
     /// completed, with its span, so that it can put the elements back; then the first error is rethrown.
     @available(*, noasync, message: "blocks the calling thread; use the async KTask.update from async code")
     public static func update<Element: Sendable>(
-        _ array: inout [Element], options: KTaskOptions = KTaskOptions(),
+        _ array: inout [Element], options: KTask.Options = KTask.Options(),
         undo: ((Range<Int>, inout MutableSpan<Element>) -> Void)? = nil,
         _ body: @Sendable (Range<Int>, inout MutableSpan<Element>) throws -> Void
     ) throws {
         try updateJob(&array, options: options, cancellation: blocking(options), undo: undo, body)
     }
 
-    /// ``update(_:options:undo:_:)-6ecq`` from async code: the
+    /// ``update(_:options:undo:_:)-6shut`` from async code: the
     /// array is moved to ktask's threads and back (not copied), and all work runs there.
     public static func update<Element: Sendable>(
-        _ array: inout [Element], options: KTaskOptions = KTaskOptions(),
+        _ array: inout [Element], options: KTask.Options = KTask.Options(),
         undo: (@Sendable (Range<Int>, inout MutableSpan<Element>) -> Void)? = nil,
         _ body: @escaping @Sendable (Range<Int>, inout MutableSpan<Element>) throws -> Void
     ) async throws {
@@ -87,7 +87,7 @@ extension KTask {
 // MARK: The jobs behind them
 
 extension KTask {
-    static func mapJob<T>(_ range: Range<Int>, options: KTaskOptions, cancellation: JobCancellation,
+    static func mapJob<T>(_ range: Range<Int>, options: KTask.Options, cancellation: JobCancellation,
                           _ transform: @Sendable (Int) throws -> T) throws -> [T] {
         // A negative range start is refused by the job before any chunk runs.
         return try Array(unsafeUninitializedCapacity: range.count) { buffer, initialized in
@@ -112,10 +112,10 @@ extension KTask {
         }
     }
 
-    static func reduceJob<T>(_ range: Range<Int>, options: KTaskOptions, cancellation: JobCancellation, _ initial: T,
+    static func reduceJob<T>(_ range: Range<Int>, options: KTask.Options, cancellation: JobCancellation, _ initial: T,
                              _ combine: (T, T) throws -> T, _ partial: @Sendable (Range<Int>) throws -> T) throws -> T {
         try options.validate()
-        guard range.lowerBound >= 0 else { throw KTaskError.negativeRangeStart(range.lowerBound) }
+        guard range.lowerBound >= 0 else { throw KTask.Error.negativeRangeStart(range.lowerBound) }
         guard !range.isEmpty else { return initial }
         let blocks = ReductionBlocks(range: range, minChunk: options.minChunk, align: options.align)
         var blockOptions = options
@@ -126,7 +126,7 @@ extension KTask {
         return try partials.reduce(initial, combine)
     }
 
-    static func updateJob<Element>(_ array: inout [Element], options: KTaskOptions, cancellation: JobCancellation,
+    static func updateJob<Element>(_ array: inout [Element], options: KTask.Options, cancellation: JobCancellation,
                                    undo: ((Range<Int>, inout MutableSpan<Element>) -> Void)?,
                                    _ body: @Sendable (Range<Int>, inout MutableSpan<Element>) throws -> Void) throws {
         try array.withUnsafeMutableBufferPointer { buffer in

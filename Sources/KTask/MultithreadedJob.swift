@@ -2,29 +2,33 @@
 /// plan (inline or parallel, lanes, chunk plans) → reserve helpers → dispatch them → the caller
 /// participates → finish (wait for every helper dispatched, undo on failure, report).
 enum MultithreadedJob {
-    static func run(_ input: JobInput, options: KTaskOptions, cancellation: JobCancellation,
-                    undo: ((Range<Int>) -> Void)?, _ chunk: (Range<Int>) throws -> Void) throws -> KTaskReport {
+    static func run(_ input: JobInput, options: KTask.Options, cancellation: JobCancellation,
+                    undo: ((Range<Int>) -> Void)?, _ chunk: (Range<Int>) throws -> Void) throws -> KTask.Report {
         try options.validate()
         let start = ContinuousClock.now
         // A job cancelled before it starts runs no chunk, on any thread.
-        guard !cancellation.isCancelled(onCaller: true) else { throw KTaskError.cancelled }
+        guard !cancellation.isCancelled(onCaller: true) else { throw KTask.Error.cancelled }
 
+        let log = JobLog(options)
         // Plan.
         let plan: ThreadPlan
         switch try ThreadPlan.make(input, options: options) {
         case .noWork: return .noWork
-        case .inline(let range, let limit): return try runInline(range, start: start, limit: limit, chunk)
+        case .inline(let range, let limit):
+            log.debug("\(range.count) items run inline on the calling thread: limited by \(limit.rawValue)")
+            return try runInline(range, start: start, limit: limit, chunk)
         case .parallel(let parallel): plan = parallel
         }
         // Reserve.
         let reserved = plan.reserve(in: options.pool)
         let helpers = reserved.reduce(0) { $0 + $1.reservation.count }
         let limit = plan.limit(reserving: helpers)
+        if log.logsDebug { log.debug(plan.account(reserved: helpers, limit: limit, options: options)) }
         if helpers == 0 && plan.parts.count == 1 { return try runInline(plan.parts[0], start: start, limit: limit, chunk) }
 
         return try withoutActuallyEscaping(chunk) { chunk in
             let job = makeState(plan, reserved, helpers: helpers, options: options, cancellation: cancellation, chunk: chunk)
-            var dispatcher = HelperDispatcher(job: job, pool: options.pool)
+            var dispatcher = HelperDispatcher(job: job, pool: options.pool, log: log)
             var adaptive = options.adaptiveThreads.map { AdaptiveDriver($0, job: job, start: start, waiting: reserved) }
             var boost = job.policy.helpersReportProgress ? PriorityBoost(job: job, start: start) : nil
             // Dispatch: every helper now, or in adaptive mode one at a time as its controller asks.
@@ -44,30 +48,32 @@ enum MultithreadedJob {
                 throw error
             }
             let perThread = job.claimsPerThread
-            return KTaskReport(threadsUsed: perThread.count, chunkSize: job.plans[0].chunkSize,
+            let report = KTask.Report(threadsUsed: perThread.count, chunkSize: job.plans[0].chunkSize,
                                claimCount: perThread.reduce(0, +), helperNice: perThread.count > 1 ? Int(job.helperNice) : nil,
                                wallTime: .now - start, threadLimit: dispatcher.limit(planned: limit, adaptive: adaptive, used: perThread.count),
                                starvationGuard: job.starvationGuard, boostedHelpers: boost?.boosted ?? 0,
                                adaptiveThreads: adaptive?.threads, adaptiveThroughput: adaptive?.rates ?? [], perThread: perThread)
+            if log.logsDebug { log.debug("job done: \(report)") }
+            return report
         }
     }
 
     /// One call on the calling thread: no helper, no system call, nothing allocated.
     @inline(__always)
-    private static func runInline(_ range: Range<Int>, start: ContinuousClock.Instant, limit: ThreadLimit,
-                                  _ chunk: (Range<Int>) throws -> Void) throws -> KTaskReport {
+    private static func runInline(_ range: Range<Int>, start: ContinuousClock.Instant, limit: KTask.ThreadLimit,
+                                  _ chunk: (Range<Int>) throws -> Void) throws -> KTask.Report {
         try chunk(range)
-        return KTaskReport(threadsUsed: 1, chunkSize: range.count, claimCount: 1, helperNice: nil,
+        return KTask.Report(threadsUsed: 1, chunkSize: range.count, claimCount: 1, helperNice: nil,
                            wallTime: .now - start, threadLimit: limit, perThread: nil)
     }
 
     /// The job's shared state: chunk plans sized for the threads each part got, the claim policy the
     /// starvation guard and adaptive mode call for, and each slot's home part.
-    private static func makeState(_ plan: ThreadPlan, _ reserved: [ThreadPlan.LaneReservation], helpers: Int, options: KTaskOptions,
+    private static func makeState(_ plan: ThreadPlan, _ reserved: [ThreadPlan.LaneReservation], helpers: Int, options: KTask.Options,
                                   cancellation: JobCancellation, chunk: @escaping (Range<Int>) throws -> Void) -> JobState {
         let callerNice = ThreadPriority.currentThreadNice()
         let nice = options.helperPriority.resolved(callerNice: callerNice)
-        let starvationGuard = StarvationGuard.resolve(options.starvationGuard, helperNice: nice, callerNice: callerNice)
+        let starvationGuard = KTask.StarvationGuard.resolve(options.starvationGuard, helperNice: nice, callerNice: callerNice)
         let policy = ClaimPolicy(starvationGuard: starvationGuard, adaptive: options.adaptiveThreads != nil)
         let slots = 1 + helpers
         // Each slot's home part (a single-part job needs no list: every slot starts on part 0).
@@ -90,16 +96,19 @@ enum MultithreadedJob {
 /// the caller waits for every helper it ever dispatched.
 struct HelperDispatcher {
     let job: JobState
-    let pool: KTaskPool
+    let pool: KTask.Pool
     /// The slot the next helper gets (1 + helpers dispatched so far).
     private var nextSlot = 1
     private var revoked = false
     /// Helpers the system would not start.
     private(set) var startFailures = 0
 
-    init(job: JobState, pool: KTaskPool) {
+    private let log: JobLog
+
+    init(job: JobState, pool: KTask.Pool, log: JobLog) {
         self.job = job
         self.pool = pool
+        self.log = log
     }
 
     /// Dispatches a lane's reserved helpers; returns how many the system started.
@@ -108,7 +117,7 @@ struct HelperDispatcher {
         let wanted = entry.reservation.count
         job.latch.add(wanted)
         let started = pool.dispatch(entry.reservation, work: job.work, firstArgument: nextSlot, nice: job.helperNice,
-                                    cpus: entry.lane.cpus)
+                                    cpus: entry.lane.cpus, log: log)
         job.latch.countDown(wanted - started)
         startFailures += wanted - started
         nextSlot += wanted
@@ -117,7 +126,7 @@ struct HelperDispatcher {
 
     /// Why the job used the threads it did: the plan's limit, unless adaptive mode stopped early, a thread
     /// could not start, or helpers were not needed after all.
-    func limit(planned: ThreadLimit, adaptive: AdaptiveDriver?, used: Int) -> ThreadLimit {
+    func limit(planned: KTask.ThreadLimit, adaptive: AdaptiveDriver?, used: Int) -> KTask.ThreadLimit {
         if adaptive?.stoppedEarly == true { return .adaptive }
         if startFailures > 0 { return .threadStart }
         return used < nextSlot ? .helpersNotNeeded : planned
@@ -133,7 +142,7 @@ struct HelperDispatcher {
     }
 }
 
-extension KTaskReport {
-    static let noWork = KTaskReport(threadsUsed: 1, chunkSize: 0, claimCount: 0, helperNice: nil, wallTime: .zero,
+extension KTask.Report {
+    static let noWork = KTask.Report(threadsUsed: 1, chunkSize: 0, claimCount: 0, helperNice: nil, wallTime: .zero,
                                     threadLimit: .tooLittleWork, perThread: nil)
 }

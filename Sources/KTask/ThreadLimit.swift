@@ -1,29 +1,31 @@
-/// What bounded a job's thread count: the answer to "why only 1 thread?" (``KTaskReport/threadLimit``).
-public enum ThreadLimit: String, Sendable, Equatable, CaseIterable {
-    /// Nothing held the job back: it got every thread it could use.
-    case none = "nothing"
-    /// The range holds fewer items than a chunk per thread (`minChunk`/`align`).
-    case tooLittleWork = "too little work: one thread per minChunk items"
-    /// ``KTaskOptions/maxThreads``.
-    case maxThreads = "maxThreads"
-    /// The CPUs the process may use (online ∩ affinity ∩ cgroup cpuset) or the cgroup CPU quota.
-    case cpuBudget = "CPU budget (affinity, cpuset, quota)"
-    /// The tuning profile's cap for the job's ``KTaskOptions/workClass``.
-    case tuningProfile = "tuning profile"
-    /// The pool's cap on busy helpers, set through the API.
-    case poolCap = "the pool's cap on busy helpers"
-    /// `KTASK_MAX_THREADS`.
-    case environment = "KTASK_MAX_THREADS"
-    /// The machine saves energy: no helpers by default.
-    case energySaving = "energy saving"
-    /// The per-node cap on busy helpers (API or `KTASK_NODE_MAX_THREADS`), or a node's CPUs.
-    case nodeCap = "per-node cap"
-    /// Other jobs held the pool's helpers.
-    case helpersBusy = "helpers busy with other jobs"
-    /// Adaptive mode stopped adding helpers (``KTaskOptions/adaptiveThreads``).
-    case adaptive = "adaptive mode"
-    /// The caller ran out of work before a reserved helper joined.
-    case helpersNotNeeded = "the caller finished before a helper joined"
-    /// The system would not start a thread.
-    case threadStart = "a thread could not be started"
+extension KTask {
+    /// What bounded a job's thread count: the answer to "why only 1 thread?" (``KTask/Report/threadLimit``).
+    public enum ThreadLimit: String, Sendable, Equatable, CaseIterable {
+        /// Nothing held the job back: it got every thread it could use.
+        case none = "nothing"
+        /// The range holds fewer items than a chunk per thread (`minChunk`/`align`).
+        case tooLittleWork = "too little work: one thread per minChunk items"
+        /// ``KTask/Options/maxThreads``.
+        case maxThreads = "maxThreads"
+        /// The CPUs the process may use (online ∩ affinity ∩ cgroup cpuset) or the cgroup CPU quota.
+        case cpuBudget = "CPU budget (affinity, cpuset, quota)"
+        /// The tuning profile's cap for the job's ``KTask/Options/workClass``.
+        case tuningProfile = "tuning profile"
+        /// The pool's cap on busy helpers, set through the API.
+        case poolCap = "the pool's cap on busy helpers"
+        /// `KTASK_MAX_THREADS`.
+        case environment = "KTASK_MAX_THREADS"
+        /// The machine saves energy: no helpers by default.
+        case energySaving = "energy saving"
+        /// The per-node cap on busy helpers (API or `KTASK_NODE_MAX_THREADS`), or a node's CPUs.
+        case nodeCap = "per-node cap"
+        /// Other jobs held the pool's helpers.
+        case helpersBusy = "helpers busy with other jobs"
+        /// Adaptive mode stopped adding helpers (``KTask/Options/adaptiveThreads``).
+        case adaptive = "adaptive mode"
+        /// The caller ran out of work before a reserved helper joined.
+        case helpersNotNeeded = "the caller finished before a helper joined"
+        /// The system would not start a thread.
+        case threadStart = "a thread could not be started"
+    }
 }

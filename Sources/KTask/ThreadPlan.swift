@@ -1,3 +1,4 @@
+import Synchronization
 import CKTaskShims
 
 #if canImport(Glibc)
@@ -7,7 +8,7 @@ import Glibc
 /// What a job covers: one range, or one range per node.
 enum JobInput: Sendable {
     case range(Range<Int>)
-    case perNode([NodeRange])
+    case perNode([KTask.NodeRange])
 }
 
 /// How many threads a job gets and where they run: the one place where every limit meets.
@@ -26,20 +27,29 @@ struct ThreadPlan {
     /// The per-node cap for each lane pinned to a node, by node id.
     let nodeCaps: [Int: Int]
     /// What bounded the planned thread count.
-    let limit: ThreadLimit
+    let limit: KTask.ThreadLimit
 
     /// What a job turns out to be once validated and sized.
     enum Shape {
         /// Nothing to do.
         case noWork
         /// One call on the calling thread: one chunk or less, or one thread, and why.
-        case inline(Range<Int>, ThreadLimit)
+        case inline(Range<Int>, KTask.ThreadLimit)
         case parallel(ThreadPlan)
+    }
+
+    /// The plan in one line for a debug log: what a user asks when a job gets fewer threads than expected.
+    func account(reserved helpers: Int, limit: KTask.ThreadLimit, options: KTask.Options) -> String {
+        let items = parts.reduce(0) { $0 + $1.count }
+        let nodes = lanes.lanes.map { $0.node.map(String.init) ?? "any" }
+        return "\(items) items: \(helpers + 1) thread(s), limited by \(limit.rawValue); pool cap \(poolCap.description)"
+            + (nodeCaps.isEmpty ? "" : ", node caps \(nodeCaps.sorted { $0.key < $1.key })")
+            + "; lanes on nodes \(nodes); helpers at \(options.helperPriority)"
     }
 
     /// Validates the job's input against the machine (the same way whatever its size) and sizes it.
     @inline(__always)
-    static func make(_ input: JobInput, options: KTaskOptions) throws(KTaskError) -> Shape {
+    static func make(_ input: JobInput, options: KTask.Options) throws(KTask.Error) -> Shape {
         switch input {
         case .range(let range):
             guard range.lowerBound >= 0 else { throw .negativeRangeStart(range.lowerBound) }
@@ -56,13 +66,13 @@ struct ThreadPlan {
             let (limit, reason) = try threadLimit(options, system)
             let useful = ChunkPlan.usefulThreads(size: range.count, minChunk: options.minChunk, align: options.align, limit: Int.max)
             let threads = min(useful, limit)
-            let bound: ThreadLimit = useful < limit ? .tooLittleWork : reason
+            let bound: KTask.ThreadLimit = useful < limit ? .tooLittleWork : reason
             if threads == 1 { return .inline(range, bound) }
             let lanes = try LanePlan.single(placement: options.placement, threads: threads,
                                             callerCPU: Int(CKTask_sched_getcpu()), nodes: system.nodes)
             // A node placement may leave fewer helpers than threads − 1 (the nodes' CPUs).
-            let placed: ThreadLimit = lanes.helpers < threads - 1 ? .nodeCap : bound
-            return .parallel(try ThreadPlan(parts: [range], lanes: lanes, system: system, pool: options.pool, limit: placed))
+            let placed: KTask.ThreadLimit = lanes.helpers < threads - 1 ? .nodeCap : bound
+            return .parallel(try ThreadPlan(parts: [range], lanes: lanes, system: system, options: options, limit: placed))
         case .perNode(let ranges):
             var seen = Set<Int>()
             for part in ranges {
@@ -80,38 +90,39 @@ struct ThreadPlan {
             let (limit, reason) = try threadLimit(options, system)
             let lanes = try LanePlan.perNode(useful, threadLimit: limit, callerCPU: Int(CKTask_sched_getcpu()), nodes: system.nodes)
             let wanted = useful.reduce(0) { $0 + $1.usefulThreads }
-            let bound: ThreadLimit = lanes.helpers + 1 >= wanted ? .tooLittleWork : lanes.helpers + 1 >= limit ? reason : .nodeCap
-            return .parallel(try ThreadPlan(parts: work.map(\.range), lanes: lanes, system: system, pool: options.pool, limit: bound))
+            let bound: KTask.ThreadLimit = lanes.helpers + 1 >= wanted ? .tooLittleWork : lanes.helpers + 1 >= limit ? reason : .nodeCap
+            return .parallel(try ThreadPlan(parts: work.map(\.range), lanes: lanes, system: system, options: options, limit: bound))
         }
     }
 
-    private init(parts: [Range<Int>], lanes: LanePlan, system: SystemLimits, pool: KTaskPool, limit: ThreadLimit) throws(KTaskError) {
+    private init(parts: [Range<Int>], lanes: LanePlan, system: SystemLimits, options: KTask.Options, limit: KTask.ThreadLimit) throws(KTask.Error) {
         self.parts = parts
         self.lanes = lanes
         self.limit = limit
-        poolCap = try pool.cap(cpuBudget: system.budget, energyRestricted: system.energyRestricted)
+        let pool = options.pool, log = JobLog(options)
+        poolCap = try pool.cap(cpuBudget: system.budget, energyRestricted: system.energyRestricted, log: log)
         var nodeCaps: [Int: Int] = [:]
         for lane in lanes.lanes where lane.helpers > 0 {
             guard let node = lane.node else { continue }
             let usable = system.nodes.first { $0.id == node }?.cpus.count ?? 1
-            nodeCaps[node] = try pool.nodeCap(usableCPUs: usable).maxBusyHelpers
+            nodeCaps[node] = try pool.nodeCap(usableCPUs: usable, log: log).maxBusyHelpers
         }
         self.nodeCaps = nodeCaps
     }
 
     /// The most threads a job may use: its own `maxThreads`, the CPU budget, and the tuning profile's
     /// cap for its class of work; and which of them binds.
-    static func threadLimit(_ options: KTaskOptions, _ system: SystemLimits) throws(KTaskError) -> (Int, ThreadLimit) {
-        var limit = (system.budget, ThreadLimit.cpuBudget)
+    static func threadLimit(_ options: KTask.Options, _ system: SystemLimits) throws(KTask.Error) -> (Int, KTask.ThreadLimit) {
+        var limit = (system.budget, KTask.ThreadLimit.cpuBudget)
         if let maxThreads = options.maxThreads, maxThreads < limit.0 { limit = (maxThreads, .maxThreads) }
-        if let workClass = options.workClass, let cap = try TuningProfile.threadCap(for: workClass), cap < limit.0 {
+        if let workClass = options.workClass, let cap = try KTask.TuningProfile.threadCap(for: workClass), cap < limit.0 {
             limit = (cap, .tuningProfile)
         }
         return limit
     }
 
     /// Why the job got `got` helpers (of the plan's).
-    func limit(reserving got: Int) -> ThreadLimit {
+    func limit(reserving got: Int) -> KTask.ThreadLimit {
         guard got < lanes.helpers else { return limit }
         if poolCap.maxBusyHelpers < lanes.helpers {
             switch poolCap.source {
@@ -130,11 +141,11 @@ struct ThreadPlan {
     /// One lane's helpers, set aside in the pool.
     struct LaneReservation {
         let lane: LanePlan.Lane
-        let reservation: KTaskPool.Reservation
+        let reservation: KTask.Pool.Reservation
     }
 
     /// Reserves each lane's helpers without waiting, within the pool's and the nodes' caps.
-    func reserve(in pool: KTaskPool) -> [LaneReservation] {
+    func reserve(in pool: KTask.Pool) -> [LaneReservation] {
         var reserved: [LaneReservation] = []
         for lane in lanes.lanes where lane.helpers > 0 {
             let nodeCap = lane.node.flatMap { nodeCaps[$0] } ?? Int.max
@@ -155,7 +166,7 @@ package struct HelperCap: Sendable, Equatable, CustomStringConvertible {
         case energy = "energy saving"
         /// `KTASK_MAX_THREADS` (threads per job, the caller included, so the helper cap is one less).
         case environment = "KTASK_MAX_THREADS"
-        /// Set through ``KTaskPool/setMaxBusyHelpers(_:)`` or the pool's initialiser.
+        /// Set through ``KTask/Pool/setMaxBusyHelpers(_:)`` or the pool's initialiser.
         case api = "API"
         /// A node's usable CPUs (the per-node default).
         case nodeCPUs = "node's usable CPUs"
@@ -182,41 +193,53 @@ package struct HelperCap: Sendable, Equatable, CustomStringConvertible {
     /// A malformed value is ignored, with one warning for the process (the `ktask` tool refuses it).
     private static let environmentCap = readEnvironment(environmentVariable, parse(environmentValue:))
     private static let nodeEnvironmentCap = readEnvironment(nodeEnvironmentVariable, parse(nodeEnvironmentValue:))
+    /// Set once the malformed variables were reported: one warning per process, to the first job's logger.
+    private static let warnedEnvironment = Atomic<Bool>(false)
 
-    private static func readEnvironment(_ name: String, _ parse: (String) throws(KTaskError) -> HelperCap?) -> HelperCap? {
-        guard let raw = getenv(name) else { return nil }
-        do { return try parse(String(cString: raw)) } catch {
-            KTaskPool.logger.warning("\(error.description); the variable is ignored")
-            return nil
+    private static func readEnvironment(_ name: String, _ parse: (String) throws(KTask.Error) -> HelperCap?) -> Result<HelperCap?, KTask.Error> {
+        guard let raw = getenv(name) else { return .success(nil) }
+        return Result { () throws(KTask.Error) in try parse(String(cString: raw)) }
+    }
+
+    /// The variables' caps; a malformed one is nil, after one warning for the process (to `log`).
+    static func environment(_ log: JobLog) -> (cap: HelperCap?, nodeCap: HelperCap?) {
+        func valid(_ result: Result<HelperCap?, KTask.Error>) -> HelperCap? {
+            switch result {
+            case .success(let cap): return cap
+            case .failure(let error):
+                if !warnedEnvironment.exchange(true, ordering: .relaxed) { log.warning("\(error.description); the variable is ignored") }
+                return nil
+            }
         }
+        return (valid(environmentCap), valid(nodeEnvironmentCap))
     }
 
     /// Throws for a malformed `KTASK_MAX_THREADS` or `KTASK_NODE_MAX_THREADS` (the `ktask` tool refuses them
     /// before it runs; the library ignores them).
-    package static func validateEnvironment() throws(KTaskError) {
+    package static func validateEnvironment() throws(KTask.Error) {
         if let raw = getenv(environmentVariable) { _ = try parse(environmentValue: String(cString: raw)) }
         if let raw = getenv(nodeEnvironmentVariable) { _ = try parse(nodeEnvironmentValue: String(cString: raw)) }
     }
 
     /// The pool cap in force: one set by API, else `KTASK_MAX_THREADS`, else none while the machine
     /// saves energy, else the CPU budget − 1.
-    package static func resolve(apiCap: Int?, cpuBudget: Int, energyRestricted: Bool) throws(KTaskError) -> HelperCap {
+    package static func resolve(apiCap: Int?, cpuBudget: Int, energyRestricted: Bool, log: JobLog = JobLog(logger: nil)) throws(KTask.Error) -> HelperCap {
         if let apiCap { return HelperCap(maxBusyHelpers: apiCap, source: .api) }
-        if let cap = environmentCap { return cap }
+        if let cap = environment(log).cap { return cap }
         if energyRestricted { return HelperCap(maxBusyHelpers: 0, source: .energy) }
         return HelperCap(maxBusyHelpers: max(0, cpuBudget - 1), source: .cpuBudget)
     }
 
     /// The per-node cap in force: one set by API, else `KTASK_NODE_MAX_THREADS`, else the node's usable CPUs.
-    package static func resolveNode(apiCap: Int?, usableCPUs: Int) throws(KTaskError) -> HelperCap {
+    package static func resolveNode(apiCap: Int?, usableCPUs: Int, log: JobLog = JobLog(logger: nil)) throws(KTask.Error) -> HelperCap {
         if let apiCap { return HelperCap(maxBusyHelpers: apiCap, source: .api) }
-        if let cap = nodeEnvironmentCap { return cap }
+        if let cap = environment(log).nodeCap { return cap }
         return HelperCap(maxBusyHelpers: usableCPUs, source: .nodeCPUs)
     }
 
     /// Parses a `KTASK_NODE_MAX_THREADS` value: a whole number of busy helpers per node ≥ 1, or 0 for no
     /// limit from this variable (nil).
-    package static func parse(nodeEnvironmentValue value: String) throws(KTaskError) -> HelperCap? {
+    package static func parse(nodeEnvironmentValue value: String) throws(KTask.Error) -> HelperCap? {
         guard let helpers = Int(value.trimmingCharacters(in: " \t\n")), helpers >= 0 else {
             throw .invalidEnvironmentVariable(name: nodeEnvironmentVariable, value: value,
                                               allowed: "a whole number of helper threads per node >= 1, or 0 for no limit")
@@ -226,7 +249,7 @@ package struct HelperCap: Sendable, Equatable, CustomStringConvertible {
 
     /// Parses a `KTASK_MAX_THREADS` value: a whole number of threads ≥ 1 (the caller counts as one), or 0
     /// for no limit from this variable (nil).
-    package static func parse(environmentValue value: String) throws(KTaskError) -> HelperCap? {
+    package static func parse(environmentValue value: String) throws(KTask.Error) -> HelperCap? {
         guard let threads = Int(value.trimmingCharacters(in: " \t\n")), threads >= 0 else {
             throw .invalidEnvironmentVariable(
                 name: environmentVariable, value: value,
@@ -258,7 +281,7 @@ struct LanePlan: Equatable {
 
     /// Spreads a single-range job. `threads` is already bounded by maxThreads, the budget and the
     /// useful thread count; a node placement bounds it further by the nodes' usable CPUs.
-    static func single(placement: Placement, threads: Int, callerCPU: Int, nodes: [NodeCPUs]) throws(KTaskError) -> LanePlan {
+    static func single(placement: KTask.Placement, threads: Int, callerCPU: Int, nodes: [NodeCPUs]) throws(KTask.Error) -> LanePlan {
         // The caller's node is a node with CPUs of its own (a memory-only node's serving CPUs are another's).
         let usableNodes = nodes.filter { !$0.cpus.isEmpty && !$0.memoryOnly }
         switch placement {
@@ -282,7 +305,7 @@ struct LanePlan: Equatable {
     /// Spreads a job with one range per node: each node gets up to its usable CPUs (and the useful
     /// threads for its range), the caller counting on its own node; `threadLimit` bounds the total.
     static func perNode(_ parts: [(node: Int, usefulThreads: Int)], threadLimit: Int, callerCPU: Int,
-                        nodes: [NodeCPUs]) throws(KTaskError) -> LanePlan {
+                        nodes: [NodeCPUs]) throws(KTask.Error) -> LanePlan {
         let chosen = try resolve(parts.map(\.node), nodes: nodes)
         let callerPart = chosen.firstIndex { $0.cpus.contains(callerCPU) } ?? 0
         var capacity = parts.indices.map { index in
@@ -295,7 +318,7 @@ struct LanePlan: Equatable {
     }
 
     /// The nodes named, each with usable CPUs; a typed error for an unknown or CPU-less one.
-    static func resolve(_ ids: [Int], nodes: [NodeCPUs]) throws(KTaskError) -> [NodeCPUs] {
+    static func resolve(_ ids: [Int], nodes: [NodeCPUs]) throws(KTask.Error) -> [NodeCPUs] {
         guard !ids.isEmpty else { throw .noNodes }
         var result: [NodeCPUs] = []
         for id in ids {

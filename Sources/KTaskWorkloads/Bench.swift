@@ -15,9 +15,9 @@ public struct BenchRow: Sendable {
     /// Chunks in each job (from the last run).
     public let chunkCount: Int
     /// What kept helpers from holding the job up (from the last run).
-    public let starvationGuard: StarvationGuard
+    public let starvationGuard: KTask.StarvationGuard
     /// What bounded the thread count in the run that used the fewest threads.
-    public let threadLimit: ThreadLimit
+    public let threadLimit: KTask.ThreadLimit
 }
 
 /// A finished benchmark: the seed's table for one workload.
@@ -39,11 +39,11 @@ public struct BenchRunner {
     public let threadCounts: [Int]
     public let runs: Int
     public let nodes: NodeChoice
-    public let options: KTaskOptions
+    public let options: KTask.Options
 
     /// - Parameter threadCounts: the rows; 1 is always measured, as the speedup baseline.
     public init(workload: WorkloadKind, size: Int, threadCounts: [Int], runs: Int, nodes: NodeChoice = .local,
-                options: KTaskOptions = KTaskOptions()) {
+                options: KTask.Options = KTask.Options()) {
         self.workload = workload
         self.size = size
         self.threadCounts = Array(Set(threadCounts + [1])).sorted()
@@ -63,8 +63,8 @@ public struct BenchRunner {
         var cpuSeconds: [Int: [Double]] = [:]
         var threadsUsed: [Int: Int] = [:]
         var chunkCount: [Int: Int] = [:]
-        var guards: [Int: StarvationGuard] = [:]
-        var limits: [Int: ThreadLimit] = [:]
+        var guards: [Int: KTask.StarvationGuard] = [:]
+        var limits: [Int: KTask.ThreadLimit] = [:]
         // One untimed run first: the first touch of memory (by this guest's host, or of cold caches
         // and page tables) is slower than any later one and would skew whichever row ran first.
         progress(0, runs, threadCounts.last!)

@@ -49,7 +49,7 @@ public struct DisturbanceBench {
     }
 
     public func run(progress: (String) -> Void = { _ in }) throws -> Result {
-        let naivePool = try KTaskPool(name: "ktask-n0", isolateHelpers: false)
+        let naivePool = try KTask.Pool(name: "ktask-n0", isolateHelpers: false)
         let workload = try ComputeWorkload(items: jobItems)
         var same: [Case: [Double]] = [:]
         var other: [Case: [Double]] = [:]
@@ -66,13 +66,13 @@ public struct DisturbanceBench {
                       sameSession: same.mapValues(Sample.init), otherSession: other.mapValues(Sample.init))
     }
 
-    private func measure(_ which: Case, newSession: Bool, workload: ComputeWorkload, naivePool: KTaskPool) throws -> Double {
+    private func measure(_ which: Case, newSession: Bool, workload: ComputeWorkload, naivePool: KTask.Pool) throws -> Double {
         let foreground = try ForegroundProcess(command: foregroundCommand, newSession: newSession)
-        let options: KTaskOptions? = switch which {
+        let options: KTask.Options? = switch which {
         case .alone: nil
-        case .helpersNice19: KTaskOptions()
-        case .helpersNice0: KTaskOptions(helperPriority: .nice(0), starvationGuard: StarvationGuard.none, pool: naivePool)
-        case .callerOnly: KTaskOptions(maxThreads: 1)
+        case .helpersNice19: KTask.Options()
+        case .helpersNice0: KTask.Options(helperPriority: .nice(0), starvationGuard: KTask.StarvationGuard.none, pool: naivePool)
+        case .callerOnly: KTask.Options(maxThreads: 1)
         }
         if let options {
             while foreground.isRunning {
@@ -100,7 +100,7 @@ public struct StarvationBench {
         public let jobItems: Int
         public let seconds: [Case: Sample]
         /// The guard ktask's defaults chose for the `boost_s` case.
-        public let defaultGuard: StarvationGuard
+        public let defaultGuard: KTask.StarvationGuard
     }
 
     public let foregroundCommand: [String]
@@ -116,18 +116,18 @@ public struct StarvationBench {
     }
 
     public func run(progress: (String) -> Void = { _ in }) throws -> Result {
-        let nicePool = try KTaskPool(name: "ktask-s19", isolateHelpers: false)
+        let nicePool = try KTask.Pool(name: "ktask-s19", isolateHelpers: false)
         let workload = try ComputeWorkload(items: jobItems)
         var seconds: [Case: [Double]] = [:]
-        var defaultGuard = StarvationGuard.none
+        var defaultGuard = KTask.StarvationGuard.none
         for run in 1...runs {
             for which in Case.allCases {
                 progress("starvation: run \(run)/\(runs), \(which.rawValue)")
                 let options = switch which {
-                case .singleThread: KTaskOptions(maxThreads: 1)
-                case .noBoost: KTaskOptions(starvationGuard: StarvationGuard.none, pool: nicePool)
-                case .boost: KTaskOptions()
-                case .unprivileged: KTaskOptions(starvationGuard: .smallerHelperChunks, pool: nicePool)
+                case .singleThread: KTask.Options(maxThreads: 1)
+                case .noBoost: KTask.Options(starvationGuard: KTask.StarvationGuard.none, pool: nicePool)
+                case .boost: KTask.Options()
+                case .unprivileged: KTask.Options(starvationGuard: .smallerHelperChunks, pool: nicePool)
                 }
                 let foreground = try ForegroundProcess(command: foregroundCommand, newSession: false)
                 defer { foreground.stop() }

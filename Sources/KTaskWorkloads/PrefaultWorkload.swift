@@ -52,11 +52,11 @@ public final class PrefaultWorkload: BenchWorkload, Sendable {
     }
 
     /// One range of pages per node, each bound to its node before it is faulted in.
-    func bindPerNode(_ mapping: AnonymousMapping, nodes: [Int]) throws -> [NodeRange] {
+    func bindPerNode(_ mapping: AnonymousMapping, nodes: [Int]) throws -> [KTask.NodeRange] {
         let ranges = splitPerNode(items, nodes: nodes, align: Self.pagesPerPageTable)
         for part in ranges where !part.range.isEmpty {
             let start = mapping.base + part.range.lowerBound * pageSize
-            try NodeMemory.bind(UnsafeMutableRawBufferPointer(start: start, count: part.range.count * pageSize), to: [part.node])
+            try KTask.NodeMemory.bind(UnsafeMutableRawBufferPointer(start: start, count: part.range.count * pageSize), to: [part.node])
         }
         return ranges
     }
@@ -66,7 +66,7 @@ public final class PrefaultWorkload: BenchWorkload, Sendable {
     static func prefault(_ mapping: AnonymousMapping, nodes: [Int]? = nil) throws {
         let workload = try PrefaultWorkload(bytes: mapping.bytes, nodes: nodes)
         let base = UInt(bitPattern: mapping.base)
-        let options = KTaskOptions(minChunk: pagesPerPageTable, align: pagesPerPageTable)
+        let options = KTask.Options(minChunk: pagesPerPageTable, align: pagesPerPageTable)
         let body: @Sendable (Range<Int>) throws -> Void = { [pageSize = workload.pageSize, method = workload.method] pages in
             try prefault(base: base, pages: pages, pageSize: pageSize, method: method)
         }

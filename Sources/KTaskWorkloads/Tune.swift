@@ -18,12 +18,12 @@ public struct TuneResult: Sendable {
     public let minimumGain: Double
     public let cpuBudget: Int
     public let points: [TunePoint]
-    /// ``TuningProfile/knee(throughput:minimumGain:)`` of the points.
+    /// ``KTask/TuningProfile/knee(throughput:minimumGain:)`` of the points.
     public let knee: Int
 
     /// The profile entry this measurement makes.
-    public var profileEntry: TuningProfile.WorkClass {
-        TuningProfile.WorkClass(maxThreads: knee, minimumGain: minimumGain, cpuBudget: cpuBudget,
+    public var profileEntry: KTask.TuningProfile.WorkClass {
+        KTask.TuningProfile.WorkClass(maxThreads: knee, minimumGain: minimumGain, cpuBudget: cpuBudget,
                                 itemsPerSecond: points.map(\.itemsPerSecond))
     }
 }
@@ -37,10 +37,10 @@ public struct TuneRunner {
     public let maxThreads: Int
     public let runs: Int
     public let minimumGain: Double
-    public let options: KTaskOptions
+    public let options: KTask.Options
 
     public init(workload: any BenchWorkload, workClass: String, maxThreads: Int, runs: Int, minimumGain: Double,
-                options: KTaskOptions = KTaskOptions()) {
+                options: KTask.Options = KTask.Options()) {
         self.workload = workload
         self.workClass = workClass
         self.maxThreads = maxThreads
@@ -71,6 +71,6 @@ public struct TuneRunner {
         }
         return TuneResult(workClass: workClass, summary: workload.summary, runs: runs, minimumGain: minimumGain,
                           cpuBudget: CPUBudget.read().budget, points: points,
-                          knee: TuningProfile.knee(throughput: points.map(\.itemsPerSecond), minimumGain: minimumGain))
+                          knee: KTask.TuningProfile.knee(throughput: points.map(\.itemsPerSecond), minimumGain: minimumGain))
     }
 }

@@ -20,7 +20,7 @@ public protocol BenchWorkload: AnyObject {
 /// in ``BenchWorkload/runOnce(threads:options:)``; `ktask compare`'s Swift peers run the same body.
 public struct PreparedRun: Sendable {
     /// One range per node (memory bound there); nil: the one range `0..<items` of the workload.
-    public let perNode: [NodeRange]?
+    public let perNode: [KTask.NodeRange]?
     /// Does the work for one chunk of items.
     public let body: @Sendable (Range<Int>) throws -> Void
     /// Throws ``WorkloadError/wrongResult(workload:detail:)`` unless every item was done by this run.
@@ -30,7 +30,7 @@ public struct PreparedRun: Sendable {
 extension BenchWorkload {
     /// Runs the whole job once with ktask, with at most `threads` threads, and checks its result. The
     /// report's wall time and the CPU time are the job's alone, without set-up or checks.
-    public func runOnce(threads: Int, options: KTaskOptions) throws -> JobMeasurement {
+    public func runOnce(threads: Int, options: KTask.Options) throws -> JobMeasurement {
         let run = try prepareRun()
         var options = options
         options.maxThreads = threads
@@ -51,11 +51,11 @@ extension BenchWorkload {
 /// One run of a workload's job: what the engine reported, and the CPU time (user + system, all threads
 /// of the process) it took.
 public struct JobMeasurement: Sendable {
-    public let report: KTaskReport
+    public let report: KTask.Report
     public let cpuSeconds: Double
 
     /// Runs `job`, measuring the process's CPU time around it.
-    static func measure(_ job: () throws -> KTaskReport) rethrows -> JobMeasurement {
+    static func measure(_ job: () throws -> KTask.Report) rethrows -> JobMeasurement {
         let before = CKTask_process_cpu_time_ns()
         let report = try job()
         return JobMeasurement(report: report, cpuSeconds: Double(CKTask_process_cpu_time_ns() - before) / 1e9)
@@ -136,13 +136,13 @@ public enum NodeChoice: Sendable, Equatable {
 }
 
 /// Splits `count` items into one range per node, boundaries on multiples of `align`.
-func splitPerNode(_ count: Int, nodes: [Int], align: Int) -> [NodeRange] {
-    var ranges: [NodeRange] = []
+func splitPerNode(_ count: Int, nodes: [Int], align: Int) -> [KTask.NodeRange] {
+    var ranges: [KTask.NodeRange] = []
     var start = 0
     for (index, node) in nodes.enumerated() {
         var end = count * (index + 1) / nodes.count
         end = index == nodes.count - 1 ? count : min(count, end - end % align)
-        ranges.append(NodeRange(node: node, range: start..<max(start, end)))
+        ranges.append(KTask.NodeRange(node: node, range: start..<max(start, end)))
         start = max(start, end)
     }
     return ranges

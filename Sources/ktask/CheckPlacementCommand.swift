@@ -21,11 +21,11 @@ struct CheckPlacementCommand: ParsableCommand {
     func run() throws {
         let budget = CPUBudget.read()
         guard let numaNode = budget.topology.nodes.first(where: { $0.id == node }) else {
-            throw KTaskError.unknownNode(node, available: budget.topology.nodes.map(\.id))
+            throw KTask.Error.unknownNode(node, available: budget.topology.nodes.map(\.id))
         }
         // The CPUs a job placed on the node runs on: its own, or a memory-only node's serving CPUs.
         let nodeCPUs = budget.servingCPUs(of: numaNode).cpus
-        guard !nodeCPUs.isEmpty else { throw KTaskError.nodeWithoutUsableCPUs(node) }
+        guard !nodeCPUs.isEmpty else { throw KTask.Error.nodeWithoutUsableCPUs(node) }
         // The caller works on the job too: run it from the node, as a thread placed there would.
         let processMask = Affinity.process() ?? nodeCPUs
         Affinity.pinCurrentThread(to: nodeCPUs)
@@ -36,14 +36,14 @@ struct CheckPlacementCommand: ParsableCommand {
             throw ValidationError("could not map \(bytes) bytes")
         }
         defer { munmap(base, bytes) }
-        try NodeMemory.bind(UnsafeMutableRawBufferPointer(start: base, count: bytes), to: [node])
+        try KTask.NodeMemory.bind(UnsafeMutableRawBufferPointer(start: base, count: bytes), to: [node])
 
         let seen = Mutex<Set<Int>>([])
         // The CPUs each chunk's thread may run on: where it ran can be luck, where it may run is not.
         let masks = Mutex<Set<[Int]>>([])
         let address = UInt(bitPattern: base)
-        let report = try KTask.run(perNode: [NodeRange(node: node, range: 0..<(bytes / pageSize))],
-                                   options: KTaskOptions(minChunk: 16)) { pages in
+        let report = try KTask.run(perNode: [KTask.NodeRange(node: node, range: 0..<(bytes / pageSize))],
+                                   options: KTask.Options(minChunk: 16)) { pages in
             let cpu = Affinity.currentCPU()
             let mask = Affinity.current()?.cpus ?? []
             seen.withLock { _ = $0.insert(cpu) }
@@ -52,7 +52,7 @@ struct CheckPlacementCommand: ParsableCommand {
                 UnsafeMutableRawPointer(bitPattern: address + UInt(page * pageSize))!.storeBytes(of: 1, as: UInt8.self)
             }
         }
-        let pageNodes = try NodeMemory.nodes(ofPagesIn: UnsafeRawBufferPointer(start: base, count: bytes), pageSize: pageSize)
+        let pageNodes = try KTask.NodeMemory.nodes(ofPagesIn: UnsafeRawBufferPointer(start: base, count: bytes), pageSize: pageSize)
         let cpusSeen = seen.withLock { $0.sorted() }
         let masksSeen = masks.withLock { $0.sorted { $0.lexicographicallyPrecedes($1) } }
         let onNode = pageNodes.filter { $0 == node }.count

@@ -37,7 +37,7 @@ struct CompareCommand: ParsableCommand {
 
     @Option(help: ArgumentHelp("ktask's helper priority: lowest (nice 19, the default), caller (the caller's nice), or a nice value -20...19: what staying out of the way costs.", valueName: "lowest|caller|n"),
             transform: parseHelperPriority)
-    var helperPriority: HelperPriority = .lowest
+    var helperPriority: KTask.HelperPriority = .lowest
 
     @Option(help: "Output format.")
     var format: OutputFormat = .table
@@ -54,7 +54,7 @@ struct CompareCommand: ParsableCommand {
         let runner = CompareRunner(workload: workload, size: size?.value ?? Self.defaultSize(workload),
                                    threadCounts: Array(Set(counts)).sorted(), runs: runs, systems: systems,
                                    peersDirectory: peers ?? Self.defaultPeersDirectory(),
-                                   options: KTaskOptions(helperPriority: helperPriority))
+                                   options: KTask.Options(helperPriority: helperPriority))
         let progress = ProgressLine(enabled: isatty(STDERR_FILENO) == 1)
         let result = try runner.run { run, runs, system, threads in
             progress.show("\(workload.rawValue): run \(run)/\(runs), \(system.rawValue), \(threads) thread(s)")
@@ -87,7 +87,7 @@ struct CompareCommand: ParsableCommand {
 }
 
 /// `--helper-priority`: lowest, caller, or a nice value.
-func parseHelperPriority(_ argument: String) throws -> HelperPriority {
+func parseHelperPriority(_ argument: String) throws -> KTask.HelperPriority {
     switch argument {
     case "lowest": return .lowest
     case "caller": return .inheritCaller

@@ -24,11 +24,11 @@ struct InfoCommand: ParsableCommand {
         let systemRoot = SystemRoot(path: rootPath)
         let budget = CPUBudget.read(root: systemRoot)
         let energy = EnergyState.read(root: systemRoot)
-        let pool = KTaskPool.shared
+        let pool = KTask.Pool.shared
         let cap = try pool.cap(cpuBudget: budget.budget, energyRestricted: energy.restricted)
-        let info = MachineInfo(budget: budget, energy: energy, cap: cap, pool: pool.state, profile: try TuningProfile.inForce(),
+        let info = MachineInfo(budget: budget, energy: energy, cap: cap, pool: pool.state, profile: try KTask.TuningProfile.inForce(),
                                isolation: systemRoot.isLive ? HelperIsolation.planned : nil,
-                               starvationGuard: systemRoot.isLive ? StarvationGuard.inForce : nil)
+                               starvationGuard: systemRoot.isLive ? KTask.StarvationGuard.inForce : nil)
         switch format {
         case .table: print(info.table, terminator: "")
         case .json: print(try info.json())
@@ -41,12 +41,12 @@ struct MachineInfo {
     let budget: CPUBudget
     let energy: EnergyState
     let cap: HelperCap
-    let pool: KTaskPool.State
+    let pool: KTask.Pool.State
     /// The tuning profile jobs read (`ktask tune`), and where it is; nil: none.
-    let profile: (path: String, profile: TuningProfile)?
+    let profile: (path: String, profile: KTask.TuningProfile)?
     /// How helpers are kept out of other groups' way and from starving: this process only (nil for a snapshot).
     let isolation: HelperIsolation?
-    let starvationGuard: StarvationGuard?
+    let starvationGuard: KTask.StarvationGuard?
 
     var table: String {
         var lines: [String] = []
@@ -87,7 +87,7 @@ struct MachineInfo {
                 .map { "\($0.key) \($0.value.maxThreads) (measured on \($0.value.cpuBudget) CPUs)" }
             lines.append("tuning profile: \(profile.path): " + (classes.isEmpty ? "no classes" : classes.joined(separator: ", ")))
         } else {
-            lines.append("tuning profile: none (\(TuningProfile.defaultPath ?? "no path"); `ktask tune` makes one)")
+            lines.append("tuning profile: none (\(KTask.TuningProfile.defaultPath ?? "no path"); `ktask tune` makes one)")
         }
         lines.append("pool: \(pool.liveThreads) thread(s) live, \(pool.idleThreads) parked, \(pool.busyHelpers) busy")
         for note in budget.notes { lines.append("note: \(note)") }

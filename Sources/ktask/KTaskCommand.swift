@@ -19,7 +19,7 @@ struct KTaskCommand: ParsableCommand {
 }
 
 /// This release (CHANGELOG.md).
-let ktaskVersion = "0.2.0"
+let ktaskVersion = "0.3.0"
 
 @main
 enum Main {
@@ -32,7 +32,7 @@ enum Main {
             // The library ignores a malformed limit variable (with a warning); the tool refuses it.
             try HelperCap.validateEnvironment()
             try command.run()
-        } catch let error as KTaskError {
+        } catch let error as KTask.Error {
             switch error {
             // Settings the user gave (flags, environment, the profile file they named): usage errors.
             case .invalidEnvironmentVariable, .unknownNode, .nodeWithoutUsableCPUs, .duplicateNode, .noNodes, .invalidProfile,

@@ -13,7 +13,7 @@ struct TuneCommand: ParsableCommand {
             knee: the last thread count before one more thread adds less than --min-gain of one thread's \
             throughput. The knee is saved as the class's thread cap in the profile (--output, else \
             KTASK_PROFILE, else $XDG_CONFIG_HOME/ktask/profile.json, else ~/.config/ktask/profile.json); \
-            jobs that set KTaskOptions.workClass to the class get at most that many threads.
+            jobs that set KTask.Options.workClass to the class get at most that many threads.
             """)
 
     @Option(help: "The workload: prefault, init, compute, or rate-limited (a test workload whose knee is --permits).")
@@ -59,11 +59,11 @@ struct TuneCommand: ParsableCommand {
         if let maxThreads, maxThreads > budget {
             throw ValidationError("--max-threads is \(maxThreads); this process may use \(budget) CPU(s), so at most \(budget)")
         }
-        guard let path = output ?? TuningProfile.defaultPath else {
+        guard let path = output ?? KTask.TuningProfile.defaultPath else {
             throw ValidationError("no profile path: give --output, or set KTASK_PROFILE or HOME")
         }
         // An unreadable existing profile stops here, before minutes of measuring.
-        var profile = FileManager.default.fileExists(atPath: path) ? try TuningProfile.load(from: path) : TuningProfile()
+        var profile = FileManager.default.fileExists(atPath: path) ? try KTask.TuningProfile.load(from: path) : KTask.TuningProfile()
         let instance = try workload.make(size: size?.value ?? workload.defaultSize, permits: permits)
         let runner = TuneRunner(workload: instance, workClass: workClass ?? workload.rawValue, maxThreads: maxThreads ?? budget,
                                 runs: runs, minimumGain: minGain)

@@ -4,12 +4,12 @@ import Testing
 @testable import KTask
 import KTaskWorkloads
 
-@Suite("Adaptive mode: the controller's rule, and jobs that settle at their knee")
+@Suite("Adaptive mode: the controller's rule, and jobs that settle at their knee", .serialized)
 struct AdaptiveTests {
     /// Feeds the controller a job whose throughput is `rate(threads)` items per second, in 1 ms steps
     /// with one claim per thread per step; returns the threads it settled on.
     func settle(maxThreads: Int, minimumGain: Double = 0.1, rate: (Int) -> Double) -> Int? {
-        var controller = AdaptiveController(settings: AdaptiveThreads(minimumGain: minimumGain, window: .milliseconds(10)),
+        var controller = AdaptiveController(settings: KTask.AdaptiveThreads(minimumGain: minimumGain, window: .milliseconds(10)),
                                              maxThreads: maxThreads)
         var items = 0.0, claims = 0
         for step in 1...10_000 {
@@ -42,7 +42,7 @@ struct AdaptiveTests {
 
     @Test("a phase starts at the first claim after a change, and counts only after the window and 8 claims per thread")
     func phaseNeedsWindowAndClaims() {
-        var controller = AdaptiveController(settings: AdaptiveThreads(window: .milliseconds(10)), maxThreads: 4)
+        var controller = AdaptiveController(settings: KTask.AdaptiveThreads(window: .milliseconds(10)), maxThreads: 4)
         // The first observation only starts the phase (the job's start-up is not measured).
         #expect(controller.observe(now: .milliseconds(1), items: 500, claims: 1) == .keep)
         #expect(controller.observe(now: .milliseconds(10), items: 900, claims: 100) == .keep)
@@ -53,8 +53,8 @@ struct AdaptiveTests {
 
     @Test("bad settings are typed errors", arguments: [(-0.1, 10), (1.5, 10), (0.1, 0)])
     func badSettings(gain: Double, windowMilliseconds: Int) {
-        let options = KTaskOptions(adaptiveThreads: AdaptiveThreads(minimumGain: gain, window: .milliseconds(windowMilliseconds)))
-        #expect(throws: KTaskError.invalidAdaptiveThreads(minimumGain: gain, window: .milliseconds(windowMilliseconds))) {
+        let options = KTask.Options(adaptiveThreads: KTask.AdaptiveThreads(minimumGain: gain, window: .milliseconds(windowMilliseconds)))
+        #expect(throws: KTask.Error.invalidAdaptiveThreads(minimumGain: gain, window: .milliseconds(windowMilliseconds))) {
             try KTask.run(0..<100, options: options) { _ in }
         }
     }
@@ -62,13 +62,13 @@ struct AdaptiveTests {
     /// Runs the rate-limited workload (each item sleeps 250 µs under one of `permits` permits) in
     /// adaptive mode, helpers at the caller's priority so that other tests running meanwhile do not
     /// delay their wake-ups.
-    func adaptiveRun(permits: Int, items: Int) throws -> KTaskReport {
-        let pool = try KTaskPool(name: "kt-adapt", maxBusyHelpers: 1, isolateHelpers: false)
+    func adaptiveRun(permits: Int, items: Int) throws -> KTask.Report {
+        let pool = try KTask.Pool(name: "kt-adapt", maxBusyHelpers: 1, isolateHelpers: false)
         let workload = try RateLimitedWorkload(items: items, permits: permits)
         let run = try workload.prepareRun()
         let covered = Mutex<[Range<Int>]>([])
-        let report = try KTask.run(0..<workload.items, options: KTaskOptions(maxThreads: 2, helperPriority: .inheritCaller, pool: pool,
-                                                                             adaptiveThreads: AdaptiveThreads())) { chunk in
+        let report = try KTask.run(0..<workload.items, options: KTask.Options(maxThreads: 2, helperPriority: .inheritCaller, pool: pool,
+                                                                             adaptiveThreads: KTask.AdaptiveThreads())) { chunk in
             covered.withLock { $0.append(chunk) }
             try run.body(chunk)
         }

@@ -9,7 +9,7 @@ struct AsyncTests {
     func runsOnKTaskThreads() async throws {
         let names = Locked<Set<String>>([])
         let chunks = Locked<[Range<Int>]>([])
-        let report = try await KTask.run(0..<100_000, options: KTaskOptions(minChunk: 1000)) { chunk in
+        let report = try await KTask.run(0..<100_000, options: KTask.Options(minChunk: 1000)) { chunk in
             let name = ThreadSnapshot.read(tid: ThreadSnapshot.currentTID)?.name ?? "?"
             names.withLock { _ = $0.insert(name) }
             chunks.withLock { $0.append(chunk) }
@@ -23,16 +23,16 @@ struct AsyncTests {
     func taskCancellation() async throws {
         let completed = Locked<[Range<Int>]>([])
         let undone = Locked<[Range<Int>]>([])
-        let pool = try KTaskPool(name: "kt-async", maxBusyHelpers: 1, isolateHelpers: false)
+        let pool = try KTask.Pool(name: "kt-async", maxBusyHelpers: 1, isolateHelpers: false)
         let task = Task {
-            try await KTask.run(0..<400, options: KTaskOptions(maxThreads: 2, pool: pool),
+            try await KTask.run(0..<400, options: KTask.Options(maxThreads: 2, pool: pool),
                                 undo: { chunk in undone.withLock { $0.append(chunk) } }) { chunk in
                 usleep(50_000)
                 completed.withLock { $0.append(chunk) }
             }
         }
         cancel(task, after: 2, of: completed)
-        await #expect(throws: KTaskError.cancelled) { try await task.value }
+        await #expect(throws: KTask.Error.cancelled) { try await task.value }
         #expect(completed.current.count < 8)
         #expect(Set(undone.current) == Set(completed.current))
         #expect(undone.current.count == completed.current.count)
@@ -47,8 +47,8 @@ struct AsyncTests {
 
     @Test("invalid input throws before any thread is used")
     func validation() async {
-        await #expect(throws: KTaskError.invalidAlign(0)) {
-            try await KTask.run(0..<10, options: KTaskOptions(align: 0)) { _ in }
+        await #expect(throws: KTask.Error.invalidAlign(0)) {
+            try await KTask.run(0..<10, options: KTask.Options(align: 0)) { _ in }
         }
     }
 }

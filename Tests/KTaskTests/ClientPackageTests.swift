@@ -1,62 +1,97 @@
 import Foundation
 import Testing
+@testable import KTask
 
-/// A Swift developer's first program: a package outside this repository, depending on ktask by path, whose
-/// top-level `main.swift` (main-actor code) uses map, reduce, update and run without `unsafe` anywhere.
-@Suite("A client package uses ktask from a top-level main.swift")
+/// A Swift developer's first program is the README's: every ```swift block of README.md, in order, becomes
+/// a package outside this repository. The first block is the `Package.swift` fragment (its `../ktask` is a
+/// link to this checkout); the others are one top-level `main.swift` (main-actor code) using map, reduce,
+/// update and run. So a README example can never break unnoticed.
+@Suite("The README's Swift blocks build and run as a client package")
 struct ClientPackageTests {
     static let repository = "/" + String(#filePath).split(separator: "/").dropLast(3).joined(separator: "/")
 
-    /// The calls sit in a main-actor async function rather than in the top-level statements: there, Swift
-    /// ranks a synchronous overload above an asynchronous one (even a disfavored one), so `try await
-    /// KTask.run(...)` as a top-level statement picks the blocking `run` and fails its `noasync`. Closures
-    /// formed here are still formed in main-actor code, and ktask's helper threads call them.
-    static let mainSwift = """
-        import KTask
-
-        @MainActor
-        func main() async throws {
-            let squares = try await KTask.map(0..<100_000, options: KTaskOptions(minChunk: 1000)) { index in index * index }
-            let total = try await KTask.reduce(0..<1_000_000, options: KTaskOptions(minChunk: 10_000), 0.0, { $0 + $1 }) { range in
-                range.reduce(0.0) { sum, item in sum + Double(item) }
-            }
-            var values = Array(repeating: 0, count: 50_000)
-            try await KTask.update(&values, options: KTaskOptions(minChunk: 1000)) { range, chunk in
-                for index in chunk.indices { chunk[index] = range.lowerBound + index }
-            }
-            let report = try await KTask.run(0..<1000, options: KTaskOptions(minChunk: 10)) { chunk in _ = chunk.count }
-            print("map", squares.count == 100_000 && squares[99_999] == 99_999 * 99_999)
-            print("reduce", total == 499_999_500_000.0)
-            print("update", values == Array(0..<50_000))
-            print("run", report.threadsUsed >= 1)
+    /// The README's ```swift blocks, in order.
+    static func readmeSwiftBlocks() throws -> [String] {
+        let readme = try String(contentsOfFile: repository + "/README.md", encoding: .utf8)
+        var blocks: [String] = []
+        var current: [Substring]?
+        for line in readme.split(separator: "\n", omittingEmptySubsequences: false) {
+            if current == nil, line == "```swift" { current = [] }
+            else if current != nil, line == "```" { blocks.append(current!.joined(separator: "\n")); current = nil }
+            else if current != nil { current!.append(line) }
         }
+        return blocks
+    }
 
-        try await main()
-        """
+    @Test("the results examples use no unsafe code, from main-actor code")
+    func noUnsafeCode() throws {
+        let blocks = try Self.readmeSwiftBlocks()
+        try #require(blocks.count >= 3)
+        let program = blocks[1]
+        for call in ["KTask.map", "KTask.reduce", "KTask.update", "KTask.run", "@MainActor"] {
+            #expect(program.contains(call), "the README's program lost its \(call) example")
+        }
+        #expect(!program.lowercased().contains("unsafe"))
+    }
 
-    @Test("it builds and gives the right results", .timeLimit(.minutes(10)))
+    @Test("they build and print the right results", .timeLimit(.minutes(10)))
     func clientPackage() throws {
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("ktask-client-\(getpid())").path
-        defer { try? FileManager.default.removeItem(atPath: folder) }
-        try FileManager.default.createDirectory(atPath: folder + "/Sources/Client", withIntermediateDirectories: true)
-        let identity = URL(fileURLWithPath: Self.repository).lastPathComponent.lowercased()
+        let blocks = try Self.readmeSwiftBlocks()
+        try #require(blocks.count >= 3, "README.md has \(blocks.count) Swift blocks")
+        let parent = FileManager.default.temporaryDirectory.appendingPathComponent("ktask-client-\(getpid())").path
+        defer { try? FileManager.default.removeItem(atPath: parent) }
+        let folder = parent + "/App"
+        try FileManager.default.createDirectory(atPath: folder + "/Sources/App", withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: parent + "/ktask", withDestinationPath: Self.repository)
+        let fragment = blocks[0].split(separator: "\n").filter { !$0.hasPrefix("//") }.joined(separator: "\n")
         try """
             // swift-tools-version: 6.1
             import PackageDescription
             let package = Package(
-                name: "Client",
-                dependencies: [.package(path: "\(Self.repository)")],
-                targets: [.executableTarget(name: "Client", dependencies: [.product(name: "KTask", package: "\(identity)")])]
+                name: "App",
+            \(fragment)
             )
             """.write(toFile: folder + "/Package.swift", atomically: true, encoding: .utf8)
-        try Self.mainSwift.write(toFile: folder + "/Sources/Client/main.swift", atomically: true, encoding: .utf8)
-        #expect(!Self.mainSwift.contains("unsafe") && !Self.mainSwift.contains("Unsafe"))
+        try blocks.dropFirst().joined(separator: "\n\n")
+            .write(toFile: folder + "/Sources/App/main.swift", atomically: true, encoding: .utf8)
 
-        let build = try run("/usr/bin/env", ["swift", "build", "--package-path", folder, "--product", "Client"])
+        try Self.qualifiedNames.write(toFile: folder + "/Sources/App/Names.swift", atomically: true, encoding: .utf8)
+
+        let build = try run("/usr/bin/env", ["swift", "build", "-j", "1", "--package-path", folder, "--product", "App"])
         try #require(build.status == 0, "swift build failed:\n\(build.output.suffix(3000))")
-        let program = try run(folder + "/.build/debug/Client", [])
+        let program = try run(folder + "/.build/debug/App", [])
         #expect(program.status == 0, "\(program.output)")
-        #expect(program.output.split(separator: "\n") == ["map true", "reduce true", "update true", "run true"], "\(program.output)")
+        let lines = program.output.split(separator: "\n").map(String.init)
+        #expect(lines.first?.contains("thread") == true, "the report first: \(program.output)")
+        #expect(Array(lines.dropFirst()) == [
+            "failed with OutOfSpace(); items still reserved: 0",
+            "last square: 99999980000001",
+            "harmonic sum: \(Self.harmonicSum(10_000_000))",
+            "odd values: 5000000",
+            "checksum: 49999995000000",
+        ], "\(program.output)")
+    }
+
+    /// Every public type, KTask-qualified and module-qualified (Swift 6.3's module selector): both resolve.
+    static let qualifiedNames = """
+        import KTask
+
+        func publicNames() -> [Any.Type] {
+            [KTask.Options.self, KTask.Report.self, KTask.Error.self, KTask.Pool.self, KTask.Cancellation.self,
+             KTask.Placement.self, KTask.NodeRange.self, KTask.ThreadLimit.self, KTask.HelperPriority.self,
+             KTask.StarvationGuard.self, KTask.AdaptiveThreads.self, KTask.TuningProfile.self, KTask.NodeMemory.self,
+             KTask::KTask.Options.self, KTask::KTask.Placement.self, KTask::KTask.Error.self]
+        }
+        """
+
+    /// The README's harmonic sum as `reduce` forms it: per-block sums over the blocks it cuts (which depend
+    /// only on the range and the options), added in range order. Computed here on one thread.
+    static func harmonicSum(_ n: Int) -> String {
+        let blocks = ReductionBlocks(range: 0..<n, minChunk: 1, align: 1)
+        let sum = (0..<blocks.count).map { block in
+            blocks.items(of: block).reduce(0.0) { sum, index in sum + 1.0 / Double(index + 1) }
+        }.reduce(0.0, +)
+        return "\(sum)"
     }
 
     func run(_ executable: String, _ arguments: [String]) throws -> (status: Int32, output: String) {

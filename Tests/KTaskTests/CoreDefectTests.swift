@@ -12,9 +12,9 @@ struct CoreDefectTests {
     @Test("a job does not return while a helper it dispatched can still touch it (adaptive mode, priority boost)")
     func noHelperOutlivesItsJob() throws {
         let runs = ProcessInfo.processInfo.environment["KTASK_REPRO_RUNS"].flatMap(Int.init) ?? 300
-        let pool = try KTaskPool(maxBusyHelpers: 1, isolateHelpers: false)
-        let options = KTaskOptions(minChunk: 1, maxThreads: 2, helperPriority: .lowest, pool: pool,
-                                   adaptiveThreads: AdaptiveThreads(minimumGain: 0.1, window: .milliseconds(10)))
+        let pool = try KTask.Pool(maxBusyHelpers: 1, isolateHelpers: false)
+        let options = KTask.Options(minChunk: 1, maxThreads: 2, helperPriority: .lowest, pool: pool,
+                                   adaptiveThreads: KTask.AdaptiveThreads(minimumGain: 0.1, window: .milliseconds(10)))
         for run in 0..<runs {
             let covered = Atomic<Int>(0)
             try KTask.run(0..<9, options: options) { chunk in
@@ -55,29 +55,29 @@ struct CoreDefectTests {
         let nodes = SystemLimits.current().nodeIDs
         let unknown = (nodes.max() ?? 0) + 7
         for (range, maxThreads) in [(0..<1, nil), (0..<1000, 1), (0..<1000, nil), (0..<0, nil)] as [(Range<Int>, Int?)] {
-            #expect(throws: KTaskError.unknownNode(unknown, available: nodes), "\(range), maxThreads \(String(describing: maxThreads))") {
-                try KTask.run(range, options: KTaskOptions(maxThreads: maxThreads, placement: .nodes([unknown]))) { _ in }
+            #expect(throws: KTask.Error.unknownNode(unknown, available: nodes), "\(range), maxThreads \(String(describing: maxThreads))") {
+                try KTask.run(range, options: KTask.Options(maxThreads: maxThreads, placement: .nodes([unknown]))) { _ in }
             }
         }
-        #expect(throws: KTaskError.unknownNode(unknown, available: nodes)) {
-            try KTask.run(perNode: [NodeRange(node: nodes[0], range: 0..<100), NodeRange(node: unknown, range: 0..<0)]) { _ in }
+        #expect(throws: KTask.Error.unknownNode(unknown, available: nodes)) {
+            try KTask.run(perNode: [KTask.NodeRange(node: nodes[0], range: 0..<100), KTask.NodeRange(node: unknown, range: 0..<0)]) { _ in }
         }
     }
 
     /// Runs a job on a fresh pool from synchronous code inside the current task.
-    static func runBlocking(pool: KTaskPool, calls: Locked<Int>) throws {
-        try KTask.run(0..<1000, options: KTaskOptions(maxThreads: 2, pool: pool)) { _ in calls.withLock { $0 += 1 } }
+    static func runBlocking(pool: KTask.Pool, calls: Locked<Int>) throws {
+        try KTask.run(0..<1000, options: KTask.Options(maxThreads: 2, pool: pool)) { _ in calls.withLock { $0 += 1 } }
     }
 
     @Test("the blocking API in an already-cancelled task runs no chunk and wakes no helper, as a cancelled token")
     func cancelledTaskRunsNothing() async throws {
-        let pool = try KTaskPool(name: "kt-precx", maxBusyHelpers: 1, isolateHelpers: false)
+        let pool = try KTask.Pool(name: "kt-precx", maxBusyHelpers: 1, isolateHelpers: false)
         let calls = Locked<Int>(0)
         let task = Task.detached {
             withUnsafeCurrentTask { $0?.cancel() }
             try Self.runBlocking(pool: pool, calls: calls)
         }
-        await #expect(throws: KTaskError.cancelled) { try await task.value }
+        await #expect(throws: KTask.Error.cancelled) { try await task.value }
         #expect(calls.current == 0)
         #expect(pool.state.liveThreads == 0, "a helper was started for a job cancelled before it began")
     }
@@ -93,10 +93,10 @@ struct CoreDefectTests {
             let threads = try String(contentsOfFile: "/proc/self/status", encoding: .utf8).split(separator: "\n")
                 .first { $0.hasPrefix("Threads:") }.flatMap { Int($0.dropFirst("Threads:".count).trimmingCharacters(in: .whitespaces)) } ?? 1
             guard writeFile("\(group)/cgroup.procs", "\(getpid())"), writeFile("\(group)/pids.max", "\(threads)") else { exit(11) }
-            let pool = try KTaskPool(name: "kt-pids", maxBusyHelpers: 1, isolateHelpers: false)
+            let pool = try KTask.Pool(name: "kt-pids", maxBusyHelpers: 1, isolateHelpers: false)
             var allInline = true
             for _ in 0..<5 {
-                let report = try runJob(0..<64, options: KTaskOptions(maxThreads: 2, pool: pool)) { _ in }
+                let report = try runJob(0..<64, options: KTask.Options(maxThreads: 2, pool: pool)) { _ in }
                 allInline = allInline && report.threadsUsed == 1
             }
             // exit() runs no defer: leave the group and remove it first.
@@ -110,9 +110,9 @@ struct CoreDefectTests {
 
     @Test("huge idle timeouts and thread counts saturate instead of trapping")
     func noOverflowTraps() throws {
-        let pool = try KTaskPool(name: "kt-huge", maxBusyHelpers: 1, idleTimeout: .seconds(10_000_000_000), isolateHelpers: false)
+        let pool = try KTask.Pool(name: "kt-huge", maxBusyHelpers: 1, idleTimeout: .seconds(10_000_000_000), isolateHelpers: false)
         #expect(pool.idleTimeoutNanoseconds == Int64.max)
-        try KTask.run(0..<8, options: KTaskOptions(maxThreads: 2, pool: pool)) { _ in usleep(1_000) }
+        try KTask.run(0..<8, options: KTask.Options(maxThreads: 2, pool: pool)) { _ in usleep(1_000) }
         #expect(try KTask.plannedChunkSize(items: 100, minChunk: 1, align: 1, threads: Int.max / 2) == 1)
         #expect(try KTask.plannedChunkSize(items: Int.max, minChunk: 3, align: 8, threads: Int.max) == 8)
     }

@@ -5,16 +5,16 @@ import Testing
 @Suite("Every item exactly once")
 struct CoverageTests {
     /// Runs one random job and returns what was wrong with its chunks.
-    static func randomJob(_ generator: inout SplitMix, pool: KTaskPool = .shared) throws -> [String] {
+    static func randomJob(_ generator: inout SplitMix, pool: KTask.Pool = .shared) throws -> [String] {
         let start = Int.random(in: 0...5000, using: &generator)
         let size = Int.random(in: 1...200_000, using: &generator)
         let minChunk = [1, 3, 64, 1000, 50_000].randomElement(using: &generator)!
         let align = [1, 2, 7, 64, 4096].randomElement(using: &generator)!
         let maxThreads = Int.random(in: 1...8, using: &generator)
-        let guardMode = StarvationGuard.allCases.randomElement(using: &generator)!
+        let guardMode = KTask.StarvationGuard.allCases.randomElement(using: &generator)!
         let range = start..<(start + size)
         let chunks = Locked<[Range<Int>]>([])
-        let options = KTaskOptions(minChunk: minChunk, align: align, maxThreads: maxThreads, starvationGuard: guardMode, pool: pool)
+        let options = KTask.Options(minChunk: minChunk, align: align, maxThreads: maxThreads, starvationGuard: guardMode, pool: pool)
         let report = try KTask.run(range, options: options) { chunk in
             chunks.withLock { $0.append(chunk) }
         }
@@ -60,7 +60,7 @@ struct CoverageTests {
         defer { hits.deallocate() }
         hits.initialize(repeating: 0)
         let base = UInt(bitPattern: hits.baseAddress!)
-        try KTask.run(0..<count, options: KTaskOptions(minChunk: 1000, align: 8)) { chunk in
+        try KTask.run(0..<count, options: KTask.Options(minChunk: 1000, align: 8)) { chunk in
             let pointer = UnsafeMutablePointer<UInt8>(bitPattern: base)!
             for index in chunk { pointer[index] &+= 1 }
         }
@@ -70,9 +70,9 @@ struct CoverageTests {
     @Test("the calling thread claims chunks too")
     func callerParticipates() throws {
         let callerTID = ThreadSnapshot.currentTID
-        let pool = try KTaskPool(name: "kt-caller", maxBusyHelpers: 1, isolateHelpers: false)
+        let pool = try KTask.Pool(name: "kt-caller", maxBusyHelpers: 1, isolateHelpers: false)
         let callerChunks = Atomic<Int>(0)
-        let report = try KTask.run(0..<16, options: KTaskOptions(maxThreads: 2, pool: pool)) { _ in
+        let report = try KTask.run(0..<16, options: KTask.Options(maxThreads: 2, pool: pool)) { _ in
             if ThreadSnapshot.currentTID == callerTID { callerChunks.add(1, ordering: .relaxed) }
             usleep(2_000)
         }
@@ -86,7 +86,7 @@ struct CoverageTests {
     func inlineJob() throws {
         let callerTID = ThreadSnapshot.currentTID
         let ranOn = Locked<[Int]>([])
-        let report = try KTask.run(10..<50, options: KTaskOptions(minChunk: 64)) { chunk in
+        let report = try KTask.run(10..<50, options: KTask.Options(minChunk: 64)) { chunk in
             #expect(chunk == 10..<50)
             ranOn.withLock { $0.append(ThreadSnapshot.currentTID) }
         }
@@ -97,12 +97,12 @@ struct CoverageTests {
 
     @Test("a job's helpers are back in the pool, free for the next job, when it returns")
     func helpersFreeWhenJobReturns() throws {
-        let pool = try KTaskPool(name: "kt-b2b", maxBusyHelpers: 1, isolateHelpers: false)
+        let pool = try KTask.Pool(name: "kt-b2b", maxBusyHelpers: 1, isolateHelpers: false)
         var stillBusy = 0
         var joined = 0
         for round in 0..<200 {
             // Half the jobs have nothing to do (the helper is usually revoked), half keep it busy.
-            let report = try KTask.run(0..<1000, options: KTaskOptions(maxThreads: 2, pool: pool)) { _ in
+            let report = try KTask.run(0..<1000, options: KTask.Options(maxThreads: 2, pool: pool)) { _ in
                 if round % 2 == 1 { usleep(200) }
             }
             if pool.state.busyHelpers != 0 { stillBusy += 1 }
@@ -123,9 +123,9 @@ struct CoverageTests {
 
     @Test("with no free helper the caller does the whole job")
     func noFreeHelper() throws {
-        let pool = try KTaskPool(name: "kt-none", maxBusyHelpers: 0, isolateHelpers: false)
+        let pool = try KTask.Pool(name: "kt-none", maxBusyHelpers: 0, isolateHelpers: false)
         let chunks = Locked<[Range<Int>]>([])
-        let report = try KTask.run(0..<100_000, options: KTaskOptions(pool: pool)) { chunk in
+        let report = try KTask.run(0..<100_000, options: KTask.Options(pool: pool)) { chunk in
             chunks.withLock { $0.append(chunk) }
         }
         #expect(report.threadsUsed == 1)

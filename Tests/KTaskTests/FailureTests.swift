@@ -21,8 +21,8 @@ struct FailureTests {
             let completed = Locked<[Range<Int>]>([])
             let failed = Locked<[Range<Int>]>([])
             let undone = Locked<[Range<Int>]>([])
-            let guardMode = [StarvationGuard.automatic, .smallerHelperChunks, .none].randomElement(using: &generator)!
-            let options = KTaskOptions(minChunk: minChunk, maxThreads: Int.random(in: 2...6, using: &generator),
+            let guardMode = [KTask.StarvationGuard.automatic, .smallerHelperChunks, .none].randomElement(using: &generator)!
+            let options = KTask.Options(minChunk: minChunk, maxThreads: Int.random(in: 2...6, using: &generator),
                                        starvationGuard: guardMode)
             do {
                 try KTask.run(0..<size, options: options, undo: { chunk in undone.withLock { $0.append(chunk) } }) { chunk in
@@ -50,7 +50,7 @@ struct FailureTests {
         for _ in 0..<20 {
             let firstThrown = Atomic<Bool>(false)
             do {
-                try KTask.run(0..<64, options: KTaskOptions(maxThreads: 2)) { chunk in
+                try KTask.run(0..<64, options: KTask.Options(maxThreads: 2)) { chunk in
                     if firstThrown.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged {
                         throw ChunkFailure(chunk: chunk, label: "first")
                     }
@@ -68,9 +68,9 @@ struct FailureTests {
     @Test("no chunk starts after one failed")
     func stopsHandingOutChunks() throws {
         let started = Atomic<Int>(0)
-        let pool = try KTaskPool(name: "kt-stop", maxBusyHelpers: 1, isolateHelpers: false)
+        let pool = try KTask.Pool(name: "kt-stop", maxBusyHelpers: 1, isolateHelpers: false)
         #expect(throws: ChunkFailure.self) {
-            try KTask.run(0..<1000, options: KTaskOptions(maxThreads: 2, pool: pool)) { chunk in
+            try KTask.run(0..<1000, options: KTask.Options(maxThreads: 2, pool: pool)) { chunk in
                 started.add(1, ordering: .relaxed)
                 throw ChunkFailure(chunk: chunk)
             }
@@ -81,12 +81,12 @@ struct FailureTests {
 
     @Test("a cancellation token stops the job, undoes completed chunks, throws cancelled")
     func tokenCancellation() throws {
-        let token = KTaskCancellation()
+        let token = KTask.Cancellation()
         let completed = Locked<[Range<Int>]>([])
         let undone = Locked<[Range<Int>]>([])
-        let pool = try KTaskPool(name: "kt-cancel", maxBusyHelpers: 1, isolateHelpers: false)
-        #expect(throws: KTaskError.cancelled) {
-            try KTask.run(0..<1000, options: KTaskOptions(maxThreads: 2, cancellation: token, pool: pool),
+        let pool = try KTask.Pool(name: "kt-cancel", maxBusyHelpers: 1, isolateHelpers: false)
+        #expect(throws: KTask.Error.cancelled) {
+            try KTask.run(0..<1000, options: KTask.Options(maxThreads: 2, cancellation: token, pool: pool),
                           undo: { chunk in undone.withLock { $0.append(chunk) } }) { chunk in
                 usleep(5_000)
                 completed.withLock { $0.append(chunk) }
@@ -100,8 +100,8 @@ struct FailureTests {
 
     /// The blocking API, called from synchronous code inside a task, sees the task's cancellation.
     static func runBlocking(_ completed: Locked<[Range<Int>]>, _ undone: Locked<[Range<Int>]>) throws {
-        let pool = try KTaskPool(name: "kt-taskcx", maxBusyHelpers: 1, isolateHelpers: false)
-        try KTask.run(0..<400, options: KTaskOptions(maxThreads: 2, pool: pool),
+        let pool = try KTask.Pool(name: "kt-taskcx", maxBusyHelpers: 1, isolateHelpers: false)
+        try KTask.run(0..<400, options: KTask.Options(maxThreads: 2, pool: pool),
                       undo: { chunk in undone.withLock { $0.append(chunk) } }) { chunk in
             usleep(20_000)
             completed.withLock { $0.append(chunk) }
@@ -114,18 +114,18 @@ struct FailureTests {
         let undone = Locked<[Range<Int>]>([])
         let task = Task.detached { try Self.runBlocking(completed, undone) }
         cancel(task, after: 2, of: completed)
-        await #expect(throws: KTaskError.cancelled) { try await task.value }
+        await #expect(throws: KTask.Error.cancelled) { try await task.value }
         #expect(completed.current.count < 8)
         #expect(Set(undone.current) == Set(completed.current))
     }
 
     @Test("a token cancelled before the job starts runs nothing")
     func cancelledBeforeStart() {
-        let token = KTaskCancellation()
+        let token = KTask.Cancellation()
         token.cancel()
         let calls = Atomic<Int>(0)
-        #expect(throws: KTaskError.cancelled) {
-            try KTask.run(0..<10, options: KTaskOptions(cancellation: token)) { _ in calls.add(1, ordering: .relaxed) }
+        #expect(throws: KTask.Error.cancelled) {
+            try KTask.run(0..<10, options: KTask.Options(cancellation: token)) { _ in calls.add(1, ordering: .relaxed) }
         }
         #expect(calls.load(ordering: .relaxed) == 0)
     }

@@ -8,7 +8,7 @@ struct HelperPoolTests {
     @Test("the cap on busy helpers holds under 32 concurrent jobs")
     func capHoldsUnderConcurrentJobs() throws {
         let cap = 3
-        let pool = try KTaskPool(name: "kt-cap", maxBusyHelpers: cap, isolateHelpers: false)
+        let pool = try KTask.Pool(name: "kt-cap", maxBusyHelpers: cap, isolateHelpers: false)
         let helpersInChunks = Atomic<Int>(0)
         let mostHelpersInChunks = Atomic<Int>(0)
         let mostBusySeen = Atomic<Int>(0)
@@ -17,7 +17,7 @@ struct HelperPoolTests {
             let callerTID = ThreadSnapshot.currentTID
             let chunks = Locked<[Range<Int>]>([])
             do {
-                try KTask.run(0..<64, options: KTaskOptions(maxThreads: 4, pool: pool)) { chunk in
+                try KTask.run(0..<64, options: KTask.Options(maxThreads: 4, pool: pool)) { chunk in
                     chunks.withLock { $0.append(chunk) }
                     let onHelper = ThreadSnapshot.currentTID != callerTID
                     if onHelper {
@@ -45,13 +45,13 @@ struct HelperPoolTests {
 
     @Test("helpers run at nice 19 and are named NAME/N; the caller's nice is untouched")
     func helpersAtLowestPriorityAndNamed() throws {
-        let pool = try KTaskPool(name: "kt-nice", maxBusyHelpers: 1, isolateHelpers: false)
+        let pool = try KTask.Pool(name: "kt-nice", maxBusyHelpers: 1, isolateHelpers: false)
         let callerTID = ThreadSnapshot.currentTID
         let callerNiceBefore = try #require(ThreadSnapshot.read(tid: callerTID)).nice
         let seenOnHelpers = Locked<[ThreadSnapshot]>([])
         // A nice-19 helper gets no CPU while other processes keep both busy: a few jobs, until one joins.
         for _ in 0..<10 where seenOnHelpers.current.isEmpty {
-            try KTask.run(0..<8, options: KTaskOptions(maxThreads: 2, pool: pool)) { _ in
+            try KTask.run(0..<8, options: KTask.Options(maxThreads: 2, pool: pool)) { _ in
                 let tid = ThreadSnapshot.currentTID
                 if tid != callerTID, let me = ThreadSnapshot.read(tid: tid) { seenOnHelpers.withLock { $0.append(me) } }
                 usleep(5_000)
@@ -71,14 +71,14 @@ struct HelperPoolTests {
     @Test("where the process may, helpers sit in an idle child cgroup; the caller stays in its own")
     func helpersInIdleCgroup() throws {
         let isolation = HelperIsolation.current
-        let pool = try KTaskPool(name: "kt-cg", maxBusyHelpers: 1)
+        let pool = try KTask.Pool(name: "kt-cg", maxBusyHelpers: 1)
         let callerTID = ThreadSnapshot.currentTID
         @Sendable func cpuCgroup(_ tid: Int) -> String? {
             (try? String(contentsOfFile: "/proc/self/task/\(tid)/cgroup", encoding: .utf8))?
                 .split(separator: "\n").first { $0.split(separator: ":")[1].split(separator: ",").contains("cpu") }
                 .map { String($0.split(separator: ":", maxSplits: 2)[2]) }
         }
-        try KTask.run(0..<8, options: KTaskOptions(maxThreads: 2, pool: pool)) { _ in usleep(2_000) }
+        try KTask.run(0..<8, options: KTask.Options(maxThreads: 2, pool: pool)) { _ in usleep(2_000) }
         // An idle-cgroup helper runs only on idle CPU, and other tests keep the CPUs busy (under a
         // sanitizer, for tens of seconds): wait for it.
         var helperGroups: Set<String> = []
@@ -103,11 +103,11 @@ struct HelperPoolTests {
 
     @Test("helper priority can be a given nice value or the caller's")
     func helperPriorityOptions() throws {
-        let pool = try KTaskPool(name: "kt-prio", maxBusyHelpers: 1, isolateHelpers: false)
+        let pool = try KTask.Pool(name: "kt-prio", maxBusyHelpers: 1, isolateHelpers: false)
         let callerTID = ThreadSnapshot.currentTID
-        func helperNices(_ priority: HelperPriority) throws -> Set<Int> {
+        func helperNices(_ priority: KTask.HelperPriority) throws -> Set<Int> {
             let nices = Locked<Set<Int>>([])
-            try KTask.run(0..<8, options: KTaskOptions(maxThreads: 2, helperPriority: priority, pool: pool)) { _ in
+            try KTask.run(0..<8, options: KTask.Options(maxThreads: 2, helperPriority: priority, pool: pool)) { _ in
                 let tid = ThreadSnapshot.currentTID
                 if tid != callerTID, let me = ThreadSnapshot.read(tid: tid) { nices.withLock { _ = $0.insert(me.nice) } }
                 usleep(5_000)
@@ -122,14 +122,14 @@ struct HelperPoolTests {
     }
 
     @Test("a waiting caller lends its priority to an unfinished helper, which returns to nice 19 afterwards",
-          .enabled(if: StarvationGuard.mayRaisePriority(to: ThreadPriority.currentThreadNice()),
+          .enabled(if: KTask.StarvationGuard.mayRaisePriority(to: ThreadPriority.currentThreadNice()),
                    "needs root, CAP_SYS_NICE or RLIMIT_NICE to raise a helper's priority: skipped"))
     func priorityBoost() throws {
-        let pool = try KTaskPool(name: "kt-boost", maxBusyHelpers: 1, isolateHelpers: false)
+        let pool = try KTask.Pool(name: "kt-boost", maxBusyHelpers: 1, isolateHelpers: false)
         let callerTID = ThreadSnapshot.currentTID
         let callerNice = try #require(ThreadSnapshot.read(tid: callerTID)).nice
         let nicesSeenByHelper = Locked<[Int]>([])
-        let report = try KTask.run(0..<8, options: KTaskOptions(maxThreads: 2, starvationGuard: .priorityBoost, pool: pool)) { _ in
+        let report = try KTask.run(0..<8, options: KTask.Options(maxThreads: 2, starvationGuard: .priorityBoost, pool: pool)) { _ in
             let tid = ThreadSnapshot.currentTID
             guard tid != callerTID else { usleep(5_000); return }
             // The helper's chunk outlasts the caller's share: it sees its nice change while it runs.
@@ -154,11 +154,11 @@ struct HelperPoolTests {
 
     @Test("with smaller helper chunks, helpers claim grains of about 1/64 chunk and the caller whole chunks")
     func smallerHelperChunks() throws {
-        let pool = try KTaskPool(name: "kt-small", maxBusyHelpers: 1, isolateHelpers: false)
+        let pool = try KTask.Pool(name: "kt-small", maxBusyHelpers: 1, isolateHelpers: false)
         let callerTID = ThreadSnapshot.currentTID
         let sizes = Locked<(caller: Set<Int>, helper: Set<Int>)>(([], []))
         let chunks = Locked<[Range<Int>]>([])
-        let report = try KTask.run(0..<1_048_576, options: KTaskOptions(maxThreads: 2, starvationGuard: .smallerHelperChunks, pool: pool)) { chunk in
+        let report = try KTask.run(0..<1_048_576, options: KTask.Options(maxThreads: 2, starvationGuard: .smallerHelperChunks, pool: pool)) { chunk in
             chunks.withLock { $0.append(chunk) }
             if ThreadSnapshot.currentTID == callerTID { sizes.withLock { _ = $0.caller.insert(chunk.count) } }
             else { sizes.withLock { _ = $0.helper.insert(chunk.count) } }
@@ -172,8 +172,8 @@ struct HelperPoolTests {
 
     @Test("idle helpers are parked: asleep and using no CPU")
     func idleHelpersAreParked() throws {
-        let pool = try KTaskPool(name: "kt-idle", maxBusyHelpers: 1, idleTimeout: .seconds(60), isolateHelpers: false)
-        try KTask.run(0..<8, options: KTaskOptions(maxThreads: 2, pool: pool)) { _ in usleep(2_000) }
+        let pool = try KTask.Pool(name: "kt-idle", maxBusyHelpers: 1, idleTimeout: .seconds(60), isolateHelpers: false)
+        try KTask.run(0..<8, options: KTask.Options(maxThreads: 2, pool: pool)) { _ in usleep(2_000) }
         let before = ThreadSnapshot.all(namedWithPrefix: "kt-idle/")
         try #require(!before.isEmpty, "no helper thread was started")
         Thread.sleep(forTimeInterval: 0.5)
@@ -187,8 +187,8 @@ struct HelperPoolTests {
 
     @Test("helpers idle past the timeout exit")
     func idleHelpersRetire() throws {
-        let pool = try KTaskPool(name: "kt-retire", maxBusyHelpers: 1, idleTimeout: .milliseconds(100), isolateHelpers: false)
-        try KTask.run(0..<8, options: KTaskOptions(maxThreads: 2, pool: pool)) { _ in usleep(2_000) }
+        let pool = try KTask.Pool(name: "kt-retire", maxBusyHelpers: 1, idleTimeout: .milliseconds(100), isolateHelpers: false)
+        try KTask.run(0..<8, options: KTask.Options(maxThreads: 2, pool: pool)) { _ in usleep(2_000) }
         #expect(pool.state.liveThreads == 1)
         var waited = 0.0
         while (pool.state.liveThreads > 0 || !ThreadSnapshot.all(namedWithPrefix: "kt-retire/").isEmpty) && waited < 5 {
@@ -198,15 +198,15 @@ struct HelperPoolTests {
         #expect(pool.state.liveThreads == 0)
         #expect(ThreadSnapshot.all(namedWithPrefix: "kt-retire/").isEmpty)
         // A later job starts a fresh helper.
-        let report = try KTask.run(0..<8, options: KTaskOptions(maxThreads: 2, pool: pool)) { _ in usleep(2_000) }
+        let report = try KTask.run(0..<8, options: KTask.Options(maxThreads: 2, pool: pool)) { _ in usleep(2_000) }
         #expect(report.threadsUsed == 2)
     }
 
     @Test("a parked helper is reused rather than a new thread started")
     func helpersAreReused() throws {
-        let pool = try KTaskPool(name: "kt-reuse", maxBusyHelpers: 1, isolateHelpers: false)
+        let pool = try KTask.Pool(name: "kt-reuse", maxBusyHelpers: 1, isolateHelpers: false)
         for _ in 0..<20 {
-            try KTask.run(0..<8, options: KTaskOptions(maxThreads: 2, pool: pool)) { _ in usleep(200) }
+            try KTask.run(0..<8, options: KTask.Options(maxThreads: 2, pool: pool)) { _ in usleep(200) }
         }
         #expect(pool.state.liveThreads == 1)
         #expect(ThreadSnapshot.all(namedWithPrefix: "kt-reuse/").count == 1)
@@ -230,8 +230,8 @@ struct IdleCgroupLifecycleTests {
             let child = "\(group)/\(HelperIsolation.childName)"
             // Reading what would be used creates nothing.
             guard HelperIsolation.planned.detail == child, access(child, F_OK) != 0 else { exit(11) }
-            let pool = try KTaskPool(name: "kt-life", maxBusyHelpers: 1)
-            try runJob(0..<8, options: KTaskOptions(maxThreads: 2, pool: pool)) { _ in usleep(2_000) }
+            let pool = try KTask.Pool(name: "kt-life", maxBusyHelpers: 1)
+            try runJob(0..<8, options: KTask.Options(maxThreads: 2, pool: pool)) { _ in usleep(2_000) }
             // The helper thread creates it when it starts; on a busy machine that can come after the job.
             var tasks = ""
             for _ in 0..<500 where tasks.isEmpty {

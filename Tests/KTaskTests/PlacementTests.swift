@@ -77,10 +77,10 @@ struct LanePlanTests {
     @Test("unknown nodes and nodes without usable CPUs are typed errors")
     func badNodes() {
         // nvidia: node 8's CPUs are outside the effective cpuset.
-        #expect(throws: KTaskError.nodeWithoutUsableCPUs(8)) {
+        #expect(throws: KTask.Error.nodeWithoutUsableCPUs(8)) {
             try LanePlan.perNode([(node: 8, usefulThreads: 4)], threadLimit: 8, callerCPU: 0, nodes: fixtureNodes("nvidiagpunumanodes"))
         }
-        #expect(throws: KTaskError.unknownNode(7, available: [0, 1, 2, 3])) {
+        #expect(throws: KTask.Error.unknownNode(7, available: [0, 1, 2, 3])) {
             try LanePlan.single(placement: .nodes([7]), threads: 4, callerCPU: 0, nodes: arm)
         }
     }
@@ -99,7 +99,7 @@ struct LivePlacementTests {
     func perNodeCoverage() throws {
         let node = try #require(SystemLimits.current().nodes.first { !$0.cpus.isEmpty }).id
         let chunks = Locked<[Range<Int>]>([])
-        let report = try KTask.run(perNode: [NodeRange(node: node, range: 100..<50_000)], options: KTaskOptions(minChunk: 100)) { chunk in
+        let report = try KTask.run(perNode: [KTask.NodeRange(node: node, range: 100..<50_000)], options: KTask.Options(minChunk: 100)) { chunk in
             chunks.withLock { $0.append(chunk) }
         }
         #expect(tilingProblems(chunks.current, range: 100..<50_000, align: 1, minChunk: 100).isEmpty)
@@ -109,10 +109,10 @@ struct LivePlacementTests {
     @Test("helpers of a job placed on a node run with that node's CPUs as their affinity")
     func helpersPinned() throws {
         let node = try #require(SystemLimits.current().nodes.first { !$0.cpus.isEmpty })
-        let pool = try KTaskPool(name: "kt-pin", maxBusyHelpers: 1, isolateHelpers: false)
+        let pool = try KTask.Pool(name: "kt-pin", maxBusyHelpers: 1, isolateHelpers: false)
         let callerTID = ThreadSnapshot.currentTID
         let helperMasks = Locked<Set<String>>([])
-        try KTask.run(0..<16, options: KTaskOptions(maxThreads: 2, placement: .nodes([node.id]), pool: pool)) { _ in
+        try KTask.run(0..<16, options: KTask.Options(maxThreads: 2, placement: .nodes([node.id]), pool: pool)) { _ in
             let tid = ThreadSnapshot.currentTID
             if tid != callerTID, let mask = Self.allowedCPUs(tid: tid) { helperMasks.withLock { _ = $0.insert(mask) } }
             usleep(2_000)
@@ -124,25 +124,25 @@ struct LivePlacementTests {
     @Test("a per-node cap of 0 keeps node-placed jobs to the caller; unplaced jobs still get helpers")
     func perNodeCap() throws {
         let node = try #require(SystemLimits.current().nodes.first { !$0.cpus.isEmpty }).id
-        let pool = try KTaskPool(name: "kt-ncap", maxBusyHelpers: 1, isolateHelpers: false)
+        let pool = try KTask.Pool(name: "kt-ncap", maxBusyHelpers: 1, isolateHelpers: false)
         try pool.setMaxBusyHelpersPerNode(0)
-        let placed = try KTask.run(0..<16, options: KTaskOptions(maxThreads: 2, placement: .nodes([node]), pool: pool)) { _ in usleep(1_000) }
+        let placed = try KTask.run(0..<16, options: KTask.Options(maxThreads: 2, placement: .nodes([node]), pool: pool)) { _ in usleep(1_000) }
         #expect(placed.threadsUsed == 1)
-        let anywhere = try KTask.run(0..<16, options: KTaskOptions(maxThreads: 2, placement: .anywhere, pool: pool)) { _ in usleep(1_000) }
+        let anywhere = try KTask.run(0..<16, options: KTask.Options(maxThreads: 2, placement: .anywhere, pool: pool)) { _ in usleep(1_000) }
         #expect(anywhere.threadsUsed == 2)
-        #expect(throws: KTaskError.invalidHelperCap(-1)) { try pool.setMaxBusyHelpersPerNode(-1) }
+        #expect(throws: KTask.Error.invalidHelperCap(-1)) { try pool.setMaxBusyHelpersPerNode(-1) }
     }
 
     @Test("unknown, repeated and empty node lists are typed errors")
     func badNodeInput() {
-        #expect(throws: KTaskError.unknownNode(4095, available: SystemLimits.current().nodes.map(\.id))) {
-            try KTask.run(perNode: [NodeRange(node: 4095, range: 0..<1000)]) { _ in }
+        #expect(throws: KTask.Error.unknownNode(4095, available: SystemLimits.current().nodes.map(\.id))) {
+            try KTask.run(perNode: [KTask.NodeRange(node: 4095, range: 0..<1000)]) { _ in }
         }
-        #expect(throws: KTaskError.duplicateNode(0)) {
-            try KTask.run(perNode: [NodeRange(node: 0, range: 0..<10), NodeRange(node: 0, range: 10..<20)]) { _ in }
+        #expect(throws: KTask.Error.duplicateNode(0)) {
+            try KTask.run(perNode: [KTask.NodeRange(node: 0, range: 0..<10), KTask.NodeRange(node: 0, range: 10..<20)]) { _ in }
         }
-        #expect(throws: KTaskError.noNodes) { try KTask.run(0..<10, options: KTaskOptions(placement: .nodes([]))) { _ in } }
-        #expect(throws: KTaskError.negativeRangeStart(-1)) { try KTask.run(perNode: [NodeRange(node: 0, range: -1..<5)]) { _ in } }
+        #expect(throws: KTask.Error.noNodes) { try KTask.run(0..<10, options: KTask.Options(placement: .nodes([]))) { _ in } }
+        #expect(throws: KTask.Error.negativeRangeStart(-1)) { try KTask.run(perNode: [KTask.NodeRange(node: 0, range: -1..<5)]) { _ in } }
     }
 
     @Test("memory bound to a node has its pages there, read back with move_pages")
@@ -152,14 +152,14 @@ struct LivePlacementTests {
         let bytes = 64 * pageSize
         let base = try #require(mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0))
         defer { munmap(base, bytes) }
-        try NodeMemory.bind(UnsafeMutableRawBufferPointer(start: base, count: bytes), to: [node])
-        let untouched = try NodeMemory.nodes(ofPagesIn: UnsafeRawBufferPointer(start: base, count: bytes), pageSize: pageSize)
+        try KTask.NodeMemory.bind(UnsafeMutableRawBufferPointer(start: base, count: bytes), to: [node])
+        let untouched = try KTask.NodeMemory.nodes(ofPagesIn: UnsafeRawBufferPointer(start: base, count: bytes), pageSize: pageSize)
         #expect(untouched.allSatisfy { $0 == nil })
         memset(base, 1, bytes)
-        let nodes = try NodeMemory.nodes(ofPagesIn: UnsafeRawBufferPointer(start: base, count: bytes), pageSize: pageSize)
+        let nodes = try KTask.NodeMemory.nodes(ofPagesIn: UnsafeRawBufferPointer(start: base, count: bytes), pageSize: pageSize)
         #expect(nodes == Array(repeating: node, count: 64))
-        #expect(throws: KTaskError.self) {
-            try NodeMemory.bind(UnsafeMutableRawBufferPointer(start: base, count: bytes), to: [4000])
+        #expect(throws: KTask.Error.self) {
+            try KTask.NodeMemory.bind(UnsafeMutableRawBufferPointer(start: base, count: bytes), to: [4000])
         }
     }
 }

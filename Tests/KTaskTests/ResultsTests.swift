@@ -8,7 +8,7 @@ struct ResultsTests {
     struct Failure: Error {}
     @Test("map returns every result in order, blocking and async")
     func map() async throws {
-        let squares = try await KTask.map(0..<100_000, options: KTaskOptions(minChunk: 1000, maxThreads: 2)) { $0 * $0 }
+        let squares = try await KTask.map(0..<100_000, options: KTask.Options(minChunk: 1000, maxThreads: 2)) { $0 * $0 }
         #expect(squares == (0..<100_000).map { $0 * $0 })
         #expect(try await KTask.map(5..<5) { $0 }.isEmpty)
         let offset = try blockingMap(10..<20)
@@ -28,7 +28,7 @@ struct ResultsTests {
     func failedMap() throws {
         let before = Tracked.alive.load(ordering: .relaxed)
         #expect(throws: Failure.self) {
-            _ = try KTask.map(0..<10_000, options: KTaskOptions(minChunk: 100, maxThreads: 2)) { index -> Tracked in
+            _ = try KTask.map(0..<10_000, options: KTask.Options(minChunk: 100, maxThreads: 2)) { index -> Tracked in
                 if index == 7_777 { throw Failure() }
                 return Tracked()
             }
@@ -39,7 +39,7 @@ struct ResultsTests {
     @Test("reduce folds in range order: the same floating-point sum at 1 and 2 threads, every run")
     func deterministicReduce() async throws {
         func sum(_ threads: Int) async throws -> Double {
-            try await KTask.reduce(0..<1_000_003, options: KTaskOptions(minChunk: 64, maxThreads: threads), 0.0, { $0 + $1 }) { range in
+            try await KTask.reduce(0..<1_000_003, options: KTask.Options(minChunk: 64, maxThreads: threads), 0.0, { $0 + $1 }) { range in
                 range.reduce(0.0) { $0 + 1.0 / Double($1 + 1) }
             }
         }
@@ -63,7 +63,7 @@ struct ResultsTests {
     @Test("update changes the array in place, chunk by chunk; undo puts failed jobs' chunks back")
     func update() async throws {
         var values = Array(repeating: 0, count: 50_000)
-        try await KTask.update(&values, options: KTaskOptions(minChunk: 1000, maxThreads: 2)) { range, chunk in
+        try await KTask.update(&values, options: KTask.Options(minChunk: 1000, maxThreads: 2)) { range, chunk in
             for index in chunk.indices { chunk[index] = range.lowerBound + index }
         }
         #expect(values == Array(0..<50_000))
@@ -75,7 +75,7 @@ struct ResultsTests {
     }
 
     func blockingUpdate(_ values: inout [Int]) throws {
-        try KTask.update(&values, options: KTaskOptions(minChunk: 100, maxThreads: 2), undo: { _, chunk in
+        try KTask.update(&values, options: KTask.Options(minChunk: 100, maxThreads: 2), undo: { _, chunk in
             for index in chunk.indices { chunk[index] /= 2 }
         }) { range, chunk in
             if range.contains(9_999) { throw Failure() }

@@ -106,8 +106,8 @@ func cancel<T: Sendable>(_ task: Task<T, any Error>, after count: Int, of comple
 /// Runs a job through the engine as the blocking API does, callable from an exit test's closure (which
 /// the blocking API's `noasync` forbids).
 @discardableResult
-func runJob(_ range: Range<Int>, options: KTaskOptions = KTaskOptions(),
-            _ chunk: @Sendable (Range<Int>) throws -> Void = { _ in }) throws -> KTaskReport {
+func runJob(_ range: Range<Int>, options: KTask.Options = KTask.Options(),
+            _ chunk: @Sendable (Range<Int>) throws -> Void = { _ in }) throws -> KTask.Report {
     try MultithreadedJob.run(.range(range), options: options,
                 cancellation: JobCancellation(token: options.cancellation, asyncTask: nil, observesCurrentTask: true),
                 undo: nil, chunk)

@@ -10,17 +10,17 @@ import Glibc
 struct ThreadLimitTests {
     @Test("maxThreads, too little work, the pool's cap, a busy pool")
     func reasons() throws {
-        #expect(try KTask.run(0..<1000, options: KTaskOptions(maxThreads: 1)) { _ in }.threadLimit == .maxThreads)
-        #expect(try KTask.run(0..<10, options: KTaskOptions(minChunk: 100)) { _ in }.threadLimit == .tooLittleWork)
-        let none = try KTaskPool(name: "kt-lim0", maxBusyHelpers: 0, isolateHelpers: false)
-        #expect(try KTask.run(0..<1000, options: KTaskOptions(maxThreads: 2, pool: none)) { _ in }.threadLimit == .poolCap)
-        let one = try KTaskPool(name: "kt-lim1", maxBusyHelpers: 1, isolateHelpers: false)
+        #expect(try KTask.run(0..<1000, options: KTask.Options(maxThreads: 1)) { _ in }.threadLimit == .maxThreads)
+        #expect(try KTask.run(0..<10, options: KTask.Options(minChunk: 100)) { _ in }.threadLimit == .tooLittleWork)
+        let none = try KTask.Pool(name: "kt-lim0", maxBusyHelpers: 0, isolateHelpers: false)
+        #expect(try KTask.run(0..<1000, options: KTask.Options(maxThreads: 2, pool: none)) { _ in }.threadLimit == .poolCap)
+        let one = try KTask.Pool(name: "kt-lim1", maxBusyHelpers: 1, isolateHelpers: false)
         // A job holding the pool's one helper makes a second job's helper come up short.
-        let inner = Locked<ThreadLimit?>(nil)
-        try KTask.run(0..<2, options: KTaskOptions(maxThreads: 2, pool: one)) { chunk in
+        let inner = Locked<KTask.ThreadLimit?>(nil)
+        try KTask.run(0..<2, options: KTask.Options(maxThreads: 2, pool: one)) { chunk in
             guard chunk.lowerBound == 0 else { usleep(20_000); return }
             usleep(5_000)
-            inner.withLock { $0 = try? KTask.run(0..<1000, options: KTaskOptions(maxThreads: 2, pool: one)) { _ in }.threadLimit }
+            inner.withLock { $0 = try? KTask.run(0..<1000, options: KTask.Options(maxThreads: 2, pool: one)) { _ in }.threadLimit }
         }
         #expect([.helpersBusy, .cpuBudget].contains(inner.current), "\(String(describing: inner.current))")
     }
@@ -29,7 +29,7 @@ struct ThreadLimitTests {
     func environment() async {
         await #expect(processExitsWith: .success) {
             setenv("KTASK_MAX_THREADS", "1", 1)
-            let report = try runJob(0..<100_000, options: KTaskOptions(maxThreads: 2)) { _ in }
+            let report = try runJob(0..<100_000, options: KTask.Options(maxThreads: 2)) { _ in }
             exit(report.threadsUsed == 1 && report.threadLimit == .environment ? 0 : 1)
         }
     }
@@ -38,7 +38,7 @@ struct ThreadLimitTests {
     func affinity() async {
         await #expect(processExitsWith: .success) {
             guard Affinity.pinCurrentThread(to: CPUList([0])) else { exit(2) }
-            let report = try runJob(0..<100_000, options: KTaskOptions(maxThreads: 2)) { _ in }
+            let report = try runJob(0..<100_000, options: KTask.Options(maxThreads: 2)) { _ in }
             exit(report.threadsUsed == 1 && report.threadLimit == .cpuBudget ? 0 : 1)
         }
     }

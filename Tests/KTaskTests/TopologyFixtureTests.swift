@@ -178,13 +178,13 @@ struct AllowedMemoryTests {
         #expect(budget.allowedMemoryNodes == CPUList([1]))
         #expect(budget.allowedMemorySource == "/proc/self/status Mems_allowed_list")
         #expect(!budget.memoryAllowed(on: 0) && budget.memoryAllowed(on: 1))
-        #expect(throws: KTaskError.memoryNodeNotAllowed(0, allowed: [1])) {
-            try NodeMemory.check([0], available: [0, 1], allowed: budget.allowedMemoryNodes)
+        #expect(throws: KTask.Error.memoryNodeNotAllowed(0, allowed: [1])) {
+            try KTask.NodeMemory.check([0], available: [0, 1], allowed: budget.allowedMemoryNodes)
         }
-        #expect(throws: KTaskError.unknownNode(5, available: [0, 1])) {
-            try NodeMemory.check([5], available: [0, 1], allowed: nil)
+        #expect(throws: KTask.Error.unknownNode(5, available: [0, 1])) {
+            try KTask.NodeMemory.check([5], available: [0, 1], allowed: nil)
         }
-        #expect(KTaskError.memoryNodeNotAllowed(0, allowed: [1]).description.contains("allowed nodes: 1"))
+        #expect(KTask.Error.memoryNodeNotAllowed(0, allowed: [1]).description.contains("allowed nodes: 1"))
     }
 
     @Test("the fixtures' cpuset mems: legacy 16amd64 (1-4), v1 4fake (0,2)")
@@ -209,8 +209,8 @@ struct AllowedMemoryTests {
             let cgroup = CgroupLimits.read(root: .live)
             let readBack = cgroup.memoryNodes == CPUList([nodes[0]]) && cgroup.memoryNodesSource.hasPrefix(group)
             var refused = false
-            do { try NodeMemory.check([nodes.max()! + 1], available: nodes, allowed: cgroup.memoryNodes) }
-            catch KTaskError.unknownNode { refused = true } catch {}
+            do { try KTask.NodeMemory.check([nodes.max()! + 1], available: nodes, allowed: cgroup.memoryNodes) }
+            catch KTask.Error.unknownNode { refused = true } catch {}
             // exit() runs no defer: leave the group and remove it first.
             _ = writeFile("/sys/fs/cgroup/cpuset/cgroup.procs", "\(getpid())")
             rmdir(group)

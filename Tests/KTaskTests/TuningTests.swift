@@ -7,12 +7,12 @@ import KTaskWorkloads
 struct TuningTests {
     @Test("the knee is the last thread count before a thread adds less than the minimum gain")
     func kneeRule() {
-        #expect(TuningProfile.knee(throughput: [], minimumGain: 0.1) == 1)
-        #expect(TuningProfile.knee(throughput: [100], minimumGain: 0.1) == 1)
-        #expect(TuningProfile.knee(throughput: [100, 200, 300, 400], minimumGain: 0.1) == 4)
-        #expect(TuningProfile.knee(throughput: [100, 190, 250, 255], minimumGain: 0.1) == 3)
-        #expect(TuningProfile.knee(throughput: [100, 95, 300], minimumGain: 0.1) == 1, "a loss stops the curve")
-        #expect(TuningProfile.knee(throughput: [100, 105], minimumGain: 0) == 2)
+        #expect(KTask.TuningProfile.knee(throughput: [], minimumGain: 0.1) == 1)
+        #expect(KTask.TuningProfile.knee(throughput: [100], minimumGain: 0.1) == 1)
+        #expect(KTask.TuningProfile.knee(throughput: [100, 200, 300, 400], minimumGain: 0.1) == 4)
+        #expect(KTask.TuningProfile.knee(throughput: [100, 190, 250, 255], minimumGain: 0.1) == 3)
+        #expect(KTask.TuningProfile.knee(throughput: [100, 95, 300], minimumGain: 0.1) == 1, "a loss stops the curve")
+        #expect(KTask.TuningProfile.knee(throughput: [100, 105], minimumGain: 0) == 2)
     }
 
     func temporaryPath(_ name: String) -> String {
@@ -23,9 +23,9 @@ struct TuningTests {
     func roundTrip() throws {
         let path = temporaryPath("roundtrip")
         defer { try? FileManager.default.removeItem(atPath: (path as NSString).deletingLastPathComponent) }
-        let profile = TuningProfile(classes: ["init": .init(maxThreads: 3, minimumGain: 0.1, cpuBudget: 16, itemsPerSecond: [1, 1.9, 2.5])])
+        let profile = KTask.TuningProfile(classes: ["init": .init(maxThreads: 3, minimumGain: 0.1, cpuBudget: 16, itemsPerSecond: [1, 1.9, 2.5])])
         try profile.save(to: path)
-        #expect(try TuningProfile.load(from: path) == profile)
+        #expect(try KTask.TuningProfile.load(from: path) == profile)
     }
 
     @Test("unreadable, malformed, other-version and out-of-range profiles are typed errors naming the file")
@@ -34,15 +34,15 @@ struct TuningTests {
         let folder = (path as NSString).deletingLastPathComponent
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: folder) }
-        #expect { try TuningProfile.load(from: path) } throws: { error in
-            guard case KTaskError.invalidProfile(path, let reason) = error else { return false }
+        #expect { try KTask.TuningProfile.load(from: path) } throws: { error in
+            guard case KTask.Error.invalidProfile(path, let reason) = error else { return false }
             return reason.contains("cannot be read")
         }
         for (text, expected) in [("not json", "not a ktask profile"), (#"{"version": 9, "classes": {}}"#, "version 9"),
                                  (#"{"version": 1, "classes": {"x": {"maxThreads": 0, "minimumGain": 0.1, "cpuBudget": 2, "itemsPerSecond": []}}}"#, "maxThreads >= 1")] {
             try text.write(toFile: path, atomically: true, encoding: .utf8)
-            #expect { try TuningProfile.load(from: path) } throws: { error in
-                guard case KTaskError.invalidProfile(path, let reason) = error else { return false }
+            #expect { try KTask.TuningProfile.load(from: path) } throws: { error in
+                guard case KTask.Error.invalidProfile(path, let reason) = error else { return false }
                 return reason.contains(expected)
             }
         }
@@ -50,10 +50,10 @@ struct TuningTests {
 
     @Test("the profile's path: KTASK_PROFILE, else XDG_CONFIG_HOME, else HOME")
     func defaultPath() {
-        #expect(TuningProfile.defaultPath(environment: ["KTASK_PROFILE": "/p.json", "HOME": "/h"]) == "/p.json")
-        #expect(TuningProfile.defaultPath(environment: ["XDG_CONFIG_HOME": "/c", "HOME": "/h"]) == "/c/ktask/profile.json")
-        #expect(TuningProfile.defaultPath(environment: ["XDG_CONFIG_HOME": "relative", "HOME": "/h"]) == "/h/.config/ktask/profile.json")
-        #expect(TuningProfile.defaultPath(environment: [:]) == nil)
+        #expect(KTask.TuningProfile.defaultPath(environment: ["KTASK_PROFILE": "/p.json", "HOME": "/h"]) == "/p.json")
+        #expect(KTask.TuningProfile.defaultPath(environment: ["XDG_CONFIG_HOME": "/c", "HOME": "/h"]) == "/c/ktask/profile.json")
+        #expect(KTask.TuningProfile.defaultPath(environment: ["XDG_CONFIG_HOME": "relative", "HOME": "/h"]) == "/h/.config/ktask/profile.json")
+        #expect(KTask.TuningProfile.defaultPath(environment: [:]) == nil)
     }
 
     @Test("a job naming a measured class gets at most its threads; other classes are not capped", .enabled(if: CPUBudget.read().budget >= 2))
@@ -62,36 +62,36 @@ struct TuningTests {
         await #expect(processExitsWith: .success) {
             let path = NSTemporaryDirectory() + "ktask-tuning-cap-\(getpid()).json"
             defer { unlink(path) }
-            try! TuningProfile(classes: ["bandwidth": .init(maxThreads: 1, minimumGain: 0.1, cpuBudget: 2, itemsPerSecond: [1, 1])])
+            try! KTask.TuningProfile(classes: ["bandwidth": .init(maxThreads: 1, minimumGain: 0.1, cpuBudget: 2, itemsPerSecond: [1, 1])])
                 .save(to: path)
-            setenv(TuningProfile.environmentVariable, path, 1)
-            let pool = try! KTaskPool(name: "kt-class", maxBusyHelpers: 1, isolateHelpers: false)
-            let capped = try! KTask.run(0..<1024, options: KTaskOptions(pool: pool, workClass: "bandwidth")) { _ in usleep(100) }
-            let free = try! KTask.run(0..<1024, options: KTaskOptions(pool: pool, workClass: "other")) { _ in usleep(100) }
+            setenv(KTask.TuningProfile.environmentVariable, path, 1)
+            let pool = try! KTask.Pool(name: "kt-class", maxBusyHelpers: 1, isolateHelpers: false)
+            let capped = try! KTask.run(0..<1024, options: KTask.Options(pool: pool, workClass: "bandwidth")) { _ in usleep(100) }
+            let free = try! KTask.run(0..<1024, options: KTask.Options(pool: pool, workClass: "other")) { _ in usleep(100) }
             guard capped.ranInline, free.threadsUsed == 2 else { exit(1) }
             // A profile that goes bad under a running program is seen at the next job, as a typed error.
             try! "garbage".write(toFile: path, atomically: true, encoding: .utf8)
             do {
-                _ = try KTask.run(0..<1024, options: KTaskOptions(pool: pool, workClass: "bandwidth")) { _ in }
+                _ = try KTask.run(0..<1024, options: KTask.Options(pool: pool, workClass: "bandwidth")) { _ in }
                 exit(2)
-            } catch KTaskError.invalidProfile(path, _) {
+            } catch KTask.Error.invalidProfile(path, _) {
             } catch { exit(3) }
         }
     }
 
     @Test("an empty class name is a typed error")
     func emptyClass() {
-        #expect(throws: KTaskError.emptyWorkClass) { try KTask.run(0..<10, options: KTaskOptions(workClass: "")) { _ in } }
+        #expect(throws: KTask.Error.emptyWorkClass) { try KTask.run(0..<10, options: KTask.Options(workClass: "")) { _ in } }
     }
 
     @Test("tune finds the knee of work capped at k threads", arguments: [1, 2])
     func tuneFindsKnee(permits: Int) throws {
         let budget = CPUBudget.read().budget
         try #require(budget >= 2, "needs 2 usable CPUs to see a knee at 2 (this process has \(budget))")
-        let pool = try KTaskPool(name: "kt-tune", maxBusyHelpers: 1, isolateHelpers: false)
+        let pool = try KTask.Pool(name: "kt-tune", maxBusyHelpers: 1, isolateHelpers: false)
         let runner = TuneRunner(workload: try RateLimitedWorkload(items: 800, permits: permits), workClass: "limited",
                                 maxThreads: 2, runs: 3, minimumGain: 0.1,
-                                options: KTaskOptions(helperPriority: .inheritCaller, pool: pool))
+                                options: KTask.Options(helperPriority: .inheritCaller, pool: pool))
         let result = try runner.run()
         #expect(result.knee == permits, "items/s \(result.points.map(\.itemsPerSecond))")
         #expect(result.profileEntry.maxThreads == permits)

@@ -4,44 +4,44 @@ import Testing
 
 @Suite("Bad input gets a typed error")
 struct ValidationTests {
-    func run(_ range: Range<Int>, _ options: KTaskOptions) throws {
+    func run(_ range: Range<Int>, _ options: KTask.Options) throws {
         try KTask.run(range, options: options) { _ in Issue.record("a chunk ran for invalid input") }
     }
 
     @Test("negative range start")
     func negativeStart() {
-        #expect(throws: KTaskError.negativeRangeStart(-5)) { try run(-5..<10, KTaskOptions()) }
+        #expect(throws: KTask.Error.negativeRangeStart(-5)) { try run(-5..<10, KTask.Options()) }
     }
 
     @Test("minChunk, align, maxThreads below 1", arguments: [0, -1, Int.min])
     func parametersBelowOne(value: Int) {
-        #expect(throws: KTaskError.invalidMinChunk(value)) { try run(0..<10, KTaskOptions(minChunk: value)) }
-        #expect(throws: KTaskError.invalidAlign(value)) { try run(0..<10, KTaskOptions(align: value)) }
-        #expect(throws: KTaskError.invalidMaxThreads(value)) { try run(0..<10, KTaskOptions(maxThreads: value)) }
+        #expect(throws: KTask.Error.invalidMinChunk(value)) { try run(0..<10, KTask.Options(minChunk: value)) }
+        #expect(throws: KTask.Error.invalidAlign(value)) { try run(0..<10, KTask.Options(align: value)) }
+        #expect(throws: KTask.Error.invalidMaxThreads(value)) { try run(0..<10, KTask.Options(maxThreads: value)) }
     }
 
     @Test("invalid parameters are reported even for an empty range")
     func emptyRangeStillValidated() {
-        #expect(throws: KTaskError.invalidMinChunk(0)) { try run(0..<0, KTaskOptions(minChunk: 0)) }
+        #expect(throws: KTask.Error.invalidMinChunk(0)) { try run(0..<0, KTask.Options(minChunk: 0)) }
     }
 
     @Test("nice values outside -20...19")
     func badNice() {
-        #expect(throws: KTaskError.invalidNice(20)) { try run(0..<10, KTaskOptions(helperPriority: .nice(20))) }
-        #expect(throws: KTaskError.invalidNice(-21)) { try run(0..<10, KTaskOptions(helperPriority: .nice(-21))) }
+        #expect(throws: KTask.Error.invalidNice(20)) { try run(0..<10, KTask.Options(helperPriority: .nice(20))) }
+        #expect(throws: KTask.Error.invalidNice(-21)) { try run(0..<10, KTask.Options(helperPriority: .nice(-21))) }
     }
 
     @Test("pool settings")
     func badPoolSettings() throws {
-        #expect(throws: KTaskError.invalidHelperCap(-1)) { try KTaskPool(maxBusyHelpers: -1) }
-        #expect(throws: KTaskError.invalidIdleTimeout(.zero)) { try KTaskPool(idleTimeout: .zero) }
-        let pool = try KTaskPool(name: "kt-valid")
-        #expect(throws: KTaskError.invalidHelperCap(-3)) { try pool.setMaxBusyHelpers(-3) }
+        #expect(throws: KTask.Error.invalidHelperCap(-1)) { try KTask.Pool(maxBusyHelpers: -1) }
+        #expect(throws: KTask.Error.invalidIdleTimeout(.zero)) { try KTask.Pool(idleTimeout: .zero) }
+        let pool = try KTask.Pool(name: "kt-valid")
+        #expect(throws: KTask.Error.invalidHelperCap(-3)) { try pool.setMaxBusyHelpers(-3) }
     }
 
     @Test("KTASK_MAX_THREADS values", arguments: ["-2", "two", "", "3.5", "99999999999999999999"])
     func badEnvironmentValue(value: String) throws {
-        #expect(throws: KTaskError.invalidEnvironmentVariable(
+        #expect(throws: KTask.Error.invalidEnvironmentVariable(
             name: "KTASK_MAX_THREADS", value: value,
             allowed: "a whole number of threads >= 1 (the calling thread counts as one), or 0 for no limit")) {
             try HelperCap.parse(environmentValue: value)
@@ -53,7 +53,7 @@ struct ValidationTests {
     func nodeEnvironmentValue() throws {
         #expect(try HelperCap.parse(nodeEnvironmentValue: "0") == nil, "0: no limit from this variable")
         #expect(try HelperCap.parse(nodeEnvironmentValue: "12") == HelperCap(maxBusyHelpers: 12, source: .nodeEnvironment))
-        #expect(throws: KTaskError.invalidEnvironmentVariable(name: "KTASK_NODE_MAX_THREADS", value: "-1",
+        #expect(throws: KTask.Error.invalidEnvironmentVariable(name: "KTASK_NODE_MAX_THREADS", value: "-1",
                                                              allowed: "a whole number of helper threads per node >= 1, or 0 for no limit")) {
             try HelperCap.parse(nodeEnvironmentValue: "-1")
         }
@@ -89,7 +89,7 @@ struct ValidationTests {
 
     @Test("errors say what was wrong and what is allowed")
     func descriptions() {
-        #expect(KTaskError.invalidMinChunk(0).description == "minChunk is 0; it must be at least 1")
-        #expect(KTaskError.negativeRangeStart(-1).description.contains("must start at 0 or above"))
+        #expect(KTask.Error.invalidMinChunk(0).description == "minChunk is 0; it must be at least 1")
+        #expect(KTask.Error.negativeRangeStart(-1).description.contains("must start at 0 or above"))
     }
 }

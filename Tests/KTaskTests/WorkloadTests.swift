@@ -7,10 +7,10 @@ struct WorkloadTests {
     @Test("compute: the multithreaded sum equals the single-threaded one")
     func computeSum() throws {
         let workload = try ComputeWorkload(items: 3_000_000)
-        let oneThread = try workload.runOnce(threads: 1, options: KTaskOptions())
+        let oneThread = try workload.runOnce(threads: 1, options: KTask.Options())
         #expect(oneThread.report.threadsUsed == 1)
         #expect(oneThread.cpuSeconds > 0)
-        _ = try workload.runOnce(threads: 2, options: KTaskOptions())
+        _ = try workload.runOnce(threads: 2, options: KTask.Options())
         #expect(ComputeWorkload.sum(0..<1000) == (0..<1000).reduce(UInt64(0)) { $0 &+ ComputeWorkload.mix($1) })
         #expect(ComputeWorkload.mix(1) != ComputeWorkload.mix(2))
     }
@@ -18,7 +18,7 @@ struct WorkloadTests {
     @Test("prefault: every page of the mapping is resident afterwards")
     func prefaultResident() throws {
         let workload = try PrefaultWorkload(bytes: 64 << 20)
-        let report = try workload.runOnce(threads: 2, options: KTaskOptions()).report
+        let report = try workload.runOnce(threads: 2, options: KTask.Options()).report
         #expect(report.chunkSize % PrefaultWorkload.pagesPerPageTable == 0)
         #expect(workload.items == (64 << 20) / AnonymousMapping.pageSize)
     }
@@ -37,8 +37,8 @@ struct WorkloadTests {
     @Test("init: every descriptor is initialised by each run")
     func pageInit() throws {
         let workload = try PageInitWorkload(bytes: 32 << 20)
-        _ = try workload.runOnce(threads: 2, options: KTaskOptions())
-        _ = try workload.runOnce(threads: 1, options: KTaskOptions())
+        _ = try workload.runOnce(threads: 2, options: KTask.Options())
+        _ = try workload.runOnce(threads: 1, options: KTask.Options())
         #expect(MemoryLayout<PageDescriptor>.stride == 64)
     }
 

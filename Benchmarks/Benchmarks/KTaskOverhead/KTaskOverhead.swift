@@ -27,7 +27,7 @@ let benchmarks: @Sendable () -> Void = {
 
     // A 2-thread job with nothing to do in its chunks: the cost of waking a helper and waiting for it.
     Benchmark("empty 2-thread job (KTask.run)") { benchmark in
-        let options = KTaskOptions(maxThreads: 2)
+        let options = KTask.Options(maxThreads: 2)
         for _ in benchmark.scaledIterations {
             blackHole(try KTask.run(0..<2, options: options) { chunk in blackHole(chunk) })
         }
@@ -46,7 +46,7 @@ let benchmarks: @Sendable () -> Void = {
               configuration: .init(metrics: [.custom("idle CPU µs", polarity: .prefersSmaller, useScalingFactor: false)],
                                    scalingFactor: .one,
                                    maxDuration: .seconds(10), maxIterations: 5)) { benchmark in
-        let options = KTaskOptions(maxThreads: 2)
+        let options = KTask.Options(maxThreads: 2)
         try KTask.run(0..<64, options: options) { chunk in blackHole(chunk) }
         let before = processCPUNanoseconds()
         usleep(500_000)
@@ -55,7 +55,7 @@ let benchmarks: @Sendable () -> Void = {
 
     // A job below one chunk runs inline: the cost over calling the function yourself.
     Benchmark("job below one chunk (KTask.run)") { benchmark in
-        let options = KTaskOptions(minChunk: 1024)
+        let options = KTask.Options(minChunk: 1024)
         for _ in benchmark.scaledIterations {
             blackHole(try KTask.run(0..<512, options: options) { chunk in blackHole(chunk) })
         }
@@ -72,7 +72,7 @@ let benchmarks: @Sendable () -> Void = {
     // 512 and its helper 8-item grains (smallerHelperChunks: ~1/64 chunk); concurrentPerform claims one
     // iteration at a time. What is left is the claim loop's atomic, the cursor and the bookkeeping.
     Benchmark("4096 tiny work items (KTask.run, helper grains of 8)") { benchmark in
-        let options = KTaskOptions(maxThreads: 2, starvationGuard: .smallerHelperChunks)
+        let options = KTask.Options(maxThreads: 2, starvationGuard: .smallerHelperChunks)
         for _ in benchmark.scaledIterations {
             blackHole(try KTask.run(0..<4096, options: options) { chunk in for item in chunk { blackHole(item) } })
         }

@@ -9,144 +9,146 @@ import Synchronization
 import Glibc
 #endif
 
-/// Thread caps measured on this machine, one per class of work, as `ktask tune` saves them: the
-/// answer to the seed's "how to determine maximum threads per task? through testing".
-///
-/// A job names its class with ``KTaskOptions/workClass``; it then gets at most that class's
-/// ``WorkClass/maxThreads``. The profile in force is the file named by `KTASK_PROFILE`, else
-/// `$XDG_CONFIG_HOME/ktask/profile.json`, else `~/.config/ktask/profile.json`.
-public struct TuningProfile: Codable, Sendable, Equatable {
-    /// The format this code reads and writes.
-    public static let currentVersion = 1
-    /// The environment variable naming the profile file.
-    public static let environmentVariable = "KTASK_PROFILE"
+extension KTask {
+    /// Thread caps measured on this machine, one per class of work, as `ktask tune` saves them: the
+    /// answer to the seed's "how to determine maximum threads per task? through testing".
+    ///
+    /// A job names its class with ``KTask/Options/workClass``; it then gets at most that class's
+    /// ``WorkClass/maxThreads``. The profile in force is the file named by `KTASK_PROFILE`, else
+    /// `$XDG_CONFIG_HOME/ktask/profile.json`, else `~/.config/ktask/profile.json`.
+    public struct TuningProfile: Codable, Sendable, Equatable {
+        /// The format this code reads and writes.
+        public static let currentVersion = 1
+        /// The environment variable naming the profile file.
+        public static let environmentVariable = "KTASK_PROFILE"
 
-    /// The file format's version (``currentVersion`` when written by this code).
-    public var version: Int
-    /// Per class of work (e.g. "prefault", "init", "compute"), what was measured.
-    public var classes: [String: WorkClass]
+        /// The file format's version (``currentVersion`` when written by this code).
+        public var version: Int
+        /// Per class of work (e.g. "prefault", "init", "compute"), what was measured.
+        public var classes: [String: WorkClass]
 
-    /// One class's measurement.
-    public struct WorkClass: Codable, Sendable, Equatable {
-        /// The knee: past this many threads one more thread added less than `minimumGain` of one
-        /// thread's throughput.
-        public var maxThreads: Int
-        /// The fraction of one thread's throughput a thread had to add to count.
-        public var minimumGain: Double
-        /// The CPU budget when it was measured (a cap measured on fewer CPUs may be below the knee).
-        public var cpuBudget: Int
-        /// Throughput (items per second, medians) at 1, 2, ... threads.
-        public var itemsPerSecond: [Double]
+        /// One class's measurement.
+        public struct WorkClass: Codable, Sendable, Equatable {
+            /// The knee: past this many threads one more thread added less than `minimumGain` of one
+            /// thread's throughput.
+            public var maxThreads: Int
+            /// The fraction of one thread's throughput a thread had to add to count.
+            public var minimumGain: Double
+            /// The CPU budget when it was measured (a cap measured on fewer CPUs may be below the knee).
+            public var cpuBudget: Int
+            /// Throughput (items per second, medians) at 1, 2, ... threads.
+            public var itemsPerSecond: [Double]
 
-        /// One class's measurement, as `ktask tune` saves it.
-        public init(maxThreads: Int, minimumGain: Double, cpuBudget: Int, itemsPerSecond: [Double]) {
-            self.maxThreads = maxThreads
-            self.minimumGain = minimumGain
-            self.cpuBudget = cpuBudget
-            self.itemsPerSecond = itemsPerSecond
+            /// One class's measurement, as `ktask tune` saves it.
+            public init(maxThreads: Int, minimumGain: Double, cpuBudget: Int, itemsPerSecond: [Double]) {
+                self.maxThreads = maxThreads
+                self.minimumGain = minimumGain
+                self.cpuBudget = cpuBudget
+                self.itemsPerSecond = itemsPerSecond
+            }
         }
-    }
 
-    /// A profile of the current version with these classes.
-    public init(classes: [String: WorkClass] = [:]) {
-        self.version = Self.currentVersion
-        self.classes = classes
-    }
-
-    /// The knee of a throughput curve: the thread count past which one more thread adds less than
-    /// `minimumGain` × the 1-thread throughput (or loses throughput). `throughput[i]` is measured at
-    /// i + 1 threads. The rule `ktask tune` and adaptive mode share.
-    package static func knee(throughput: [Double], minimumGain: Double) -> Int {
-        guard let single = throughput.first else { return 1 }
-        for threads in 2...max(2, throughput.count) where threads <= throughput.count {
-            if throughput[threads - 1] - throughput[threads - 2] < minimumGain * single { return threads - 1 }
+        /// A profile of the current version with these classes.
+        public init(classes: [String: WorkClass] = [:]) {
+            self.version = Self.currentVersion
+            self.classes = classes
         }
-        return throughput.count
-    }
 
-    /// The profile file for this environment: `KTASK_PROFILE`, else `$XDG_CONFIG_HOME/ktask/profile.json`,
-    /// else `$HOME/.config/ktask/profile.json`; nil if none of them is set.
-    public static func defaultPath(environment: [String: String]) -> String? {
-        if let path = environment[environmentVariable], !path.isEmpty { return path }
-        if let config = environment["XDG_CONFIG_HOME"], config.hasPrefix("/") { return config + "/ktask/profile.json" }
-        if let home = environment["HOME"], !home.isEmpty { return home + "/.config/ktask/profile.json" }
-        return nil
-    }
-
-    /// ``defaultPath(environment:)`` for this process.
-    public static var defaultPath: String? { defaultPath(environment: processEnvironment()) }
-
-    /// Reads a profile; throws ``KTaskError/invalidProfile(path:reason:)`` if it is unreadable or malformed.
-    public static func load(from path: String) throws(KTaskError) -> TuningProfile {
-        let data: Data
-        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
-            throw .invalidProfile(path: path, reason: "cannot be read")
+        /// The knee of a throughput curve: the thread count past which one more thread adds less than
+        /// `minimumGain` × the 1-thread throughput (or loses throughput). `throughput[i]` is measured at
+        /// i + 1 threads. The rule `ktask tune` and adaptive mode share.
+        package static func knee(throughput: [Double], minimumGain: Double) -> Int {
+            guard let single = throughput.first else { return 1 }
+            for threads in 2...max(2, throughput.count) where threads <= throughput.count {
+                if throughput[threads - 1] - throughput[threads - 2] < minimumGain * single { return threads - 1 }
+            }
+            return throughput.count
         }
-        let profile: TuningProfile
-        do { profile = try JSONDecoder().decode(TuningProfile.self, from: data) } catch {
-            throw .invalidProfile(path: path, reason: "is not a ktask profile (\(error))")
+
+        /// The profile file for this environment: `KTASK_PROFILE`, else `$XDG_CONFIG_HOME/ktask/profile.json`,
+        /// else `$HOME/.config/ktask/profile.json`; nil if none of them is set.
+        public static func defaultPath(environment: [String: String]) -> String? {
+            if let path = environment[environmentVariable], !path.isEmpty { return path }
+            if let config = environment["XDG_CONFIG_HOME"], config.hasPrefix("/") { return config + "/ktask/profile.json" }
+            if let home = environment["HOME"], !home.isEmpty { return home + "/.config/ktask/profile.json" }
+            return nil
         }
-        try profile.validate(path: path)
-        return profile
-    }
 
-    /// Writes the profile (creating its folder), replacing the file atomically.
-    public func save(to path: String) throws(KTaskError) {
-        try validate(path: path)
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        do {
-            let folder = URL(fileURLWithPath: path).deletingLastPathComponent()
-            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-            try encoder.encode(self).write(to: URL(fileURLWithPath: path), options: .atomic)
-        } catch {
-            throw .invalidProfile(path: path, reason: "cannot be written (\(error))")
+        /// ``defaultPath(environment:)`` for this process.
+        public static var defaultPath: String? { defaultPath(environment: processEnvironment()) }
+
+        /// Reads a profile; throws ``KTask/Error/invalidProfile(path:reason:)`` if it is unreadable or malformed.
+        public static func load(from path: String) throws(KTask.Error) -> KTask.TuningProfile {
+            let data: Data
+            do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
+                throw .invalidProfile(path: path, reason: "cannot be read")
+            }
+            let profile: KTask.TuningProfile
+            do { profile = try JSONDecoder().decode(KTask.TuningProfile.self, from: data) } catch {
+                throw .invalidProfile(path: path, reason: "is not a ktask profile (\(error))")
+            }
+            try profile.validate(path: path)
+            return profile
         }
-    }
 
-    func validate(path: String) throws(KTaskError) {
-        guard version == Self.currentVersion else {
-            throw .invalidProfile(path: path, reason: "has version \(version); this ktask reads version \(Self.currentVersion)")
+        /// Writes the profile (creating its folder), replacing the file atomically.
+        public func save(to path: String) throws(KTask.Error) {
+            try validate(path: path)
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            do {
+                let folder = URL(fileURLWithPath: path).deletingLastPathComponent()
+                try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+                try encoder.encode(self).write(to: URL(fileURLWithPath: path), options: .atomic)
+            } catch {
+                throw .invalidProfile(path: path, reason: "cannot be written (\(error))")
+            }
         }
-        for (name, entry) in classes where entry.maxThreads < 1 || !(0...1).contains(entry.minimumGain) {
-            throw .invalidProfile(path: path, reason: "class \"\(name)\" needs maxThreads >= 1 and minimumGain in 0...1")
+
+        func validate(path: String) throws(KTask.Error) {
+            guard version == Self.currentVersion else {
+                throw .invalidProfile(path: path, reason: "has version \(version); this ktask reads version \(Self.currentVersion)")
+            }
+            for (name, entry) in classes where entry.maxThreads < 1 || !(0...1).contains(entry.minimumGain) {
+                throw .invalidProfile(path: path, reason: "class \"\(name)\" needs maxThreads >= 1 and minimumGain in 0...1")
+            }
         }
-    }
 
-    // MARK: The profile in force
+        // MARK: The profile in force
 
-    private struct Cached: Sendable {
-        let path: String
-        let modified: timespec
-        let profile: TuningProfile?
-    }
-    private static let cache = Mutex<Cached?>(nil)
-
-    /// The profile jobs use now (nil: no file). Re-read when the file's path or modification time changes.
-    public static func inForce() throws(KTaskError) -> (path: String, profile: TuningProfile)? {
-        guard let path = defaultPath else { return nil }
-        var status = stat()
-        guard stat(path, &status) == 0 else { return nil }
-        let modified = status.st_mtim
-        if let cached = cache.withLock({ $0 }), cached.path == path,
-           cached.modified.tv_sec == modified.tv_sec, cached.modified.tv_nsec == modified.tv_nsec {
-            return cached.profile.map { (path, $0) }
+        private struct Cached: Sendable {
+            let path: String
+            let modified: timespec
+            let profile: KTask.TuningProfile?
         }
-        let profile = try load(from: path)
-        cache.withLock { $0 = Cached(path: path, modified: modified, profile: profile) }
-        return (path, profile)
-    }
+        private static let cache = Mutex<Cached?>(nil)
 
-    /// The thread cap for jobs of `workClass`, if the profile in force measured it.
-    static func threadCap(for workClass: String) throws(KTaskError) -> Int? {
-        try inForce()?.profile.classes[workClass]?.maxThreads
-    }
-
-    private static func processEnvironment() -> [String: String] {
-        var environment: [String: String] = [:]
-        for name in [environmentVariable, "XDG_CONFIG_HOME", "HOME"] {
-            if let value = getenv(name) { environment[name] = String(cString: value) }
+        /// The profile jobs use now (nil: no file). Re-read when the file's path or modification time changes.
+        public static func inForce() throws(KTask.Error) -> (path: String, profile: KTask.TuningProfile)? {
+            guard let path = defaultPath else { return nil }
+            var status = stat()
+            guard stat(path, &status) == 0 else { return nil }
+            let modified = status.st_mtim
+            if let cached = cache.withLock({ $0 }), cached.path == path,
+               cached.modified.tv_sec == modified.tv_sec, cached.modified.tv_nsec == modified.tv_nsec {
+                return cached.profile.map { (path, $0) }
+            }
+            let profile = try load(from: path)
+            cache.withLock { $0 = Cached(path: path, modified: modified, profile: profile) }
+            return (path, profile)
         }
-        return environment
+
+        /// The thread cap for jobs of `workClass`, if the profile in force measured it.
+        static func threadCap(for workClass: String) throws(KTask.Error) -> Int? {
+            try inForce()?.profile.classes[workClass]?.maxThreads
+        }
+
+        private static func processEnvironment() -> [String: String] {
+            var environment: [String: String] = [:]
+            for name in [environmentVariable, "XDG_CONFIG_HOME", "HOME"] {
+                if let value = getenv(name) { environment[name] = String(cString: value) }
+            }
+            return environment
+        }
     }
 }

@@ -38,11 +38,11 @@ public struct CompareRunner {
     /// Where `scripts/build-peers.sh` put the C/C++ peers.
     public let peersDirectory: String
     /// ktask's options (its defaults unless a comparison asks otherwise, e.g. helpers at the caller's nice).
-    public let options: KTaskOptions
+    public let options: KTask.Options
 
     public init(workload: WorkloadKind, size: Int, threadCounts: [Int], runs: Int,
                 systems: [ComparedSystem] = ComparedSystem.allCases, peersDirectory: String,
-                options: KTaskOptions = KTaskOptions()) {
+                options: KTask.Options = KTask.Options()) {
         self.options = options
         self.workload = workload
         self.size = size

@@ -33,9 +33,9 @@ protocol SystemRunner: AnyObject {
 /// ktask itself, with its defaults.
 final class KTaskRunner: SystemRunner {
     let workload: any BenchWorkload
-    let options: KTaskOptions
+    let options: KTask.Options
 
-    init(workload: any BenchWorkload, options: KTaskOptions) {
+    init(workload: any BenchWorkload, options: KTask.Options) {
         self.workload = workload
         self.options = options
     }

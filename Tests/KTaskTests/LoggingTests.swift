@@ -1,0 +1,97 @@
+import Foundation
+import Logging
+import Synchronization
+import Testing
+@testable import KTask
+
+/// Log lines a handler received, for tests.
+final class CapturedLog: Sendable {
+    let lines = Mutex<[(level: Logger.Level, message: String)]>([])
+
+    var logger: Logger {
+        Logger(label: "test") { _ in CapturingHandler(log: self) }
+    }
+
+    func messages(_ level: Logger.Level) -> [String] {
+        lines.withLock { $0.filter { $0.level == level }.map(\.message) }
+    }
+}
+
+struct CapturingHandler: LogHandler {
+    let log: CapturedLog
+    var logLevel: Logger.Level = .debug
+    var metadata: Logger.Metadata = [:]
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String,
+             file: String, function: String, line: UInt) {
+        log.lines.withLock { $0.append((level, message.description)) }
+    }
+}
+
+@Suite("Logging: the user's logger, decisions at debug, degradation at warning", .serialized)
+struct LoggingTests {
+    @Test("a job logs at debug how many threads it got and what bounded them, then its report")
+    func decisionsAtDebug() throws {
+        let captured = CapturedLog()
+        let report = try KTask.run(0..<1_000_000, options: KTask.Options(minChunk: 1000, logger: captured.logger)) { _ in }
+        let debug = captured.messages(.debug)
+        #expect(debug.count == 2, "\(debug)")
+        #expect(debug.first?.contains("1000000 items: ") == true && debug.first?.contains("limited by") == true, "\(debug)")
+        #expect(debug.first?.contains("pool cap") == true, "\(debug)")
+        #expect(debug.last == "job done: \(report)", "\(debug)")
+        #expect(captured.messages(.warning).isEmpty)
+    }
+
+    @Test("a job that runs inline says why")
+    func inlineSaysWhy() throws {
+        let captured = CapturedLog()
+        try KTask.run(0..<10, options: KTask.Options(minChunk: 100, logger: captured.logger)) { _ in }
+        try KTask.run(0..<1000, options: KTask.Options(maxThreads: 1, logger: captured.logger)) { _ in }
+        #expect(captured.messages(.debug) == [
+            "10 items run inline on the calling thread: limited by \(KTask.ThreadLimit.tooLittleWork.rawValue)",
+            "1000 items run inline on the calling thread: limited by \(KTask.ThreadLimit.maxThreads.rawValue)",
+        ])
+    }
+
+    @Test("a job without a logger of its own logs to its pool's")
+    func poolLogger() throws {
+        let captured = CapturedLog()
+        let pool = try KTask.Pool(name: "kt-log", maxBusyHelpers: 1, isolateHelpers: false, logger: captured.logger)
+        try KTask.run(0..<100_000, options: KTask.Options(minChunk: 100, pool: pool)) { _ in }
+        #expect(captured.messages(.debug).count == 2)
+        let own = CapturedLog()
+        try KTask.run(0..<100_000, options: KTask.Options(minChunk: 100, pool: pool, logger: own.logger)) { _ in }
+        #expect(captured.messages(.debug).count == 2, "the job's own logger wins")
+        #expect(own.messages(.debug).count == 2)
+    }
+
+    @Test("a logger above debug gets no decision lines")
+    func quietAboveDebug() throws {
+        let captured = CapturedLog()
+        var logger = captured.logger
+        logger.logLevel = .info
+        try KTask.run(0..<1_000_000, options: KTask.Options(minChunk: 1000, logger: logger)) { _ in }
+        #expect(captured.lines.withLock { $0.isEmpty })
+    }
+
+    @Test("a malformed KTASK_MAX_THREADS is one warning to the job's logger, not to standard error")
+    func environmentWarningToLogger() async throws {
+        let result = await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
+            setenv("KTASK_MAX_THREADS", "lots", 1)
+            let captured = CapturedLog()
+            for _ in 0..<3 {
+                guard (try? KTask.run(0..<1_000_000, options: KTask.Options(minChunk: 1000, logger: captured.logger)) { _ in }) != nil
+                else { exit(1) }
+            }
+            let warnings = captured.messages(.warning)
+            exit(warnings.count == 1 && warnings[0].contains("KTASK_MAX_THREADS=\"lots\"") ? 0 : 2)
+        }
+        let stderr = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
+        #expect(!stderr.contains("KTASK_MAX_THREADS"), "\(stderr)")
+    }
+}
