@@ -48,6 +48,9 @@ public struct DisturbanceBench {
         self.jobItems = jobItems
     }
 
+    /// The jobs `run` measures, for a progress estimate.
+    public var jobCount: Int { runs * 2 * Case.allCases.count }
+
     public func run(progress: (String) -> Void = { _ in }) throws -> Result {
         let naivePool = try KTask.Pool(name: "ktask-n0", isolateHelpers: false)
         let workload = try ComputeWorkload(items: jobItems)
@@ -114,6 +117,9 @@ public struct StarvationBench {
         self.runs = runs
         self.jobItems = jobItems
     }
+
+    /// The jobs `run` measures, for a progress estimate.
+    public var jobCount: Int { runs * Case.allCases.count }
 
     public func run(progress: (String) -> Void = { _ in }) throws -> Result {
         let nicePool = try KTask.Pool(name: "ktask-s19", isolateHelpers: false)

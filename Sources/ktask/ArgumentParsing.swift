@@ -62,3 +62,12 @@ func parseNodeChoice(_ argument: String) throws -> NodeChoice {
         return .list(ids)
     }
 }
+
+extension WorkloadKind {
+    /// Every accepted `--workload`, with what it does.
+    static let help: ArgumentHelp = """
+        The workload: prefault (fault in fresh memory, as a VM start does), init (initialise page descriptors, \
+        as boot does), compute (a CPU-bound hash), or rate-limited (a test workload whose throughput is capped \
+        at a number of threads).
+        """
+}

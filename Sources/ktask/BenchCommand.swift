@@ -22,7 +22,7 @@ struct ScalingBenchCommand: ParsableCommand {
             seconds with the standard deviation as a percentage of the mean, and the speedup over 1 thread.
             """)
 
-    @Option(help: "The workload: prefault (fault in fresh memory), init (initialise page descriptors), compute (CPU-bound hash).")
+    @Option(help: WorkloadKind.help)
     var workload: WorkloadKind = .prefault
 
     @Option(help: ArgumentHelp("Thread counts to measure, comma-separated (default: 1 to the CPU budget).", valueName: "n,n,..."), transform: ThreadCounts.parse)
@@ -51,6 +51,7 @@ struct ScalingBenchCommand: ParsableCommand {
         guard runs >= 1 && runs <= 10_000 else {
             throw ValidationError("--runs is \(runs); it must be between 1 and 10000")
         }
+        if let plot { try SpeedupPlot.checkWritable(plot) }
     }
 
     func run() throws {
@@ -58,9 +59,9 @@ struct ScalingBenchCommand: ParsableCommand {
         let counts = threads?.counts ?? Array(1...budget)
         let size = self.size?.value ?? workload.defaultSize
         let runner = BenchRunner(workload: workload, size: size, threadCounts: counts, runs: runs, nodes: nodes)
-        let progress = ProgressLine(enabled: isatty(STDERR_FILENO) == 1)
+        let progress = ProgressLine(jobs: runs * counts.count)
         let result = try runner.run { run, runs, threads in
-            progress.show("\(workload.rawValue): run \(run)/\(runs), \(threads) thread(s)")
+            if run == 0 { progress.warmUp(workload.rawValue) } else { progress.job("\(workload.rawValue): run \(run)/\(runs), \(threads) thread(s)") }
         }
         progress.clear()
         switch format {
@@ -110,8 +111,8 @@ struct DisturbanceBenchCommand: ParsableCommand {
         let threads = CPUBudget.read().budget
         let bench = DisturbanceBench(foregroundCommand: foregroundCommand(threads: threads, seconds: seconds),
                                      foregroundThreads: threads, seconds: seconds, runs: runs)
-        let progress = ProgressLine(enabled: isatty(STDERR_FILENO) == 1)
-        let result = try bench.run { progress.show($0) }
+        let progress = ProgressLine(jobs: bench.jobCount)
+        let result = try bench.run { progress.job($0) }
         progress.clear()
         switch format {
         case .table: print(DisturbanceOutput.table(result), terminator: "")
@@ -149,8 +150,8 @@ struct StarvationBenchCommand: ParsableCommand {
         let threads = CPUBudget.read().budget
         let bench = StarvationBench(foregroundCommand: foregroundCommand(threads: threads, seconds: maxLoadSeconds), runs: runs,
                                     jobItems: size.value)
-        let progress = ProgressLine(enabled: isatty(STDERR_FILENO) == 1)
-        let result = try bench.run { progress.show($0) }
+        let progress = ProgressLine(jobs: bench.jobCount)
+        let result = try bench.run { progress.job($0) }
         progress.clear()
         switch format {
         case .table: print(StarvationOutput.table(result), terminator: "")

@@ -18,6 +18,9 @@ struct CheckPlacementCommand: ParsableCommand {
             transform: SizeArgument.parse)
     var size: SizeArgument = SizeArgument(argument: "64M")!
 
+    @Option(help: "Output format.")
+    var format: OutputFormat = .table
+
     func run() throws {
         let budget = CPUBudget.read()
         guard let numaNode = budget.topology.nodes.first(where: { $0.id == node }) else {
@@ -62,12 +65,26 @@ struct CheckPlacementCommand: ParsableCommand {
         let ok = cpusSeen.allSatisfy(allowed.contains) && masksSeen.allSatisfy { $0.allSatisfy(allowed.contains) }
             && onNode == pageNodes.count
         struct Result: Encodable {
+            var schema = jsonSchemaVersion
             let node: Int, node_cpus: [Int], process_affinity: [Int], cpus_seen: [Int], thread_masks_seen: [[Int]], threads_used: Int,
                 pages: Int, pages_on_node: Int, ok: Bool
         }
-        print(try encodeJSON(Result(node: node, node_cpus: nodeCPUs.cpus, process_affinity: processMask.cpus, cpus_seen: cpusSeen,
-                                    thread_masks_seen: masksSeen, threads_used: report.threadsUsed, pages: pageNodes.count,
-                                    pages_on_node: onNode, ok: ok)))
+        switch format {
+        case .json:
+            print(try encodeJSON(Result(node: node, node_cpus: nodeCPUs.cpus, process_affinity: processMask.cpus, cpus_seen: cpusSeen,
+                                        thread_masks_seen: masksSeen, threads_used: report.threadsUsed, pages: pageNodes.count,
+                                        pages_on_node: onNode, ok: ok)))
+        case .table:
+            var table = TextTable(notes: ["a job placed on node \(node) over \(Units.bytes(bytes)) bound there, read back from the kernel"],
+                                  columns: ["check", "expected", "seen", "result"])
+            let cpusOK = cpusSeen.allSatisfy(allowed.contains), masksOK = masksSeen.allSatisfy { $0.allSatisfy(allowed.contains) }
+            table.add(["CPUs chunks ran on", "\(CPUList(allowed.sorted()))", "\(CPUList(cpusSeen))", cpusOK ? "ok" : "OFF NODE"])
+            table.add(["threads' affinity masks", "within \(CPUList(allowed.sorted()))",
+                       masksSeen.map { "\(CPUList($0))" }.joined(separator: "; "), masksOK ? "ok" : "OFF NODE"])
+            table.add(["pages on node \(node)", "\(pageNodes.count)", "\(onNode)", onNode == pageNodes.count ? "ok" : "OFF NODE"])
+            table.footnotes.append("\(report.threadsUsed) thread(s) used; " + (ok ? "placement ok" : "placement off"))
+            print(table.render(), terminator: "")
+        }
         if !ok { throw ExitCode(1) }
     }
 }

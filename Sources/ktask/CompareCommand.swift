@@ -16,7 +16,7 @@ struct CompareCommand: ParsableCommand {
             ratio = the peer's median seconds / ktask's: above 1, ktask was faster.
             """)
 
-    @Option(help: "The workload: prefault, init or compute.")
+    @Option(help: WorkloadKind.help)
     var workload: WorkloadKind = .compute
 
     @Option(help: ArgumentHelp("Thread counts, comma-separated (default: 1 to the CPU budget).", valueName: "n,n,..."), transform: ThreadCounts.parse)
@@ -47,6 +47,7 @@ struct CompareCommand: ParsableCommand {
 
     func validate() throws {
         guard runs >= 1 && runs <= 10_000 else { throw ValidationError("--runs is \(runs); it must be between 1 and 10000") }
+        if let plot { try SpeedupPlot.checkWritable(plot) }
     }
 
     func run() throws {
@@ -55,9 +56,10 @@ struct CompareCommand: ParsableCommand {
                                    threadCounts: Array(Set(counts)).sorted(), runs: runs, systems: systems,
                                    peersDirectory: peers ?? Self.defaultPeersDirectory(),
                                    options: KTask.Options(helperPriority: helperPriority))
-        let progress = ProgressLine(enabled: isatty(STDERR_FILENO) == 1)
+        let progress = ProgressLine(jobs: runs * systems.count * Set(counts).count)
         let result = try runner.run { run, runs, system, threads in
-            progress.show("\(workload.rawValue): run \(run)/\(runs), \(system.rawValue), \(threads) thread(s)")
+            if run == 0 { progress.warmUp("\(workload.rawValue), \(system.rawValue)"); return }
+            progress.job("\(workload.rawValue): run \(run)/\(runs), \(system.rawValue), \(threads) thread(s)")
         }
         progress.clear()
         switch format {

@@ -96,28 +96,17 @@ struct MachineInfo {
 
     struct JSON: Encodable {
         struct Node: Encodable {
-            let id: Int; let cpus: [Int]; let memory_bytes: Int?; let memory_allowed: Bool; let kind: String?
+            let id: Int; let cpus: [Int]; let memory_bytes: Nullable<Int>; let memory_allowed: Bool; let kind: Nullable<String>
             let serving_cpus: [Int]; let serving_reason: String
-            enum CodingKeys: CodingKey { case id, cpus, memory_bytes, memory_allowed, kind, serving_cpus, serving_reason }
-            /// Unknown values are null, not left out.
-            func encode(to encoder: any Encoder) throws {
-                var container = encoder.container(keyedBy: CodingKeys.self)
-                try container.encode(id, forKey: .id)
-                try container.encode(cpus, forKey: .cpus)
-                try container.encode(memory_bytes, forKey: .memory_bytes)
-                try container.encode(memory_allowed, forKey: .memory_allowed)
-                try container.encode(kind, forKey: .kind)
-                try container.encode(serving_cpus, forKey: .serving_cpus)
-                try container.encode(serving_reason, forKey: .serving_reason)
-            }
         }
-        struct MemoryNodes: Encodable { let nodes: [Int]?; let source: String }
+        struct MemoryNodes: Encodable { let nodes: Nullable<[Int]>; let source: String }
         struct Limit: Encodable { let kind: String; let source: String; let value: String }
         struct Energy: Encodable { let restricted: Bool; let reason: String }
         struct Cap: Encodable { let max_busy_helpers: Int; let source: String }
         struct Pool: Encodable { let live_threads: Int; let idle_threads: Int; let busy_helpers: Int }
         struct Isolation: Encodable { let kind: String; let detail: String }
         struct Profile: Encodable { let path: String; let classes: [String: Int] }
+        var schema = jsonSchemaVersion
         let root: String
         let nodes: [Node]
         let allowed_memory_nodes: MemoryNodes
@@ -128,9 +117,9 @@ struct MachineInfo {
         let energy: Energy
         let helper_cap: Cap
         let pool: Pool
-        let helper_isolation: Isolation?
-        let starvation_guard: String?
-        let tuning_profile: Profile?
+        let helper_isolation: Nullable<Isolation>
+        let starvation_guard: Nullable<String>
+        let tuning_profile: Nullable<Profile>
         let notes: [String]
     }
 
@@ -139,19 +128,19 @@ struct MachineInfo {
             root: budget.root.isLive ? "/" : budget.root.path,
             nodes: budget.usableByNode.map { node, cpus in
                 let serving = budget.servingCPUs(of: node)
-                return .init(id: node.id, cpus: cpus.cpus, memory_bytes: node.memoryBytes,
-                             memory_allowed: budget.memoryAllowed(on: node.id), kind: budget.topology.memoryKind(of: node),
+                return .init(id: node.id, cpus: cpus.cpus, memory_bytes: Nullable(node.memoryBytes),
+                             memory_allowed: budget.memoryAllowed(on: node.id), kind: Nullable(budget.topology.memoryKind(of: node)),
                              serving_cpus: serving.cpus.cpus, serving_reason: serving.reason)
             },
-            allowed_memory_nodes: .init(nodes: budget.allowedMemoryNodes?.cpus, source: budget.allowedMemorySource),
+            allowed_memory_nodes: .init(nodes: Nullable(budget.allowedMemoryNodes?.cpus), source: budget.allowedMemorySource),
             usable_cpus: budget.usable.cpus, offline_cpus: budget.topology.offline.cpus, cpu_budget: budget.budget,
             limits: budget.limits.map { .init(kind: $0.kind, source: $0.source, value: $0.value) },
             energy: .init(restricted: energy.restricted, reason: energy.reason),
             helper_cap: .init(max_busy_helpers: cap.maxBusyHelpers, source: cap.source.rawValue),
             pool: .init(live_threads: pool.liveThreads, idle_threads: pool.idleThreads, busy_helpers: pool.busyHelpers),
-            helper_isolation: isolation.map { .init(kind: $0.kind.rawValue, detail: $0.detail) },
-            starvation_guard: starvationGuard?.rawValue,
-            tuning_profile: profile.map { .init(path: $0.path, classes: $0.profile.classes.mapValues(\.maxThreads)) },
+            helper_isolation: Nullable(isolation.map { .init(kind: $0.kind.rawValue, detail: $0.detail) }),
+            starvation_guard: Nullable(starvationGuard?.rawValue),
+            tuning_profile: Nullable(profile.map { .init(path: $0.path, classes: $0.profile.classes.mapValues(\.maxThreads)) }),
             notes: budget.notes)
         return try encodeJSON(value)
     }

@@ -16,7 +16,7 @@ struct TuneCommand: ParsableCommand {
             jobs that set KTask.Options.workClass to the class get at most that many threads.
             """)
 
-    @Option(help: "The workload: prefault, init, compute, or rate-limited (a test workload whose knee is --permits).")
+    @Option(help: WorkloadKind.help)
     var workload: WorkloadKind = .compute
 
     @Option(help: ArgumentHelp("Bytes for prefault/init, items for compute/rate-limited (K, M, G, T suffixes; default: as ktask bench).", valueName: "size"), transform: SizeArgument.parse)
@@ -67,9 +67,10 @@ struct TuneCommand: ParsableCommand {
         let instance = try workload.make(size: size?.value ?? workload.defaultSize, permits: permits)
         let runner = TuneRunner(workload: instance, workClass: workClass ?? workload.rawValue, maxThreads: maxThreads ?? budget,
                                 runs: runs, minimumGain: minGain)
-        let progress = ProgressLine(enabled: isatty(STDERR_FILENO) == 1)
+        let progress = ProgressLine(jobs: runs * runner.maxThreads)
         let result = try runner.run { run, runs, threads in
-            progress.show("tune \(runner.workClass): run \(run)/\(runs), \(threads) thread(s)")
+            if run == 0 { progress.warmUp("tune \(runner.workClass)"); return }
+            progress.job("tune \(runner.workClass): run \(run)/\(runs), \(threads) thread(s)")
         }
         progress.clear()
         if !dryRun {

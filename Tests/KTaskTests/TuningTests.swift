@@ -26,6 +26,22 @@ struct TuningTests {
         let profile = KTask.TuningProfile(classes: ["init": .init(maxThreads: 3, minimumGain: 0.1, cpuBudget: 16, itemsPerSecond: [1, 1.9, 2.5])])
         try profile.save(to: path)
         #expect(try KTask.TuningProfile.load(from: path) == profile)
+        // snake_case like every JSON ktask writes.
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        for key in ["max_threads", "minimum_gain", "cpu_budget", "items_per_second"] { #expect(text.contains("\"\(key)\""), "\(text)") }
+        #expect(!text.contains("maxThreads"))
+    }
+
+    @Test("a profile written before 0.3 (camelCase keys) still loads")
+    func camelCaseProfile() throws {
+        let path = temporaryPath("camel")
+        let folder = (path as NSString).deletingLastPathComponent
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        try #"{"version": 1, "classes": {"bufferPool": {"maxThreads": 3, "minimumGain": 0.1, "cpuBudget": 8, "itemsPerSecond": [1, 1.8, 2.4]}}}"#
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        let profile = try KTask.TuningProfile.load(from: path)
+        #expect(profile.classes == ["bufferPool": .init(maxThreads: 3, minimumGain: 0.1, cpuBudget: 8, itemsPerSecond: [1, 1.8, 2.4])])
     }
 
     @Test("unreadable, malformed, other-version and out-of-range profiles are typed errors naming the file")
@@ -39,7 +55,7 @@ struct TuningTests {
             return reason.contains("cannot be read")
         }
         for (text, expected) in [("not json", "not a ktask profile"), (#"{"version": 9, "classes": {}}"#, "version 9"),
-                                 (#"{"version": 1, "classes": {"x": {"maxThreads": 0, "minimumGain": 0.1, "cpuBudget": 2, "itemsPerSecond": []}}}"#, "maxThreads >= 1")] {
+                                 (#"{"version": 1, "classes": {"x": {"maxThreads": 0, "minimumGain": 0.1, "cpuBudget": 2, "itemsPerSecond": []}}}"#, "max_threads >= 1")] {
             try text.write(toFile: path, atomically: true, encoding: .utf8)
             #expect { try KTask.TuningProfile.load(from: path) } throws: { error in
                 guard case KTask.Error.invalidProfile(path, let reason) = error else { return false }

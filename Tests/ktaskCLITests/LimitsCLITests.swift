@@ -65,7 +65,7 @@ struct LimitsCLITests {
     func checkPlacementReadsMasksBack() throws {
         let ktask = try ktaskExecutable()
         for prefix in [[], ["/usr/bin/taskset", "-c", "1"]] {
-            let arguments = [ktask, "check-placement", "--node", "0", "--size", "8M"]
+            let arguments = [ktask, "check-placement", "--node", "0", "--size", "8M", "--format", "json"]
             let run = prefix.isEmpty ? try runKTask(Array(arguments.dropFirst()))
                 : try runCommand(prefix[0], Array(prefix.dropFirst()) + arguments)
             #expect(run.status == 0, "\(run.stderr)")

@@ -39,6 +39,33 @@ extension KTask {
             /// Throughput (items per second, medians) at 1, 2, ... threads.
             public var itemsPerSecond: [Double]
 
+            /// The file's keys are snake_case like every JSON ktask writes; profiles written before 0.3 used
+            /// camelCase and are still read.
+            enum CodingKeys: String, CodingKey {
+                case maxThreads = "max_threads", minimumGain = "minimum_gain", cpuBudget = "cpu_budget"
+                case itemsPerSecond = "items_per_second"
+            }
+
+            enum CamelCaseKeys: String, CodingKey {
+                case maxThreads, minimumGain, cpuBudget, itemsPerSecond
+            }
+
+            public init(from decoder: any Decoder) throws {
+                let container = try decoder.container(keyedBy: CodingKeys.self)
+                if container.contains(.maxThreads) {
+                    self.init(maxThreads: try container.decode(Int.self, forKey: .maxThreads),
+                              minimumGain: try container.decode(Double.self, forKey: .minimumGain),
+                              cpuBudget: try container.decode(Int.self, forKey: .cpuBudget),
+                              itemsPerSecond: try container.decode([Double].self, forKey: .itemsPerSecond))
+                } else {
+                    let old = try decoder.container(keyedBy: CamelCaseKeys.self)
+                    self.init(maxThreads: try old.decode(Int.self, forKey: .maxThreads),
+                              minimumGain: try old.decode(Double.self, forKey: .minimumGain),
+                              cpuBudget: try old.decode(Int.self, forKey: .cpuBudget),
+                              itemsPerSecond: try old.decode([Double].self, forKey: .itemsPerSecond))
+                }
+            }
+
             /// One class's measurement, as `ktask tune` saves it.
             public init(maxThreads: Int, minimumGain: Double, cpuBudget: Int, itemsPerSecond: [Double]) {
                 self.maxThreads = maxThreads
@@ -110,7 +137,7 @@ extension KTask {
                 throw .invalidProfile(path: path, reason: "has version \(version); this ktask reads version \(Self.currentVersion)")
             }
             for (name, entry) in classes where entry.maxThreads < 1 || !(0...1).contains(entry.minimumGain) {
-                throw .invalidProfile(path: path, reason: "class \"\(name)\" needs maxThreads >= 1 and minimumGain in 0...1")
+                throw .invalidProfile(path: path, reason: "class \"\(name)\" needs max_threads >= 1 and minimum_gain in 0...1")
             }
         }
 

@@ -1,38 +1,38 @@
 import Foundation
 import KTaskWorkloads
 
-/// The seed's table: `thr  speedup  average sec (± %)`.
+/// The seed's table: `thr  speedup  average (± %)`, times in a unit that fits.
 enum BenchTable {
     static func render(_ result: BenchResult, cpuTime: Bool = false) -> String {
-        var text = "# \(result.summary), \(result.runs) run(s) per row\n"
-        text += "thr  speedup  average sec" + (cpuTime ? "        cpu sec (× 1 thread)" : "") + "\n"
+        var table = TextTable(notes: ["\(result.summary), \(result.runs) run(s) per row"],
+                              columns: ["thr", "speedup", "average (± sd)"] + (cpuTime ? ["cpu (× 1 thread)"] : []) + ["used"])
         let baselineCPU = result.rows.first { $0.threads == 1 }?.cpuSeconds.mean ?? 0
         for row in result.rows {
-            let speedup = row.threads == 1 ? "" : String(format: "%.1fx", row.speedup)
-            let seconds = String(format: "%.3f (± %.1f%%)", row.seconds.mean, row.seconds.standardDeviationPercent)
-            text += pad(String(row.threads), 5) + pad(speedup, 9) + seconds
+            var cells = [String(row.threads), row.threads == 1 ? "" : String(format: "%.1fx", row.speedup),
+                         "\(Units.duration(row.seconds.mean)) (± \(String(format: "%.1f", row.seconds.standardDeviationPercent))%)"]
             if cpuTime {
                 let ratio = baselineCPU > 0 ? row.cpuSeconds.mean / baselineCPU : 0
-                text += "  " + String(format: "%.3f (%.2fx)", row.cpuSeconds.mean, ratio)
+                cells.append("\(Units.duration(row.cpuSeconds.mean)) (\(String(format: "%.2f", ratio))x)")
             }
-            if row.threadsUsed < row.threads { text += "  [\(row.threadsUsed) thread(s) used]" }
-            text += "\n"
+            cells.append(row.threadsUsed < row.threads ? "\(row.threadsUsed) thread(s)" : "")
+            table.add(cells)
         }
         // "Why only 1 thread?" answered under the table.
         for row in result.rows where row.threadsUsed < row.threads {
-            text += "# \(row.threads) thread(s) asked, \(row.threadsUsed) used: limited by \(row.threadLimit.rawValue)\n"
+            table.footnotes.append("\(row.threads) thread(s) asked, \(row.threadsUsed) used: limited by \(row.threadLimit.rawValue)")
         }
         if let steal = result.stealSeconds, steal >= 0.05 {
-            text += String(format: "# the hypervisor stole %.2f s of CPU time during the runs: timings are noisier\n", steal)
+            table.footnotes.append("the hypervisor stole \(Units.duration(steal)) of CPU time during the runs: timings are noisier")
         }
-        return text
+        // The table has no "used" column when every row used the threads it asked for.
+        if !result.rows.contains(where: { $0.threadsUsed < $0.threads }) {
+            var trimmed = TextTable(notes: table.notes, columns: Array(table.columns.dropLast()))
+            trimmed.rows = table.rows.map { Array($0.dropLast()) }
+            trimmed.footnotes = table.footnotes
+            return trimmed.render()
+        }
+        return table.render()
     }
-
-}
-
-/// `text` left-aligned in a column of `width` characters (at least one space after it).
-func pad(_ text: String, _ width: Int) -> String {
-    text.count >= width ? text + " " : text + String(repeating: " ", count: width - text.count)
 }
 
 /// The bench as JSON for scripts.
@@ -54,23 +54,25 @@ enum BenchJSON {
     }
 
     struct Document: Encodable {
+        var schema = jsonSchemaVersion
         let workload: String
         let size: Int
         let runs: Int
         let summary: String
-        let steal_s: Double?
+        let steal_s: Nullable<Double>
         let rows: [Row]
     }
 
     static func render(_ result: BenchResult) throws -> String {
         let rows = result.rows.map {
-            Row(threads: $0.threads, mean_s: $0.seconds.mean, stddev_pct: $0.seconds.standardDeviationPercent,
-                median_s: $0.seconds.median, min_s: $0.seconds.min, max_s: $0.seconds.max,
-                speedup: $0.speedup, speedup_median: $0.medianSpeedup, cpu_s: $0.cpuSeconds.mean, threads_used: $0.threadsUsed, thread_limit: $0.threadLimit.rawValue, chunks: $0.chunkCount,
+            Row(threads: $0.threads, mean_s: Units.measured($0.seconds.mean), stddev_pct: Units.measured($0.seconds.standardDeviationPercent),
+                median_s: Units.measured($0.seconds.median), min_s: Units.measured($0.seconds.min), max_s: Units.measured($0.seconds.max),
+                speedup: Units.measured($0.speedup), speedup_median: Units.measured($0.medianSpeedup), cpu_s: Units.measured($0.cpuSeconds.mean),
+                threads_used: $0.threadsUsed, thread_limit: $0.threadLimit.rawValue, chunks: $0.chunkCount,
                 starvation_guard: $0.starvationGuard.rawValue)
         }
         return try encodeJSON(Document(workload: result.workload.rawValue, size: result.size, runs: result.runs,
-                                       summary: result.summary, steal_s: result.stealSeconds, rows: rows))
+                                       summary: result.summary, steal_s: Nullable(result.stealSeconds.map(Units.measured)), rows: rows))
     }
 }
 

@@ -4,21 +4,21 @@ import KTaskWorkloads
 /// `ktask compare`'s table, JSON and chart.
 enum CompareOutput {
     static func table(_ result: CompareResult) -> String {
-        var text = "# \(result.summary), \(result.runs) alternating run(s) per system and thread count\n"
-        text += "# ratio = the system's median / ktask's median at the same thread count (above 1: ktask faster);\n"
-        text += "# paired = the median of (its time / ktask's) over rounds, each pair run back to back\n"
-        text += "thr  system     median sec   min-max sec          ratio  paired\n"
+        var table = TextTable(notes: [
+            "\(result.summary), \(result.runs) alternating run(s) per system and thread count",
+            "ratio = the system's median / ktask's median at the same thread count (above 1: ktask faster);",
+            "paired = the median of (its time / ktask's) over rounds, each pair run back to back",
+        ], columns: ["thr", "system", "median", "min-max", "ratio", "paired"])
         for row in result.rows {
-            text += pad(String(row.threads), 5) + pad(row.system.rawValue, 11)
-            text += pad(String(format: "%.4f", row.seconds.median), 13)
-            text += pad(String(format: "%.4f-%.4f", row.seconds.min, row.seconds.max), 21)
-            text += String(format: "%.3f  %.3f", row.ratioVsKTask, row.pairedRatioVsKTask) + "\n"
+            table.add([String(row.threads), row.system.rawValue, Units.duration(row.seconds.median),
+                       "\(Units.duration(row.seconds.min)) - \(Units.duration(row.seconds.max))",
+                       String(format: "%.3f", row.ratioVsKTask), String(format: "%.3f", row.pairedRatioVsKTask)])
         }
-        for (system, reason) in result.missing { text += "# \(system.rawValue): missing: \(reason)\n" }
+        for (system, reason) in result.missing { table.footnotes.append("\(system.rawValue): missing: \(reason)") }
         if let steal = result.stealSeconds, steal >= 0.05 {
-            text += String(format: "# the hypervisor stole %.2f s of CPU time during the runs: timings are noisier\n", steal)
+            table.footnotes.append("the hypervisor stole \(Units.duration(steal)) of CPU time during the runs: timings are noisier")
         }
-        return text
+        return table.render()
     }
 
     struct Row: Encodable {
@@ -37,22 +37,24 @@ enum CompareOutput {
     }
 
     struct Document: Encodable {
+        var schema = jsonSchemaVersion
         let workload: String
         let size: Int
         let runs: Int
         let summary: String
-        let steal_s: Double?
+        let steal_s: Nullable<Double>
         let rows: [Row]
         let missing: [Missing]
     }
 
     static func json(_ result: CompareResult) throws -> String {
         let rows = result.rows.map {
-            Row(system: $0.system.rawValue, threads: $0.threads, median_s: $0.seconds.median, min_s: $0.seconds.min,
-                max_s: $0.seconds.max, ratio_vs_ktask: $0.ratioVsKTask, paired_ratio_vs_ktask: $0.pairedRatioVsKTask)
+            Row(system: $0.system.rawValue, threads: $0.threads, median_s: Units.measured($0.seconds.median),
+                min_s: Units.measured($0.seconds.min), max_s: Units.measured($0.seconds.max),
+                ratio_vs_ktask: Units.measured($0.ratioVsKTask), paired_ratio_vs_ktask: Units.measured($0.pairedRatioVsKTask))
         }
         return try encodeJSON(Document(workload: result.workload.rawValue, size: result.size, runs: result.runs,
-                                       summary: result.summary, steal_s: result.stealSeconds, rows: rows,
+                                       summary: result.summary, steal_s: Nullable(result.stealSeconds.map(Units.measured)), rows: rows,
                                        missing: result.missing.map { Missing(system: $0.system.rawValue, reason: $0.reason) }))
     }
 

@@ -1,3 +1,4 @@
+import ArgumentParser
 import Foundation
 
 /// A chart of speedup against threads as a standalone SVG: one line per series, the ideal (speedup =
@@ -85,6 +86,23 @@ struct SpeedupPlot {
     }
 
     /// Writes the chart to `path`; throws a message naming the path if it cannot.
+    /// Throws unless `path` can be written: checked before a benchmark runs, not after its minutes.
+    static func checkWritable(_ path: String) throws {
+        let folder = (path as NSString).deletingLastPathComponent
+        var isFolder: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) {
+            guard !isFolder.boolValue, access(path, W_OK) == 0 else {
+                throw ValidationError("--plot \(path): \(isFolder.boolValue ? "is a folder" : "is not writable")")
+            }
+            return
+        }
+        let parent = folder.isEmpty ? "." : folder
+        guard FileManager.default.fileExists(atPath: parent, isDirectory: &isFolder), isFolder.boolValue else {
+            throw ValidationError("--plot \(path): the folder \(parent) does not exist")
+        }
+        guard access(parent, W_OK) == 0 else { throw ValidationError("--plot \(path): the folder \(parent) is not writable") }
+    }
+
     func write(to path: String) throws {
         do {
             try svg().write(toFile: path, atomically: true, encoding: .utf8)

@@ -4,17 +4,17 @@ import KTaskWorkloads
 /// `ktask tune`'s table and JSON.
 enum TuneOutput {
     static func table(_ result: TuneResult, savedTo path: String?) -> String {
-        var text = "# \(result.summary), medians of \(result.runs) run(s)\n"
-        text += "thr  median sec  items/s          gain (× 1 thread)\n"
+        var table = TextTable(notes: ["\(result.summary), medians of \(result.runs) run(s)"],
+                              columns: ["thr", "median", "throughput", "gain (× 1 thread)", ""])
         let single = result.points.first?.itemsPerSecond ?? 1
         for (index, point) in result.points.enumerated() {
             let gain = index == 0 ? "" : String(format: "%+.2f", (point.itemsPerSecond - result.points[index - 1].itemsPerSecond) / single)
-            text += String(format: "%-4d %-11.4f %-16.0f %@", point.threads, point.seconds.median, point.itemsPerSecond, gain)
-            text += (point.threads == result.knee ? "  <- knee" : "") + "\n"
+            table.add([String(point.threads), Units.duration(point.seconds.median), Units.rate(point.itemsPerSecond, "items/s"), gain,
+                       point.threads == result.knee ? "<- knee" : ""])
         }
-        text += "knee: \(result.knee) thread(s) for class \"\(result.workClass)\" (a thread must add \(Int(result.minimumGain * 100))% of one thread's throughput)\n"
-        text += path.map { "saved to \($0)\n" } ?? "not saved (--dry-run)\n"
-        return text
+        table.footnotes.append("knee: \(result.knee) thread(s) for class \"\(result.workClass)\" (a thread must add \(Int(result.minimumGain * 100))% of one thread's throughput)")
+        table.footnotes.append(path.map { "saved to \($0)" } ?? "not saved (--dry-run)")
+        return table.render()
     }
 
     struct Point: Encodable {
@@ -27,13 +27,14 @@ enum TuneOutput {
     }
 
     struct Document: Encodable {
+        var schema = jsonSchemaVersion
         let work_class: String
         let summary: String
         let runs: Int
         let min_gain: Double
         let knee: Int
         let points: [Point]
-        let saved_to: String?
+        let saved_to: Nullable<String>
     }
 
     static func json(_ result: TuneResult, savedTo path: String?) throws -> String {
@@ -41,9 +42,9 @@ enum TuneOutput {
             work_class: result.workClass, summary: result.summary, runs: result.runs, min_gain: result.minimumGain,
             knee: result.knee,
             points: result.points.map {
-                Point(threads: $0.threads, median_s: $0.seconds.median, min_s: $0.seconds.min, max_s: $0.seconds.max,
-                      items_per_s: $0.itemsPerSecond, threads_used: $0.threadsUsed)
+                Point(threads: $0.threads, median_s: Units.measured($0.seconds.median), min_s: Units.measured($0.seconds.min),
+                      max_s: Units.measured($0.seconds.max), items_per_s: Units.measured($0.itemsPerSecond), threads_used: $0.threadsUsed)
             },
-            saved_to: path))
+            saved_to: Nullable(path)))
     }
 }

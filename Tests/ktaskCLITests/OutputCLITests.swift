@@ -1,0 +1,100 @@
+import Foundation
+import Testing
+@testable import ktask
+
+/// Every subcommand's output: units that fit, one table style, JSON with a schema and explicit nulls.
+@Suite("Output: units, tables, JSON", .serialized)
+struct OutputCLITests {
+    @Test("times and rates in a unit that fits, 3-4 significant digits, never e-notation")
+    func units() {
+        #expect(Units.duration(65.5) == "65.50 s")
+        #expect(Units.duration(1.2345) == "1.234 s" || Units.duration(1.2345) == "1.235 s")
+        #expect(Units.duration(0.01234) == "12.34 ms")
+        #expect(Units.duration(0.0004567) == "456.7 µs")
+        #expect(Units.duration(0.000000025) == "25.00 ns")
+        #expect(Units.duration(4000) == "4000 s")
+        #expect(Units.rate(1_234_000, "items/s") == "1.234 M items/s")
+        #expect(Units.rate(950, "items/s") == "950.0 items/s")
+        #expect(Units.rate(2.5e10, "B/s") == "25.00 G B/s")
+        #expect(Units.bytes(64 << 20) == "64 MiB")
+        #expect(Units.bytes(3 << 29) == "1.500 GiB")
+        #expect(Units.measured(0.123456789) == 0.1235)
+        #expect(Units.measured(123456.789) == 123500)
+    }
+
+    @Test("one table style: notes, titles, rows, two spaces between columns")
+    func tableStyle() {
+        var table = TextTable(notes: ["a note"], columns: ["thr", "time"])
+        table.add(["1", "1.000 s"])
+        table.add(["16", "65.50 ms"])
+        table.footnotes.append("why")
+        #expect(table.render() == "# a note\nthr  time\n1    1.000 s\n16   65.50 ms\n# why\n")
+    }
+
+    @Test("progress: the warm-up is named, not run 0; elapsed time, and an estimate once a measured job has ended")
+    func progress() {
+        let progress = ProgressLine(enabled: false, jobs: 4)
+        let warmUp = progress.warmUp("prefault")
+        #expect(warmUp.hasPrefix("prefault: warm-up · ") && warmUp.contains("elapsed") && !warmUp.contains("left"))
+        let first = progress.job("prefault: run 1/2, 1 thread(s)")
+        #expect(first.contains("elapsed") && !first.contains("left"), "\(first)")
+        let second = progress.job("prefault: run 1/2, 2 thread(s)")
+        #expect(second.hasPrefix("prefault: run 1/2, 2 thread(s) · ") && second.hasSuffix(" left"), "\(second)")
+        #expect(ProgressLine.text("x", elapsed: 12.3, left: 45) == "x · 12.30 s elapsed, about 45.00 s left")
+    }
+
+    @Test("tables of bench, compare and tune use units and no e-notation")
+    func tablesUseUnits() throws {
+        let runs = [
+            try runKTask(["bench", "--workload", "compute", "--threads", "1,2", "--size", "1M", "--runs", "1"]),
+            try runKTask(["compare", "--workload", "compute", "--threads", "1", "--size", "1M", "--runs", "1", "--systems", "dispatch"]),
+            try runKTask(["tune", "--workload", "compute", "--size", "1M", "--runs", "1", "--max-threads", "2", "--dry-run"]),
+        ]
+        for run in runs {
+            #expect(run.status == 0, "\(run.stderr)")
+            #expect(run.stdout.range(of: "[0-9]e[+-]?[0-9]", options: .regularExpression) == nil, "\(run.stdout)")
+            #expect(run.stdout.range(of: "[0-9] (s|ms|µs)\\b", options: .regularExpression) != nil, "\(run.stdout)")
+            #expect(run.stdout.hasPrefix("# "), "notes first: \(run.stdout)")
+        }
+        #expect(runs[2].stdout.contains(" items/s"), "\(runs[2].stdout)")
+    }
+
+    @Test("every JSON document has schema 1 and shows unknown values as null",
+          arguments: [
+            ["bench", "--workload", "compute", "--threads", "1", "--size", "1M", "--runs", "1", "--format", "json"],
+            ["compare", "--workload", "compute", "--threads", "1", "--size", "1M", "--runs", "1", "--systems", "dispatch", "--format", "json"],
+            ["tune", "--workload", "compute", "--size", "1M", "--runs", "1", "--max-threads", "1", "--dry-run", "--format", "json"],
+            ["info", "--format", "json"],
+            ["check-placement", "--node", "0", "--size", "1M", "--format", "json"],
+          ])
+    func jsonSchema(arguments: [String]) throws {
+        let run = try runKTask(arguments, environment: ["KTASK_PROFILE": "/nonexistent/profile.json"])
+        #expect(run.status == 0, "\(run.stderr)")
+        let document = try #require(try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? [String: Any], "\(run.stdout)")
+        #expect(document["schema"] as? Int == 1, "\(run.stdout)")
+        // Optional values are present as null when unknown.
+        switch arguments[0] {
+        case "bench", "compare": #expect(document.keys.contains("steal_s"))
+        case "tune": #expect(document["saved_to"] is NSNull, "--dry-run saves nothing: \(run.stdout)")
+        case "info": #expect(document["tuning_profile"] is NSNull, "\(run.stdout)")
+        default: break
+        }
+    }
+
+    @Test("check-placement prints a table by default")
+    func checkPlacementTable() throws {
+        let run = try runKTask(["check-placement", "--node", "0", "--size", "1M"])
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect(run.stdout.contains("pages on node 0") && run.stdout.contains("placement ok"), "\(run.stdout)")
+    }
+
+    @Test("help lists every accepted workload, with what it does", arguments: [["bench", "scaling"], ["compare"], ["tune"]])
+    func helpListsWorkloads(command: [String]) throws {
+        let run = try runKTask(command + ["--help"])
+        let help = run.stdout.replacingOccurrences(of: "\\s+", with: " ", options: .regularExpression)
+        for workload in ["prefault (fault in fresh memory", "init (initialise page descriptors", "compute (a CPU-bound hash",
+                         "rate-limited (a test workload"] {
+            #expect(help.contains(workload), "\(command): \(help)")
+        }
+    }
+}
