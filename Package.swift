@@ -22,7 +22,7 @@ let package = Package(
             name: "CKTaskShims",
             cSettings: [.define("_GNU_SOURCE")]
         ),
-        // Wrappers only the benchmark workloads need (populate advice, process CPU time).
+        // Wrappers only the benchmark workloads need (process CPU time).
         .target(name: "CKTaskWorkloadShims"),
         // The engine: job parameters, chunk planning, the claim loop with undo, the helper pool, priority.
         .target(
@@ -35,7 +35,7 @@ let package = Package(
         // The seed's real workloads (prefault, init, compute) and the benchmark driver, shared by the CLI and tests.
         .target(
             name: "KTaskWorkloads",
-            dependencies: ["KTask", "CKTaskWorkloadShims"]
+            dependencies: ["KTask", "CKTaskShims", "CKTaskWorkloadShims"]
         ),
         .executableTarget(
             name: "ktask",

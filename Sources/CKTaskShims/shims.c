@@ -9,6 +9,7 @@
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/mman.h>
 
 #ifndef MPOL_BIND
 #define MPOL_BIND 2
@@ -69,3 +70,18 @@ int CKTask_futex_wait(uint32_t *address, uint32_t expected, int64_t timeout_ns) 
 int CKTask_futex_wake(uint32_t *address, int count) {
     return (int)syscall(SYS_futex, address, FUTEX_WAKE_PRIVATE, count, NULL, NULL, 0);
 }
+
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22
+#endif
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+#ifndef MAP_HUGE_SHIFT
+#define MAP_HUGE_SHIFT 26
+#endif
+int CKTask_MADV_POPULATE_READ(void) { return MADV_POPULATE_READ; }
+int CKTask_MADV_POPULATE_WRITE(void) { return MADV_POPULATE_WRITE; }
+int CKTask_MADV_HUGEPAGE(void) { return MADV_HUGEPAGE; }
+int CKTask_MAP_HUGETLB(void) { return MAP_HUGETLB; }
+int CKTask_MAP_HUGE_SIZE(int log2PageSize) { return log2PageSize << MAP_HUGE_SHIFT; }

@@ -3,11 +3,7 @@
 #include <sys/mman.h>
 #include <time.h>
 
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23
-#endif
 
-int CKTask_MADV_POPULATE_WRITE(void) { return MADV_POPULATE_WRITE; }
 
 int64_t CKTask_process_cpu_time_ns(void) {
     struct timespec ts;

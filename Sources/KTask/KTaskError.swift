@@ -48,12 +48,30 @@ extension KTask {
         case invalidAdaptiveThreads(minimumGain: Double, window: Duration)
         /// The job was cancelled before all chunks ran; completed chunks were undone.
         case cancelled
+        /// A parameter outside what is allowed (e.g. a memory size below 1, a region off page boundaries).
+        case invalidParameter(name: String, value: String, allowed: String)
+        /// The hugetlb pool for `pageSize` has `available` free pages and `needed` more are needed.
+        case hugePagesUnavailable(pageSize: Int, needed: Int, available: Int)
+        /// The kernel refused a memory mapping of `bytes`.
+        case mapFailed(bytes: Int, reason: String)
+        /// Populating memory failed at byte `offset` of the region (no memory left, hugetlb pool exhausted,
+        /// the cgroup's memory limit).
+        case populateFailed(offset: Int, reason: String)
 
         /// A one-line account for logs and error messages.
         public var description: String {
             switch self {
             case .negativeRangeStart(let start):
                 "the range of work items starts at \(start); it must start at 0 or above"
+            case .invalidParameter(let name, let value, let allowed):
+                "\(name) is \(value); it must be \(allowed)"
+            case .hugePagesUnavailable(let pageSize, let needed, let available):
+                "\(needed) huge page(s) of \(pageSize >> 20) MiB needed, \(available) available in the hugetlb pool; reserve more as root "
+                    + "with `echo N > /sys/kernel/mm/hugepages/hugepages-\(pageSize >> 10)kB/nr_hugepages` (N = pages in the pool)"
+            case .mapFailed(let bytes, let reason):
+                "could not map \(bytes) bytes: \(reason)"
+            case .populateFailed(let offset, let reason):
+                "could not populate memory at byte \(offset): \(reason)"
             case .invalidMinChunk(let value):
                 "minChunk is \(value); it must be at least 1"
             case .invalidAlign(let value):

@@ -9,16 +9,18 @@ enum MultithreadedJob {
         // A job cancelled before it starts runs no chunk, on any thread.
         guard !cancellation.isCancelled(onCaller: true) else { throw KTask.Error.cancelled }
 
-        let log = JobLog(options)
         // Plan.
         let plan: ThreadPlan
         switch try ThreadPlan.make(input, options: options) {
         case .noWork: return .noWork
         case .inline(let range, let limit):
-            log.debug("\(range.count) items run inline on the calling thread: limited by \(limit.rawValue)")
+            if options.logger != nil || options.pool.logger != nil {
+                JobLog(options).debug("\(range.count) items run inline on the calling thread: limited by \(limit.rawValue)")
+            }
             return try runInline(range, start: start, limit: limit, chunk)
         case .parallel(let parallel): plan = parallel
         }
+        let log = JobLog(options)
         // Reserve.
         let reserved = plan.reserve(in: options.pool)
         let helpers = reserved.reduce(0) { $0 + $1.reservation.count }

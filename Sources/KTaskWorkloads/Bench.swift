@@ -40,11 +40,14 @@ public struct BenchRunner {
     public let runs: Int
     public let nodes: NodeChoice
     public let options: KTask.Options
+    /// The prefault workload's pages.
+    public let pageMode: KTask.PageMode
 
     /// - Parameter threadCounts: the rows; 1 is always measured, as the speedup baseline.
     public init(workload: WorkloadKind, size: Int, threadCounts: [Int], runs: Int, nodes: NodeChoice = .local,
-                options: KTask.Options = KTask.Options()) {
+                options: KTask.Options = KTask.Options(), pageMode: KTask.PageMode = .base) {
         self.workload = workload
+        self.pageMode = pageMode
         self.size = size
         self.threadCounts = Array(Set(threadCounts + [1])).sorted()
         self.runs = runs
@@ -58,7 +61,7 @@ public struct BenchRunner {
     public func run(progress: (Int, Int, Int) -> Void = { _, _, _ in }) throws -> BenchResult {
         var nodeList: [Int]?
         if case .list(let ids) = nodes { nodeList = ids }
-        let instance = try workload.make(size: size, nodes: nodeList)
+        let instance = try workload.make(size: size, nodes: nodeList, pageMode: pageMode)
         var seconds: [Int: [Double]] = [:]
         var cpuSeconds: [Int: [Double]] = [:]
         var threadsUsed: [Int: Int] = [:]

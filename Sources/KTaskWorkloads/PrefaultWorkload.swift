@@ -1,4 +1,4 @@
-import CKTaskWorkloadShims
+import CKTaskShims
 import KTask
 import Synchronization
 
@@ -7,8 +7,9 @@ import Glibc
 #endif
 
 /// Faults in every page of a fresh anonymous mapping, a chunk of pages per call: what starting a VM
-/// with pinned (VFIO) memory does. Uses `MADV_POPULATE_WRITE` where the kernel has it (one system call
-/// per chunk), else writes one byte per page.
+/// with preallocated (or pinned, VFIO) memory does. Pages of the chosen mode: 4 KiB, transparent huge
+/// pages (as QEMU asks for guest RAM) or hugetlb 2 MiB / 1 GiB. Uses `MADV_POPULATE_WRITE` where the
+/// kernel has it (one system call per chunk), else writes one byte per page.
 public final class PrefaultWorkload: BenchWorkload, Sendable {
     /// How pages are faulted in.
     public enum Method: String, Sendable {
@@ -17,45 +18,50 @@ public final class PrefaultWorkload: BenchWorkload, Sendable {
     }
 
     public let bytes: Int
+    /// Pages of `pageMode`.
     public let items: Int
     public let method: Method
+    public let pageMode: KTask.PageMode
     /// One range of pages per node, each bound to its node; nil: one range, placed by the options.
     public let nodes: [Int]?
-    let pageSize = AnonymousMapping.pageSize
+    let pageSize: Int
 
     /// Pages per PMD (2 MiB on x86-64): chunks aligned to it never share a page-table page.
     static let pagesPerPageTable = 512
-    public var minChunk: Int { Self.pagesPerPageTable }
-    public var align: Int { Self.pagesPerPageTable }
+    /// Chunks of at least 2 MiB, aligned to it: a page-table page of 4 KiB pages, or whole huge pages.
+    public var minChunk: Int { max(1, (2 << 20) / pageSize) }
+    public var align: Int { minChunk }
 
-    public init(bytes: Int, nodes: [Int]? = nil) throws(WorkloadError) {
+    public init(bytes: Int, nodes: [Int]? = nil, pageMode: KTask.PageMode = .base) throws(WorkloadError) {
+        pageSize = pageMode.pageSize
         guard bytes >= pageSize else { throw .sizeTooSmall(workload: "prefault", size: bytes, minimum: pageSize) }
         self.bytes = bytes - bytes % pageSize
         self.items = self.bytes / pageSize
-        self.method = Self.kernelHasPopulateWrite() ? .populateWrite : .touch
+        self.method = MemoryPopulator.kernelHasPopulate ? .populateWrite : .touch
         self.nodes = nodes
+        self.pageMode = pageMode
     }
 
     public var summary: String {
-        "prefault \(bytes) bytes (\(items) pages) by \(method.rawValue)"
+        "prefault \(bytes) bytes (\(items) pages of \(pageMode)) by \(method.rawValue)"
             + (nodes.map { ", a range per node \($0.map(String.init).joined(separator: ","))" } ?? "")
     }
 
     public func prepareRun() throws -> PreparedRun {
-        let mapping = try AnonymousMapping(bytes: bytes)
-        let base = UInt(bitPattern: mapping.base)
+        let memory = try KTask.Memory(bytes: bytes, pages: pageMode)
+        let populate = MemoryPopulator(base: UInt(bitPattern: memory.base), pageSize: pageSize, write: true)
         return PreparedRun(
-            perNode: try nodes.map { try bindPerNode(mapping, nodes: $0) },
-            body: { [pageSize, method] pages in try Self.prefault(base: base, pages: pages, pageSize: pageSize, method: method) },
-            // The check holds the mapping: it is unmapped when the run is dropped.
-            check: { [items] in try Self.verifyResident(mapping, pages: items) })
+            perNode: try nodes.map { try bindPerNode(base: memory.base, nodes: $0) },
+            body: { pages in try populate(pages) },
+            // The check holds the memory: it is unmapped when the run is dropped.
+            check: { try Self.verifyResident(memory.buffer) })
     }
 
     /// One range of pages per node, each bound to its node before it is faulted in.
-    func bindPerNode(_ mapping: AnonymousMapping, nodes: [Int]) throws -> [KTask.NodeRange] {
-        let ranges = splitPerNode(items, nodes: nodes, align: Self.pagesPerPageTable)
+    func bindPerNode(base: UnsafeMutableRawPointer, nodes: [Int]) throws -> [KTask.NodeRange] {
+        let ranges = splitPerNode(items, nodes: nodes, align: align)
         for part in ranges where !part.range.isEmpty {
-            let start = mapping.base + part.range.lowerBound * pageSize
+            let start = base + part.range.lowerBound * pageSize
             try KTask.NodeMemory.bind(UnsafeMutableRawBufferPointer(start: start, count: part.range.count * pageSize), to: [part.node])
         }
         return ranges
@@ -71,7 +77,7 @@ public final class PrefaultWorkload: BenchWorkload, Sendable {
             try prefault(base: base, pages: pages, pageSize: pageSize, method: method)
         }
         if let nodes {
-            try KTask.run(perNode: try workload.bindPerNode(mapping, nodes: nodes), options: options, body)
+            try KTask.run(perNode: try workload.bindPerNode(base: mapping.base, nodes: nodes), options: options, body)
         } else {
             try KTask.run(0..<workload.items, options: options, body)
         }
@@ -92,18 +98,14 @@ public final class PrefaultWorkload: BenchWorkload, Sendable {
     }
 
     /// Every page must be resident after the job (mincore).
-    static func verifyResident(_ mapping: AnonymousMapping, pages items: Int) throws(WorkloadError) {
-        var vector = [UInt8](repeating: 0, count: items)
-        guard mincore(mapping.base, mapping.bytes, &vector) == 0 else {
+    static func verifyResident(_ buffer: UnsafeMutableRawBufferPointer) throws(WorkloadError) {
+        let page = AnonymousMapping.pageSize
+        var vector = [UInt8](repeating: 0, count: buffer.count / page)
+        guard mincore(buffer.baseAddress, buffer.count, &vector) == 0 else {
             throw .wrongResult(workload: "prefault", detail: "mincore failed (errno \(errno))")
         }
         if let missing = vector.firstIndex(where: { $0 & 1 == 0 }) {
-            throw .wrongResult(workload: "prefault", detail: "page \(missing) of \(items) is not resident")
+            throw .wrongResult(workload: "prefault", detail: "page \(missing) of \(vector.count) is not resident")
         }
-    }
-
-    static func kernelHasPopulateWrite() -> Bool {
-        guard let mapping = try? AnonymousMapping(bytes: AnonymousMapping.pageSize) else { return false }
-        return madvise(mapping.base, mapping.bytes, CKTask_MADV_POPULATE_WRITE()) == 0
     }
 }

@@ -91,10 +91,11 @@ public enum WorkloadKind: String, CaseIterable, Sendable {
     /// Builds the workload for `size` (bytes or items); allocation and pre-faulting happen here.
     /// With `nodes`, the work (and its memory) is split into one range per node, bound there.
     /// `permits`: the rate-limited workload's cap on threads doing work at once.
-    public func make(size: Int, nodes: [Int]? = nil, permits: Int = 1) throws -> any BenchWorkload {
+    /// `pageMode`: the prefault workload's pages (the others ignore it).
+    public func make(size: Int, nodes: [Int]? = nil, permits: Int = 1, pageMode: KTask.PageMode = .base) throws -> any BenchWorkload {
         switch self {
         case .rateLimited: try RateLimitedWorkload(items: size, permits: permits)
-        case .prefault: try PrefaultWorkload(bytes: size, nodes: nodes)
+        case .prefault: try PrefaultWorkload(bytes: size, nodes: nodes, pageMode: pageMode)
         case .pageInit: try PageInitWorkload(bytes: size, nodes: nodes)
         case .compute: try ComputeWorkload(items: size, nodes: nodes)
         }

@@ -1,3 +1,4 @@
+import KTask
 import Foundation
 import ArgumentParser
 import KTaskWorkloads
@@ -71,3 +72,5 @@ extension WorkloadKind {
         at a number of threads).
         """
 }
+
+extension KTask.PageMode: ExpressibleByArgument {}

@@ -35,6 +35,10 @@ struct ScalingBenchCommand: ParsableCommand {
                                valueName: "local|any|n,n,..."), transform: parseNodeChoice)
     var nodes: NodeChoice = .local
 
+    @Option(help: ArgumentHelp("The prefault workload's pages: 4k, thp (transparent huge pages, as QEMU asks for guest RAM), hugetlb-2M or hugetlb-1G (from the reserved pool). Default: thp where transparent huge pages are not off, else 4k.",
+                               valueName: "4k|thp|hugetlb-2M|hugetlb-1G"))
+    var pages: KTask.PageMode?
+
     @Option(parsing: .unconditional, help: "Runs per thread count.")
     var runs: Int = 5
 
@@ -52,20 +56,29 @@ struct ScalingBenchCommand: ParsableCommand {
             throw ValidationError("--runs is \(runs); it must be between 1 and 10000")
         }
         if let plot { try SpeedupPlot.checkWritable(plot) }
+        if pages != nil && workload != .prefault {
+            throw ValidationError("--pages is for --workload prefault; \(workload.rawValue) allocates its own memory")
+        }
     }
 
     func run() throws {
         let budget = CPUBudget.read().budget
         let counts = threads?.counts ?? Array(1...budget)
         let size = self.size?.value ?? workload.defaultSize
-        let runner = BenchRunner(workload: workload, size: size, threadCounts: counts, runs: runs, nodes: nodes)
+        let preferred = KTask.PageMode.preferred()
+        let pageMode = pages ?? preferred.mode
+        let runner = BenchRunner(workload: workload, size: size, threadCounts: counts, runs: runs, nodes: nodes, pageMode: pageMode)
         let progress = ProgressLine(jobs: runs * counts.count)
         let result = try runner.run { run, runs, threads in
             if run == 0 { progress.warmUp(workload.rawValue) } else { progress.job("\(workload.rawValue): run \(run)/\(runs), \(threads) thread(s)") }
         }
         progress.clear()
         switch format {
-        case .table: print(BenchTable.render(result, cpuTime: cpuTime), terminator: "")
+        case .table:
+            if workload == .prefault {
+                print("# pages: \(pageMode)" + (pages == nil ? " (default: \(preferred.reason))" : " (--pages)"))
+            }
+            print(BenchTable.render(result, cpuTime: cpuTime), terminator: "")
         case .json: print(try BenchJSON.render(result))
         }
         if let plot {

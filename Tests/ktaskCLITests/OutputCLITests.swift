@@ -98,3 +98,29 @@ struct OutputCLITests {
         }
     }
 }
+
+@Suite("bench --pages: the prefault workload in every page mode", .serialized)
+struct PageModeCLITests {
+    @Test("the header names the page mode and why; thp and 4k both fault every page in")
+    func pageModes() throws {
+        for (flag, expected) in [([String](), "# pages: "), (["--pages", "thp"], "# pages: thp (--pages)"), (["--pages", "4k"], "# pages: 4k (--pages)")] {
+            let run = try runKTask(["bench", "--workload", "prefault", "--size", "64M", "--threads", "1,2", "--runs", "1"] + flag)
+            #expect(run.status == 0, "\(run.stderr)")
+            #expect(run.stdout.hasPrefix(expected), "\(run.stdout)")
+        }
+    }
+
+    @Test("--pages with another workload is an argument error; a hugetlb pool too small says how to reserve pages")
+    func pageModeErrors() throws {
+        let misuse = try runKTask(["bench", "--workload", "compute", "--pages", "thp"])
+        #expect(misuse.status == 2 && misuse.stderr.contains("--pages is for --workload prefault"), "\(misuse.stderr)")
+        let bad = try runKTask(["bench", "--workload", "prefault", "--pages", "2M"])
+        #expect(bad.status == 2, "\(bad.stderr)")
+        let free = (try? String(contentsOfFile: "/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages", encoding: .utf8))
+            .flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) } ?? 0
+        let tooMany = try runKTask(["bench", "--workload", "prefault", "--pages", "hugetlb-2M", "--size", "\((free + 1) * 2)M",
+                                    "--threads", "1", "--runs", "1"])
+        #expect(tooMany.status == 1, "\(tooMany.stderr)")
+        #expect(tooMany.stderr.contains("hugepages-2048kB/nr_hugepages"), "\(tooMany.stderr)")
+    }
+}

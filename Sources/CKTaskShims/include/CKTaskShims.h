@@ -45,6 +45,15 @@ int CKTask_sched_getaffinity(int tid, size_t bytes, unsigned long *mask);
 /// sched_setaffinity(2) of the calling thread from a mask of `bytes` bytes. Returns 0 or -1 with errno.
 int CKTask_sched_setaffinity(size_t bytes, const unsigned long *mask);
 
+/// madvise(2) advice values the engine's populate uses, defined even where the headers lack them
+/// (MADV_POPULATE_READ/WRITE: Linux 5.14+; MADV_HUGEPAGE), and the mmap flags for hugetlb page sizes.
+int CKTask_MADV_POPULATE_READ(void);
+int CKTask_MADV_POPULATE_WRITE(void);
+int CKTask_MADV_HUGEPAGE(void);
+int CKTask_MAP_HUGETLB(void);
+/// MAP_HUGE_2MB / MAP_HUGE_1GB: log2(page size) << MAP_HUGE_SHIFT.
+int CKTask_MAP_HUGE_SIZE(int log2PageSize);
+
 /// mbind(2) with MPOL_BIND: pages of [address, address + length) faulted in later come from the nodes
 /// in the mask (`maxnode` bits). Returns 0 or -1 with errno.
 int CKTask_mbind_bind(void *address, unsigned long length, const unsigned long *mask, unsigned long maxnode);

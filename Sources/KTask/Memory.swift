@@ -1,0 +1,200 @@
+import CKTaskShims
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension KTask {
+    /// The page size that backs memory: it decides how a mapping is made and how ``populate(_:write:options:)``
+    /// cuts it (a huge page is never split between two threads).
+    public enum PageMode: String, Sendable, CaseIterable, CustomStringConvertible {
+        /// Base pages (4 KiB on x86-64).
+        case base = "4k"
+        /// Transparent huge pages (2 MiB, `MADV_HUGEPAGE`, as QEMU asks for guest RAM) where the kernel can
+        /// make them; chunks are 2 MiB-aligned.
+        case transparentHuge = "thp"
+        /// hugetlb pages of 2 MiB from the reserved pool (`nr_hugepages`).
+        case hugetlb2M = "hugetlb-2M"
+        /// hugetlb pages of 1 GiB from the reserved pool.
+        case hugetlb1G = "hugetlb-1G"
+
+        /// Bytes per page of this mode (a transparent huge page's 2 MiB for `.transparentHuge`).
+        public var pageSize: Int {
+            switch self {
+            case .base: Int(sysconf(Int32(_SC_PAGESIZE)))
+            case .transparentHuge, .hugetlb2M: 2 << 20
+            case .hugetlb1G: 1 << 30
+            }
+        }
+
+        public var description: String { rawValue }
+
+        /// Whether pages come from the hugetlb pool.
+        var isHugetlb: Bool { self == .hugetlb2M || self == .hugetlb1G }
+
+        /// The mode a new mapping gets when none is asked: THP unless the machine turned it off (`never`),
+        /// with the reason.
+        package static func preferred(root: SystemRoot = .live) -> (mode: PageMode, reason: String) {
+            let setting = (root.read("/sys/kernel/mm/transparent_hugepage/enabled") ?? "").trimmingCharacters(in: " \n")
+            guard let chosen = setting.split(separator: " ").first(where: { $0.hasPrefix("[") }) else {
+                return (.base, "transparent huge pages are not available here")
+            }
+            return chosen == "[never]" ? (.base, "transparent huge pages are off (never)")
+                : (.transparentHuge, "transparent huge pages are \(chosen.dropFirst().dropLast())")
+        }
+    }
+
+    /// The hugetlb pool for one page size, as `/sys/kernel/mm/hugepages` shows it.
+    package struct HugePagePool: Equatable {
+        package let pageSize: Int
+        /// Pages neither in use nor promised to a mapping.
+        package let available: Int
+        package let total: Int
+
+        package var sysfsFolder: String { "/sys/kernel/mm/hugepages/hugepages-\(pageSize >> 10)kB" }
+
+        package static func read(pageSize: Int, root: SystemRoot = .live) -> HugePagePool? {
+            let folder = "/sys/kernel/mm/hugepages/hugepages-\(pageSize >> 10)kB/"
+            guard let total = root.read(folder + "nr_hugepages").flatMap({ Int($0.trimmingCharacters(in: " \n")) }),
+                  let free = root.read(folder + "free_hugepages").flatMap({ Int($0.trimmingCharacters(in: " \n")) }) else { return nil }
+            let reserved = root.read(folder + "resv_hugepages").flatMap { Int($0.trimmingCharacters(in: " \n")) } ?? 0
+            return HugePagePool(pageSize: pageSize, available: max(0, free - reserved), total: total)
+        }
+    }
+
+    /// Anonymous memory in a chosen page mode, unmapped when the last reference goes: guest RAM, a buffer
+    /// pool. Made empty (no page faulted in); ``KTask/populate(_:write:options:)`` faults it in on many threads.
+    public final class Memory: @unchecked Sendable {
+        /// The first byte, aligned to the page mode's page size.
+        public let base: UnsafeMutableRawPointer
+        /// Bytes, a whole number of the page mode's pages.
+        public let count: Int
+        public let pageMode: PageMode
+        private let mapping: (address: UnsafeMutableRawPointer, length: Int)
+
+        /// Maps `bytes` (rounded up to whole pages of `pages`) of private anonymous memory.
+        ///
+        /// - Throws: ``KTask/Error/hugePagesUnavailable(pageSize:needed:available:)`` when the hugetlb pool has
+        ///   fewer free pages than needed (it says how to reserve more), ``KTask/Error/mapFailed(bytes:reason:)``
+        ///   when the kernel refuses the mapping, ``KTask/Error/invalidParameter(name:value:allowed:)`` for a
+        ///   size below 1.
+        public init(bytes: Int, pages: PageMode) throws(KTask.Error) {
+            guard bytes >= 1 else { throw .invalidParameter(name: "bytes", value: "\(bytes)", allowed: "at least 1") }
+            let pageSize = pages.pageSize
+            let (whole, overflow) = bytes.addingReportingOverflow(pageSize - 1)
+            guard !overflow else { throw .invalidParameter(name: "bytes", value: "\(bytes)", allowed: "at most \(Int.max - pageSize + 1)") }
+            let length = whole / pageSize * pageSize
+            var flags = MAP_PRIVATE | MAP_ANONYMOUS
+            var mapLength = length
+            switch pages {
+            case .base: break
+            // Over-map by one huge page so that the region can start on a 2 MiB boundary.
+            case .transparentHuge: mapLength += pageSize
+            case .hugetlb2M, .hugetlb1G:
+                let needed = length / pageSize
+                guard let pool = HugePagePool.read(pageSize: pageSize) else {
+                    throw .hugePagesUnavailable(pageSize: pageSize, needed: needed, available: 0)
+                }
+                guard pool.available >= needed else {
+                    throw .hugePagesUnavailable(pageSize: pageSize, needed: needed, available: pool.available)
+                }
+                flags |= CKTask_MAP_HUGETLB() | CKTask_MAP_HUGE_SIZE(Int32(pageSize.trailingZeroBitCount))
+            }
+            guard let address = mmap(nil, mapLength, PROT_READ | PROT_WRITE, flags, -1, 0), address != MAP_FAILED else {
+                let reason = String(cString: strerror(errno))
+                if pages.isHugetlb, let pool = HugePagePool.read(pageSize: pageSize) {
+                    throw .hugePagesUnavailable(pageSize: pageSize, needed: length / pageSize, available: pool.available)
+                }
+                throw .mapFailed(bytes: mapLength, reason: reason)
+            }
+            mapping = (address, mapLength)
+            var start = address
+            if pages == .transparentHuge {
+                let misalignment = Int(bitPattern: address) % pageSize
+                if misalignment != 0 { start = address + (pageSize - misalignment) }
+                // Advice only: where THP is off for this VMA the memory still works, in base pages.
+                _ = madvise(start, length, CKTask_MADV_HUGEPAGE())
+            }
+            base = start
+            count = length
+            pageMode = pages
+        }
+
+        deinit { munmap(mapping.address, mapping.length) }
+
+        /// The memory as a buffer.
+        public var buffer: UnsafeMutableRawBufferPointer { UnsafeMutableRawBufferPointer(start: base, count: count) }
+    }
+
+    /// Faults in every page of `memory` on the calling thread and helpers: with `write`, each page is
+    /// allocated and zeroed (what starting a VM with preallocated RAM does); else read in (a file's page
+    /// cache). Chunks are whole pages of the memory's page mode, at least 2 MiB, so no huge page is split
+    /// between threads. Placement, cancellation and the other options work as for any job.
+    ///
+    /// Uses `MADV_POPULATE_WRITE`/`MADV_POPULATE_READ` (Linux 5.14+), which report an exhausted hugetlb pool
+    /// or an out-of-memory cgroup as an error instead of a SIGBUS or the OOM killer; older kernels touch
+    /// one byte per page.
+    ///
+    /// - Throws: ``KTask/Error/populateFailed(offset:reason:)`` naming the first byte that could not be
+    ///   populated and why; ``KTask/Error`` for invalid options or cancellation.
+    @discardableResult
+    @available(*, noasync, message: "blocks the calling thread; run it from a synchronous context")
+    public static func populate(_ memory: Memory, write: Bool = true, options: KTask.Options = KTask.Options()) throws -> KTask.Report {
+        try populate(memory.buffer, pageMode: memory.pageMode, write: write, options: options)
+    }
+
+    /// Faults in a region the caller mapped itself, in pages of `pageMode`; as ``populate(_:write:options:)``.
+    /// The region must start and end on page boundaries of `pageMode`.
+    @discardableResult
+    @available(*, noasync, message: "blocks the calling thread; run it from a synchronous context")
+    public static func populate(_ region: UnsafeMutableRawBufferPointer, pageMode: PageMode, write: Bool = true,
+                                options: KTask.Options = KTask.Options()) throws -> KTask.Report {
+        let pageSize = pageMode.pageSize
+        guard let base = region.baseAddress, Int(bitPattern: base) % pageSize == 0, region.count % pageSize == 0 else {
+            throw KTask.Error.invalidParameter(name: "region", value: "\(region.count) bytes at \(region.baseAddress.map { "\($0)" } ?? "nil")",
+                                               allowed: "a non-empty region on \(pageSize)-byte page boundaries")
+        }
+        let populate = MemoryPopulator(base: UInt(bitPattern: base), pageSize: pageSize, write: write)
+        // At least 2 MiB a chunk: one page-table page of base pages, or one huge page.
+        var options = options
+        let pagesPerChunk = max(1, (2 << 20) / pageSize)
+        options.minChunk = max(options.minChunk, pagesPerChunk)
+        options.align = max(options.align, pagesPerChunk)
+        return try KTask.run(0..<(region.count / pageSize), options: options) { pages in try populate(pages) }
+    }
+}
+
+/// One chunk's populate: a pure function of the page range, callable from any thread.
+package struct MemoryPopulator: Sendable {
+    let base: UInt
+    let pageSize: Int
+    let write: Bool
+
+    package init(base: UInt, pageSize: Int, write: Bool) {
+        (self.base, self.pageSize, self.write) = (base, pageSize, write)
+    }
+    package static let kernelHasPopulate: Bool = {
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        guard let probe = mmap(nil, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), probe != MAP_FAILED else { return false }
+        defer { munmap(probe, page) }
+        return madvise(probe, page, CKTask_MADV_POPULATE_WRITE()) == 0
+    }()
+
+    package func callAsFunction(_ pages: Range<Int>) throws(KTask.Error) {
+        let start = UnsafeMutableRawPointer(bitPattern: base + UInt(pages.lowerBound * pageSize))!
+        let length = pages.count * pageSize
+        if Self.kernelHasPopulate {
+            var result: Int32
+            repeat {
+                result = madvise(start, length, write ? CKTask_MADV_POPULATE_WRITE() : CKTask_MADV_POPULATE_READ())
+            } while result != 0 && errno == EINTR
+            if result != 0 {
+                throw .populateFailed(offset: pages.lowerBound * pageSize, reason: String(cString: strerror(errno)))
+            }
+        } else if write {
+            for page in 0..<pages.count { start.storeBytes(of: 0, toByteOffset: page * pageSize, as: UInt8.self) }
+        } else {
+            for page in 0..<pages.count { _ = start.load(fromByteOffset: page * pageSize, as: UInt8.self) }
+        }
+    }
+}
