@@ -78,15 +78,20 @@ struct HelperPoolTests {
                 .split(separator: "\n").first { $0.split(separator: ":")[1].split(separator: ",").contains("cpu") }
                 .map { String($0.split(separator: ":", maxSplits: 2)[2]) }
         }
-        try KTask.run(0..<8, options: KTask.Options(maxThreads: 2, pool: pool)) { _ in usleep(2_000) }
-        // An idle-cgroup helper runs only on idle CPU, and other tests keep the CPUs busy (under a
-        // sanitizer, for tens of seconds): wait for it.
-        var helperGroups: Set<String> = []
-        for _ in 0..<600 {
-            helperGroups = Set(ThreadSnapshot.all(namedWithPrefix: "kt-cg/").compactMap { cpuCgroup($0.tid) })
-            if helperGroups.contains(where: { $0.hasSuffix("/\(HelperIsolation.childName)") }) { break }
-            Thread.sleep(forTimeInterval: 0.05)
+        // An idle-cgroup helper runs only on idle CPU, and other tests keep the CPUs busy (under a sanitizer,
+        // or CI's parallel suites, for tens of seconds): the caller holds its first chunk until a helper has
+        // run one, and each helper notes its cgroup while it works.
+        let noted = Mutex<Set<String>>([])
+        try KTask.run(0..<8, options: KTask.Options(maxThreads: 2, pool: pool)) { _ in
+            let tid = ThreadSnapshot.currentTID
+            if tid == callerTID {
+                for _ in 0..<600 where noted.withLock({ $0.isEmpty }) { usleep(50_000) }
+            } else if let group = cpuCgroup(tid) {
+                noted.withLock { _ = $0.insert(group) }
+            }
+            usleep(2_000)
         }
+        let helperGroups = noted.withLock { $0 }
         switch isolation.kind {
         case .idleCgroup, .lowWeightCgroup:
             try #require(!helperGroups.isEmpty, "no helper thread started")
