@@ -107,6 +107,13 @@ package struct HelperIsolation: Sendable, Equatable, CustomStringConvertible {
     @discardableResult
     func admit(tid: Int32) -> Bool {
         guard let tasksFile else { return false }
+        if writeFile(tasksFile, "\(tid)") { return true }
+        // Another ktask process of this cgroup removed the child at its exit while none of this process's
+        // threads were in it: make it again, as the first helper did.
+        guard errno == ENOENT else { return false }
+        let child = String(tasksFile.dropLast("/tasks".count))
+        guard mkdir(child, 0o755) == 0 || errno == EEXIST,
+              kind == .idleCgroup ? writeFile("\(child)/cpu.idle", "1") : writeFile("\(child)/cpu.shares", "2") else { return false }
         return writeFile(tasksFile, "\(tid)")
     }
 

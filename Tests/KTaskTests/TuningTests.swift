@@ -84,7 +84,8 @@ struct TuningTests {
             let pool = try! KTask.Pool(name: "kt-class", maxBusyHelpers: 1, isolateHelpers: false)
             let capped = try! KTask.run(0..<1024, options: KTask.Options(pool: pool, workClass: "bandwidth")) { _ in usleep(100) }
             let free = try! KTask.run(0..<1024, options: KTask.Options(pool: pool, workClass: "other")) { _ in usleep(100) }
-            guard capped.ranInline, free.threadsUsed == 2 else { exit(1) }
+            // The other class is planned on 2 threads (under load the nice-19 helper may still find its chunks gone).
+            guard capped.ranInline, capped.threadLimit == .tuningProfile, !free.ranInline, free.threadLimit != .tuningProfile else { exit(1) }
             // A profile that goes bad under a running program is seen at the next job, as a typed error.
             try! "garbage".write(toFile: path, atomically: true, encoding: .utf8)
             do {
