@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <sys/mman.h>
+#include <sys/vfs.h>
 
 #ifndef MPOL_BIND
 #define MPOL_BIND 2
@@ -85,3 +86,11 @@ int CKTask_MADV_POPULATE_WRITE(void) { return MADV_POPULATE_WRITE; }
 int CKTask_MADV_HUGEPAGE(void) { return MADV_HUGEPAGE; }
 int CKTask_MAP_HUGETLB(void) { return MAP_HUGETLB; }
 int CKTask_MAP_HUGE_SIZE(int log2PageSize) { return log2PageSize << MAP_HUGE_SHIFT; }
+
+int CKTask_fstatfs(int fd, long *type, long *blockSize) {
+    struct statfs info;
+    if (fstatfs(fd, &info) != 0) return -1;
+    *type = (long)info.f_type;
+    *blockSize = (long)info.f_bsize;
+    return 0;
+}

@@ -54,6 +54,12 @@ extension KTask {
         case hugePagesUnavailable(pageSize: Int, needed: Int, available: Int)
         /// The kernel refused a memory mapping of `bytes`.
         case mapFailed(bytes: Int, reason: String)
+        /// Faulting in `needed` more bytes would exceed what the machine or the cgroup has (`available`,
+        /// read from `source`): refused before the kernel's OOM killer would end the process.
+        case notEnoughMemory(needed: Int, available: Int, source: String)
+        /// A file cannot be populated as asked; `reason` says why (missing, a folder, no permission, a
+        /// filesystem that cannot hold huge pages, writing where only reading is allowed).
+        case fileUnusable(path: String, reason: String)
         /// Populating memory failed at byte `offset` of the region (no memory left, hugetlb pool exhausted,
         /// the cgroup's memory limit).
         case populateFailed(offset: Int, reason: String)
@@ -68,6 +74,11 @@ extension KTask {
             case .hugePagesUnavailable(let pageSize, let needed, let available):
                 "\(needed) huge page(s) of \(pageSize >> 20) MiB needed, \(available) available in the hugetlb pool; reserve more as root "
                     + "with `echo N > /sys/kernel/mm/hugepages/hugepages-\(pageSize >> 10)kB/nr_hugepages` (N = pages in the pool)"
+            case .notEnoughMemory(let needed, let available, let source):
+                "\(needed >> 20) MiB more would be faulted in, but only \(available >> 20) MiB are available (\(source)); "
+                    + "free memory, raise the limit, or ask for less"
+            case .fileUnusable(let path, let reason):
+                "\(path): \(reason)"
             case .mapFailed(let bytes, let reason):
                 "could not map \(bytes) bytes: \(reason)"
             case .populateFailed(let offset, let reason):

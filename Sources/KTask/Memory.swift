@@ -154,6 +154,9 @@ extension KTask {
             throw KTask.Error.invalidParameter(name: "region", value: "\(region.count) bytes at \(region.baseAddress.map { "\($0)" } ?? "nil")",
                                                allowed: "a non-empty region on \(pageSize)-byte page boundaries")
         }
+        // Memory that is not resident yet must fit: the OOM killer gives no reason (hugetlb pages are
+        // already promised to the mapping by the pool).
+        if write && !pageMode.isHugetlb { try MemoryHeadroom.check(needed: region.count - KTask.residentBytes(region)) }
         let populate = MemoryPopulator(base: UInt(bitPattern: base), pageSize: pageSize, write: write)
         // At least 2 MiB a chunk: one page-table page of base pages, or one huge page.
         var options = options

@@ -49,6 +49,8 @@ public final class PrefaultWorkload: BenchWorkload, Sendable {
 
     public func prepareRun() throws -> PreparedRun {
         let memory = try KTask.Memory(bytes: bytes, pages: pageMode)
+        // A size beyond free memory or the cgroup's limit is an error with numbers, not an OOM kill.
+        if !pageMode.rawValue.hasPrefix("hugetlb") { try MemoryHeadroom.check(needed: bytes) }
         let populate = MemoryPopulator(base: UInt(bitPattern: memory.base), pageSize: pageSize, write: true)
         return PreparedRun(
             perNode: try nodes.map { try bindPerNode(base: memory.base, nodes: $0) },

@@ -15,7 +15,7 @@ struct KTaskCommand: ParsableCommand {
             malformed limit (exit 2); the library ignores it with one warning.
             """,
         version: ktaskVersion,
-        subcommands: [BenchCommand.self, CompareCommand.self, TuneCommand.self, InfoCommand.self, CheckPlacementCommand.self, ForegroundLoadCommand.self])
+        subcommands: [BenchCommand.self, CompareCommand.self, TuneCommand.self, PopulateCommand.self, InfoCommand.self, CheckPlacementCommand.self, ForegroundLoadCommand.self])
 }
 
 /// This release (CHANGELOG.md).
@@ -36,7 +36,7 @@ enum Main {
             switch error {
             // Settings the user gave (flags, environment, the profile file they named): usage errors.
             case .invalidEnvironmentVariable, .unknownNode, .nodeWithoutUsableCPUs, .duplicateNode, .noNodes, .invalidProfile,
-                 .memoryNodeNotAllowed:
+                 .memoryNodeNotAllowed, .invalidParameter:
                 fail(error.description, code: usageExitCode)
             default:
                 fail(error.description, code: 1)

@@ -15,7 +15,7 @@ struct OutputCLITests {
         #expect(Units.duration(4000) == "4000 s")
         #expect(Units.rate(1_234_000, "items/s") == "1.234 M items/s")
         #expect(Units.rate(950, "items/s") == "950.0 items/s")
-        #expect(Units.rate(2.5e10, "B/s") == "25.00 G B/s")
+        #expect(Units.rate(2.5e10, "B/s") == "25.00 GB/s")
         #expect(Units.bytes(64 << 20) == "64 MiB")
         #expect(Units.bytes(3 << 29) == "1.500 GiB")
         #expect(Units.measured(0.123456789) == 0.1235)

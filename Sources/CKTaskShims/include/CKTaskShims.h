@@ -54,6 +54,9 @@ int CKTask_MAP_HUGETLB(void);
 /// MAP_HUGE_2MB / MAP_HUGE_1GB: log2(page size) << MAP_HUGE_SHIFT.
 int CKTask_MAP_HUGE_SIZE(int log2PageSize);
 
+/// fstatfs(2)'s filesystem type (e.g. TMPFS_MAGIC) and block size (a hugetlbfs mount's page size); -1 on error.
+int CKTask_fstatfs(int fd, long *type, long *blockSize);
+
 /// mbind(2) with MPOL_BIND: pages of [address, address + length) faulted in later come from the nodes
 /// in the mask (`maxnode` bits). Returns 0 or -1 with errno.
 int CKTask_mbind_bind(void *address, unsigned long length, const unsigned long *mask, unsigned long maxnode);

@@ -79,7 +79,7 @@ package struct CgroupLimits: Sendable, Equatable {
         }
     }
 
-    private struct Reader {
+    struct Reader {
         let root: SystemRoot
         var limits: [CPULimit] = []
         var notes: [String] = []

@@ -11,12 +11,13 @@ enum Units {
         return significant(seconds / scale) + " " + name
     }
 
-    /// A rate with an SI prefix: `1.234 M items/s`, `12.5 G B/s`.
+    /// A rate with an SI prefix: `1.234 M items/s`, `12.50 GB/s`.
     static func rate(_ perSecond: Double, _ unit: String) -> String {
         guard perSecond.isFinite else { return "- \(unit)" }
         let prefixes: [(String, Double)] = [("T ", 1e12), ("G ", 1e9), ("M ", 1e6), ("k ", 1e3), ("", 1)]
         let (prefix, scale) = prefixes.first { abs(perSecond) >= $0.1 * 0.99995 } ?? prefixes.last!
-        return significant(perSecond / scale) + " " + prefix + unit
+        // Bytes take the prefix directly (MB/s); counted things keep a space (M items/s).
+        return significant(perSecond / scale) + " " + (unit.hasPrefix("B") ? prefix.trimmingCharacters(in: .whitespaces) : prefix) + unit
     }
 
     /// Bytes in the binary units sizes are given in: `64 MiB`, `1.5 GiB`.

@@ -1,0 +1,150 @@
+import ArgumentParser
+import Foundation
+import KTask
+import KTaskWorkloads
+
+/// `ktask populate PATH`: fault a file's pages in on many threads — a file on disk into the page cache, a
+/// tmpfs or hugetlbfs file's memory allocated (`--write`) — and say how much was resident before and after.
+struct PopulateCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "populate",
+        abstract: "Read a file into the page cache, or allocate a tmpfs/hugetlbfs file's memory, on many threads.",
+        discussion: """
+            A file on disk is read into the page cache (what vmtouch -t does on one thread); nothing in it changes. \
+            A tmpfs or hugetlbfs file (e.g. a VM's memory-backend-file in /dev/shm or /dev/hugepages) is created or \
+            extended to --size, and with --write every page is allocated, on the --nodes given. Resident bytes \
+            come from mincore before and after.
+            """)
+
+    @Argument(help: "The file.")
+    var path: String
+
+    @Option(help: ArgumentHelp("Bytes to populate (K, M, G, T suffixes); a tmpfs or hugetlbfs file shorter than that is extended or created. Default: the file's size.",
+                               valueName: "size"), transform: SizeArgument.parse)
+    var size: SizeArgument?
+
+    @Flag(help: "Allocate every page (tmpfs and hugetlbfs files only); without it pages are read.")
+    var write = false
+
+    @Option(help: ArgumentHelp("The pages the file's filesystem must hold: 4k (tmpfs, disk), hugetlb-2M or hugetlb-1G (hugetlbfs); a check, since the filesystem decides.",
+                               valueName: "4k|thp|hugetlb-2M|hugetlb-1G"))
+    var pages: KTask.PageMode?
+
+    @Option(help: ArgumentHelp("Where threads run: local (the caller's node), any, or node ids (one range per node, its memory bound there).",
+                               valueName: "local|any|n,n,..."), transform: parseNodeChoice)
+    var nodes: NodeChoice = .local
+
+    @Option(help: "The most threads, the calling thread included (default: every usable CPU).")
+    var threads: Int?
+
+    @Option(help: "Output format.")
+    var format: OutputFormat = .table
+
+    func validate() throws {
+        if let threads, threads < 1 { throw ValidationError("--threads is \(threads); it must be at least 1") }
+    }
+
+    func run() throws {
+        // Checked before the file is created or extended.
+        if let pages {
+            let kind = try KTask.MappedFile.kind(ofFileAt: path)
+            guard pages == kind.pageMode else {
+                throw ValidationError("--pages \(pages): \(path) is on \(kind), which holds \(kind.pageMode) pages")
+            }
+        }
+        let file = try KTask.MappedFile(path: path, size: size?.value, writable: write)
+        let before = file.residentBytes
+        var options = KTask.Options(maxThreads: threads)
+        if nodes == .any { options.placement = .anywhere }
+        let start = ContinuousClock.now
+        let report: KTask.Report
+        if case .list(let ids) = nodes {
+            report = try populatePerNode(file, nodes: ids, options: options)
+        } else {
+            report = try populateInSegments(file, options: options)
+        }
+        let seconds = (ContinuousClock.now - start).seconds
+        let after = file.residentBytes
+        let perNode = nodesOfPages(file)
+        switch format {
+        case .table:
+            var table = TextTable(notes: ["\(path): \(Units.bytes(file.count)) on \(file.kind.description), \(file.pageMode) pages, "
+                                          + (write ? "allocated" : "read")],
+                                  columns: ["resident before", "resident after", "time", "rate", "threads"])
+            table.add(["\(Units.bytes(before)) (\(percent(before, file.count)))", "\(Units.bytes(after)) (\(percent(after, file.count)))",
+                       Units.duration(seconds), Units.rate(Double(file.count) / seconds, "B/s"), "\(report.threadsUsed)"])
+            if !perNode.isEmpty {
+                table.footnotes.append("pages per node: " + perNode.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", "))
+            }
+            if report.threadsUsed < (threads ?? Int.max) && report.threadLimit != .none {
+                table.footnotes.append("\(report.threadsUsed) thread(s) used: limited by \(report.threadLimit.rawValue)")
+            }
+            print(table.render(), terminator: "")
+        case .json:
+            struct Document: Encodable {
+                var schema = jsonSchemaVersion
+                let path: String, kind: String, pages: String, write: Bool, bytes: Int
+                let resident_before: Int, resident_after: Int, seconds: Double, bytes_per_s: Double
+                let threads_used: Int, thread_limit: String, pages_per_node: Nullable<[String: Int]>
+            }
+            print(try encodeJSON(Document(path: path, kind: file.kind.description, pages: file.pageMode.rawValue, write: write, bytes: file.count,
+                                          resident_before: before, resident_after: after, seconds: Units.measured(seconds),
+                                          bytes_per_s: Units.measured(Double(file.count) / seconds), threads_used: report.threadsUsed,
+                                          thread_limit: report.threadLimit.rawValue,
+                                          pages_per_node: Nullable(perNode.isEmpty ? nil : Dictionary(uniqueKeysWithValues: perNode.map { ("\($0.key)", $0.value) })))))
+        }
+    }
+
+    /// The file in up to 16 sequential jobs of at least 64 MiB, so that the progress line moves; the report
+    /// of the job that used the most threads.
+    func populateInSegments(_ file: KTask.MappedFile, options: KTask.Options) throws -> KTask.Report {
+        let pageSize = file.pageMode.pageSize
+        let segmentBytes = max(64 << 20, (file.count / 16 + pageSize - 1) / pageSize * pageSize)
+        let segments = stride(from: 0, to: file.count, by: segmentBytes).map { $0..<min(file.count, $0 + segmentBytes) }
+        let progress = ProgressLine(jobs: segments.count)
+        defer { progress.clear() }
+        var widest: KTask.Report?
+        for (index, bytes) in segments.enumerated() {
+            progress.job("populate \(path): \(Units.bytes(bytes.upperBound)) of \(Units.bytes(file.count)) (\(index + 1)/\(segments.count))")
+            let report = try KTask.populate(UnsafeMutableRawBufferPointer(rebasing: file.buffer[bytes]), pageMode: file.pageMode,
+                                            write: write, options: options)
+            if widest == nil || report.threadsUsed > widest!.threadsUsed { widest = report }
+        }
+        return widest!
+    }
+
+    /// One range per node, the memory of each bound to its node first (tmpfs and hugetlbfs), worked by that
+    /// node's threads first.
+    func populatePerNode(_ file: KTask.MappedFile, nodes: [Int], options: KTask.Options) throws -> KTask.Report {
+        let pageSize = file.pageMode.pageSize
+        let pages = file.count / pageSize
+        let step = max(1, (2 << 20) / pageSize)
+        var ranges: [KTask.NodeRange] = []
+        for (index, node) in nodes.enumerated() {
+            let lower = pages * index / nodes.count / step * step
+            let upper = index == nodes.count - 1 ? pages : pages * (index + 1) / nodes.count / step * step
+            ranges.append(KTask.NodeRange(node: node, range: lower..<upper))
+            if file.kind != .pageCache && upper > lower {
+                try KTask.NodeMemory.bind(UnsafeMutableRawBufferPointer(rebasing: file.buffer[lower * pageSize..<upper * pageSize]), to: [node])
+            }
+        }
+        let populate = MemoryPopulator(base: UInt(bitPattern: file.base), pageSize: pageSize, write: write)
+        var perNodeOptions = options
+        perNodeOptions.minChunk = step
+        perNodeOptions.align = step
+        return try KTask.run(perNode: ranges, options: perNodeOptions) { range in try populate(range) }
+    }
+
+    /// Pages on each node after the populate (move_pages), sampled for big files.
+    func nodesOfPages(_ file: KTask.MappedFile) -> [Int: Int] {
+        let pageSize = file.pageMode.pageSize
+        guard let nodes = try? KTask.NodeMemory.nodes(ofPagesIn: UnsafeRawBufferPointer(file.buffer), pageSize: pageSize) else { return [:] }
+        var counts: [Int: Int] = [:]
+        for node in nodes { if let node { counts[node, default: 0] += 1 } }
+        return counts
+    }
+
+    func percent(_ part: Int, _ whole: Int) -> String {
+        whole > 0 ? String(format: "%.0f%%", Double(part) / Double(whole) * 100) : "-"
+    }
+}
