@@ -29,6 +29,10 @@ struct peer_job {
     int populate_write; /* prefault: MADV_POPULATE_WRITE works here, else touch one byte per page */
     char *base;         /* prefault: this run's mapping; init: the descriptor table */
     size_t bytes;
+    int map_flags;      /* prefault: extra mmap flags (MAP_HUGETLB and its size) */
+    int transparent_huge; /* prefault: align to 2 MiB and madvise MADV_HUGEPAGE, as the Swift workload's thp mode */
+    char *mapping;      /* prefault: what mmap returned (base may be aligned up inside it) */
+    size_t mapping_bytes;
     uint64_t flags;     /* init: this run's generation tag */
     uint64_t sum;       /* compute: the sum of this run */
     int failed_errno;
@@ -86,11 +90,26 @@ static char *peer_map(size_t bytes) {
     return address == MAP_FAILED ? NULL : (char *)address;
 }
 
+/* The prefault mapping in the job's page mode, as KTask.Memory makes it. */
+static char *peer_map_pages(struct peer_job *job) {
+    job->mapping_bytes = job->bytes + (job->transparent_huge ? job->page_size : 0);
+    void *address = mmap(NULL, job->mapping_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | job->map_flags, -1, 0);
+    if (address == MAP_FAILED) return NULL;
+    job->mapping = (char *)address;
+    char *base = job->mapping;
+    if (job->transparent_huge) {
+        uintptr_t misalignment = (uintptr_t)base % job->page_size;
+        if (misalignment) base += job->page_size - misalignment;
+        madvise(base, job->bytes, MADV_HUGEPAGE);
+    }
+    return base;
+}
+
 /* One run: set-up (untimed), the timed parallel loop, the check (untimed). Prints the result line. */
 static void peer_run_once(struct peer_job *job, int threads, size_t chunk) {
     static uint64_t generation = 0;
     if (job->workload == PEER_PREFAULT) {
-        job->base = peer_map(job->bytes);
+        job->base = peer_map_pages(job);
         if (!job->base) { printf("error could not map %zu bytes (errno %d)\n", job->bytes, errno); return; }
     }
     job->flags = ++generation << 32 | 0x2;
@@ -102,9 +121,10 @@ static void peer_run_once(struct peer_job *job, int threads, size_t chunk) {
     if (job->failed_errno) {
         printf("error faulting in memory failed (errno %d)\n", job->failed_errno);
     } else if (job->workload == PEER_PREFAULT) {
-        unsigned char *vector = (unsigned char *)malloc(job->items);
+        size_t base_pages = job->bytes / (size_t)sysconf(_SC_PAGESIZE);
+        unsigned char *vector = (unsigned char *)malloc(base_pages);
         int resident = vector && mincore(job->base, job->bytes, vector) == 0;
-        for (size_t page = 0; resident && page < job->items; page++) resident = vector[page] & 1;
+        for (size_t page = 0; resident && page < base_pages; page++) resident = vector[page] & 1;
         free(vector);
         if (resident) printf("%.9f ok\n", seconds); else printf("error a page is not resident after the run\n");
     } else if (job->workload == PEER_INIT) {
@@ -118,23 +138,32 @@ static void peer_run_once(struct peer_job *job, int threads, size_t chunk) {
     } else {
         printf("%.9f %llu\n", seconds, (unsigned long long)job->sum);
     }
-    if (job->workload == PEER_PREFAULT) munmap(job->base, job->bytes);
+    if (job->workload == PEER_PREFAULT) munmap(job->mapping, job->mapping_bytes);
     fflush(stdout);
 }
 
 int peer_main(int argc, char **argv) {
-    if (argc != 3) { fprintf(stderr, "usage: %s prefault|init|compute SIZE\n", argv[0]); return 2; }
+    if (argc != 3 && !(argc == 4 && strcmp(argv[1], "prefault") == 0)) {
+        fprintf(stderr, "usage: %s prefault|init|compute SIZE [4k|thp|hugetlb-2M|hugetlb-1G]\n", argv[0]);
+        return 2;
+    }
     struct peer_job job;
     memset(&job, 0, sizeof job);
     job.page_size = (size_t)sysconf(_SC_PAGESIZE);
     unsigned long long size = strtoull(argv[2], NULL, 10);
     if (strcmp(argv[1], "prefault") == 0) {
         job.workload = PEER_PREFAULT;
+        const char *pages = argc == 4 ? argv[3] : "4k";
+        if (strcmp(pages, "thp") == 0) { job.page_size = 2u << 20; job.transparent_huge = 1; }
+        else if (strcmp(pages, "hugetlb-2M") == 0) { job.page_size = 2u << 20; job.map_flags = MAP_HUGETLB | (21 << 26); }
+        else if (strcmp(pages, "hugetlb-1G") == 0) { job.page_size = 1u << 30; job.map_flags = MAP_HUGETLB | (30 << 26); }
+        else if (strcmp(pages, "4k") != 0) { fprintf(stderr, "unknown pages %s\n", pages); return 2; }
         job.items = size / job.page_size;
         job.bytes = job.items * job.page_size;
-        char *probe = peer_map(job.page_size);
-        job.populate_write = probe && madvise(probe, job.page_size, MADV_POPULATE_WRITE) == 0;
-        if (probe) munmap(probe, job.page_size);
+        size_t base_page = (size_t)sysconf(_SC_PAGESIZE);
+        char *probe = peer_map(base_page);
+        job.populate_write = probe && madvise(probe, base_page, MADV_POPULATE_WRITE) == 0;
+        if (probe) munmap(probe, base_page);
     } else if (strcmp(argv[1], "init") == 0) {
         job.workload = PEER_INIT;
         job.items = size / sizeof(struct page_descriptor);

@@ -3,6 +3,7 @@
 #   ktask-peer-openmp (gcc -fopenmp, libgomp) and ktask-peer-tbb (oneTBB from Debian's libtbb-dev,
 #   installed here where missing and this user may). The workloads' inner loops (Peers/peer_workloads.c)
 #   are compiled by clang, the LLVM that Swift uses, so that only the threading differs between systems.
+#   Also installs Debian's qemu-system-x86 where missing (as root), for the prefault comparison with QEMU.
 #   A peer that cannot be built leaves NAME.missing with the reason, which `ktask compare` reports.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +15,14 @@ have_tbb() { echo '#include <tbb/parallel_for.h>' | g++ -x c++ -fsyntax-only - 2
 if ! have_tbb && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
     echo "build-peers: installing libtbb-dev" >&2
     (apt-get install -y -q libtbb-dev || { apt-get update -q && apt-get install -y -q libtbb-dev; }) >"$out/apt.log" 2>&1
+fi
+
+# QEMU's guest-memory preallocation is the prefault workload's bar (`ktask compare --systems qemu`).
+if ! command -v qemu-system-x86_64 >/dev/null && [ "$(uname -m)" = x86_64 ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    echo "build-peers: installing qemu-system-x86" >&2
+    { DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends qemu-system-x86 \
+      || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends qemu-system-x86; }; } \
+      >"$out/apt-qemu.log" 2>&1 || echo "build-peers: qemu-system-x86 could not be installed (see $out/apt-qemu.log)" >&2
 fi
 
 pick() { for compiler in "$@"; do command -v "$compiler" >/dev/null && { echo "$compiler"; return; }; done; }

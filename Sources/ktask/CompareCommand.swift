@@ -28,9 +28,13 @@ struct CompareCommand: ParsableCommand {
     @Option(parsing: .unconditional, help: "Runs of every system at every thread count.")
     var runs: Int = 5
 
-    @Option(help: ArgumentHelp("Systems to compare with ktask, comma-separated (default: all).", valueName: "openmp,tbb,dispatch,taskgroup"),
+    @Option(help: ArgumentHelp("Systems to compare with ktask, comma-separated (default: all; qemu for prefault only).", valueName: "openmp,tbb,dispatch,taskgroup,qemu"),
             transform: parseSystems)
-    var systems: [ComparedSystem] = ComparedSystem.allCases
+    var systems: [ComparedSystem]?
+
+    @Option(help: ArgumentHelp("The prefault workload's pages, for ktask and every peer (QEMU's backend too): 4k, thp, hugetlb-2M or hugetlb-1G. Default: thp where transparent huge pages are not off, else 4k.",
+                               valueName: "4k|thp|hugetlb-2M|hugetlb-1G"))
+    var pages: KTask.PageMode?
 
     @Option(help: ArgumentHelp("Where scripts/build-peers.sh put the C/C++ peers (default: .build/peers beside this program, else in the current directory).", valueName: "dir"))
     var peers: String?
@@ -48,14 +52,19 @@ struct CompareCommand: ParsableCommand {
     func validate() throws {
         guard runs >= 1 && runs <= 10_000 else { throw ValidationError("--runs is \(runs); it must be between 1 and 10000") }
         if let plot { try SpeedupPlot.checkWritable(plot) }
+        if pages != nil && workload != .prefault {
+            throw ValidationError("--pages is for --workload prefault; \(workload.rawValue) allocates its own memory")
+        }
     }
 
     func run() throws {
         let counts = threads?.counts ?? Array(1...CPUBudget.read().budget)
+        let systems = self.systems ?? ComparedSystem.defaults(for: workload)
+        let pageMode = pages ?? KTask.PageMode.preferred().mode
         let runner = CompareRunner(workload: workload, size: size?.value ?? Self.defaultSize(workload),
                                    threadCounts: Array(Set(counts)).sorted(), runs: runs, systems: systems,
                                    peersDirectory: peers ?? Self.defaultPeersDirectory(),
-                                   options: KTask.Options(helperPriority: helperPriority))
+                                   options: KTask.Options(helperPriority: helperPriority), pageMode: pageMode)
         let progress = ProgressLine(jobs: runs * systems.count * Set(counts).count)
         let result = try runner.run { run, runs, system, threads in
             if run == 0 { progress.warmUp("\(workload.rawValue), \(system.rawValue)"); return }

@@ -19,6 +19,10 @@ struct TuneCommand: ParsableCommand {
     @Option(help: WorkloadKind.help)
     var workload: WorkloadKind = .compute
 
+    @Option(help: ArgumentHelp("The prefault workload's pages: 4k, thp, hugetlb-2M or hugetlb-1G (default: thp where transparent huge pages are not off, else 4k).",
+                               valueName: "4k|thp|hugetlb-2M|hugetlb-1G"))
+    var pages: KTask.PageMode?
+
     @Option(help: ArgumentHelp("Bytes for prefault/init, items for compute/rate-limited (K, M, G, T suffixes; default: as ktask bench).", valueName: "size"), transform: SizeArgument.parse)
     var size: SizeArgument?
 
@@ -64,7 +68,11 @@ struct TuneCommand: ParsableCommand {
         }
         // An unreadable existing profile stops here, before minutes of measuring.
         var profile = FileManager.default.fileExists(atPath: path) ? try KTask.TuningProfile.load(from: path) : KTask.TuningProfile()
-        let instance = try workload.make(size: size?.value ?? workload.defaultSize, permits: permits)
+        if pages != nil && workload != .prefault {
+            throw ValidationError("--pages is for --workload prefault; \(workload.rawValue) allocates its own memory")
+        }
+        let instance = try workload.make(size: size?.value ?? workload.defaultSize, permits: permits,
+                                         pageMode: pages ?? KTask.PageMode.preferred().mode)
         let runner = TuneRunner(workload: instance, workClass: workClass ?? workload.rawValue, maxThreads: maxThreads ?? budget,
                                 runs: runs, minimumGain: minGain)
         let progress = ProgressLine(jobs: runs * runner.maxThreads)

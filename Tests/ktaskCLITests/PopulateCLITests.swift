@@ -123,3 +123,33 @@ struct PopulateCLITests {
         #expect(run.stderr.contains("more would be faulted in") && run.stderr.contains("memory.limit_in_bytes"), "\(run.stderr)")
     }
 }
+
+@Suite("compare with QEMU's preallocation", .serialized)
+struct QEMUCompareCLITests {
+    @Test("prefault with --pages thp: QEMU rows where qemu-system is installed, else listed missing with the reason")
+    func qemuRows() throws {
+        let run = try runKTask(["compare", "--workload", "prefault", "--pages", "thp", "--size", "64M", "--threads", "1,2", "--runs", "1",
+                                "--systems", "qemu", "--format", "json"])
+        #expect(run.status == 0, "\(run.stderr)")
+        let document = try jsonObject(run.stdout)
+        let rows = try #require(document["rows"] as? [[String: Any]])
+        let missing = try #require(document["missing"] as? [[String: Any]])
+        let installed = FileManager.default.isExecutableFile(atPath: "/usr/bin/qemu-system-x86_64")
+        if installed {
+            #expect(rows.filter { $0["system"] as? String == "qemu" }.count == 2, "\(run.stdout)")
+        } else {
+            #expect(missing.contains { ($0["reason"] as? String)?.contains("not installed") == true }, "\(run.stdout)")
+        }
+    }
+
+    @Test("QEMU only preallocates memory: another workload lists it missing, and the default systems leave it out")
+    func qemuOnlyForPrefault() throws {
+        let named = try runKTask(["compare", "--workload", "compute", "--size", "1M", "--threads", "1", "--runs", "1", "--systems", "qemu"])
+        #expect(named.status == 0, "\(named.stderr)")
+        #expect(named.stdout.contains("qemu: missing: QEMU only preallocates guest memory"), "\(named.stdout)")
+        let defaults = try runKTask(["compare", "--workload", "compute", "--size", "1M", "--threads", "1", "--runs", "1", "--format", "json"])
+        #expect(!defaults.stdout.contains("\"qemu\""), "\(defaults.stdout)")
+        let misuse = try runKTask(["compare", "--workload", "compute", "--pages", "thp"])
+        #expect(misuse.status == 2, "\(misuse.stderr)")
+    }
+}

@@ -39,11 +39,14 @@ public struct CompareRunner {
     public let peersDirectory: String
     /// ktask's options (its defaults unless a comparison asks otherwise, e.g. helpers at the caller's nice).
     public let options: KTask.Options
+    /// The prefault workload's pages (QEMU's backend gets the same).
+    public let pageMode: KTask.PageMode
 
     public init(workload: WorkloadKind, size: Int, threadCounts: [Int], runs: Int,
                 systems: [ComparedSystem] = ComparedSystem.allCases, peersDirectory: String,
-                options: KTask.Options = KTask.Options()) {
+                options: KTask.Options = KTask.Options(), pageMode: KTask.PageMode = .base) {
         self.options = options
+        self.pageMode = pageMode
         self.workload = workload
         self.size = size
         self.threadCounts = threadCounts
@@ -54,7 +57,7 @@ public struct CompareRunner {
 
     /// Runs the comparison; `progress` hears (run, of runs, system, threads) before each job (run 0: warm-up).
     public func run(progress: (Int, Int, ComparedSystem, Int) -> Void = { _, _, _, _ in }) throws -> CompareResult {
-        let instance = try workload.make(size: size)
+        let instance = try workload.make(size: size, pageMode: pageMode)
         var missing: [(system: ComparedSystem, reason: String)] = []
         var runners: [(ComparedSystem, any SystemRunner)] = []
         for system in systems {
@@ -124,6 +127,7 @@ public struct CompareRunner {
         case .ktask: return KTaskRunner(workload: instance, options: options)
         case .dispatch: return DispatchPeer(workload: instance)
         case .taskGroup: return TaskGroupPeer(workload: instance)
+        case .qemu: return try QEMUPeer(workload: instance)
         case .openmp, .tbb:
             let name = system.executableName!
             let path = (peersDirectory as NSString).appendingPathComponent(name)

@@ -12,13 +12,21 @@ public enum ComparedSystem: String, CaseIterable, Sendable {
     case dispatch
     /// A Swift `TaskGroup` with at most N child tasks in flight, one per chunk.
     case taskGroup = "taskgroup"
+    /// QEMU preallocating a memory backend of the same size and pages (`prealloc-threads=N`), for the
+    /// prefault workload only; timed from process start to exit.
+    case qemu
+
+    /// The systems a comparison of `workload` runs when none are named: QEMU only for prefault.
+    public static func defaults(for workload: WorkloadKind) -> [ComparedSystem] {
+        allCases.filter { $0 != .qemu || workload == .prefault }
+    }
 
     /// The external program that runs this peer, built by `scripts/build-peers.sh`; nil for Swift ones.
     public var executableName: String? {
         switch self {
         case .openmp: "ktask-peer-openmp"
         case .tbb: "ktask-peer-tbb"
-        case .ktask, .dispatch, .taskGroup: nil
+        case .ktask, .dispatch, .taskGroup, .qemu: nil
         }
     }
 }

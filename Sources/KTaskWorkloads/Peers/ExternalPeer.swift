@@ -16,7 +16,7 @@ final class ExternalPeer: SystemRunner {
         self.system = system
         self.workload = workload
         process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = [kind.rawValue, String(size)]
+        process.arguments = [kind.rawValue, String(size)] + ((workload as? PrefaultWorkload).map { [$0.pageMode.rawValue] } ?? [])
         process.standardInput = input
         process.standardOutput = output
         do { try process.run() } catch { throw PeerError.failed(system: system.rawValue, reason: "could not start \(executable): \(error)") }

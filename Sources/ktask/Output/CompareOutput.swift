@@ -14,6 +14,9 @@ enum CompareOutput {
                        "\(Units.duration(row.seconds.min)) - \(Units.duration(row.seconds.max))",
                        String(format: "%.3f", row.ratioVsKTask), String(format: "%.3f", row.pairedRatioVsKTask)])
         }
+        if result.rows.contains(where: { $0.system == .qemu }) {
+            table.footnotes.append("qemu: timed from process start to exit (its preallocation cannot be timed alone); the others: the job")
+        }
         for (system, reason) in result.missing { table.footnotes.append("\(system.rawValue): missing: \(reason)") }
         if let steal = result.stealSeconds, steal >= 0.05 {
             table.footnotes.append("the hypervisor stole \(Units.duration(steal)) of CPU time during the runs: timings are noisier")
