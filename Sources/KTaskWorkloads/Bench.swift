@@ -1,3 +1,4 @@
+import Foundation
 import KTask
 
 /// One row of the scaling table: a thread count and its timings.
@@ -29,6 +30,42 @@ public struct BenchResult: Sendable {
     public let rows: [BenchRow]
     /// CPU time the hypervisor took from this guest during the timed runs (nil: not a VM, or unknown).
     public let stealSeconds: Double?
+    /// Wall time of the timed runs, set-up between them included.
+    public var wallSeconds: Double = 0
+    /// Time some task waited for a CPU during the timed runs (PSI; nil: no PSI here).
+    public var pressureSeconds: Double?
+
+    /// How far each row's median speedup would move in a second run of the same command (about 95% of
+    /// the time): 2 × √2 × the standard error of the ratio of two medians, from the robust spread of the
+    /// runs (one slow run, e.g. the host faulting memory back in, does not decide it).
+    public func speedupUncertaintyPercent(_ row: BenchRow) -> Double {
+        guard let baseline = rows.first(where: { $0.threads == 1 }), runs > 1 else { return .infinity }
+        let error = row.threads == 1 ? 0
+            : (pow(baseline.seconds.relativeErrorOfMedian, 2) + pow(row.seconds.relativeErrorOfMedian, 2)).squareRoot()
+        return 2 * 2.0.squareRoot() * error * 100
+    }
+
+    /// Whether two runs of this command would agree within `tolerancePercent` on every speedup, and if
+    /// not, why: the rows to distrust, steal time, other work waiting for CPUs.
+    public func noiseVerdict(tolerancePercent: Double = 10) -> (steady: Bool, lines: [String]) {
+        let noisy = rows.filter { $0.threads != 1 && speedupUncertaintyPercent($0) > tolerancePercent }
+        var reasons: [String] = []
+        let cpuSeconds = wallSeconds * Double(max(1, rows.map(\.threads).max() ?? 1))
+        if let stealSeconds, cpuSeconds > 0, stealSeconds / cpuSeconds > 0.02 {
+            reasons.append(String(format: "the hypervisor stole %.0f%% of the CPU time", stealSeconds / cpuSeconds * 100))
+        }
+        if let pressureSeconds, wallSeconds > 0, pressureSeconds / wallSeconds > 0.10 {
+            reasons.append(String(format: "some task waited for a CPU %.0f%% of the time (/proc/pressure/cpu)", pressureSeconds / wallSeconds * 100))
+        }
+        if runs == 1 { return (false, ["one run per row: no spread to judge reproducibility by (use --runs 5 or more)"]) }
+        if noisy.isEmpty {
+            return (true, [String(format: "steady: every speedup should reproduce within ±%.0f%%", tolerancePercent)] + reasons.map { "note: \($0)" })
+        }
+        let rowsText = noisy.map { String(format: "%d thread(s) ±%.0f%%", $0.threads, speedupUncertaintyPercent($0)) }.joined(separator: ", ")
+        return (false, ["noisy: distrust the speedup of \(rowsText) (run-to-run spread)"
+                        + (reasons.isEmpty ? "" : "; " + reasons.joined(separator: "; "))
+                        + "; more --runs or a quieter machine narrow it"])
+    }
 }
 
 /// Runs a workload at several thread counts, the counts interleaved run by run (1, 2, 1, 2, ...) so that
@@ -73,6 +110,8 @@ public struct BenchRunner {
         progress(0, runs, threadCounts.last!)
         _ = try instance.runOnce(threads: threadCounts.last!, options: options)
         let stealBefore = StealTime.total()
+        let pressureBefore = CPUPressure.total()
+        let timedStart = ContinuousClock.now
         for run in 1...runs {
             for threads in threadCounts {
                 progress(run, runs, threads)
@@ -87,6 +126,8 @@ public struct BenchRunner {
             }
         }
         let steal = StealTime.total().flatMap { after in stealBefore.map { after - $0 } }
+        let pressure = CPUPressure.total().flatMap { after in pressureBefore.map { after - $0 } }
+        let wall = ContinuousClock.now - timedStart
         let baseline = Sample(seconds[1]!)
         let rows = threadCounts.map { threads in
             let sample = Sample(seconds[threads]!)
@@ -96,7 +137,10 @@ public struct BenchRunner {
                             threadsUsed: threadsUsed[threads]!, chunkCount: chunkCount[threads]!,
                             starvationGuard: guards[threads]!, threadLimit: limits[threads]!)
         }
-        return BenchResult(workload: workload, size: size, runs: runs, summary: instance.summary, rows: rows,
-                           stealSeconds: steal)
+        var result = BenchResult(workload: workload, size: size, runs: runs, summary: instance.summary, rows: rows,
+                                 stealSeconds: steal)
+        result.wallSeconds = Double(wall.components.seconds) + Double(wall.components.attoseconds) / 1e18
+        result.pressureSeconds = pressure
+        return result
     }
 }

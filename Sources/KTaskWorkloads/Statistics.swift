@@ -26,4 +26,21 @@ public struct Sample: Sendable, Equatable {
 
     /// Standard deviation as a percentage of the mean: the seed table's "± %".
     public var standardDeviationPercent: Double { mean > 0 ? standardDeviation / mean * 100 : 0 }
+
+    /// The spread of the runs that one slow run cannot inflate: 1.4826 × the median absolute deviation
+    /// (which equals the standard deviation for normally distributed timings).
+    public var robustStandardDeviation: Double {
+        guard values.count > 1 else { return 0 }
+        let median = self.median
+        return 1.4826 * Sample(values.map { abs($0 - median) }).median
+    }
+
+    /// ``robustStandardDeviation`` as a percentage of the median: the table's "± %".
+    public var robustSpreadPercent: Double { median > 0 ? robustStandardDeviation / median * 100 : 0 }
+
+    /// The standard error of the median (≈ 1.2533 σ/√n), relative to the median.
+    public var relativeErrorOfMedian: Double {
+        guard values.count > 1, median > 0 else { return .infinity }
+        return 1.2533 * robustStandardDeviation / median / Double(values.count).squareRoot()
+    }
 }

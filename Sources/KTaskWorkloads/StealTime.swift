@@ -18,3 +18,19 @@ public enum StealTime {
         return ticks / Double(sysconf(Int32(_SC_CLK_TCK)))
     }
 }
+
+/// Time some runnable task waited for a CPU (`/proc/pressure/cpu`, "some" total), summed since boot: other
+/// work competing with the benchmark shows here, on a VM or not.
+public enum CPUPressure {
+    /// Seconds of "some" CPU pressure since boot, or nil where the kernel has no PSI.
+    public static func total() -> Double? {
+        guard let file = fopen("/proc/pressure/cpu", "r") else { return nil }
+        defer { fclose(file) }
+        var line = [CChar](repeating: 0, count: 256)
+        guard fgets(&line, Int32(line.count), file) != nil else { return nil }
+        let text = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        guard text.hasPrefix("some"), let field = text.split(separator: " ").first(where: { $0.hasPrefix("total=") }),
+              let microseconds = Double(field.dropFirst("total=".count).trimmingCharacters(in: .whitespacesAndNewlines)) else { return nil }
+        return microseconds / 1e6
+    }
+}

@@ -77,11 +77,12 @@ public enum WorkloadKind: String, CaseIterable, Sendable {
     /// What `--size` counts for this workload.
     public var sizeUnit: String { self == .compute || self == .rateLimited ? "items" : "bytes" }
 
-    /// The default size: about 2 s on one thread of a 2-core machine, so that the default bench
-    /// (threads 1 and 2, 5 runs each) takes 10-40 s.
+    /// The default size: about 2 s on one thread of a 2-core machine for init and compute (threads 1 and 2,
+    /// 5 runs each: 10-40 s), 1 GiB for prefault (about 0.1 s a run in THP pages, so 11 runs keep the
+    /// table's speedups within ±10% run to run on a noisy VM).
     public var defaultSize: Int {
         switch self {
-        case .prefault: 3 << 30
+        case .prefault: 1 << 30
         case .pageInit: 8 << 30
         case .compute: 200_000_000
         case .rateLimited: 2000

@@ -136,7 +136,7 @@ struct CLITests {
         let result = try runKTask(["bench", "--workload", "init", "--threads", "2", "--size", "16M", "--runs", "2"])
         #expect(result.status == 0, "\(result.stderr)")
         let lines = result.stdout.split(separator: "\n")
-        #expect(lines.contains { $0.hasPrefix("thr  speedup  average (± sd)") })
+        #expect(lines.contains { $0.hasPrefix("thr  speedup  median (± spread)") })
         #expect(lines.contains { $0.hasPrefix("2 ") && $0.contains("x ") && $0.contains("(± ") })
     }
 

@@ -1,15 +1,16 @@
 import Foundation
 import KTaskWorkloads
 
-/// The seed's table: `thr  speedup  average (± %)`, times in a unit that fits.
+/// The seed's table, `thr  speedup  time (± %)`, from medians: one slow run (a VM's host faulting memory
+/// back in) moves a mean by tens of percent and a median hardly at all. `--format json` keeps the means.
 enum BenchTable {
     static func render(_ result: BenchResult, cpuTime: Bool = false) -> String {
         var table = TextTable(notes: ["\(result.summary), \(result.runs) run(s) per row"],
-                              columns: ["thr", "speedup", "average (± sd)"] + (cpuTime ? ["cpu (× 1 thread)"] : []) + ["used"])
+                              columns: ["thr", "speedup", "median (± spread)"] + (cpuTime ? ["cpu (× 1 thread)"] : []) + ["used"])
         let baselineCPU = result.rows.first { $0.threads == 1 }?.cpuSeconds.mean ?? 0
         for row in result.rows {
-            var cells = [String(row.threads), row.threads == 1 ? "" : String(format: "%.1fx", row.speedup),
-                         "\(Units.duration(row.seconds.mean)) (± \(String(format: "%.1f", row.seconds.standardDeviationPercent))%)"]
+            var cells = [String(row.threads), row.threads == 1 ? "" : String(format: "%.1fx", row.medianSpeedup),
+                         "\(Units.duration(row.seconds.median)) (± \(String(format: "%.1f", row.seconds.robustSpreadPercent))%)"]
             if cpuTime {
                 let ratio = baselineCPU > 0 ? row.cpuSeconds.mean / baselineCPU : 0
                 cells.append("\(Units.duration(row.cpuSeconds.mean)) (\(String(format: "%.2f", ratio))x)")
@@ -21,9 +22,8 @@ enum BenchTable {
         for row in result.rows where row.threadsUsed < row.threads {
             table.footnotes.append("\(row.threads) thread(s) asked, \(row.threadsUsed) used: limited by \(row.threadLimit.rawValue)")
         }
-        if let steal = result.stealSeconds, steal >= 0.05 {
-            table.footnotes.append("the hypervisor stole \(Units.duration(steal)) of CPU time during the runs: timings are noisier")
-        }
+        // Would a second run of the same command agree? Said under every table.
+        table.footnotes.append(contentsOf: result.noiseVerdict().lines)
         // The table has no "used" column when every row used the threads it asked for.
         if !result.rows.contains(where: { $0.threadsUsed < $0.threads }) {
             var trimmed = TextTable(notes: table.notes, columns: Array(table.columns.dropLast()))
@@ -51,6 +51,14 @@ enum BenchJSON {
         let thread_limit: String
         let chunks: Int
         let starvation_guard: String
+        let speedup_uncertainty_pct: Nullable<Double>
+    }
+
+    struct Noise: Encodable {
+        let steady: Bool
+        let verdict: [String]
+        let wall_s: Double
+        let cpu_pressure_s: Nullable<Double>
     }
 
     struct Document: Encodable {
@@ -60,6 +68,7 @@ enum BenchJSON {
         let runs: Int
         let summary: String
         let steal_s: Nullable<Double>
+        let noise: Noise
         let rows: [Row]
     }
 
@@ -69,10 +78,15 @@ enum BenchJSON {
                 median_s: Units.measured($0.seconds.median), min_s: Units.measured($0.seconds.min), max_s: Units.measured($0.seconds.max),
                 speedup: Units.measured($0.speedup), speedup_median: Units.measured($0.medianSpeedup), cpu_s: Units.measured($0.cpuSeconds.mean),
                 threads_used: $0.threadsUsed, thread_limit: $0.threadLimit.rawValue, chunks: $0.chunkCount,
-                starvation_guard: $0.starvationGuard.rawValue)
+                starvation_guard: $0.starvationGuard.rawValue,
+                speedup_uncertainty_pct: Nullable($0.threads == 1 || !result.speedupUncertaintyPercent($0).isFinite ? nil
+                                                  : Units.measured(result.speedupUncertaintyPercent($0))))
         }
+        let verdict = result.noiseVerdict()
+        let noise = Noise(steady: verdict.steady, verdict: verdict.lines, wall_s: Units.measured(result.wallSeconds),
+                          cpu_pressure_s: Nullable(result.pressureSeconds.map(Units.measured)))
         return try encodeJSON(Document(workload: result.workload.rawValue, size: result.size, runs: result.runs,
-                                       summary: result.summary, steal_s: Nullable(result.stealSeconds.map(Units.measured)), rows: rows))
+                                       summary: result.summary, steal_s: Nullable(result.stealSeconds.map(Units.measured)), noise: noise, rows: rows))
     }
 }
 
