@@ -39,7 +39,7 @@ root="$work/initramfs"
 rm -rf "$root" && mkdir -p "$root"/{bin,proc,sys,dev,tmp}
 cp "$binary" "$root/bin/ktask"
 cp /bin/busybox "$root/bin/busybox"
-for tool in sh mount poweroff cat echo taskset; do ln -s busybox "$root/bin/$tool"; done
+for tool in sh mount poweroff cat echo taskset grep mkdir; do ln -s busybox "$root/bin/$tool"; done
 # The shared libraries ktask needs, at the same paths, and the dynamic loader.
 for lib in $(ldd "$binary" | grep -o '/[^ ]*'); do
   mkdir -p "$root$(dirname "$lib")" && cp -L "$lib" "$root$lib"
@@ -66,6 +66,14 @@ for node in 1 0; do
   echo "=== taskset -c 0,3,4 ktask check-placement --node $node"
   taskset -c 0,3,4 /bin/ktask check-placement --node $node --size 64M || status=1
 done
+# A VM's memory-backend-file on tmpfs, populated for node 1: every page on node 1, every chunk on node 1's
+# CPUs (3-5).
+mkdir -p /dev/shm && mount -t tmpfs tmpfs /dev/shm
+echo "=== ktask populate /dev/shm/guest-ram --size 64M --write --nodes 1"
+out=$(/bin/ktask populate /dev/shm/guest-ram --size 64M --write --nodes 1 --format json) || status=1
+echo "$out"
+echo "$out" | grep -q '"pages_per_node":{"1":16384}' || { echo "populate: pages not all on node 1"; status=1; }
+echo "$out" | grep -Eq '"cpus_seen":\[[345](,[345])*\]' || { echo "populate: a chunk ran off node 1"; status=1; }
 echo "=== exit status $status"
 poweroff -f
 INIT

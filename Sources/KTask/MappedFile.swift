@@ -5,7 +5,7 @@ import Glibc
 #endif
 
 extension KTask {
-    /// A file mapped shared so that ``KTask/populate(_:write:options:)-5hg9u`` can fault its pages in on many
+    /// A file mapped shared so that ``KTask/populate(_:write:options:)-(KTask.MappedFile,_,_)`` can fault its pages in on many
     /// threads: a file on disk is read into the page cache (what `vmtouch -t` does on one thread), a tmpfs or
     /// hugetlbfs file (a VM's `memory-backend-file` in `/dev/shm` or `/dev/hugepages`) gets its memory
     /// allocated. The mapping goes when the last reference does; the file stays.
@@ -49,6 +49,7 @@ extension KTask {
 
         /// Maps `path` shared.
         /// - Parameters:
+        ///   - path: the file (created on tmpfs or hugetlbfs when `size` is given and it is missing).
         ///   - size: bytes to map; a tmpfs or hugetlbfs file shorter than that is extended (or created).
         ///     nil: the file's size.
         ///   - writable: map it writable, to allocate a tmpfs or hugetlbfs file's pages; refused for a file on
@@ -151,7 +152,7 @@ extension KTask {
 
     /// Faults in every page of a mapped file on the calling thread and helpers: read into the page cache,
     /// or (with `write`, for a writable tmpfs or hugetlbfs mapping) allocated. A read changes nothing in
-    /// the file. As ``populate(_:write:options:)-2ukbq`` otherwise.
+    /// the file. As ``populate(_:write:options:)-(KTask.Memory,_,_)`` otherwise.
     /// - Throws: ``KTask/Error/fileUnusable(path:reason:)`` for `write` on a read-only mapping; as ``populate(_:pageMode:write:options:)``.
     @discardableResult
     @available(*, noasync, message: "blocks the calling thread; run it from a synchronous context")

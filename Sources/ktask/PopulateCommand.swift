@@ -52,14 +52,23 @@ struct PopulateCommand: ParsableCommand {
                 throw ValidationError("--pages \(pages): \(path) is on \(kind), which holds \(kind.pageMode) pages")
             }
         }
+        if case .list(let ids) = nodes {
+            let known = CPUBudget.read().topology.nodes.map(\.id)
+            if let unknown = ids.first(where: { !known.contains($0) }) { throw KTask.Error.unknownNode(unknown, available: known) }
+        }
         let file = try KTask.MappedFile(path: path, size: size?.value, writable: write)
         let before = file.residentBytes
         var options = KTask.Options(maxThreads: threads)
         if nodes == .any { options.placement = .anywhere }
         let start = ContinuousClock.now
         let report: KTask.Report
+        // The CPUs chunks ran on, read back (sched_getcpu) where the job was placed on nodes.
+        var cpusSeen: [Int]?
         if case .list(let ids) = nodes {
-            report = try populatePerNode(file, nodes: ids, options: options)
+            let placed = try KTask.populate(file.buffer, pageMode: file.pageMode, onNodes: ids, write: write,
+                                            bindMemory: file.kind != .pageCache, options: options)
+            report = placed.report
+            cpusSeen = placed.cpusUsed
         } else {
             report = try populateInSegments(file, options: options)
         }
@@ -73,6 +82,7 @@ struct PopulateCommand: ParsableCommand {
                                   columns: ["resident before", "resident after", "time", "rate", "threads"])
             table.add(["\(Units.bytes(before)) (\(percent(before, file.count)))", "\(Units.bytes(after)) (\(percent(after, file.count)))",
                        Units.duration(seconds), Units.rate(Double(file.count) / seconds, "B/s"), "\(report.threadsUsed)"])
+            if let cpusSeen { table.footnotes.append("chunks ran on CPUs \(cpusSeen.map(String.init).joined(separator: ","))") }
             if !perNode.isEmpty {
                 table.footnotes.append("pages per node: " + perNode.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", "))
             }
@@ -85,13 +95,14 @@ struct PopulateCommand: ParsableCommand {
                 var schema = jsonSchemaVersion
                 let path: String, kind: String, pages: String, write: Bool, bytes: Int
                 let resident_before: Int, resident_after: Int, seconds: Double, bytes_per_s: Double
-                let threads_used: Int, thread_limit: String, pages_per_node: Nullable<[String: Int]>
+                let threads_used: Int, thread_limit: String, pages_per_node: Nullable<[String: Int]>, cpus_seen: Nullable<[Int]>
             }
             print(try encodeJSON(Document(path: path, kind: file.kind.description, pages: file.pageMode.rawValue, write: write, bytes: file.count,
                                           resident_before: before, resident_after: after, seconds: Units.measured(seconds),
                                           bytes_per_s: Units.measured(Double(file.count) / seconds), threads_used: report.threadsUsed,
                                           thread_limit: report.threadLimit.rawValue,
-                                          pages_per_node: Nullable(perNode.isEmpty ? nil : Dictionary(uniqueKeysWithValues: perNode.map { ("\($0.key)", $0.value) })))))
+                                          pages_per_node: Nullable(perNode.isEmpty ? nil : Dictionary(uniqueKeysWithValues: perNode.map { ("\($0.key)", $0.value) })),
+                                          cpus_seen: Nullable(cpusSeen))))
         }
     }
 
@@ -111,28 +122,6 @@ struct PopulateCommand: ParsableCommand {
             if widest == nil || report.threadsUsed > widest!.threadsUsed { widest = report }
         }
         return widest!
-    }
-
-    /// One range per node, the memory of each bound to its node first (tmpfs and hugetlbfs), worked by that
-    /// node's threads first.
-    func populatePerNode(_ file: KTask.MappedFile, nodes: [Int], options: KTask.Options) throws -> KTask.Report {
-        let pageSize = file.pageMode.pageSize
-        let pages = file.count / pageSize
-        let step = max(1, (2 << 20) / pageSize)
-        var ranges: [KTask.NodeRange] = []
-        for (index, node) in nodes.enumerated() {
-            let lower = pages * index / nodes.count / step * step
-            let upper = index == nodes.count - 1 ? pages : pages * (index + 1) / nodes.count / step * step
-            ranges.append(KTask.NodeRange(node: node, range: lower..<upper))
-            if file.kind != .pageCache && upper > lower {
-                try KTask.NodeMemory.bind(UnsafeMutableRawBufferPointer(rebasing: file.buffer[lower * pageSize..<upper * pageSize]), to: [node])
-            }
-        }
-        let populate = MemoryPopulator(base: UInt(bitPattern: file.base), pageSize: pageSize, write: write)
-        var perNodeOptions = options
-        perNodeOptions.minChunk = step
-        perNodeOptions.align = step
-        return try KTask.run(perNode: ranges, options: perNodeOptions) { range in try populate(range) }
     }
 
     /// Pages on each node after the populate (move_pages), sampled for big files.

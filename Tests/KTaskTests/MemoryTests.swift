@@ -110,3 +110,25 @@ struct MemoryTests {
         #expect(off.mode == .base && off.reason == "transparent huge pages are off (never)")
     }
 }
+
+@Suite("Memory placed on nodes", .serialized)
+struct NodePopulateTests {
+    @Test("populate on nodes: every page lands on the node, chunks run on its CPUs, the caller's mask comes back")
+    func onNodes() throws {
+        let memory = try KTask.Memory(bytes: 32 << 20, pages: .base)
+        let before = Affinity.current()
+        let placed = try KTask.populate(memory.buffer, pageMode: .base, onNodes: [0], options: KTask.Options(maxThreads: 2))
+        #expect(placed.pagesPerNode == [0: 8192])
+        let nodeCPUs = SystemLimits.current(nodeCPUs: .always).nodes.first { $0.id == 0 }?.cpus.cpus ?? []
+        #expect(!placed.cpusUsed.isEmpty && placed.cpusUsed.allSatisfy(nodeCPUs.contains), "\(placed.cpusUsed)")
+        #expect(Affinity.current() == before)
+    }
+
+    @Test("an unknown node or no node is a typed error before any work")
+    func badNodes() throws {
+        let memory = try KTask.Memory(bytes: 4 << 20, pages: .base)
+        #expect(throws: KTask.Error.self) { try KTask.populate(memory.buffer, pageMode: .base, onNodes: [99]) }
+        #expect(throws: KTask.Error.self) { try KTask.populate(memory.buffer, pageMode: .base, onNodes: []) }
+        #expect(residentPages(memory.buffer).resident == 0)
+    }
+}

@@ -24,6 +24,17 @@ struct PopulateCLITests {
         #expect(try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int == 64 << 20)
     }
 
+    @Test("--nodes: every page on the node, every chunk on its CPUs, the caller's own mask back afterwards")
+    func perNode() throws {
+        let path = folder + "-node0"
+        defer { unlink(path) }
+        let run = try runKTask(["populate", path, "--size", "16M", "--write", "--nodes", "0", "--format", "json"])
+        #expect(run.status == 0, "\(run.stderr)")
+        let document = try jsonObject(run.stdout)
+        #expect(document["pages_per_node"] as? [String: Int] == ["0": 4096], "\(run.stdout)")
+        #expect((document["cpus_seen"] as? [Int])?.isEmpty == false, "\(run.stdout)")
+    }
+
     @Test("a file on disk is read into the page cache, 100% resident after, its contents and times unchanged")
     func pageCacheRead() throws {
         let path = NSTemporaryDirectory() + "ktask-populate-\(getpid()).data"
@@ -60,13 +71,14 @@ struct PopulateCLITests {
             (["populate", folder + "-pages", "--size", "8M", "--pages", "hugetlb-2M"], 2, "holds 4k pages"),
             (["populate", folder + "-huge", "--size", "1000T", "--write"], 1, "more would be faulted in"),
             (["populate", disk, "--size", "0"], 2, "is invalid for '--size"),
+            (["populate", folder + "-node", "--size", "8M", "--write", "--nodes", "63"], 2, "node 63 does not exist"),
         ]
         for (arguments, status, message) in cases {
             let run = try runKTask(arguments)
             #expect(run.status == status, "\(arguments): \(run.stderr)")
             #expect(run.stderr.contains(message), "\(arguments): \(run.stderr)")
         }
-        #expect(!FileManager.default.fileExists(atPath: folder + "-pages") && !FileManager.default.fileExists(atPath: folder + "-huge"))
+        for suffix in ["-pages", "-huge", "-node"] { #expect(!FileManager.default.fileExists(atPath: folder + suffix), "\(suffix)") }
         #expect(try Data(contentsOf: URL(fileURLWithPath: disk)) == Data(count: 4096))
     }
 
