@@ -94,3 +94,5 @@ int CKTask_fstatfs(int fd, long *type, long *blockSize) {
     *blockSize = (long)info.f_bsize;
     return 0;
 }
+
+int CKTask_memfd_create(const char *name, unsigned int flags) { return (int)syscall(SYS_memfd_create, name, flags); }

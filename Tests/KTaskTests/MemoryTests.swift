@@ -132,3 +132,34 @@ struct NodePopulateTests {
         #expect(residentPages(memory.buffer).resident == 0)
     }
 }
+
+@Suite("Mapped files")
+struct MappedFileTests {
+    @Test("a memfd (a VM's memory-backend-memfd), opened by its /proc/self/fd path, is tmpfs and gets every page allocated")
+    func memfd() throws {
+        let fd = CKTask_memfd_create("ktask-test", 0)
+        try #require(fd >= 0)
+        defer { close(fd) }
+        try #require(ftruncate(fd, off_t(16 << 20)) == 0)
+        let file = try KTask.MappedFile(path: "/proc/self/fd/\(fd)", writable: true)
+        #expect(file.kind == .tmpfs && file.count == 16 << 20)
+        try KTask.populate(file, write: true)
+        var status = stat()
+        fstat(fd, &status)
+        #expect(Int(status.st_blocks) * 512 == 16 << 20, "every page allocated")
+        #expect(file.residentBytes == 16 << 20)
+    }
+
+    @Test("a read-only mapping cannot be populated for writing")
+    func readOnly() throws {
+        let path = "/dev/shm/ktask-ro-\(getpid())"
+        let fd = open(path, O_CREAT | O_RDWR, 0o600)
+        ftruncate(fd, 1 << 20)
+        close(fd)
+        defer { unlink(path) }
+        let file = try KTask.MappedFile(path: path)
+        #expect(throws: KTask.Error.fileUnusable(path: path, reason: "is mapped read-only; open it writable to allocate its pages")) {
+            try KTask.populate(file, write: true)
+        }
+    }
+}

@@ -54,6 +54,9 @@ int CKTask_MAP_HUGETLB(void);
 /// MAP_HUGE_2MB / MAP_HUGE_1GB: log2(page size) << MAP_HUGE_SHIFT.
 int CKTask_MAP_HUGE_SIZE(int log2PageSize);
 
+/// memfd_create(2): an anonymous shmem file (a VM's memory-backend-memfd); for tests and callers without glibc's wrapper.
+int CKTask_memfd_create(const char *name, unsigned int flags);
+
 /// fstatfs(2)'s filesystem type (e.g. TMPFS_MAGIC) and block size (a hugetlbfs mount's page size); -1 on error.
 int CKTask_fstatfs(int fd, long *type, long *blockSize);
 
