@@ -26,7 +26,11 @@ enum MultithreadedJob {
         let helpers = reserved.reduce(0) { $0 + $1.reservation.count }
         let limit = plan.limit(reserving: helpers)
         if log.logsDebug { log.debug(plan.account(reserved: helpers, limit: limit, options: options)) }
-        if helpers == 0 && plan.parts.count == 1 { return try runInline(plan.parts[0], start: start, limit: limit, chunk) }
+        if helpers == 0 && plan.parts.count == 1 {
+            let report = try runInline(plan.parts[0], start: start, limit: limit, chunk)
+            if log.logsDebug { log.debug("job done: \(report)") }
+            return report
+        }
 
         return try withoutActuallyEscaping(chunk) { chunk in
             let job = makeState(plan, reserved, helpers: helpers, options: options, cancellation: cancellation, chunk: chunk)

@@ -35,10 +35,13 @@ struct CapturingHandler: LogHandler {
 
 @Suite("Logging: the user's logger, decisions at debug, degradation at warning", .serialized)
 struct LoggingTests {
-    @Test("a job logs at debug how many threads it got and what bounded them, then its report")
-    func decisionsAtDebug() throws {
+    @Test("a job logs at debug how many threads it got and what bounded them, then its report",
+          arguments: [1, 0])
+    func decisionsAtDebug(freeHelpers: Int) throws {
+        // With no free helper (other jobs hold them) the job runs inline after planning: still both lines.
         let captured = CapturedLog()
-        let report = try KTask.run(0..<1_000_000, options: KTask.Options(minChunk: 1000, logger: captured.logger)) { _ in }
+        let pool = try KTask.Pool(name: "kt-logd", maxBusyHelpers: freeHelpers, isolateHelpers: false)
+        let report = try KTask.run(0..<1_000_000, options: KTask.Options(minChunk: 1000, pool: pool, logger: captured.logger)) { _ in }
         let debug = captured.messages(.debug)
         #expect(debug.count == 2, "\(debug)")
         #expect(debug.first?.contains("1000000 items: ") == true && debug.first?.contains("limited by") == true, "\(debug)")
