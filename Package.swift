@@ -45,13 +45,15 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // Sets the test processes' environment before any test runs (machine-wide slots off: tests count threads).
+        .target(name: "CKTaskTestEnvironment"),
         .testTarget(
             name: "KTaskTests",
-            dependencies: ["KTask", "KTaskWorkloads", "CKTaskShims", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["KTask", "KTaskWorkloads", "CKTaskShims", "CKTaskTestEnvironment", .product(name: "Logging", package: "swift-log")]
         ),
         .testTarget(
             name: "ktaskCLITests",
-            dependencies: ["ktask"]
+            dependencies: ["ktask", "CKTaskTestEnvironment"]
         ),
     ]
 )

@@ -19,10 +19,13 @@ extension KTask {
         /// The threads that run async jobs' caller shares, each at its caller's priority. Not capped: there
         /// is one per async job in flight, as there would be one blocked caller per sync job.
         static let asyncCallers = KTask.Pool(validatedName: "ktask-a", maxBusyHelpers: Int.max, idleTimeout: .seconds(10),
-                                            isolatesHelpers: false)
+                                            isolatesHelpers: false, permits: nil)
 
         /// The logger of the jobs that set none (``KTask/Options/logger``); nil: warnings to standard error.
         let logger: Logger?
+        /// The machine-wide slots and jobserver tokens each busy helper holds; nil for the async callers'
+        /// threads, which are callers, each its own implicit slot.
+        let permits: HelperPermits?
 
         let name: String
         let idleTimeoutNanoseconds: Int64
@@ -65,9 +68,10 @@ extension KTask {
         }
 
         private init(validatedName name: String, maxBusyHelpers: Int?, idleTimeout: Duration, isolatesHelpers: Bool = true,
-                     logger: Logger? = nil) {
+                     logger: Logger? = nil, permits: HelperPermits? = .process) {
             self.name = name
             self.logger = logger
+            self.permits = permits?.active == true ? permits : nil
             self.isolatesHelpers = isolatesHelpers
             let (seconds, attoseconds) = idleTimeout.components
             // Saturates: a timeout past Int64 nanoseconds (292 years) is as good as none.
@@ -139,7 +143,7 @@ extension KTask {
         /// `nodeCap` on `node`.
         func reserve(upTo wanted: Int, cap: Int, node: Int? = nil, nodeCap: Int = Int.max) -> Reservation {
             guard wanted > 0 else { return Reservation(parked: [], toStart: 0, node: node) }
-            return lock.withLock {
+            var reservation = lock.withLock {
                 var granted = max(0, min(wanted, cap - busy))
                 if let node {
                     granted = max(0, min(granted, nodeCap - busyByNode[node, default: 0]))
@@ -152,6 +156,21 @@ extension KTask {
                 for thread in parked { thread.reserved = true }
                 return Reservation(parked: parked, toStart: granted - reused, node: node)
             }
+            // Machine-wide slots and jobserver tokens, outside the lock (system calls); what is not granted
+            // goes back at once, threads to start first.
+            if let permits, reservation.count > 0 {
+                let got = permits.take(upTo: reservation.count)
+                if got < reservation.count {
+                    var surplus = Reservation(parked: [], toStart: 0, node: node)
+                    let unstarted = min(reservation.count - got, reservation.toStart)
+                    (reservation.toStart, surplus.toStart) = (reservation.toStart - unstarted, unstarted)
+                    let parked = reservation.count - got
+                    surplus.parked = Array(reservation.parked.suffix(parked))
+                    reservation.parked.removeLast(parked)
+                    cancel(surplus, holdsPermits: false)
+                }
+            }
+            return reservation
         }
 
         /// Gives every reserved thread `work`, with arguments firstArgument, firstArgument + 1, ...; returns
@@ -200,10 +219,10 @@ extension KTask {
         }
 
         /// Gives back threads reserved but never dispatched: they count as free again.
-        func cancel(_ reservation: Reservation) {
+        func cancel(_ reservation: Reservation, holdsPermits: Bool = true) {
             guard reservation.count > 0 else { return }
             lock.withLock {
-                for _ in 0..<reservation.count { releaseBusyLocked(node: reservation.node) }
+                for _ in 0..<reservation.count { releaseBusyLocked(node: reservation.node, permit: holdsPermits) }
                 for thread in reservation.parked {
                     thread.reserved = false
                     idle.append(thread)
@@ -228,9 +247,10 @@ extension KTask {
             }
         }
 
-        private func releaseBusyLocked(node: Int?) {
+        private func releaseBusyLocked(node: Int?, permit: Bool = true) {
             busy -= 1
             if let node { busyByNode[node, default: 1] -= 1 }
+            if permit { permits?.give() }
         }
 
         /// Called by a thread, with the lock held, when its work is done: it is free and idle again.

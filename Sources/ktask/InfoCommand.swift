@@ -28,7 +28,8 @@ struct InfoCommand: ParsableCommand {
         let cap = try pool.cap(cpuBudget: budget.budget, energyRestricted: energy.restricted)
         let info = MachineInfo(budget: budget, energy: energy, cap: cap, pool: pool.state, profile: try KTask.TuningProfile.inForce(),
                                isolation: systemRoot.isLive ? HelperIsolation.planned : nil,
-                               starvationGuard: systemRoot.isLive ? KTask.StarvationGuard.inForce : nil)
+                               starvationGuard: systemRoot.isLive ? KTask.StarvationGuard.inForce : nil,
+                               slots: systemRoot.isLive ? SlotsStatus.read() : nil)
         switch format {
         case .table: print(info.table, terminator: "")
         case .json: print(try info.json())
@@ -47,6 +48,8 @@ struct MachineInfo {
     /// How helpers are kept out of other groups' way and from starving: this process only (nil for a snapshot).
     let isolation: HelperIsolation?
     let starvationGuard: KTask.StarvationGuard?
+    /// The machine-wide slots (nil for a snapshot).
+    var slots: SlotsStatus?
 
     var table: String {
         var lines: [String] = []
@@ -90,6 +93,15 @@ struct MachineInfo {
             lines.append("tuning profile: none (\(KTask.TuningProfile.defaultPath ?? "no path"); `ktask tune` makes one)")
         }
         lines.append("pool: \(pool.liveThreads) thread(s) live, \(pool.idleThreads) parked, \(pool.busyHelpers) busy")
+        if let slots {
+            if let folder = slots.folder {
+                lines.append("machine-wide slots: \(slots.slots) in \(folder)/slots (online CPUs − 1, shared by every ktask process), "
+                             + "\(slots.held) held" + (slots.holders.isEmpty ? "" : " by PIDs \(slots.holders.map(String.init).joined(separator: ","))"))
+            } else {
+                lines.append("machine-wide slots: \(slots.reason)")
+            }
+            lines.append("make jobserver: \(slots.jobserver)")
+        }
         for note in budget.notes { lines.append("note: \(note)") }
         return lines.joined(separator: "\n") + "\n"
     }
@@ -120,6 +132,8 @@ struct MachineInfo {
         let helper_isolation: Nullable<Isolation>
         let starvation_guard: Nullable<String>
         let tuning_profile: Nullable<Profile>
+        struct Slots: Encodable { let folder: Nullable<String>; let slots: Int; let held: Int; let holders: [Int]; let reason: String; let jobserver: String }
+        let machine_slots: Nullable<Slots>
         let notes: [String]
     }
 
@@ -141,7 +155,28 @@ struct MachineInfo {
             helper_isolation: Nullable(isolation.map { .init(kind: $0.kind.rawValue, detail: $0.detail) }),
             starvation_guard: Nullable(starvationGuard?.rawValue),
             tuning_profile: Nullable(profile.map { .init(path: $0.path, classes: $0.profile.classes.mapValues(\.maxThreads)) }),
+            machine_slots: Nullable(slots.map { .init(folder: Nullable($0.folder), slots: $0.slots, held: $0.held, holders: $0.holders,
+                                                       reason: $0.reason, jobserver: $0.jobserver) }),
             notes: budget.notes)
         return try encodeJSON(value)
+    }
+}
+
+/// The machine-wide slots as `ktask info` shows them.
+struct SlotsStatus {
+    let folder: String?
+    let slots: Int
+    let held: Int
+    let holders: [Int]
+    let reason: String
+    let jobserver: String
+
+    static func read() -> SlotsStatus {
+        let jobserver = Jobserver.status
+        guard let machine = MachineSlots.shared else {
+            return SlotsStatus(folder: nil, slots: 0, held: 0, holders: [], reason: MachineSlots.offReason ?? "off", jobserver: jobserver)
+        }
+        return SlotsStatus(folder: String(machine.path.dropLast("/slots".count)), slots: machine.count, held: machine.heldCount(),
+                           holders: machine.holders(), reason: "on", jobserver: jobserver)
     }
 }
