@@ -1,7 +1,107 @@
-/// Placeholder replaced below.
+import CKTaskShims
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A GNU make jobserver client: under `make -jN`, each extra helper takes a token first, so that ktask's
+/// helpers and make's other jobs share make's N slots. Follows the GNU make manual's "Sharing Job Slots
+/// with GNU make" (POSIX Jobserver Interaction):
+/// - the jobserver is named by `--jobserver-auth=` in `MAKEFLAGS` (make 4.2+; `--jobserver-fds=` before
+///   it), the last one winning: `fifo:PATH` (make 4.4+) or `R,W`, two inherited pipe descriptors (make passes
+///   them only to recipes marked `+` or running `$(MAKE)`; closed or negative ones mean no jobserver);
+/// - "your program must have one implicit slot": the calling thread; each further thread needs a token,
+///   one byte read from the jobserver;
+/// - "you must write back the same character you read", exactly once, also on failure and on SIGINT or
+///   SIGTERM ("you should catch [signals] and write back tokens before exiting"): the accounting is in C,
+///   where a signal handler can do it;
+/// - a read that would block means no free token: ktask never waits (the descriptor is reopened
+///   non-blocking through /proc/self/fd, so make's own description is left as it is).
 package final class Jobserver: Sendable {
-    package static let shared: Jobserver? = nil
-    package static var status: String { "none" }
-    func take() -> UInt8? { nil }
-    func give(_ token: UInt8) {}
+    /// How the jobserver is reached.
+    package enum Auth: Equatable, Sendable {
+        case fifo(String)
+        case pipe(read: Int32, write: Int32)
+    }
+
+    /// What MAKEFLAGS says: the jobserver (nil: none) and whether make runs a dry run (`n` in the first word:
+    /// it changes nothing for ktask, whose recipe make runs anyway when it is marked `+`).
+    package static func parse(makeflags: String) -> (auth: Auth?, dryRun: Bool) {
+        let words = makeflags.split(separator: " ")
+        let first = words.first.map(String.init) ?? ""
+        let dryRun = !first.hasPrefix("-") && first.contains("n")
+        var auth: Auth?
+        for word in words {
+            let value: Substring
+            if word.hasPrefix("--jobserver-auth=") { value = word.dropFirst("--jobserver-auth=".count) }
+            else if word.hasPrefix("--jobserver-fds=") { value = word.dropFirst("--jobserver-fds=".count) }
+            else { continue }
+            if value.hasPrefix("fifo:") {
+                let path = String(value.dropFirst("fifo:".count))
+                auth = path.isEmpty ? nil : .fifo(path)
+            } else {
+                let parts = value.split(separator: ",", omittingEmptySubsequences: false)
+                if parts.count == 2, let read = Int32(parts[0]), let write = Int32(parts[1]), read >= 0, write >= 0 {
+                    auth = .pipe(read: read, write: write)
+                } else {
+                    auth = nil  // negative (make's "no jobserver") or garbage: the last option decides
+                }
+            }
+        }
+        return (auth, dryRun)
+    }
+
+    /// This process's jobserver, opened at the first job; nil without one.
+    package static let shared: Jobserver? = connect()
+    /// What `ktask info` says about it.
+    package static var status: String { shared.map { "\($0.description) (\(CKTask_jobserver_held()) token(s) held)" } ?? connectNote ?? "none" }
+    nonisolated(unsafe) private static var connectNote: String?
+
+    package let description: String
+
+    private init(description: String) { self.description = description }
+
+    static func connect() -> Jobserver? {
+        guard let raw = getenv("MAKEFLAGS") else { return nil }
+        let makeflags = String(cString: raw)
+        guard let auth = parse(makeflags: makeflags).auth else { return nil }
+        switch auth {
+        case .fifo(let path):
+            let reader = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+            guard reader >= 0 else { return unusable("fifo \(path) cannot be opened (\(String(cString: strerror(errno))))") }
+            let writer = open(path, O_WRONLY | O_CLOEXEC)
+            guard writer >= 0 else { close(reader); return unusable("fifo \(path) cannot be opened for writing") }
+            CKTask_jobserver_setup(reader, writer)
+            return Jobserver(description: "make jobserver fifo:\(path)")
+        case .pipe(let read, let write):
+            // Closed descriptors (make passes them only to `+` recipes) or ones that are not pipes: no jobserver.
+            var status = stat()
+            guard fcntl(read, F_GETFD) >= 0, fcntl(write, F_GETFD) >= 0, fstat(read, &status) == 0, status.st_mode & S_IFMT == S_IFIFO else {
+                return unusable("MAKEFLAGS names jobserver descriptors \(read),\(write), but they are not open pipes "
+                                + "(mark the recipe with + to share make's job slots)")
+            }
+            // A description of our own, non-blocking: make's stays as make set it.
+            let reader = open("/proc/self/fd/\(read)", O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+            guard reader >= 0 else { return unusable("jobserver descriptor \(read) cannot be reopened non-blocking") }
+            CKTask_jobserver_setup(reader, write)
+            return Jobserver(description: "make jobserver pipe \(read),\(write)")
+        }
+    }
+
+    /// No usable jobserver: one warning for the process, and helpers run as if there were none.
+    private static func unusable(_ why: String) -> Jobserver? {
+        connectNote = "none: " + why
+        let line = Array("ktask: warning: \(why); running without it\n".utf8)
+        _ = line.withUnsafeBytes { Glibc.write(STDERR_FILENO, $0.baseAddress, $0.count) }
+        return nil
+    }
+
+    /// A token, without waiting; nil when make has none free.
+    func take() -> UInt8? {
+        let token = CKTask_jobserver_take()
+        return token >= 0 ? UInt8(token) : nil
+    }
+
+    /// Writes a token back.
+    func give(_ token: UInt8) { CKTask_jobserver_give(token) }
 }

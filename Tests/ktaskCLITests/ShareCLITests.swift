@@ -74,3 +74,147 @@ struct ShareCLITests {
         #expect(slots["folder"] as? String == folder && slots["slots"] as? Int == Self.onlineCPUs - 1 && slots["held"] as? Int == 0, "\(slots)")
     }
 }
+
+/// The processes descended from `root` (children, grandchildren, ...), from /proc/PID/stat's parent field.
+func descendants(of root: Int32) -> [Int32] {
+    var parents: [Int32: Int32] = [:]
+    for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+        guard let pid = Int32(entry), let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { continue }
+        let fields = stat[stat.index(close, offsetBy: 2)...].split(separator: " ")
+        if fields.count > 1, let parent = Int32(fields[1]) { parents[pid] = parent }
+    }
+    var found: [Int32] = [], frontier: Set<Int32> = [root]
+    while !frontier.isEmpty {
+        let children = parents.filter { frontier.contains($0.value) }.map(\.key)
+        found += children
+        frontier = Set(children)
+    }
+    return found
+}
+
+@Suite("Sharing the machine: the make jobserver", .serialized)
+struct JobserverCLITests {
+    /// A fifo jobserver holding `tokens` tokens, as make 4.4 makes one; returns its path and a descriptor
+    /// that keeps it open.
+    func fifo(tokens: Int) throws -> (path: String, fd: Int32) {
+        let path = NSTemporaryDirectory() + "ktask-jobserver-\(getpid())-\(tokens)"
+        unlink(path)
+        try #require(mkfifo(path, 0o600) == 0)
+        let fd = open(path, O_RDWR | O_NONBLOCK)
+        try #require(fd >= 0)
+        if tokens > 0 { _ = write(fd, Array(repeating: UInt8(ascii: "+"), count: tokens), tokens) }
+        return (path, fd)
+    }
+
+    /// Tokens in the fifo now (read without waiting, then written back).
+    func tokens(in fd: Int32) -> Int {
+        var buffer = [UInt8](repeating: 0, count: 256)
+        let count = max(0, read(fd, &buffer, buffer.count))
+        if count > 0 { _ = write(fd, buffer, count) }
+        return count
+    }
+
+    @Test("a fifo jobserver: with no free token every job uses 1 thread, with 1 token 2; the fifo ends with the tokens it had",
+          arguments: [0, 1])
+    func fifoTokens(free: Int) throws {
+        let jobserver = try fifo(tokens: free)
+        defer { close(jobserver.fd); unlink(jobserver.path) }
+        let run = try runKTask(["bench", "--workload", "compute", "--threads", "1,2", "--size", "4M", "--runs", "3", "--format", "json"],
+                               environment: ["MAKEFLAGS": "-j2 --jobserver-auth=fifo:\(jobserver.path)", "KTASK_SLOTS": "off"])
+        #expect(run.status == 0, "\(run.stderr)")
+        let rows = try #require((try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? [String: Any])?["rows"] as? [[String: Any]])
+        #expect(rows.last?["threads_used"] as? Int == (free == 0 ? 1 : 2), "\(run.stdout)")
+        #expect(tokens(in: jobserver.fd) == free, "every token read was written back")
+    }
+
+    @Test("interrupted (SIGINT or SIGTERM) while a helper holds a token, ktask writes it back before it dies",
+          .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/python3"), "needs python3 to start ktask with signals unblocked: skipped"),
+          arguments: [SIGINT, SIGTERM])
+    func signalReturnsTokens(signal: Int32) throws {
+        let jobserver = try fifo(tokens: 1)
+        defer { close(jobserver.fd); unlink(jobserver.path) }
+        let process = Process()
+        // The test runner's children inherit a signal mask that blocks SIGINT and SIGTERM; make's do not:
+        // python clears it and becomes ktask.
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        process.arguments = ["-c", "import os, signal, sys; signal.pthread_sigmask(signal.SIG_SETMASK, []); os.execv(sys.argv[1], sys.argv[1:])",
+                             try ktaskExecutable(), "bench", "--workload", "compute", "--threads", "2", "--size", "100M", "--runs", "50"]
+        process.environment = ProcessInfo.processInfo.environment.merging(
+            ["MAKEFLAGS": "-j2 --jobserver-auth=fifo:\(jobserver.path)", "KTASK_SLOTS": "off"]) { $1 }
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        // Wait until a helper holds the token (the fifo is empty), then interrupt.
+        var held = false
+        for _ in 0..<2000 where process.isRunning {
+            var byte: UInt8 = 0
+            if read(jobserver.fd, &byte, 0) >= 0 && tokensNow(jobserver.fd) == 0 { held = true; break }
+            usleep(1000)
+        }
+        guard held else {
+            process.terminate()
+            kill(process.processIdentifier, SIGKILL)
+            Issue.record("the helper never took the token")
+            return
+        }
+        kill(process.processIdentifier, signal)
+        process.waitUntilExit()
+        #expect(process.terminationReason == .uncaughtSignal && process.terminationStatus == signal, "died of the signal, as before")
+        #expect(tokens(in: jobserver.fd) == 1, "the token came back")
+    }
+
+    /// Tokens in the fifo without taking them (FIONREAD).
+    func tokensNow(_ fd: Int32) -> Int {
+        var count: Int32 = 0
+        return ioctl(fd, UInt(FIONREAD), &count) == 0 ? Int(count) : -1
+    }
+
+    @Test("descriptors MAKEFLAGS names but the process does not have: no jobserver, one warning, the job runs")
+    func closedDescriptors() throws {
+        let run = try runKTask(["bench", "--workload", "compute", "--threads", "1,2", "--size", "1M", "--runs", "1"],
+                               environment: ["MAKEFLAGS": " -j2 --jobserver-auth=97,98", "KTASK_SLOTS": "off"])
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect(run.stderr.components(separatedBy: "not open pipes").count == 2, "one warning: \(run.stderr)")
+    }
+
+    @Test("make -j2 running three ktask recipes: at most one helper beyond the callers, and make gets every token back",
+          .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/make"), "needs GNU make: skipped"))
+    func makeJobserver() throws {
+        let folder = NSTemporaryDirectory() + "ktask-make-\(getpid())"
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        try """
+            all: a.json b.json c.json
+            %.json:
+            \t+$(KTASK) bench --workload compute --threads 1,2 --size 8M --runs 3 --format json > $@
+            """.write(toFile: folder + "/Makefile", atomically: true, encoding: .utf8)
+        let make = Process()
+        make.executableURL = URL(fileURLWithPath: "/usr/bin/make")
+        make.arguments = ["-j2", "-C", folder, "KTASK=\(try ktaskExecutable())"]
+        make.environment = ProcessInfo.processInfo.environment.merging(["KTASK_SLOTS": "off"]) { $1 }
+        let errors = Pipe()
+        make.standardError = errors
+        make.standardOutput = FileHandle.nullDevice
+        try make.run()
+        var samples: [Int: Int] = [:], previous = 0
+        while make.isRunning {
+            let now = runningHelpers(of: descendants(of: make.processIdentifier))
+            samples[min(now, previous), default: 0] += 1
+            previous = now
+            usleep(2000)
+        }
+        make.waitUntilExit()
+        let stderr = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(make.terminationStatus == 0, "\(stderr)")
+        #expect(!stderr.contains("jobserver") && !stderr.contains("INTERNAL"), "make saw its tokens short: \(stderr)")
+        for target in ["a", "b", "c"] {
+            let rows = (try? JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: "\(folder)/\(target).json"))) as? [String: Any])?["rows"]
+            #expect(rows != nil, "\(target).json")
+        }
+        let total = samples.values.reduce(0, +)
+        let over = samples.filter { $0.key > 1 }.values.reduce(0, +)
+        #expect(total > 50 && over * 10 <= total, "helpers running at once, by samples: \(samples)")
+        print("make -j2, three ktask recipes: helpers running at once by samples \(samples)")
+    }
+}
