@@ -11,7 +11,8 @@ struct KTaskCommand: ParsableCommand {
         discussion: """
             Environment: KTASK_MAX_THREADS caps threads per job, the calling thread included (0: no limit); \
             KTASK_NODE_MAX_THREADS caps busy helpers on any one node (0: no limit); KTASK_PROFILE names the \
-            tuning profile; KTASK_NO_HELPER_CGROUP keeps helpers out of the idle cgroup. The tool refuses a \
+            tuning profile; KTASK_NO_HELPER_CGROUP keeps helpers out of the idle cgroup; KTASK_SLOTS=off|DIR turns the \
+            machine-wide helper slots off or puts them in DIR; MAKEFLAGS' --jobserver-auth makes helpers take make's tokens. The tool refuses a \
             malformed limit (exit 2); the library ignores it with one warning.
             """,
         version: ktaskVersion,

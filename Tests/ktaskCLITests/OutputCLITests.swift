@@ -88,6 +88,14 @@ struct OutputCLITests {
         #expect(run.stdout.contains("pages on node 0") && run.stdout.contains("placement ok"), "\(run.stdout)")
     }
 
+    @Test("--help names every environment variable the tool and library read")
+    func helpListsEnvironment() throws {
+        let help = try runKTask(["--help"]).stdout.replacingOccurrences(of: "\\s+", with: " ", options: .regularExpression)
+        for variable in ["KTASK_MAX_THREADS", "KTASK_NODE_MAX_THREADS", "KTASK_PROFILE", "KTASK_NO_HELPER_CGROUP", "KTASK_SLOTS", "MAKEFLAGS"] {
+            #expect(help.contains(variable), "\(variable): \(help)")
+        }
+    }
+
     @Test("help lists every accepted workload, with what it does", arguments: [["bench", "scaling"], ["compare"], ["tune"]])
     func helpListsWorkloads(command: [String]) throws {
         let run = try runKTask(command + ["--help"])
