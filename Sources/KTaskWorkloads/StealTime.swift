@@ -7,11 +7,7 @@ import Glibc
 public enum StealTime {
     /// Seconds of steal since boot, or nil where /proc/stat has no steal field.
     public static func total() -> Double? {
-        guard let file = fopen("/proc/stat", "r") else { return nil }
-        defer { fclose(file) }
-        var line = [CChar](repeating: 0, count: 512)
-        guard fgets(&line, Int32(line.count), file) != nil else { return nil }
-        let text = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        guard let text = firstLine(of: "/proc/stat") else { return nil }
         // "cpu  user nice system idle iowait irq softirq steal ..."
         let fields = text.split(separator: " ")
         guard fields.first == "cpu", fields.count > 8, let ticks = Double(fields[8]) else { return nil }
@@ -24,13 +20,18 @@ public enum StealTime {
 public enum CPUPressure {
     /// Seconds of "some" CPU pressure since boot, or nil where the kernel has no PSI.
     public static func total() -> Double? {
-        guard let file = fopen("/proc/pressure/cpu", "r") else { return nil }
-        defer { fclose(file) }
-        var line = [CChar](repeating: 0, count: 256)
-        guard fgets(&line, Int32(line.count), file) != nil else { return nil }
-        let text = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        guard let text = firstLine(of: "/proc/pressure/cpu") else { return nil }
         guard text.hasPrefix("some"), let field = text.split(separator: " ").first(where: { $0.hasPrefix("total=") }),
               let microseconds = Double(field.dropFirst("total=".count).trimmingCharacters(in: .whitespacesAndNewlines)) else { return nil }
         return microseconds / 1e6
     }
+}
+
+/// The first line of a small procfs file (read with stdio: these are read before and after timed runs).
+func firstLine(of path: String) -> String? {
+    guard let file = fopen(path, "r") else { return nil }
+    defer { fclose(file) }
+    var line = [CChar](repeating: 0, count: 512)
+    guard fgets(&line, Int32(line.count), file) != nil else { return nil }
+    return String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
 }
