@@ -39,7 +39,15 @@ struct ClientPackageTests {
         let blocks = try Self.readmeSwiftBlocks()
         try #require(blocks.count >= 3, "README.md has \(blocks.count) Swift blocks")
         let parent = FileManager.default.temporaryDirectory.appendingPathComponent("ktask-client-\(getpid())").path
-        defer { try? FileManager.default.removeItem(atPath: parent) }
+        defer {
+            try? FileManager.default.removeItem(atPath: parent)
+            // SwiftPM leaves its lock files for the package in the temporary folder, named after its path.
+            let temporary = FileManager.default.temporaryDirectory.path
+            let prefix = parent.replacingOccurrences(of: "/", with: "_")
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: temporary)) ?? [] where name.hasPrefix(prefix) {
+                try? FileManager.default.removeItem(atPath: temporary + "/" + name)
+            }
+        }
         let folder = parent + "/App"
         try FileManager.default.createDirectory(atPath: folder + "/Sources/App", withIntermediateDirectories: true)
         try FileManager.default.createSymbolicLink(atPath: parent + "/ktask", withDestinationPath: Self.repository)

@@ -78,6 +78,8 @@ struct TuningTests {
         await #expect(processExitsWith: .success) {
             let path = NSTemporaryDirectory() + "ktask-tuning-cap-\(getpid()).json"
             defer { unlink(path) }
+            // exit() skips defer: every failure removes the profile first.
+            func fail(_ code: Int32) -> Never { unlink(path); exit(code) }
             try! KTask.TuningProfile(classes: ["bandwidth": .init(maxThreads: 1, minimumGain: 0.1, cpuBudget: 2, itemsPerSecond: [1, 1])])
                 .save(to: path)
             setenv(KTask.TuningProfile.environmentVariable, path, 1)
@@ -85,14 +87,14 @@ struct TuningTests {
             let capped = try! KTask.run(0..<1024, options: KTask.Options(pool: pool, workClass: "bandwidth")) { _ in usleep(100) }
             let free = try! KTask.run(0..<1024, options: KTask.Options(pool: pool, workClass: "other")) { _ in usleep(100) }
             // The other class is planned on 2 threads (under load the nice-19 helper may still find its chunks gone).
-            guard capped.ranInline, capped.threadLimit == .tuningProfile, !free.ranInline, free.threadLimit != .tuningProfile else { exit(1) }
+            guard capped.ranInline, capped.threadLimit == .tuningProfile, !free.ranInline, free.threadLimit != .tuningProfile else { fail(1) }
             // A profile that goes bad under a running program is seen at the next job, as a typed error.
             try! "garbage".write(toFile: path, atomically: true, encoding: .utf8)
             do {
                 _ = try KTask.run(0..<1024, options: KTask.Options(pool: pool, workClass: "bandwidth")) { _ in }
-                exit(2)
+                fail(2)
             } catch KTask.Error.invalidProfile(path, _) {
-            } catch { exit(3) }
+            } catch { fail(3) }
         }
     }
 
