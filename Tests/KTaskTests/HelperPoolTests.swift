@@ -248,4 +248,50 @@ struct IdleCgroupLifecycleTests {
         }
         #expect(access("\(group)/\(HelperIsolation.childName)", F_OK) != 0, "the idle cgroup outlived the process")
     }
+
+    @Test("a child cgroup another process removed at its exit is made again for the next helper (not run outside it)",
+          .enabled(if: geteuid() == 0 && FileManager.default.fileExists(atPath: "/sys/fs/cgroup/cpu/cgroup.procs"),
+                   "needs root and the cgroup v1 cpu controller: skipped"))
+    func recreatedAfterRemoval() async throws {
+        let group = "\(Self.cpuHierarchy)/ktask-again-\(getpid())"
+        #expect(mkdir(group, 0o755) == 0)
+        defer { rmdir(group) }
+        await #expect(processExitsWith: .success) {
+            let group = "/sys/fs/cgroup/cpu/ktask-again-\(getppid())"
+            guard writeFile("\(group)/cgroup.procs", "\(getpid())") else { exit(10) }
+            let child = "\(group)/\(HelperIsolation.childName)"
+            @Sendable func cpuCgroup(_ tid: Int) -> String? {
+                (try? String(contentsOfFile: "/proc/self/task/\(tid)/cgroup", encoding: .utf8))?
+                    .split(separator: "\n").first { $0.split(separator: ":")[1].split(separator: ",").contains("cpu") }
+                    .map { String($0.split(separator: ":", maxSplits: 2)[2]) }
+            }
+            // Helpers retire 100 ms after their job, leaving the child empty.
+            let pool = try KTask.Pool(name: "kt-again", maxBusyHelpers: 1, idleTimeout: .milliseconds(100))
+            /// Runs a job whose caller waits for a helper to run a chunk; returns the helper's cpu cgroup.
+            func helperGroup() throws -> String? {
+                let caller = ThreadSnapshot.currentTID
+                let seen = Mutex<String?>(nil)
+                try runJob(0..<8, options: KTask.Options(maxThreads: 2, pool: pool)) { _ in
+                    let tid = ThreadSnapshot.currentTID
+                    if tid == caller {
+                        for _ in 0..<600 where seen.withLock({ $0 == nil }) { usleep(50_000) }
+                    } else if let group = cpuCgroup(tid) {
+                        seen.withLock { $0 = group }
+                    }
+                }
+                return seen.withLock { $0 }
+            }
+            guard try helperGroup()?.hasSuffix("/\(HelperIsolation.childName)") == true else { exit(11) }
+            // Another ktask process of this cgroup exits and removes the (now empty) child.
+            var removed = false
+            for _ in 0..<300 where !removed {
+                usleep(10_000)
+                removed = rmdir(child) == 0
+            }
+            guard removed else { exit(12) }
+            guard try helperGroup()?.hasSuffix("/\(HelperIsolation.childName)") == true else { exit(13) }
+            exit(0)
+        }
+        #expect(access("\(group)/\(HelperIsolation.childName)", F_OK) != 0, "the idle cgroup outlived the process")
+    }
 }
