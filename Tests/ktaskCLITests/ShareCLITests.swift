@@ -124,7 +124,15 @@ struct JobserverCLITests {
                                environment: ["MAKEFLAGS": "-j2 --jobserver-auth=fifo:\(jobserver.path)", "KTASK_SLOTS": "off"])
         #expect(run.status == 0, "\(run.stderr)")
         let rows = try #require((try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? [String: Any])?["rows"] as? [[String: Any]])
-        #expect(rows.last?["threads_used"] as? Int == (free == 0 ? 1 : 2), "\(run.stdout)")
+        // Without a token no helper is had ("busy"); with one the helper is had, and works unless (under other
+        // tests' load) the caller finished every chunk before the nice-19 helper woke.
+        let limit = rows.last?["thread_limit"] as? String
+        if free == 0 {
+            #expect(rows.last?["threads_used"] as? Int == 1 && limit == "helpers busy with other jobs", "\(run.stdout)")
+        } else {
+            #expect(limit != "helpers busy with other jobs", "\(run.stdout)")
+            #expect(rows.last?["threads_used"] as? Int == 2 || limit == "the caller finished before a helper joined", "\(run.stdout)")
+        }
         #expect(tokens(in: jobserver.fd) == free, "every token read was written back")
     }
 
