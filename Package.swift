@@ -35,7 +35,7 @@ let package = Package(
         // The seed's real workloads (prefault, init, compute) and the benchmark driver, shared by the CLI and tests.
         .target(
             name: "KTaskWorkloads",
-            dependencies: ["KTask", "CKTaskShims", "CKTaskWorkloadShims"]
+            dependencies: ["KTask", "CKTaskWorkloadShims"]
         ),
         .executableTarget(
             name: "ktask",

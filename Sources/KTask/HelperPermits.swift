@@ -48,7 +48,4 @@ package final class HelperPermits: Sendable {
             if let token = permit.token { jobserver?.give(token) }
         }
     }
-
-    /// Helpers of this process holding permits now.
-    package var heldCount: Int { held.withLock { $0.count } }
 }

@@ -52,19 +52,20 @@ package final class Jobserver: Sendable {
     }
 
     /// This process's jobserver, opened at the first job; nil without one.
-    package static let shared: Jobserver? = connect()
+    package static var shared: Jobserver? { connection.jobserver }
     /// What `ktask info` says about it.
-    package static var status: String { shared.map { "\($0.description) (\(CKTask_jobserver_held()) token(s) held)" } ?? connectNote ?? "none" }
-    nonisolated(unsafe) private static var connectNote: String?
+    package static var status: String {
+        shared.map { "\($0.description) (\(CKTask_jobserver_held()) token(s) held)" } ?? connection.note ?? "none"
+    }
+    /// The jobserver, or why MAKEFLAGS names one that cannot be used; read once.
+    private static let connection = connect()
 
     package let description: String
 
     private init(description: String) { self.description = description }
 
-    static func connect() -> Jobserver? {
-        guard let raw = getenv("MAKEFLAGS") else { return nil }
-        let makeflags = String(cString: raw)
-        guard let auth = parse(makeflags: makeflags).auth else { return nil }
+    static func connect() -> (jobserver: Jobserver?, note: String?) {
+        guard let raw = getenv("MAKEFLAGS"), let auth = parse(makeflags: String(cString: raw)).auth else { return (nil, nil) }
         switch auth {
         case .fifo(let path):
             let reader = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
@@ -72,7 +73,7 @@ package final class Jobserver: Sendable {
             let writer = open(path, O_WRONLY | O_CLOEXEC)
             guard writer >= 0 else { close(reader); return unusable("fifo \(path) cannot be opened for writing") }
             CKTask_jobserver_setup(reader, writer)
-            return Jobserver(description: "make jobserver fifo:\(path)")
+            return (Jobserver(description: "make jobserver fifo:\(path)"), nil)
         case .pipe(let read, let write):
             // Closed descriptors (make passes them only to `+` recipes) or ones that are not pipes: no jobserver.
             var status = stat()
@@ -84,16 +85,14 @@ package final class Jobserver: Sendable {
             let reader = open("/proc/self/fd/\(read)", O_RDONLY | O_NONBLOCK | O_CLOEXEC)
             guard reader >= 0 else { return unusable("jobserver descriptor \(read) cannot be reopened non-blocking") }
             CKTask_jobserver_setup(reader, write)
-            return Jobserver(description: "make jobserver pipe \(read),\(write)")
+            return (Jobserver(description: "make jobserver pipe \(read),\(write)"), nil)
         }
     }
 
     /// No usable jobserver: one warning for the process, and helpers run as if there were none.
-    private static func unusable(_ why: String) -> Jobserver? {
-        connectNote = "none: " + why
-        let line = Array("ktask: warning: \(why); running without it\n".utf8)
-        _ = line.withUnsafeBytes { Glibc.write(STDERR_FILENO, $0.baseAddress, $0.count) }
-        return nil
+    private static func unusable(_ why: String) -> (jobserver: Jobserver?, note: String?) {
+        JobLog(logger: nil).warning(why + "; running without it")
+        return (nil, "none: " + why)
     }
 
     /// A token, without waiting; nil when make has none free.

@@ -47,7 +47,7 @@ package final class MachineSlots: Sendable {
 
     /// The slots file for this process's settings, opened once (the process keeps it open; its locks go
     /// with it when it exits).
-    static func open(environment: [String: String] = ProcessInfoLite.environment,
+    static func open(environment: [String: String] = environment(),
                      onlineCPUs: Int = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) -> Result<MachineSlots, Reason> {
         let setting = environment["KTASK_SLOTS"] ?? ""
         if setting == "off" || setting == "0" { return .failure(Reason(text: "off (KTASK_SLOTS=off)")) }
@@ -70,6 +70,15 @@ package final class MachineSlots: Sendable {
             }
         }
         return .failure(Reason(text: "off: " + reasons.joined(separator: "; ")))
+    }
+
+    /// The variables the slots read, as this process has them (read once, like the other limits).
+    static func environment() -> [String: String] {
+        var environment: [String: String] = [:]
+        for name in ["KTASK_SLOTS", "XDG_RUNTIME_DIR"] {
+            if let value = getenv(name) { environment[name] = String(cString: value) }
+        }
+        return environment
     }
 
     /// Makes (or checks) the folder and opens its slots file.
@@ -145,7 +154,7 @@ package final class MachineSlots: Sendable {
             while let fdEntry = readdir(fds) {
                 let fdName = withUnsafeBytes(of: fdEntry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
                 guard Int(fdName) != nil,
-                      let target = try? readLink("/proc/\(pid)/fd/\(fdName)"), target == path,
+                      readLink("/proc/\(pid)/fd/\(fdName)") == path,
                       let info = readSmallFile("/proc/\(pid)/fdinfo/\(fdName)"), info.contains("OFDLCK") else { continue }
                 pids.append(pid)
                 break
@@ -154,24 +163,10 @@ package final class MachineSlots: Sendable {
         return pids.sorted()
     }
 
-    private func readLink(_ path: String) throws -> String {
+    private func readLink(_ path: String) -> String? {
         var buffer = [CChar](repeating: 0, count: 4096)
         let length = readlink(path, &buffer, buffer.count - 1)
-        guard length > 0 else { throw Reason(text: "") }
+        guard length > 0 else { return nil }
         return String(decoding: buffer[0..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    }
-}
-
-/// The process environment, read without Foundation.
-enum ProcessInfoLite {
-    static var environment: [String: String] {
-        var result: [String: String] = [:]
-        var pointer = environ
-        while let entry = pointer.pointee {
-            let text = String(cString: entry)
-            if let equals = text.firstIndex(of: "=") { result[String(text[..<equals])] = String(text[text.index(after: equals)...]) }
-            pointer += 1
-        }
-        return result
     }
 }

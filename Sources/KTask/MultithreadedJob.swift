@@ -20,7 +20,7 @@ enum MultithreadedJob {
             return try runInline(range, start: start, limit: limit, chunk)
         case .parallel(let parallel): plan = parallel
         }
-        let log = JobLog(options)
+        let log = plan.log
         // Reserve.
         let reserved = plan.reserve(in: options.pool)
         let helpers = reserved.reduce(0) { $0 + $1.reservation.count }

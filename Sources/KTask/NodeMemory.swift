@@ -35,6 +35,16 @@ extension KTask {
             }
         }
 
+        /// Pages of a region on each node (``nodes(ofPagesIn:pageSize:)`` counted); pages not faulted in or
+        /// not queryable are left out, and a region that cannot be queried gives none.
+        package static func pageCounts(in region: UnsafeRawBufferPointer, pageSize: Int) -> [Int: Int] {
+            var counts: [Int: Int] = [:]
+            for node in (try? nodes(ofPagesIn: region, pageSize: pageSize)) ?? [] {
+                if let node { counts[node, default: 0] += 1 }
+            }
+            return counts
+        }
+
         /// The node of each page of a region (first byte of each page): a node id, or nil for a page not
         /// faulted in or not queryable.
         public static func nodes(ofPagesIn region: UnsafeRawBufferPointer, pageSize: Int) throws(KTask.Error) -> [Int?] {

@@ -29,7 +29,7 @@ extension KTask {
         public var description: String { rawValue }
 
         /// Whether pages come from the hugetlb pool.
-        var isHugetlb: Bool { self == .hugetlb2M || self == .hugetlb1G }
+        package var isHugetlb: Bool { self == .hugetlb2M || self == .hugetlb1G }
 
         /// The mode a new mapping gets when none is asked: THP unless the machine turned it off (`never`),
         /// with the reason.

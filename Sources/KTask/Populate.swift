@@ -29,21 +29,27 @@ extension KTask {
     @available(*, noasync, message: "blocks the calling thread; run it from a synchronous context")
     public static func populate(_ region: UnsafeMutableRawBufferPointer, pageMode: PageMode, write: Bool = true,
                                 options: KTask.Options = KTask.Options()) throws -> KTask.Report {
+        let (populate, options) = try prepare(region, pageMode: pageMode, write: write, options: options)
+        return try KTask.run(0..<(region.count / pageMode.pageSize), options: options) { pages in try populate(pages) }
+    }
+
+    /// What both populates need: the region checked (page boundaries), memory that is not resident yet
+    /// checked to fit (the OOM killer gives no reason; hugetlb pages are already promised to the mapping by
+    /// the pool), the chunk function, and chunks of at least 2 MiB — a page-table page of base pages, or
+    /// whole huge pages.
+    static func prepare(_ region: UnsafeMutableRawBufferPointer, pageMode: PageMode, write: Bool,
+                        options: KTask.Options) throws(KTask.Error) -> (MemoryPopulator, KTask.Options) {
         let pageSize = pageMode.pageSize
         guard let base = region.baseAddress, Int(bitPattern: base) % pageSize == 0, region.count % pageSize == 0 else {
-            throw KTask.Error.invalidParameter(name: "region", value: "\(region.count) bytes at \(region.baseAddress.map { "\($0)" } ?? "nil")",
-                                               allowed: "a non-empty region on \(pageSize)-byte page boundaries")
+            throw .invalidParameter(name: "region", value: "\(region.count) bytes at \(region.baseAddress.map { "\($0)" } ?? "nil")",
+                                    allowed: "a non-empty region on \(pageSize)-byte page boundaries")
         }
-        // Memory that is not resident yet must fit: the OOM killer gives no reason (hugetlb pages are
-        // already promised to the mapping by the pool).
-        if write && !pageMode.isHugetlb { try MemoryHeadroom.check(needed: region.count - KTask.residentBytes(region)) }
-        let populate = MemoryPopulator(base: UInt(bitPattern: base), pageSize: pageSize, write: write)
-        // At least 2 MiB a chunk: one page-table page of base pages, or one huge page.
+        if write && !pageMode.isHugetlb { try MemoryHeadroom.check(needed: region.count - residentBytes(region)) }
         var options = options
         let pagesPerChunk = max(1, (2 << 20) / pageSize)
         options.minChunk = max(options.minChunk, pagesPerChunk)
         options.align = max(options.align, pagesPerChunk)
-        return try KTask.run(0..<(region.count / pageSize), options: options) { pages in try populate(pages) }
+        return (MemoryPopulator(base: UInt(bitPattern: base), pageSize: pageSize, write: write), options)
     }
 }
 
@@ -76,15 +82,13 @@ extension KTask {
     @available(*, noasync, message: "blocks the calling thread; run it from a synchronous context")
     public static func populate(_ region: UnsafeMutableRawBufferPointer, pageMode: PageMode, onNodes nodes: [Int], write: Bool = true,
                                 bindMemory: Bool = true, options: KTask.Options = KTask.Options()) throws -> PopulateReport {
-        let pageSize = pageMode.pageSize
-        guard let base = region.baseAddress, Int(bitPattern: base) % pageSize == 0, region.count % pageSize == 0, !nodes.isEmpty else {
-            throw KTask.Error.invalidParameter(name: "region", value: "\(region.count) bytes on \(nodes.count) node(s)",
-                                               allowed: "a non-empty region on \(pageSize)-byte page boundaries, and at least one node")
-        }
+        guard !nodes.isEmpty else { throw KTask.Error.noNodes }
         let system = SystemLimits.current(nodeCPUs: .always)
         _ = try LanePlan.resolve(nodes, nodes: system.nodes)
+        let (populate, options) = try prepare(region, pageMode: pageMode, write: write, options: options)
+        let pageSize = pageMode.pageSize
         let pages = region.count / pageSize
-        let step = max(1, (2 << 20) / pageSize)
+        let step = options.align
         var ranges: [KTask.NodeRange] = []
         for (index, node) in nodes.enumerated() {
             let lower = pages * index / nodes.count / step * step
@@ -94,11 +98,6 @@ extension KTask {
                 try NodeMemory.bind(UnsafeMutableRawBufferPointer(rebasing: region[lower * pageSize..<upper * pageSize]), to: [node])
             }
         }
-        if write && !pageMode.isHugetlb { try MemoryHeadroom.check(needed: region.count - residentBytes(region)) }
-        let populate = MemoryPopulator(base: UInt(bitPattern: base), pageSize: pageSize, write: write)
-        var options = options
-        options.minChunk = max(options.minChunk, step)
-        options.align = max(options.align, step)
         let cpus = Mutex<Set<Int>>([])
         // The caller runs from the nodes' CPUs (their serving CPUs for memory-only nodes).
         let placed = CPUList(Array(Set(system.nodes.filter { nodes.contains($0.id) }.flatMap(\.cpus.cpus))).sorted())
@@ -109,11 +108,8 @@ extension KTask {
             cpus.withLock { _ = $0.insert(Affinity.currentCPU()) }
             try populate(range)
         }
-        var perNode: [Int: Int] = [:]
-        for node in (try? NodeMemory.nodes(ofPagesIn: UnsafeRawBufferPointer(region), pageSize: pageSize)) ?? [] {
-            if let node { perNode[node, default: 0] += 1 }
-        }
-        return PopulateReport(report: report, pagesPerNode: perNode, cpusUsed: cpus.withLock { $0.sorted() })
+        return PopulateReport(report: report, pagesPerNode: NodeMemory.pageCounts(in: UnsafeRawBufferPointer(region), pageSize: pageSize),
+                              cpusUsed: cpus.withLock { $0.sorted() })
     }
 }
 
@@ -122,9 +118,11 @@ package struct MemoryPopulator: Sendable {
     let base: UInt
     let pageSize: Int
     let write: Bool
+    /// MADV_POPULATE_* where the kernel has them, else touching one byte per page.
+    let usePopulate: Bool
 
-    package init(base: UInt, pageSize: Int, write: Bool) {
-        (self.base, self.pageSize, self.write) = (base, pageSize, write)
+    package init(base: UInt, pageSize: Int, write: Bool, usePopulate: Bool = kernelHasPopulate) {
+        (self.base, self.pageSize, self.write, self.usePopulate) = (base, pageSize, write, usePopulate)
     }
     package static let kernelHasPopulate: Bool = {
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))
@@ -136,7 +134,7 @@ package struct MemoryPopulator: Sendable {
     package func callAsFunction(_ pages: Range<Int>) throws(KTask.Error) {
         let start = UnsafeMutableRawPointer(bitPattern: base + UInt(pages.lowerBound * pageSize))!
         let length = pages.count * pageSize
-        if Self.kernelHasPopulate {
+        if usePopulate {
             var result: Int32
             repeat {
                 result = madvise(start, length, write ? CKTask_MADV_POPULATE_WRITE() : CKTask_MADV_POPULATE_READ())

@@ -28,6 +28,8 @@ struct ThreadPlan {
     let nodeCaps: [Int: Int]
     /// What bounded the planned thread count.
     let limit: KTask.ThreadLimit
+    /// Where the job logs (made once per parallel job; the inline paths make none).
+    let log: JobLog
 
     /// What a job turns out to be once validated and sized.
     enum Shape {
@@ -99,7 +101,8 @@ struct ThreadPlan {
         self.parts = parts
         self.lanes = lanes
         self.limit = limit
-        let pool = options.pool, log = JobLog(options)
+        let pool = options.pool
+        log = JobLog(options)
         poolCap = try pool.cap(cpuBudget: system.budget, energyRestricted: system.energyRestricted, log: log)
         var nodeCaps: [Int: Int] = [:]
         for lane in lanes.lanes where lane.helpers > 0 {

@@ -139,7 +139,7 @@ public struct BenchRunner {
         }
         var result = BenchResult(workload: workload, size: size, runs: runs, summary: instance.summary, rows: rows,
                                  stealSeconds: steal)
-        result.wallSeconds = Double(wall.components.seconds) + Double(wall.components.attoseconds) / 1e18
+        result.wallSeconds = wall.seconds
         result.pressureSeconds = pressure
         return result
     }

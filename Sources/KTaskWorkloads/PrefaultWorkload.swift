@@ -1,4 +1,3 @@
-import CKTaskShims
 import KTask
 import Synchronization
 
@@ -50,7 +49,7 @@ public final class PrefaultWorkload: BenchWorkload, Sendable {
     public func prepareRun() throws -> PreparedRun {
         let memory = try KTask.Memory(bytes: bytes, pages: pageMode)
         // A size beyond free memory or the cgroup's limit is an error with numbers, not an OOM kill.
-        if !pageMode.rawValue.hasPrefix("hugetlb") { try MemoryHeadroom.check(needed: bytes) }
+        if !pageMode.isHugetlb { try MemoryHeadroom.check(needed: bytes) }
         let populate = MemoryPopulator(base: UInt(bitPattern: memory.base), pageSize: pageSize, write: true)
         return PreparedRun(
             perNode: try nodes.map { try bindPerNode(base: memory.base, nodes: $0) },
@@ -73,29 +72,12 @@ public final class PrefaultWorkload: BenchWorkload, Sendable {
     /// node, each bound to its node.
     static func prefault(_ mapping: AnonymousMapping, nodes: [Int]? = nil) throws {
         let workload = try PrefaultWorkload(bytes: mapping.bytes, nodes: nodes)
-        let base = UInt(bitPattern: mapping.base)
-        let options = KTask.Options(minChunk: pagesPerPageTable, align: pagesPerPageTable)
-        let body: @Sendable (Range<Int>) throws -> Void = { [pageSize = workload.pageSize, method = workload.method] pages in
-            try prefault(base: base, pages: pages, pageSize: pageSize, method: method)
-        }
+        let populate = MemoryPopulator(base: UInt(bitPattern: mapping.base), pageSize: workload.pageSize, write: true)
+        let options = KTask.Options(minChunk: workload.minChunk, align: workload.align)
         if let nodes {
-            try KTask.run(perNode: try workload.bindPerNode(base: mapping.base, nodes: nodes), options: options, body)
+            try KTask.run(perNode: try workload.bindPerNode(base: mapping.base, nodes: nodes), options: options) { try populate($0) }
         } else {
-            try KTask.run(0..<workload.items, options: options, body)
-        }
-    }
-
-    static func prefault(base: UInt, pages: Range<Int>, pageSize: Int, method: Method) throws(WorkloadError) {
-        let start = UnsafeMutableRawPointer(bitPattern: base + UInt(pages.lowerBound * pageSize))!
-        switch method {
-        case .populateWrite:
-            if madvise(start, pages.count * pageSize, CKTask_MADV_POPULATE_WRITE()) != 0 {
-                throw .prefaultFailed(errno: errno)
-            }
-        case .touch:
-            for page in 0..<pages.count {
-                start.storeBytes(of: 1, toByteOffset: page * pageSize, as: UInt8.self)
-            }
+            try KTask.run(0..<workload.items, options: options) { try populate($0) }
         }
     }
 

@@ -107,7 +107,6 @@ public enum WorkloadKind: String, CaseIterable, Sendable {
 public enum WorkloadError: Error, Equatable, CustomStringConvertible {
     case sizeTooSmall(workload: String, size: Int, minimum: Int)
     case mapFailed(bytes: Int, errno: Int32)
-    case prefaultFailed(errno: Int32)
     case wrongResult(workload: String, detail: String)
     case invalidParameter(name: String, value: Int, allowed: String)
 
@@ -117,8 +116,6 @@ public enum WorkloadError: Error, Equatable, CustomStringConvertible {
             "size \(size) is too small for \(workload); it must be at least \(minimum)"
         case .mapFailed(let bytes, let errno):
             "could not map \(bytes) bytes (errno \(errno)); try a smaller --size"
-        case .prefaultFailed(let errno):
-            "faulting in memory failed (errno \(errno))"
         case .wrongResult(let workload, let detail):
             "\(workload) produced a wrong result: \(detail)"
         case .invalidParameter(let name, let value, let allowed):

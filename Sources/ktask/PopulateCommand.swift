@@ -64,17 +64,18 @@ struct PopulateCommand: ParsableCommand {
         let report: KTask.Report
         // The CPUs chunks ran on, read back (sched_getcpu) where the job was placed on nodes.
         var cpusSeen: [Int]?
+        var placedPages: [Int: Int]?
         if case .list(let ids) = nodes {
             let placed = try KTask.populate(file.buffer, pageMode: file.pageMode, onNodes: ids, write: write,
                                             bindMemory: file.kind != .pageCache, options: options)
-            report = placed.report
-            cpusSeen = placed.cpusUsed
+            (report, cpusSeen, placedPages) = (placed.report, placed.cpusUsed, placed.pagesPerNode)
         } else {
             report = try populateInSegments(file, options: options)
         }
-        let seconds = (ContinuousClock.now - start).seconds
+        // The job alone: a placed populate also reads back where its pages are, which is not populating.
+        let seconds = placedPages == nil ? (ContinuousClock.now - start).seconds : report.wallTime.seconds
+        let perNode = placedPages ?? KTask.NodeMemory.pageCounts(in: UnsafeRawBufferPointer(file.buffer), pageSize: file.pageMode.pageSize)
         let after = file.residentBytes
-        let perNode = nodesOfPages(file)
         switch format {
         case .table:
             var table = TextTable(notes: ["\(path): \(Units.bytes(file.count)) on \(file.kind.description), \(file.pageMode) pages, "
@@ -122,15 +123,6 @@ struct PopulateCommand: ParsableCommand {
             if widest == nil || report.threadsUsed > widest!.threadsUsed { widest = report }
         }
         return widest!
-    }
-
-    /// Pages on each node after the populate (move_pages), sampled for big files.
-    func nodesOfPages(_ file: KTask.MappedFile) -> [Int: Int] {
-        let pageSize = file.pageMode.pageSize
-        guard let nodes = try? KTask.NodeMemory.nodes(ofPagesIn: UnsafeRawBufferPointer(file.buffer), pageSize: pageSize) else { return [:] }
-        var counts: [Int: Int] = [:]
-        for node in nodes { if let node { counts[node, default: 0] += 1 } }
-        return counts
     }
 
     func percent(_ part: Int, _ whole: Int) -> String {

@@ -73,11 +73,6 @@ struct HelperPoolTests {
         let isolation = HelperIsolation.current
         let pool = try KTask.Pool(name: "kt-cg", maxBusyHelpers: 1)
         let callerTID = ThreadSnapshot.currentTID
-        @Sendable func cpuCgroup(_ tid: Int) -> String? {
-            (try? String(contentsOfFile: "/proc/self/task/\(tid)/cgroup", encoding: .utf8))?
-                .split(separator: "\n").first { $0.split(separator: ":")[1].split(separator: ",").contains("cpu") }
-                .map { String($0.split(separator: ":", maxSplits: 2)[2]) }
-        }
         // An idle-cgroup helper runs only on idle CPU, and other tests keep the CPUs busy (under a sanitizer,
         // or CI's parallel suites, for tens of seconds): the caller holds its first chunk until a helper has
         // run one, and each helper notes its cgroup while it works.
@@ -260,11 +255,6 @@ struct IdleCgroupLifecycleTests {
             let group = "/sys/fs/cgroup/cpu/ktask-again-\(getppid())"
             guard writeFile("\(group)/cgroup.procs", "\(getpid())") else { exit(10) }
             let child = "\(group)/\(HelperIsolation.childName)"
-            @Sendable func cpuCgroup(_ tid: Int) -> String? {
-                (try? String(contentsOfFile: "/proc/self/task/\(tid)/cgroup", encoding: .utf8))?
-                    .split(separator: "\n").first { $0.split(separator: ":")[1].split(separator: ",").contains("cpu") }
-                    .map { String($0.split(separator: ":", maxSplits: 2)[2]) }
-            }
             // Helpers retire 100 ms after their job, leaving the child empty.
             let pool = try KTask.Pool(name: "kt-again", maxBusyHelpers: 1, idleTimeout: .milliseconds(100))
             /// Runs a job whose caller waits for a helper to run a chunk; returns the helper's cpu cgroup.

@@ -7,14 +7,6 @@ import CKTaskShims
 import Glibc
 #endif
 
-/// Pages of `buffer` that are resident (mincore), in base pages.
-func residentPages(_ buffer: UnsafeMutableRawBufferPointer) -> (resident: Int, total: Int) {
-    let page = Int(sysconf(Int32(_SC_PAGESIZE)))
-    var vector = [UInt8](repeating: 0, count: (buffer.count + page - 1) / page)
-    guard mincore(buffer.baseAddress, buffer.count, &vector) == 0 else { return (-1, vector.count) }
-    return (vector.filter { $0 & 1 == 1 }.count, vector.count)
-}
-
 /// The hugetlb pool's sysfs value for 2 MiB pages.
 func hugePages2M(_ file: String) -> Int? {
     (try? String(contentsOfFile: "/sys/kernel/mm/hugepages/hugepages-2048kB/\(file)", encoding: .utf8))
@@ -26,10 +18,9 @@ struct MemoryTests {
     @Test("4 KiB pages: every page resident afterwards, chunks of whole page-table pages")
     func basePages() throws {
         let memory = try KTask.Memory(bytes: 64 << 20, pages: .base)
-        #expect(residentPages(memory.buffer).resident == 0, "a new mapping is empty")
+        #expect(KTask.residentBytes(memory.buffer) == 0, "a new mapping is empty")
         let report = try KTask.populate(memory, options: KTask.Options(maxThreads: 2))
-        let resident = residentPages(memory.buffer)
-        #expect(resident.resident == resident.total)
+        #expect(KTask.residentBytes(memory.buffer) == memory.count)
         #expect(report.chunkSize % 512 == 0, "chunks of 2 MiB of 4 KiB pages: \(report)")
     }
 
@@ -39,8 +30,7 @@ struct MemoryTests {
         #expect(Int(bitPattern: memory.base) % (2 << 20) == 0)
         #expect(memory.count == 66 << 20, "rounded up to whole 2 MiB pages")
         let report = try KTask.populate(memory, options: KTask.Options(maxThreads: 2))
-        let resident = residentPages(memory.buffer)
-        #expect(resident.resident == resident.total)
+        #expect(KTask.residentBytes(memory.buffer) == memory.count)
         #expect(report.claimCount >= 1 && report.chunkSize >= 1)
     }
 
@@ -129,7 +119,7 @@ struct NodePopulateTests {
         let memory = try KTask.Memory(bytes: 4 << 20, pages: .base)
         #expect(throws: KTask.Error.self) { try KTask.populate(memory.buffer, pageMode: .base, onNodes: [99]) }
         #expect(throws: KTask.Error.self) { try KTask.populate(memory.buffer, pageMode: .base, onNodes: []) }
-        #expect(residentPages(memory.buffer).resident == 0)
+        #expect(KTask.residentBytes(memory.buffer) == 0)
     }
 }
 

@@ -112,3 +112,10 @@ func runJob(_ range: Range<Int>, options: KTask.Options = KTask.Options(),
                 cancellation: JobCancellation(token: options.cancellation, asyncTask: nil, observesCurrentTask: true),
                 undo: nil, chunk)
 }
+
+/// The cpu-controller cgroup path of one of this process's threads (cgroup v1), nil where unreadable.
+func cpuCgroup(_ tid: Int) -> String? {
+    (try? String(contentsOfFile: "/proc/self/task/\(tid)/cgroup", encoding: .utf8))?
+        .split(separator: "\n").first { $0.split(separator: ":")[1].split(separator: ",").contains("cpu") }
+        .map { String($0.split(separator: ":", maxSplits: 2)[2]) }
+}

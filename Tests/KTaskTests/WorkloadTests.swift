@@ -27,8 +27,8 @@ struct WorkloadTests {
     func prefaultByTouching() throws {
         let mapping = try AnonymousMapping(bytes: 8 << 20)
         let pages = mapping.bytes / AnonymousMapping.pageSize
-        try PrefaultWorkload.prefault(base: UInt(bitPattern: mapping.base), pages: 0..<pages,
-                                      pageSize: AnonymousMapping.pageSize, method: .touch)
+        try MemoryPopulator(base: UInt(bitPattern: mapping.base), pageSize: AnonymousMapping.pageSize, write: true,
+                            usePopulate: false)(0..<pages)
         var vector = [UInt8](repeating: 0, count: pages)
         #expect(mincore(mapping.base, mapping.bytes, &vector) == 0)
         #expect(vector.allSatisfy { $0 & 1 == 1 })

@@ -15,7 +15,7 @@ package struct MemoryHeadroom: Equatable, Sendable {
     }
 
     package static func read(root: SystemRoot = .live) -> MemoryHeadroom? {
-        var tightest = root.read("/proc/meminfo").flatMap { parseMeminfo($0, "MemAvailable") }
+        var tightest = root.read("/proc/meminfo").flatMap { meminfoBytes($0, field: "MemAvailable") }
             .map { MemoryHeadroom(bytes: $0, source: "/proc/meminfo MemAvailable") }
         var reader = CgroupLimits.Reader(root: root)
         let mounts = reader.readMounts()
@@ -40,16 +40,5 @@ package struct MemoryHeadroom: Equatable, Sendable {
                 .flatMap { Int($0.split(separator: " ").last ?? "") }
         } ?? 0
         return MemoryHeadroom(bytes: max(0, limit - max(0, usage - inactive)), source: "\(folder)/\(limitFile)")
-    }
-
-    /// A `/proc/meminfo` field in bytes.
-    static func parseMeminfo(_ text: String, _ field: String) -> Int? {
-        for line in text.split(separator: "\n") where line.hasPrefix(field + ":") {
-            let words = line.split(separator: " ")
-            guard words.count >= 2, let kilobytes = Int(words[1]) else { return nil }
-            let (bytes, overflow) = kilobytes.multipliedReportingOverflow(by: 1024)
-            return overflow ? nil : bytes
-        }
-        return nil
     }
 }

@@ -138,16 +138,19 @@ package struct NUMATopology: Sendable, Equatable {
     }
 
     /// "Node 0 MemTotal:   47925628 kB" → bytes.
-    static func parseMemTotal(_ meminfo: String) -> Int? {
-        for line in meminfo.split(separator: "\n") where line.contains("MemTotal:") {
-            let fields = line.split(separator: " ")
-            // A negative or overflowing size is not a size: unknown.
-            if let index = fields.firstIndex(where: { $0 == "MemTotal:" }), index + 1 < fields.count,
-               let kilobytes = Int(fields[index + 1]), kilobytes >= 0 {
-                let (bytes, overflow) = kilobytes.multipliedReportingOverflow(by: 1024)
-                return overflow ? nil : bytes
-            }
+    static func parseMemTotal(_ meminfo: String) -> Int? { meminfoBytes(meminfo, field: "MemTotal") }
+}
+
+/// A meminfo field in bytes, from `/proc/meminfo` ("MemAvailable:  123 kB") or a node's
+/// ("Node 0 MemTotal:  123 kB"); a negative or overflowing size is not a size: nil.
+func meminfoBytes(_ meminfo: String, field: String) -> Int? {
+    let label = Substring(field + ":")
+    for line in meminfo.split(separator: "\n") where line.contains(label) {
+        let fields = line.split(separator: " ")
+        if let index = fields.firstIndex(of: label), index + 1 < fields.count, let kilobytes = Int(fields[index + 1]), kilobytes >= 0 {
+            let (bytes, overflow) = kilobytes.multipliedReportingOverflow(by: 1024)
+            return overflow ? nil : bytes
         }
-        return nil
     }
+    return nil
 }
