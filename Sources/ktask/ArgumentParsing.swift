@@ -74,3 +74,16 @@ extension WorkloadKind {
 }
 
 extension KTask.PageMode: ExpressibleByArgument {}
+
+/// `--helper-priority`: `lowest`, `caller`, or a nice value in -20...19.
+func parseHelperPriority(_ argument: String) throws -> KTask.HelperPriority {
+    switch argument {
+    case "lowest": return .lowest
+    case "caller": return .inheritCaller
+    default:
+        guard let nice = Int(argument), (-20...19).contains(nice) else {
+            throw ValidationError("allowed: lowest (nice 19), caller (the calling thread's nice), or a nice value from -20 to 19")
+        }
+        return .nice(nice)
+    }
+}

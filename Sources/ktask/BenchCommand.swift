@@ -45,6 +45,10 @@ struct ScalingBenchCommand: ParsableCommand {
     /// Enough runs that the default table's speedups reproduce within ±10% on a noisy VM.
     var runCount: Int { runs ?? (workload == .prefault ? 11 : 5) }
 
+    @Option(help: ArgumentHelp("ktask's helper priority: lowest (nice 19, the default), caller (the caller's nice), or a nice value -20...19: what staying out of the way costs (KTASK_NO_HELPER_CGROUP=1 also keeps helpers out of the idle cgroup).", valueName: "lowest|caller|n"),
+            transform: parseHelperPriority)
+    var helperPriority: KTask.HelperPriority = .lowest
+
     @Flag(help: "Also show the CPU time (user + system, all threads) of each thread count, and its ratio to 1 thread's.")
     var cpuTime = false
 
@@ -71,7 +75,8 @@ struct ScalingBenchCommand: ParsableCommand {
         let preferred = KTask.PageMode.preferred()
         let pageMode = pages ?? preferred.mode
         let runs = runCount
-        let runner = BenchRunner(workload: workload, size: size, threadCounts: counts, runs: runs, nodes: nodes, pageMode: pageMode)
+        let runner = BenchRunner(workload: workload, size: size, threadCounts: counts, runs: runs, nodes: nodes,
+                                 options: KTask.Options(helperPriority: helperPriority), pageMode: pageMode)
         let progress = ProgressLine(jobs: runs * counts.count)
         let result = try runner.run { run, runs, threads in
             if run == 0 { progress.warmUp(workload.rawValue) } else { progress.job("\(workload.rawValue): run \(run)/\(runs), \(threads) thread(s)") }
@@ -82,6 +87,7 @@ struct ScalingBenchCommand: ParsableCommand {
             if workload == .prefault {
                 print("# pages: \(pageMode)" + (pages == nil ? " (default: \(preferred.reason))" : " (--pages)"))
             }
+            if helperPriority != .lowest { print("# helpers at \(helperPriority) (--helper-priority)") }
             print(BenchTable.render(result, cpuTime: cpuTime), terminator: "")
         case .json: print(try BenchJSON.render(result))
         }

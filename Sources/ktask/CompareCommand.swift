@@ -97,19 +97,6 @@ struct CompareCommand: ParsableCommand {
     }
 }
 
-/// `--helper-priority`: lowest, caller, or a nice value.
-func parseHelperPriority(_ argument: String) throws -> KTask.HelperPriority {
-    switch argument {
-    case "lowest": return .lowest
-    case "caller": return .inheritCaller
-    default:
-        guard let nice = Int(argument), (-20...19).contains(nice) else {
-            throw ValidationError("allowed: lowest, caller, or a nice value from -20 to 19")
-        }
-        return .nice(nice)
-    }
-}
-
 /// `--systems`: comma-separated peer names.
 func parseSystems(_ argument: String) throws -> [ComparedSystem] {
     let names = argument.split(separator: ",", omittingEmptySubsequences: false).map(String.init)

@@ -61,14 +61,16 @@ struct AdaptiveTests {
 
     /// Runs the rate-limited workload (each item sleeps 250 µs under one of `permits` permits) in
     /// adaptive mode, helpers at the caller's priority so that other tests running meanwhile do not
-    /// delay their wake-ups.
+    /// delay their wake-ups. Each thread count is measured for 100 ms (the default is 10) and a helper must
+    /// add 25% (the default is 10%): the suites running meanwhile delay a waking thread by a few ms at
+    /// times, which moved a 10 ms window's rate by more than 25% (a 1-permit job kept its helper).
     func adaptiveRun(permits: Int, items: Int) throws -> KTask.Report {
         let pool = try KTask.Pool(name: "kt-adapt", maxBusyHelpers: 1, isolateHelpers: false)
         let workload = try RateLimitedWorkload(items: items, permits: permits)
         let run = try workload.prepareRun()
         let covered = Mutex<[Range<Int>]>([])
         let report = try KTask.run(0..<workload.items, options: KTask.Options(maxThreads: 2, helperPriority: .inheritCaller, pool: pool,
-                                                                             adaptiveThreads: KTask.AdaptiveThreads())) { chunk in
+                                                                             adaptiveThreads: KTask.AdaptiveThreads(minimumGain: 0.25, window: .milliseconds(100)))) { chunk in
             covered.withLock { $0.append(chunk) }
             try run.body(chunk)
         }

@@ -47,7 +47,7 @@ struct CLITests {
     @Test("bad flags: one line on stderr, exit status 2", arguments: [
         ["bench", "--threads", "0"], ["bench", "--threads", "1,x"], ["bench", "--size", "-4"],
         ["bench", "--runs", "0"], ["bench", "--workload", "nope"], ["bench", "--format", "xml"],
-        ["bench", "--bogus"], ["frobnicate"],
+        ["bench", "--bogus"], ["frobnicate"], ["bench", "--helper-priority", "20"], ["bench", "--helper-priority", "high"],
     ])
     func badFlags(arguments: [String]) throws {
         let result = try runKTask(arguments)
@@ -129,6 +129,35 @@ struct CLITests {
         let result = try runKTask(["bench", "--workload", "compute", "--size", "2M", "--runs", "1", "--threads", "2", "--cpu-time"])
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.stdout.contains("cpu (× 1 thread)"))
+    }
+
+    @Test("bench --helper-priority N runs the helpers at nice N (the caller's while the starvation guard lends it)")
+    func helperPriority() throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: try ktaskExecutable())
+        process.arguments = ["bench", "--workload", "compute", "--threads", "2", "--size", "16M", "--runs", "3", "--helper-priority", "7"]
+        process.environment = ProcessInfo.processInfo.environment.merging(["KTASK_SLOTS": "off"]) { $1 }
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        var nices = Set<Int>()
+        while process.isRunning {
+            for tid in (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(process.processIdentifier)/task")) ?? [] {
+                guard let stat = try? String(contentsOfFile: "/proc/\(process.processIdentifier)/task/\(tid)/stat", encoding: .utf8),
+                      let open = stat.firstIndex(of: "("), let close = stat.lastIndex(of: ")"),
+                      stat[stat.index(after: open)..<close].hasPrefix("ktask/") else { continue }
+                // Field 19 of stat is the nice value; the fields after ")" start at field 3.
+                let fields = stat[stat.index(close, offsetBy: 2)...].split(separator: " ")
+                if fields.count > 16, let nice = Int(fields[16]) { nices.insert(nice) }
+            }
+            usleep(1000)
+        }
+        process.waitUntilExit()
+        let stdout = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(process.terminationStatus == 0)
+        #expect(stdout.hasPrefix("# helpers at nice 7 (--helper-priority)"), "\(stdout)")
+        #expect(nices.contains(7) && nices.isSubset(of: [7, 0]), "helpers' nice values seen: \(nices)")
     }
 
     @Test("bench prints the seed's table")
