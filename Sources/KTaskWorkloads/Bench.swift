@@ -36,13 +36,10 @@ public struct BenchResult: Sendable {
     public var pressureSeconds: Double?
 
     /// How far each row's median speedup would move in a second run of the same command (about 95% of
-    /// the time): 2 × √2 × the standard error of the ratio of two medians, from the robust spread of the
-    /// runs (one slow run, e.g. the host faulting memory back in, does not decide it).
+    /// the time; ``Sample/ratioUncertaintyPercent(_:_:)``).
     public func speedupUncertaintyPercent(_ row: BenchRow) -> Double {
         guard let baseline = rows.first(where: { $0.threads == 1 }), runs > 1 else { return .infinity }
-        let error = row.threads == 1 ? 0
-            : (pow(baseline.seconds.relativeErrorOfMedian, 2) + pow(row.seconds.relativeErrorOfMedian, 2)).squareRoot()
-        return 2 * 2.0.squareRoot() * error * 100
+        return row.threads == 1 ? 0 : Sample.ratioUncertaintyPercent(baseline.seconds, row.seconds)
     }
 
     /// Whether two runs of this command would agree within `tolerancePercent` on every speedup, and if

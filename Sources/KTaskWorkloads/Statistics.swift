@@ -1,3 +1,4 @@
+import Foundation
 /// Summary statistics of repeated timings.
 public struct Sample: Sendable, Equatable {
     public let values: [Double]
@@ -42,5 +43,14 @@ public struct Sample: Sendable, Equatable {
     public var relativeErrorOfMedian: Double {
         guard values.count > 1, median > 0 else { return .infinity }
         return 1.2533 * robustStandardDeviation / median / Double(values.count).squareRoot()
+    }
+
+    /// How far the ratio of two samples' medians would move in a second run of the same command, in percent
+    /// (about 95% of the time): 2 × √2 × the ratio's relative standard error, from both samples' robust
+    /// spread (one slow run, e.g. the host faulting memory back in, does not decide it). Infinite for a
+    /// sample of one run.
+    public static func ratioUncertaintyPercent(_ numerator: Sample, _ denominator: Sample) -> Double {
+        let error = (pow(numerator.relativeErrorOfMedian, 2) + pow(denominator.relativeErrorOfMedian, 2)).squareRoot()
+        return 2 * 2.0.squareRoot() * error * 100
     }
 }

@@ -13,6 +13,7 @@ struct CompareCLITests {
         let min_s: Double
         let max_s: Double
         let ratio_vs_ktask: Double
+        let ratio_uncertainty_pct: Double?
         let paired_ratio_vs_ktask: Double
     }
 
@@ -53,7 +54,11 @@ struct CompareCLITests {
                 #expect(rows.map(\.threads) == [1, 2], "\(system) in \(workload)")
                 for row in rows {
                     #expect(row.min_s > 0 && row.min_s <= row.median_s && row.median_s <= row.max_s)
-                    if system == "ktask" { #expect(row.ratio_vs_ktask == 1 && row.paired_ratio_vs_ktask == 1) }
+                    if system == "ktask" {
+                        #expect(row.ratio_vs_ktask == 1 && row.paired_ratio_vs_ktask == 1 && row.ratio_uncertainty_pct == nil)
+                    } else {
+                        #expect((row.ratio_uncertainty_pct ?? -1) >= 0, "two runs give every peer's ratio a ±")
+                    }
                     #expect(row.paired_ratio_vs_ktask > 0)
                 }
             }

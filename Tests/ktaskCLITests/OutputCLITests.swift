@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import ktask
+@testable import KTaskWorkloads
 
 /// Every subcommand's output: units that fit, one table style, JSON with a schema and explicit nulls.
 @Suite("Output: units, tables, JSON", .serialized)
@@ -57,6 +58,34 @@ struct OutputCLITests {
             #expect(run.stdout.hasPrefix("# "), "notes first: \(run.stdout)")
         }
         #expect(runs[2].stdout.contains(" items/s"), "\(runs[2].stdout)")
+    }
+
+    @Test("compare gives each ratio its ± and says which peers differ from ktask beyond it")
+    func compareUncertainty() {
+        func row(_ system: ComparedSystem, _ values: [Double], ktask: [Double]) -> CompareRow {
+            let sample = Sample(values), ktaskSample = Sample(ktask)
+            return CompareRow(system: system, threads: 2, seconds: sample, ratioVsKTask: sample.median / ktaskSample.median,
+                              ratioUncertaintyPercent: system == .ktask ? 0 : Sample.ratioUncertaintyPercent(sample, ktaskSample),
+                              pairedRatioVsKTask: sample.median / ktaskSample.median)
+        }
+        let ktask = [1.00, 1.01, 0.99, 1.00, 1.02]
+        let tight = CompareResult(workload: .compute, size: 1, runs: 5, summary: "s", rows: [
+            row(.ktask, ktask, ktask: ktask),
+            row(.openmp, [1.20, 1.21, 1.19, 1.20, 1.22], ktask: ktask),  // 20% slower, runs within 1%
+            row(.dispatch, [1.01, 0.99, 1.00, 1.02, 1.00], ktask: ktask),  // level
+        ], missing: [], stealSeconds: nil)
+        #expect(tight.rows[1].ratioUncertaintyPercent > 0 && tight.rows[1].ratioUncertaintyPercent < 5, "\(tight.rows[1])")
+        let table = CompareOutput.table(tight)
+        #expect(table.contains("ratio  ±"), "\(table)")
+        #expect(table.contains("# ratios move by up to ±") && table.contains("beyond their ±: openmp at 2 thread(s) slower")
+                && !table.contains("dispatch at"), "\(table)")
+        // Spread runs: the same 20% is within the ±, and the verdict asks for more runs.
+        let spread = CompareResult(workload: .compute, size: 1, runs: 5, summary: "s", rows: [
+            row(.ktask, [1.0, 1.5, 0.7, 1.3, 0.9], ktask: [1.0, 1.5, 0.7, 1.3, 0.9]),
+            row(.openmp, [1.2, 1.8, 0.8, 1.6, 1.0], ktask: [1.0, 1.5, 0.7, 1.3, 0.9]),
+        ], missing: [], stealSeconds: nil)
+        let spreadTable = CompareOutput.table(spread)
+        #expect(spreadTable.contains("none differs from ktask beyond its ±; more --runs or a quieter machine narrow it"), "\(spreadTable)")
     }
 
     @Test("every JSON document has schema 1 and shows unknown values as null",

@@ -8,6 +8,9 @@ public struct CompareRow: Sendable {
     public let seconds: Sample
     /// This system's median seconds ÷ ktask's at the same thread count: above 1, ktask was faster.
     public let ratioVsKTask: Double
+    /// How far `ratioVsKTask` would move in a second run of the same command, in percent (about 95% of the
+    /// time; 0 for ktask's own row, infinite with one run): a ratio within it of 1 is parity on this machine.
+    public let ratioUncertaintyPercent: Double
     /// The median over runs of (this system's seconds ÷ ktask's in the same round): the two ran
     /// back to back, so drift of the machine between rounds cancels out.
     public let pairedRatioVsKTask: Double
@@ -115,6 +118,7 @@ public struct CompareRunner {
                 let sample = Sample(values)
                 rows.append(CompareRow(system: system, threads: threads, seconds: sample,
                                        ratioVsKTask: sample.median / ktask.median,
+                                       ratioUncertaintyPercent: system == .ktask ? 0 : Sample.ratioUncertaintyPercent(sample, ktask),
                                        pairedRatioVsKTask: Sample(pairedRatios[system]?[threads] ?? []).median))
             }
         }

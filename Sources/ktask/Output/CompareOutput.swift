@@ -7,13 +7,15 @@ enum CompareOutput {
         var table = TextTable(notes: [
             "\(result.summary), \(result.runs) alternating run(s) per system and thread count",
             "ratio = the system's median / ktask's median at the same thread count (above 1: ktask faster);",
+            "± = how far the ratio would move in a second run of this command (about 95% of the time);",
             "paired = the median of (its time / ktask's) over rounds, each pair run back to back",
-        ], columns: ["thr", "system", "median", "min-max", "ratio", "paired"])
+        ], columns: ["thr", "system", "median", "min-max", "ratio", "±", "paired"])
         for row in result.rows {
             table.add([String(row.threads), row.system.rawValue, Units.duration(row.seconds.median),
                        "\(Units.duration(row.seconds.min)) - \(Units.duration(row.seconds.max))",
-                       String(format: "%.3f", row.ratioVsKTask), String(format: "%.3f", row.pairedRatioVsKTask)])
+                       String(format: "%.3f", row.ratioVsKTask), uncertainty(row), String(format: "%.3f", row.pairedRatioVsKTask)])
         }
+        table.footnotes.append(contentsOf: verdict(result))
         if result.rows.contains(where: { $0.system == .qemu }) {
             table.footnotes.append("qemu: timed from process start to exit (its preallocation cannot be timed alone); the others: the job")
         }
@@ -24,6 +26,26 @@ enum CompareOutput {
         return table.render()
     }
 
+    /// "±4.2%" for a peer's row; empty for ktask's own, "?" with one run.
+    static func uncertainty(_ row: CompareRow) -> String {
+        guard row.system != .ktask else { return "" }
+        return row.ratioUncertaintyPercent.isFinite ? String(format: "±%.1f%%", row.ratioUncertaintyPercent) : "?"
+    }
+
+    /// What the ratios can tell apart on this run: a peer whose ratio is further from 1 than its ± is faster
+    /// or slower; one within it is level with ktask as far as this run can see.
+    static func verdict(_ result: CompareResult) -> [String] {
+        let peers = result.rows.filter { $0.system != .ktask }
+        guard result.runs > 1 else { return ["one run per row: no spread to judge the ratios by (use --runs 5 or more)"] }
+        guard let widest = peers.map(\.ratioUncertaintyPercent).max() else { return [] }
+        let apart = peers.filter { abs($0.ratioVsKTask - 1) * 100 > $0.ratioUncertaintyPercent }
+        let apartText = apart.isEmpty ? "none differs from ktask beyond its ±"
+            : "beyond their ±: " + apart.map { "\($0.system.rawValue) at \($0.threads) thread(s) " + ($0.ratioVsKTask > 1 ? "slower" : "faster") }
+                .joined(separator: ", ")
+        return [String(format: "ratios move by up to ±%.1f%% between runs here; ", widest) + apartText
+                + (widest > 5 ? "; more --runs or a quieter machine narrow it" : "")]
+    }
+
     struct Row: Encodable {
         let system: String
         let threads: Int
@@ -31,6 +53,8 @@ enum CompareOutput {
         let min_s: Double
         let max_s: Double
         let ratio_vs_ktask: Double
+        /// Nil for ktask's own row and with one run.
+        let ratio_uncertainty_pct: Nullable<Double>
         let paired_ratio_vs_ktask: Double
     }
 
@@ -54,7 +78,9 @@ enum CompareOutput {
         let rows = result.rows.map {
             Row(system: $0.system.rawValue, threads: $0.threads, median_s: Units.measured($0.seconds.median),
                 min_s: Units.measured($0.seconds.min), max_s: Units.measured($0.seconds.max),
-                ratio_vs_ktask: Units.measured($0.ratioVsKTask), paired_ratio_vs_ktask: Units.measured($0.pairedRatioVsKTask))
+                ratio_vs_ktask: Units.measured($0.ratioVsKTask),
+                ratio_uncertainty_pct: Nullable($0.system == .ktask || !$0.ratioUncertaintyPercent.isFinite ? nil : Units.measured($0.ratioUncertaintyPercent)),
+                paired_ratio_vs_ktask: Units.measured($0.pairedRatioVsKTask))
         }
         return try encodeJSON(Document(workload: result.workload.rawValue, size: result.size, runs: result.runs,
                                        summary: result.summary, steal_s: Nullable(result.stealSeconds.map(Units.measured)), rows: rows,
