@@ -2,11 +2,13 @@ extension KTask {
     /// Adaptive mode: the job starts on the calling thread alone, measures its throughput, adds one helper
     /// at a time, and stops adding (dropping the last one) once a helper adds less than `minimumGain` of
     /// one thread's throughput. A memory-bandwidth-bound or rate-limited job so stops at its knee instead
-    /// of burning cores the work cannot use.
+    /// of burning cores the work cannot use. A helper is dropped only when two windows in a row at its
+    /// thread count, measured together, say so: a drop is never undone.
     public struct AdaptiveThreads: Sendable, Equatable {
         /// The fraction of the 1-thread throughput a helper must add to be kept (0...1).
         public var minimumGain: Double
-        /// How long each thread count is measured at least (each also waits for 8 claims per thread).
+        /// How long each thread count is measured at least (each also waits for 8 claims per thread);
+        /// twice as long before a helper is dropped.
         public var window: Duration
 
         /// Adaptive mode keeping a helper while it adds at least `minimumGain` of one thread's throughput,
@@ -52,6 +54,8 @@ struct AdaptiveController {
     /// A phase starts at the first observation after a change, not at the change: the job's own start
     /// (first touches, a helper waking) would otherwise count against the thread count measured.
     private var phaseStarted = false
+    /// The phase's first window said to drop the newest helper; its second decides (both measured as one).
+    private var confirmingDrop = false
 
     init(settings: KTask.AdaptiveThreads, maxThreads: Int) {
         self.settings = settings
@@ -72,17 +76,27 @@ struct AdaptiveController {
             (phaseStarted, phaseStart, phaseItems, phaseClaims) = (true, now, items, claims)
             return .keep
         }
+        let windows = confirmingDrop ? 2 : 1
         let elapsed = now - phaseStart
-        guard elapsed >= settings.window, claims - phaseClaims >= Self.claimsPerThread * threads else { return .keep }
+        guard elapsed >= settings.window * windows, claims - phaseClaims >= Self.claimsPerThread * threads * windows else { return .keep }
         let rate = Double(items - phaseItems) / elapsed.seconds
-        rates.append(rate)
-        phaseStart = now
-        phaseItems = items
-        phaseClaims = claims
+        if confirmingDrop { rates[rates.count - 1] = rate } else { rates.append(rate) }
         if KTask.TuningProfile.knee(throughput: rates, minimumGain: settings.minimumGain) < threads {
+            // A dropped helper is never added back: before dropping, measure this thread count for a
+            // second window and judge both together, so that one window disturbed by other work (a load
+            // burst, a helper preempted) does not leave a long job short of a thread it could use.
+            guard confirmingDrop else {
+                confirmingDrop = true
+                return .keep
+            }
+            confirmingDrop = false
             settled = threads - 1
             return .settle(threads: threads - 1)
         }
+        confirmingDrop = false
+        phaseStart = now
+        phaseItems = items
+        phaseClaims = claims
         if threads >= maxThreads {
             settled = threads
             return .settle(threads: threads)

@@ -40,6 +40,32 @@ struct AdaptiveTests {
         #expect(settle(maxThreads: 8, minimumGain: 0.01) { [1.0, 1.5, 1.55, 1.6, 1.6][min($0, 5) - 1] * 1e6 } == 4)
     }
 
+    @Test("a helper is dropped only when two windows in a row say so: one disturbed window does not cost a thread")
+    func dropNeedsTwoWindows() {
+        /// Runs 2 threads' worth of work at `twoThreadRates` (items/s in successive 10 ms windows after the
+        /// helper is added; 1 thread: 1M items/s) and returns what the controller settled on.
+        func settle(twoThreadRates: [Double]) -> Int? {
+            var controller = AdaptiveController(settings: KTask.AdaptiveThreads(window: .milliseconds(10)), maxThreads: 2)
+            var items = 0.0, claims = 0, helperAdded: Int?
+            for step in 1...1_000 {
+                let rate = helperAdded.map { twoThreadRates[min((step - $0 - 1) / 10, twoThreadRates.count - 1)] } ?? 1e6
+                items += rate / 1000
+                claims += controller.threads
+                switch controller.observe(now: .milliseconds(step), items: Int(items), claims: claims) {
+                case .settle(let threads): return threads
+                case .addHelper: helperAdded = step
+                case .keep: break
+                }
+            }
+            return nil
+        }
+        // The helper's first window is disturbed (0.9M items/s, below 1 thread's), its second is not (2M):
+        // together 1.45M, a gain of 45%; the helper stays.
+        #expect(settle(twoThreadRates: [0.9e6, 2e6]) == 2)
+        // Two windows without a gain: dropped.
+        #expect(settle(twoThreadRates: [0.9e6, 1.0e6]) == 1)
+    }
+
     @Test("a phase starts at the first claim after a change, and counts only after the window and 8 claims per thread")
     func phaseNeedsWindowAndClaims() {
         var controller = AdaptiveController(settings: KTask.AdaptiveThreads(window: .milliseconds(10)), maxThreads: 4)
