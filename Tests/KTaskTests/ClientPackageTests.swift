@@ -39,15 +39,11 @@ struct ClientPackageTests {
         let blocks = try Self.readmeSwiftBlocks()
         try #require(blocks.count >= 3, "README.md has \(blocks.count) Swift blocks")
         let parent = FileManager.default.temporaryDirectory.appendingPathComponent("ktask-client-\(getpid())").path
-        defer {
-            try? FileManager.default.removeItem(atPath: parent)
-            // SwiftPM leaves its lock files for the package in the temporary folder, named after its path.
-            let temporary = FileManager.default.temporaryDirectory.path
-            let prefix = parent.replacingOccurrences(of: "/", with: "_")
-            for name in (try? FileManager.default.contentsOfDirectory(atPath: temporary)) ?? [] where name.hasPrefix(prefix) {
-                try? FileManager.default.removeItem(atPath: temporary + "/" + name)
-            }
-        }
+        defer { try? FileManager.default.removeItem(atPath: parent) }
+        // SwiftPM leaves lock files and empty TemporaryDirectory.* folders in TMPDIR at every build: the
+        // build gets a TMPDIR inside `parent`, so that the test leaves nothing behind.
+        let temporary = parent + "/tmp"
+        try FileManager.default.createDirectory(atPath: temporary, withIntermediateDirectories: true)
         let folder = parent + "/App"
         try FileManager.default.createDirectory(atPath: folder + "/Sources/App", withIntermediateDirectories: true)
         try FileManager.default.createSymbolicLink(atPath: parent + "/ktask", withDestinationPath: Self.repository)
@@ -65,7 +61,7 @@ struct ClientPackageTests {
 
         try Self.qualifiedNames.write(toFile: folder + "/Sources/App/Names.swift", atomically: true, encoding: .utf8)
 
-        let build = try run("/usr/bin/env", ["swift", "build", "-j", "1", "--package-path", folder, "--product", "App"])
+        let build = try run("/usr/bin/env", ["TMPDIR=\(temporary)", "swift", "build", "-j", "1", "--package-path", folder, "--product", "App"])
         try #require(build.status == 0, "swift build failed:\n\(build.output.suffix(3000))")
         let program = try run(folder + "/.build/debug/App", [])
         #expect(program.status == 0, "\(program.output)")
