@@ -2,13 +2,15 @@ extension KTask {
     /// Adaptive mode: the job starts on the calling thread alone, measures its throughput, adds one helper
     /// at a time, and stops adding (dropping the last one) once a helper adds less than `minimumGain` of
     /// one thread's throughput. A memory-bandwidth-bound or rate-limited job so stops at its knee instead
-    /// of burning cores the work cannot use. A helper is dropped only when two windows in a row at its
-    /// thread count, measured together, say so: a drop is never undone.
+    /// of burning cores the work cannot use. The 1-thread throughput every gain is judged against is the
+    /// median of three windows, and a helper is dropped only when two windows in a row at its thread
+    /// count, measured together, say so (a drop is never undone): one window slowed by other work decides
+    /// nothing.
     public struct AdaptiveThreads: Sendable, Equatable {
         /// The fraction of the 1-thread throughput a helper must add to be kept (0...1).
         public var minimumGain: Double
         /// How long each thread count is measured at least (each also waits for 8 claims per thread);
-        /// twice as long before a helper is dropped.
+        /// 1 thread for three windows, and twice as long before a helper is dropped.
         public var window: Duration
 
         /// Adaptive mode keeping a helper while it adds at least `minimumGain` of one thread's throughput,
@@ -43,6 +45,9 @@ struct AdaptiveController {
     let maxThreads: Int
     /// Claims a phase needs per thread before it counts: a rate over fewer is mostly rounding.
     static let claimsPerThread = 8
+    /// Windows the 1-thread rate is the median of: every helper's gain is judged against it, so one
+    /// window slowed by other work must not make a useless helper look useful.
+    static let baselineWindowCount = 3
 
     private(set) var threads = 1
     /// Items per second measured at 1, 2, ... threads.
@@ -56,6 +61,8 @@ struct AdaptiveController {
     private var phaseStarted = false
     /// The phase's first window said to drop the newest helper; its second decides (both measured as one).
     private var confirmingDrop = false
+    /// The 1-thread windows measured so far.
+    private var baselineWindows: [Double] = []
 
     init(settings: KTask.AdaptiveThreads, maxThreads: Int) {
         self.settings = settings
@@ -80,7 +87,18 @@ struct AdaptiveController {
         let elapsed = now - phaseStart
         guard elapsed >= settings.window * windows, claims - phaseClaims >= Self.claimsPerThread * threads * windows else { return .keep }
         let rate = Double(items - phaseItems) / elapsed.seconds
-        if confirmingDrop { rates[rates.count - 1] = rate } else { rates.append(rate) }
+        if threads == 1 {
+            baselineWindows.append(rate)
+            guard baselineWindows.count == Self.baselineWindowCount else {
+                (phaseStart, phaseItems, phaseClaims) = (now, items, claims)
+                return .keep
+            }
+            rates.append(baselineWindows.sorted()[baselineWindows.count / 2])
+        } else if confirmingDrop {
+            rates[rates.count - 1] = rate
+        } else {
+            rates.append(rate)
+        }
         if KTask.TuningProfile.knee(throughput: rates, minimumGain: settings.minimumGain) < threads {
             // A dropped helper is never added back: before dropping, measure this thread count for a
             // second window and judge both together, so that one window disturbed by other work (a load

@@ -73,8 +73,27 @@ struct AdaptiveTests {
         #expect(controller.observe(now: .milliseconds(1), items: 500, claims: 1) == .keep)
         #expect(controller.observe(now: .milliseconds(10), items: 900, claims: 100) == .keep)
         #expect(controller.observe(now: .milliseconds(21), items: 2500, claims: 8) == .keep)
-        #expect(controller.observe(now: .milliseconds(21), items: 2500, claims: 9) == .addHelper)
+        // The first 1-thread window (100k items/s); two more follow before the first helper.
+        #expect(controller.observe(now: .milliseconds(21), items: 2500, claims: 9) == .keep)
+        #expect(controller.observe(now: .milliseconds(31), items: 3500, claims: 17) == .keep)
+        #expect(controller.observe(now: .milliseconds(41), items: 4500, claims: 25) == .addHelper)
         #expect(controller.rates == [100_000])
+    }
+
+    @Test("the 1-thread rate is the median of three windows: one slow window does not make a useless helper look useful")
+    func baselineIsMedianOfThree() {
+        var controller = AdaptiveController(settings: KTask.AdaptiveThreads(window: .milliseconds(10)), maxThreads: 2)
+        // 1M items/s throughout, one thread or two, but the first 1-thread window is slowed to 0.6M by other work:
+        // against that window alone the helper would seem to add 67%.
+        var items = 0.0, claims = 0, decision = AdaptiveController.Decision.keep
+        for step in 1...200 {
+            items += (controller.threads == 1 && step <= 11 ? 0.6e6 : 1e6) / 1000
+            claims += controller.threads
+            decision = controller.observe(now: .milliseconds(step), items: Int(items), claims: claims)
+            if case .settle = decision { break }
+        }
+        #expect(decision == .settle(threads: 1), "rates \(controller.rates)")
+        #expect(abs(controller.rates[0] - 1e6) < 0.05e6, "the median window, not the slow one: \(controller.rates)")
     }
 
     @Test("bad settings are typed errors", arguments: [(-0.1, 10), (1.5, 10), (0.1, 0)])
