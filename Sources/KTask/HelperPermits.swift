@@ -6,7 +6,12 @@ import Synchronization
 /// implicit slot and token), and gives one back each time a helper finishes, is taken back unstarted, or
 /// cannot start. Parked helpers hold none.
 package final class HelperPermits: Sendable {
-    package static let process = HelperPermits(slots: MachineSlots.shared, jobserver: Jobserver.shared)
+    /// This process's permits; nil when neither machine-wide slots nor a jobserver are in use (every cap
+    /// is then this process's own).
+    package static let process: HelperPermits? = {
+        let (slots, jobserver) = (MachineSlots.shared, Jobserver.shared)
+        return slots == nil && jobserver == nil ? nil : HelperPermits(slots: slots, jobserver: jobserver)
+    }()
 
     let slots: MachineSlots?
     let jobserver: Jobserver?
@@ -18,12 +23,8 @@ package final class HelperPermits: Sendable {
         self.jobserver = jobserver
     }
 
-    /// Whether helpers need permits at all (false: every cap is this process's own).
-    package var active: Bool { slots != nil || jobserver != nil }
-
     /// Takes permits for up to `wanted` helpers; returns how many it got.
     package func take(upTo wanted: Int) -> Int {
-        guard active else { return wanted }
         var got = 0
         while got < wanted {
             let slot = slots?.take()
@@ -41,7 +42,6 @@ package final class HelperPermits: Sendable {
 
     /// Gives back the permits of `count` helpers.
     package func give(_ count: Int = 1) {
-        guard active else { return }
         for _ in 0..<count {
             guard let permit = held.withLock({ $0.popLast() }) else { return }
             if let slot = permit.slot { slots?.give(slot) }

@@ -78,6 +78,8 @@ final class HelperThread: @unchecked Sendable {
             pool.lock.lock()
             pool.threadFinishedLocked(self, node: work.node)
             pool.lock.unlock()
+            // Before the job hears this helper is done: its caller's next job finds the permits free.
+            pool.permits?.give()
             work.work.finished?(work.work.context, work.argument)
             // Poll for the next job without the lock (the caller's next job takes it to hand one
             // out); an assignment seen but taken back (the job ran out of grains first) does not end

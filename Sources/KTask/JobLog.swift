@@ -19,9 +19,7 @@ package struct JobLog {
         self.logger = logger
     }
 
-    /// Whether a debug line would be kept: callers skip building the message otherwise.
-    var logsDebug: Bool { logger.map { $0.logLevel <= .debug } ?? false }
-
+    /// The message is built only when a debug line would be kept.
     func debug(_ message: @autoclosure () -> String, metadata: Logger.Metadata = [:]) {
         guard let logger, logger.logLevel <= .debug else { return }
         logger.debug("\(message())", metadata: metadata)

@@ -71,7 +71,7 @@ extension KTask {
                      logger: Logger? = nil, permits: HelperPermits? = .process) {
             self.name = name
             self.logger = logger
-            self.permits = permits?.active == true ? permits : nil
+            self.permits = permits
             self.isolatesHelpers = isolatesHelpers
             let (seconds, attoseconds) = idleTimeout.components
             // Saturates: a timeout past Int64 nanoseconds (292 years) is as good as none.
@@ -200,6 +200,7 @@ extension KTask {
                         releaseBusyLocked(node: reservation.node)
                         threads.removeAll { $0 === thread }
                     }
+                    permits?.give()
                     if !warnedThreadStart.exchange(true, ordering: .relaxed) {
                         (log ?? JobLog(logger: logger)).warning(
                             "could not start a helper thread; jobs run with the threads there are (logged once per pool)",
@@ -222,19 +223,20 @@ extension KTask {
         func cancel(_ reservation: Reservation, holdsPermits: Bool = true) {
             guard reservation.count > 0 else { return }
             lock.withLock {
-                for _ in 0..<reservation.count { releaseBusyLocked(node: reservation.node, permit: holdsPermits) }
+                for _ in 0..<reservation.count { releaseBusyLocked(node: reservation.node) }
                 for thread in reservation.parked {
                     thread.reserved = false
                     idle.append(thread)
                 }
             }
+            if holdsPermits { permits?.give(reservation.count) }
         }
 
         /// Takes back the assignments of `work` that no thread has picked up yet, so that a job that ran
         /// out of chunks need not wait for a thread still waking up only to find nothing left. Returns how
         /// many it took back.
         func revoke(_ work: PoolWork) -> Int {
-            lock.withLock {
+            let revoked = lock.withLock {
                 var revoked = 0
                 for thread in threads {
                     guard let assignment = thread.assignment, assignment.work.isSame(as: work) else { continue }
@@ -245,15 +247,19 @@ extension KTask {
                 }
                 return revoked
             }
+            permits?.give(revoked)
+            return revoked
         }
 
-        private func releaseBusyLocked(node: Int?, permit: Bool = true) {
+        /// A busy helper is free again. Its permits (system calls) are given back by the caller once the
+        /// lock is released: ``HelperPermits/give(_:)``.
+        private func releaseBusyLocked(node: Int?) {
             busy -= 1
             if let node { busyByNode[node, default: 1] -= 1 }
-            if permit { permits?.give() }
         }
 
-        /// Called by a thread, with the lock held, when its work is done: it is free and idle again.
+        /// Called by a thread, with the lock held, when its work is done: it is free and idle again (the
+        /// thread gives its permits back after unlocking).
         func threadFinishedLocked(_ thread: HelperThread, node: Int?) {
             releaseBusyLocked(node: node)
             idle.append(thread)

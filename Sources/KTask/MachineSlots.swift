@@ -30,15 +30,17 @@ package final class MachineSlots: Sendable {
 
     package struct Reason: Error { package let text: String }
 
-    package let path: String
+    /// The folder the slots file is in.
+    package let folder: String
+    package var path: String { folder + "/slots" }
     package let count: Int
     private let fd: Int32
     /// Slots this process holds (a lock on the same description would succeed twice: tracked here).
     private let held: Mutex<[Bool]>
     private let nextStart: Atomic<Int>
 
-    private init(path: String, count: Int, fd: Int32) {
-        self.path = path
+    private init(folder: String, count: Int, fd: Int32) {
+        self.folder = folder
         self.count = count
         self.fd = fd
         held = Mutex(Array(repeating: false, count: count))
@@ -65,7 +67,7 @@ package final class MachineSlots: Sendable {
         var reasons: [String] = []
         for (folder, shared) in candidates {
             switch prepare(folder: folder, shared: shared) {
-            case .success(let fd): return .success(MachineSlots(path: folder + "/slots", count: count, fd: fd))
+            case .success(let fd): return .success(MachineSlots(folder: folder, count: count, fd: fd))
             case .failure(let reason): reasons.append(reason.text)
             }
         }
@@ -144,23 +146,12 @@ package final class MachineSlots: Sendable {
     /// The processes that hold slots now, from each process's open files (`/proc/PID/fdinfo` lists the OFD
     /// locks taken through a file description); readable ones only.
     package func holders() -> [Int] {
-        var pids: [Int] = []
-        guard let processes = opendir("/proc") else { return [] }
-        defer { closedir(processes) }
-        while let entry = readdir(processes) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            guard let pid = Int(name), let fds = opendir("/proc/\(pid)/fd") else { continue }
-            defer { closedir(fds) }
-            while let fdEntry = readdir(fds) {
-                let fdName = withUnsafeBytes(of: fdEntry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-                guard Int(fdName) != nil,
-                      readLink("/proc/\(pid)/fd/\(fdName)") == path,
-                      let info = readSmallFile("/proc/\(pid)/fdinfo/\(fdName)"), info.contains("OFDLCK") else { continue }
-                pids.append(pid)
-                break
+        let proc = SystemRoot.live
+        return (proc.list("/proc") ?? []).compactMap(Int.init).filter { pid in
+            (proc.list("/proc/\(pid)/fd") ?? []).contains { fd in
+                readLink("/proc/\(pid)/fd/\(fd)") == path && proc.read("/proc/\(pid)/fdinfo/\(fd)")?.contains("OFDLCK") == true
             }
-        }
-        return pids.sorted()
+        }.sorted()
     }
 
     private func readLink(_ path: String) -> String? {

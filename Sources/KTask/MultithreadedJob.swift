@@ -14,9 +14,7 @@ enum MultithreadedJob {
         switch try ThreadPlan.make(input, options: options) {
         case .noWork: return .noWork
         case .inline(let range, let limit):
-            if options.logger != nil || options.pool.logger != nil {
-                JobLog(options).debug("\(range.count) items run inline on the calling thread: limited by \(limit.rawValue)")
-            }
+            JobLog(options).debug("\(range.count) items run inline on the calling thread: limited by \(limit.rawValue)")
             return try runInline(range, start: start, limit: limit, chunk)
         case .parallel(let parallel): plan = parallel
         }
@@ -25,10 +23,10 @@ enum MultithreadedJob {
         let reserved = plan.reserve(in: options.pool)
         let helpers = reserved.reduce(0) { $0 + $1.reservation.count }
         let limit = plan.limit(reserving: helpers)
-        if log.logsDebug { log.debug(plan.account(reserved: helpers, limit: limit, options: options)) }
+        log.debug(plan.account(reserved: helpers, limit: limit, options: options))
         if helpers == 0 && plan.parts.count == 1 {
             let report = try runInline(plan.parts[0], start: start, limit: limit, chunk)
-            if log.logsDebug { log.debug("job done: \(report)") }
+            log.debug("job done: \(report)")
             return report
         }
 
@@ -59,7 +57,7 @@ enum MultithreadedJob {
                                wallTime: .now - start, threadLimit: dispatcher.limit(planned: limit, adaptive: adaptive, used: perThread.count),
                                starvationGuard: job.starvationGuard, boostedHelpers: boost?.boosted ?? 0,
                                adaptiveThreads: adaptive?.threads, adaptiveThroughput: adaptive?.rates ?? [], perThread: perThread)
-            if log.logsDebug { log.debug("job done: \(report)") }
+            log.debug("job done: \(report)")
             return report
         }
     }

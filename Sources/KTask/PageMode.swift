@@ -50,13 +50,14 @@ extension KTask {
         package let available: Int
         package let total: Int
 
-        package var sysfsFolder: String { "/sys/kernel/mm/hugepages/hugepages-\(pageSize >> 10)kB" }
+        package var sysfsFolder: String { Self.sysfsFolder(pageSize: pageSize) }
+
+        static func sysfsFolder(pageSize: Int) -> String { "/sys/kernel/mm/hugepages/hugepages-\(pageSize >> 10)kB" }
 
         package static func read(pageSize: Int, root: SystemRoot = .live) -> HugePagePool? {
-            let folder = "/sys/kernel/mm/hugepages/hugepages-\(pageSize >> 10)kB/"
-            guard let total = root.read(folder + "nr_hugepages").flatMap({ Int($0.trimmingCharacters(in: " \n")) }),
-                  let free = root.read(folder + "free_hugepages").flatMap({ Int($0.trimmingCharacters(in: " \n")) }) else { return nil }
-            let reserved = root.read(folder + "resv_hugepages").flatMap { Int($0.trimmingCharacters(in: " \n")) } ?? 0
+            let folder = sysfsFolder(pageSize: pageSize)
+            guard let total = root.integer(folder + "/nr_hugepages"), let free = root.integer(folder + "/free_hugepages") else { return nil }
+            let reserved = root.integer(folder + "/resv_hugepages") ?? 0
             return HugePagePool(pageSize: pageSize, available: max(0, free - reserved), total: total)
         }
     }

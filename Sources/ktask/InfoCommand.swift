@@ -176,7 +176,7 @@ struct SlotsStatus {
         guard let machine = MachineSlots.shared else {
             return SlotsStatus(folder: nil, slots: 0, held: 0, holders: [], reason: MachineSlots.offReason ?? "off", jobserver: jobserver)
         }
-        return SlotsStatus(folder: String(machine.path.dropLast("/slots".count)), slots: machine.count, held: machine.heldCount(),
+        return SlotsStatus(folder: machine.folder, slots: machine.count, held: machine.heldCount(),
                            holders: machine.holders(), reason: "on", jobserver: jobserver)
     }
 }

@@ -143,12 +143,8 @@ struct CLITests {
         try process.run()
         var nices = Set<Int>()
         while process.isRunning {
-            for tid in (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(process.processIdentifier)/task")) ?? [] {
-                guard let stat = try? String(contentsOfFile: "/proc/\(process.processIdentifier)/task/\(tid)/stat", encoding: .utf8),
-                      let open = stat.firstIndex(of: "("), let close = stat.lastIndex(of: ")"),
-                      stat[stat.index(after: open)..<close].hasPrefix("ktask/") else { continue }
-                // Field 19 of stat is the nice value; the fields after ")" start at field 3.
-                let fields = stat[stat.index(close, offsetBy: 2)...].split(separator: " ")
+            for (_, fields) in helperThreads(of: process.processIdentifier) {
+                // Field 19 of stat is the nice value (fields[0] is field 3).
                 if fields.count > 16, let nice = Int(fields[16]) { nices.insert(nice) }
             }
             usleep(1000)

@@ -1,6 +1,21 @@
 import Foundation
 import Testing
 
+/// A task's /proc stat file: its name and the fields after it (`fields[0]` is field 3, the state).
+func procStat(_ path: String) -> (comm: Substring, fields: [Substring])? {
+    guard let stat = try? String(contentsOfFile: path, encoding: .utf8),
+          let open = stat.firstIndex(of: "("), let close = stat.lastIndex(of: ")") else { return nil }
+    return (stat[stat.index(after: open)..<close], stat[stat.index(close, offsetBy: 2)...].split(separator: " "))
+}
+
+/// The threads of process `pid` whose name starts with "ktask/" (helpers), each with its stat fields.
+func helperThreads(of pid: Int32) -> [(tid: String, fields: [Substring])] {
+    ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []).compactMap { tid in
+        guard let stat = procStat("/proc/\(pid)/task/\(tid)/stat"), stat.comm.hasPrefix("ktask/") else { return nil }
+        return (tid, stat.fields)
+    }
+}
+
 /// Counts the helper threads (`ktask/N`) of some processes that ran during each interval between two samples.
 ///
 /// A helper counts when it was on a CPU for more than half of the time since it was last read (its run
@@ -15,13 +30,8 @@ struct HelperSampler {
     mutating func sample(_ pids: [Int32]) -> Int {
         var ran = 0, seen: [String: (runTime: UInt64, at: ContinuousClock.Instant)] = [:]
         for pid in pids {
-            guard let tasks = try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task") else { continue }
-            for tid in tasks {
-                let path = "/proc/\(pid)/task/\(tid)"
-                guard let stat = try? String(contentsOfFile: path + "/stat", encoding: .utf8),
-                      let open = stat.firstIndex(of: "("), let close = stat.lastIndex(of: ")"),
-                      stat[stat.index(after: open)..<close].hasPrefix("ktask/"),
-                      let schedstat = try? String(contentsOfFile: path + "/schedstat", encoding: .utf8),
+            for (tid, _) in helperThreads(of: pid) {
+                guard let schedstat = try? String(contentsOfFile: "/proc/\(pid)/task/\(tid)/schedstat", encoding: .utf8),
                       let runTime = schedstat.split(separator: " ").first.flatMap({ UInt64($0) }) else { continue }
                 let now = ContinuousClock.now, key = "\(pid)/\(tid)"
                 seen[key] = (runTime, now)
@@ -94,9 +104,7 @@ struct ShareCLITests {
 func descendants(of root: Int32) -> [Int32] {
     var parents: [Int32: Int32] = [:]
     for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
-        guard let pid = Int32(entry), let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-              let close = stat.lastIndex(of: ")") else { continue }
-        let fields = stat[stat.index(close, offsetBy: 2)...].split(separator: " ")
+        guard let pid = Int32(entry), let fields = procStat("/proc/\(pid)/stat")?.fields else { continue }
         if fields.count > 1, let parent = Int32(fields[1]) { parents[pid] = parent }
     }
     var found: [Int32] = [], frontier: Set<Int32> = [root]

@@ -32,9 +32,8 @@ package struct MemoryHeadroom: Equatable, Sendable {
     static func cgroupHeadroom(root: SystemRoot, folder: String, v2: Bool) -> MemoryHeadroom? {
         let (limitFile, usageFile, inactiveKey) = v2 ? ("memory.max", "memory.current", "inactive_file")
             : ("memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file")
-        guard let limitText = root.read("\(folder)/\(limitFile)")?.trimmingCharacters(in: " \n"),
-              let limit = Int(limitText), limit < Int.max / 2,  // v1 writes ~2^63 for "no limit", v2 "max"
-              let usage = root.read("\(folder)/\(usageFile)").flatMap({ Int($0.trimmingCharacters(in: " \n")) }) else { return nil }
+        guard let limit = root.integer("\(folder)/\(limitFile)"), limit < Int.max / 2,  // v1 writes ~2^63 for "no limit", v2 "max"
+              let usage = root.integer("\(folder)/\(usageFile)") else { return nil }
         let inactive = root.read("\(folder)/memory.stat").flatMap { stat in
             stat.split(separator: "\n").first { $0.hasPrefix(inactiveKey + " ") }
                 .flatMap { Int($0.split(separator: " ").last ?? "") }

@@ -26,6 +26,12 @@ package struct SystemRoot: Sendable, Equatable {
     /// The text of a small file, or nil if it is missing or unreadable.
     package func read(_ absolute: String) -> String? { readSmallFile(resolve(absolute)) }
 
+    /// A file that holds one integer (sysfs counters, cgroup limits), or nil if it is missing or holds
+    /// something else ("max", say).
+    package func integer(_ absolute: String) -> Int? {
+        read(absolute).flatMap { Int($0.trimmingCharacters(in: " \n")) }
+    }
+
     /// The entries of a directory (without "." and ".."), or nil if it cannot be listed.
     package func list(_ absolute: String) -> [String]? {
         guard let directory = opendir(resolve(absolute)) else { return nil }
