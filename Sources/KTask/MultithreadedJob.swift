@@ -14,7 +14,10 @@ enum MultithreadedJob {
         switch try ThreadPlan.make(input, options: options) {
         case .noWork: return .noWork
         case .inline(let range, let limit):
-            JobLog(options).debug("\(range.count) items run inline on the calling thread: limited by \(limit.rawValue)")
+            // The ~100 ns path: no JobLog at all unless a logger is set.
+            if options.logger != nil || options.pool.logger != nil {
+                JobLog(options).debug("\(range.count) items run inline on the calling thread: limited by \(limit.rawValue)")
+            }
             return try runInline(range, start: start, limit: limit, chunk)
         case .parallel(let parallel): plan = parallel
         }
