@@ -34,7 +34,8 @@ final class JobState: @unchecked Sendable {
 
     /// Set once a chunk failed or the job was cancelled: no claim starts after it.
     private let stopped = Atomic<Bool>(false)
-    private let firstError = Mutex<(any Error)?>(nil)
+    /// The first chunk error; read and written only inside ``withParticipantsLocked(_:)``.
+    private var firstError: (any Error)?
 
     // The per-part and per-slot arrays below share one allocation with the mutex (a job's cost is partly
     // its mallocs); `participantsMutex` is its start.
@@ -52,7 +53,8 @@ final class JobState: @unchecked Sendable {
     /// zero (which orders the two).
     private let claimed: UnsafeMutablePointer<Int32>
     /// Priority boost: whether each participant left, and whether the caller lent it its priority (and
-    /// took it out of the idle cgroup). Read and written only inside ``withParticipantsLocked(_:)``.
+    /// took it out of the idle cgroup). Read and written only inside ``withParticipantsLocked(_:)``, as is
+    /// `firstError`.
     let participantFlags: UnsafeMutablePointer<ParticipantFlags>
     /// A pthread mutex in the arena (no allocation of its own; ThreadSanitizer understands it, where it
     /// does not understand Synchronization.Mutex on this toolchain).
@@ -229,14 +231,14 @@ final class JobState: @unchecked Sendable {
     func admit(upTo slots: Int) { admittedSlots.store(slots, ordering: .relaxed) }
 
     private func record(_ error: any Error) {
-        firstError.withLock { first in
-            if first == nil { first = error }
+        withParticipantsLocked {
+            if firstError == nil { firstError = error }
         }
         stopped.store(true, ordering: .relaxed)
     }
 
     /// After the latch reached zero: the first error, if any.
-    var error: (any Error)? { firstError.withLock { $0 } }
+    var error: (any Error)? { withParticipantsLocked { firstError } }
 
     /// After the latch reached zero: undoes every completed claim exactly once, with the range it ran,
     /// on the calling thread.

@@ -1,5 +1,4 @@
 import Logging
-import Synchronization
 
 extension KTask {
     /// How a job is divided and run. Every field is validated when the job starts (``validate()``).

@@ -27,9 +27,10 @@ public enum CPUPressure {
     }
 }
 
-/// The first line of a small procfs file (read with stdio: these are read before and after timed runs).
+/// The first line of a small procfs file (read with stdio: these are read before and after timed runs; "e": close-on-exec, so a program the
+/// benchmark starts does not inherit it).
 func firstLine(of path: String) -> String? {
-    guard let file = fopen(path, "r") else { return nil }
+    guard let file = fopen(path, "re") else { return nil }
     defer { fclose(file) }
     var line = [CChar](repeating: 0, count: 512)
     guard fgets(&line, Int32(line.count), file) != nil else { return nil }

@@ -117,6 +117,22 @@ struct FakeRootLimitTests {
         #expect(CPUBudget.read(root: fake.root).budget == 2)
     }
 
+    @Test("a cgroup whose name only starts with the mount's root is not under it: none of its quotas is read")
+    func mountRootIsAPathPrefixNotAStringPrefix() throws {
+        let fake = try FakeRoot()
+        try fake.write("/sys/devices/system/cpu/online", "0-7\n")
+        // The process is in /docker/abcdef; the mount shows /docker/abc, a different cgroup.
+        try fake.write("/proc/self/cgroup", "0::/docker/abcdef/x\n")
+        try fake.write("/proc/self/mountinfo", "30 23 0:26 /docker/abc /sys/fs/cgroup ro - cgroup2 cgroup2 rw\n")
+        // Read by string prefix, "def/x" under the mount would be taken for the process's cgroup.
+        try fake.write("/sys/fs/cgroup/def/x/cpu.max", "100000 100000\n")
+        try fake.write("/sys/fs/cgroup/cpu.max", "200000 100000\n")
+        let budget = CPUBudget.read(root: fake.root)
+        #expect(budget.cgroup.quotaCPUs == nil, "no quota of an unrelated cgroup")
+        #expect(budget.cgroup.notes.contains { $0.contains("outside /sys/fs/cgroup") }, "\(budget.cgroup.notes)")
+        #expect(CgroupLimits.cpuCgroupFolder(root: fake.root)?.folder == nil, "helpers' cgroup not made in an unrelated cgroup")
+    }
+
     @Test("affinity under a snapshot root comes from its proc/self/status")
     func affinityFromStatus() throws {
         let fake = try FakeRoot.cgroupV2Machine()

@@ -59,7 +59,8 @@ package struct CgroupLimits: Sendable, Equatable {
         var reader = Reader(root: root)
         let mounts = reader.readMounts()
         guard let (mount, path) = reader.locate("cpu", mounts: mounts, memberships: reader.readMemberships()) else { return nil }
-        return (reader.folders(mount: mount, path: path)[0], mount.kind == .v2)
+        guard let folder = reader.folders(mount: mount, path: path).first else { return nil }
+        return (folder, mount.kind == .v2)
     }
 
     /// A mounted cgroup hierarchy.
@@ -99,6 +100,7 @@ package struct CgroupLimits: Sendable, Equatable {
                 memory = readMems(mount: mount, path: path)
             }
             if let (mount, path) = locate("cpu", mounts: mounts, memberships: memberships) {
+                if let refused = Self.components(mount: mount, path: path).refused, !notes.contains(refused) { notes.append(refused) }
                 quota = readQuota(mount: mount, path: path)
             }
             return CgroupLimits(cpuset: cpuset, quotaCPUs: quota, limits: limits, notes: notes,
@@ -135,9 +137,18 @@ package struct CgroupLimits: Sendable, Equatable {
         /// The path's components below the mount's root, or why they are not followed: a path with `..`
         /// or `.` components, or deeper than ``maxDepth``, cannot be a real cgroup, and under a snapshot
         /// root it could read outside the snapshot (only the hierarchy's root is read then).
-        static func components(mount: Mount, path: String) -> (components: [String], refused: String?) {
+        /// A path outside the mount's root (a sibling whose name merely starts with the root's, as `/a/bc`
+        /// beside a mount of `/a/b`) is not this process's cgroup nor above it: nothing of that mount is read.
+        static func components(mount: Mount, path: String) -> (components: [String]?, refused: String?) {
             var relative = path
-            if mount.root != "/" && relative.hasPrefix(mount.root) { relative = String(relative.dropFirst(mount.root.count)) }
+            if mount.root != "/" {
+                let root = mount.root.hasSuffix("/") ? String(mount.root.dropLast()) : mount.root
+                guard relative == root || relative.hasPrefix(root + "/") else {
+                    return (nil, "the cgroup path \(path.prefix(120).debugDescription) is outside \(mount.mountPoint), which shows "
+                                 + "\(mount.root.prefix(120).debugDescription): its limits are not read there")
+                }
+                relative = String(relative.dropFirst(root.count))
+            }
             let components = relative.split(separator: "/").prefix(maxDepth + 1).map(String.init)
             if components.count > maxDepth {
                 return ([], "the cgroup path in /proc/self/cgroup is deeper than \(maxDepth) levels; only the hierarchy's root is read")
@@ -150,7 +161,7 @@ package struct CgroupLimits: Sendable, Equatable {
 
         /// The folders from the process's cgroup up to the hierarchy's root, the process's own first.
         func folders(mount: Mount, path: String) -> [String] {
-            var components = Self.components(mount: mount, path: path).components
+            guard var components = Self.components(mount: mount, path: path).components else { return [] }
             var result: [String] = []
             while true {
                 result.append(mount.mountPoint + (components.isEmpty ? "" : "/" + components.joined(separator: "/")))

@@ -1,4 +1,3 @@
-import Synchronization
 
 /// What bounds a job's threads on the live machine, from one reading shared by the engine, `ktask info`
 /// and the tests: the usable CPUs (online ∩ affinity ∩ cgroup cpuset, ``CPUBudget/usable(online:affinity:cpuset:)``),
@@ -36,7 +35,7 @@ package struct SystemLimits: Sendable {
         let readAt: ContinuousClock.Instant
     }
 
-    private static let cache = Mutex<FileLimits?>(nil)
+    private static let cache = Locked<FileLimits?>(nil)
 
     /// When a job needs each node's usable CPUs (to pin helpers to nodes).
     package enum NodeCPUsNeeded {

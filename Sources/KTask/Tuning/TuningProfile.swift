@@ -3,7 +3,6 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
-import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -148,7 +147,7 @@ extension KTask {
             let modified: timespec
             let profile: KTask.TuningProfile?
         }
-        private static let cache = Mutex<Cached?>(nil)
+        private static let cache = Locked<Cached?>(nil)
 
         /// The profile jobs use now (nil: no file). Re-read when the file's path or modification time changes.
         public static func inForce() throws(KTask.Error) -> (path: String, profile: KTask.TuningProfile)? {
