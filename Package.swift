@@ -45,6 +45,8 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // A random-job soak for ThreadSanitizer (scripts/tsan-stress.sh); not a product.
+        .executableTarget(name: "ktask-stress", dependencies: ["KTask"]),
         // Sets the test processes' environment before any test runs (machine-wide slots off: tests count threads).
         .target(name: "CKTaskTestEnvironment"),
         .testTarget(

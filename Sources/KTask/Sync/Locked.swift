@@ -15,4 +15,7 @@ package final class Locked<Value>: @unchecked Sendable {
         defer { mutex.unlock() }
         return try body(&value)
     }
+
+    /// The value now (a copy, read under the lock).
+    package var current: Value { withLock { $0 } }
 }
