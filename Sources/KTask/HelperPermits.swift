@@ -40,7 +40,7 @@ package final class HelperPermits: @unchecked Sendable {
             switch slots?.take() {
             case .slot(let taken)?: slot = taken
             case .allHeld?: grant.refusedBy = .machineSlots
-            case .off(let newReason)?: grant.warning = grant.warning ?? newReason  // off: as if there were no slots
+            case .off(let newReason)?: grant.warning = grant.warning ?? newReason.map { "machine-wide slots \($0)" }  // as if none
             case nil: break
             }
             if grant.refusedBy != nil { break }

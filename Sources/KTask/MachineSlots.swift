@@ -40,9 +40,9 @@ package final class MachineSlots: @unchecked Sendable {
     package static let sharedFolder = "/run/ktask"
 
     /// Who may do what with the slots, in one line (`ktask info`).
-    package static let trustModel = "only root makes \(sharedFolder) (0755) and its read-only slot files; any user who may open "
-        + "them takes a slot by locking one (flock), and can neither write nor fill anything there; holders are listed with "
-        + "pid and uid (/proc/locks); an admin restricts slots to a group with a 0750 root:GROUP folder (systemd-tmpfiles)"
+    package static let trustModel = "root alone makes \(sharedFolder) (0755) and its read-only slot files; a user takes a slot by "
+        + "locking one (flock) and can write nothing there; holders are shown with their uid; an admin limits slots to one group "
+        + "with a 0750 root:GROUP folder (systemd-tmpfiles)"
 
     /// The folder the slot files are in.
     package let folder: String
@@ -145,8 +145,8 @@ package final class MachineSlots: @unchecked Sendable {
                 // Only EWOULDBLOCK means another holder; anything else is a lock that cannot be trusted.
                 let error = errno
                 guard error == EWOULDBLOCK else {
-                    lockError = "off: locking \(folder)/slot.\(slot) failed (\(String(cString: strerror(error)))); "
-                        + "jobs take helpers as if there were no machine-wide slots"
+                    lockError = "off: locking \(folder)/slot.\(slot) failed (\(String(cString: strerror(error)))), so this "
+                        + "process takes helpers as if there were no machine-wide slots"
                     return .off(newReason: lockError)
                 }
             }
