@@ -37,7 +37,7 @@ enum SlotFolder {
         guard status.st_mode & S_IFMT == S_IFDIR else { return "is not a folder" }
         guard status.st_uid == 0 || status.st_uid == geteuid() else { return "is owned by uid \(status.st_uid), not root or this user" }
         guard status.st_mode & 0o022 == 0 else {
-            return "is writable by group or others (mode \(String(status.st_mode & 0o7777, radix: 8)); ktask 0.3 and older made it 1777: remove it, root's next run makes it 0755)"
+            return "is writable by group or others (mode \(String(status.st_mode & 0o7777, radix: 8)); earlier ktask builds made it 1777: remove it, root's next run makes it 0755)"
         }
         return nil
     }
