@@ -11,7 +11,8 @@ enum TuneOutput {
         for (index, point) in result.points.enumerated() {
             let gain = index == 0 ? "" : String(format: "%+.2f", (point.itemsPerSecond - result.points[index - 1].itemsPerSecond) / single)
             table.add([String(point.threads), Units.duration(point.seconds.median), Units.rate(point.itemsPerSecond, "items/s"), gain,
-                       point.threads == result.knee ? "<- knee" : point.refusedBy.map { "helpers refused: \($0.rawValue)" } ?? ""])
+                       ([point.threads == result.knee ? "<- knee" : nil] + [point.refusedBy.map { "helpers refused: \($0.rawValue)" }])
+                           .compactMap { $0 }.joined(separator: "; ")])
         }
         table.footnotes.append("knee: \(result.knee) thread(s) for class \"\(result.workClass)\" (a thread must add \(Int(result.minimumGain * 100))% of one thread's throughput)")
         table.footnotes.append(path.map { "saved to \($0)" } ?? notSaved)
