@@ -99,6 +99,23 @@ struct SlotsTrustCLITests {
         #expect(table.stdout.contains("1 held by pid \(holder.processIdentifier) (uid 65534 nobody)"), "\(table.stdout)")
     }
 
+    @Test("an admin's 0750 root:GROUP folder: info tells a member it may take the slots, and another user that they are restricted to the group",
+          .enabled(if: canSwitchUsers, "needs root and setpriv"))
+    func groupRestricted() throws {
+        let folder = scratch("slots-group")
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        try #require(mkdir(folder, 0o750) == 0 && chmod(folder, 0o750) == 0 && chown(folder, 0, 65534) == 0)
+        #expect(try runKTask(["info"], environment: ["KTASK_SLOTS": folder]).status == 0, "root makes the slot files")
+        func info(as user: String, group: String) throws -> String {
+            try runCommand("/usr/bin/setpriv", ["--reuid=\(user)", "--regid=\(group)", "--clear-groups", try ktaskExecutable(), "info"],
+                           environment: ["KTASK_SLOTS": folder]).stdout
+        }
+        let member = try info(as: "nobody", group: "nogroup"), outsider = try info(as: "daemon", group: "daemon")
+        #expect(member.contains("who may take them: members of group nogroup"), "\(member)")
+        #expect(outsider.contains("machine-wide slots: off: \(folder) cannot be opened (Permission denied): slots restricted to group nogroup"),
+                "\(outsider)")
+    }
+
     @Test("a lock error other than \"held\" turns the slots off for the process, with a warning saying why; the job keeps its helpers",
           .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/strace"), "needs strace to make flock fail"))
     func lockErrorTurnsSlotsOff() throws {
