@@ -101,17 +101,6 @@ int CKTask_fstatfs(int fd, long *type, long *blockSize) {
 
 int CKTask_memfd_create(const char *name, unsigned int flags) { return (int)syscall(SYS_memfd_create, name, flags); }
 
-int CKTask_ofd_lock_byte(int fd, long offset, int lock) {
-    struct flock range = {.l_type = lock ? F_WRLCK : F_UNLCK, .l_whence = SEEK_SET, .l_start = offset, .l_len = 1};
-    return fcntl(fd, F_OFD_SETLK, &range);
-}
-
-int CKTask_ofd_byte_locked(int fd, long offset) {
-    struct flock range = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = offset, .l_len = 1};
-    if (fcntl(fd, F_OFD_GETLK, &range) != 0) return -1;
-    return range.l_type != F_UNLCK;
-}
-
 // GNU make jobserver tokens ("Sharing Job Slots" in the GNU make manual): every token read is written back,
 // the same byte, exactly once — when its helper finishes, or all at once if the process is interrupted.
 static int jobserver_read_fd = -1, jobserver_write_fd = -1;

@@ -130,6 +130,8 @@ extension KTask {
             var parked: [HelperThread]
             var toStart: Int
             var node: Int?
+            /// What refused the helpers the pool had but machine-wide permits did not grant (slots, tokens).
+            var refusedBy: KTask.ThreadLimit? = nil
             var count: Int { parked.count + toStart }
 
             /// The reservation as reservations of one thread each, to dispatch one at a time.
@@ -159,7 +161,10 @@ extension KTask {
             // Machine-wide slots and jobserver tokens, outside the lock (system calls); what is not granted
             // goes back at once, threads to start first.
             if let permits, reservation.count > 0 {
-                let got = permits.take(upTo: reservation.count)
+                let grant = permits.take(upTo: reservation.count)
+                if let warning = grant.warning { JobLog(logger: logger).warning(warning) }
+                let got = grant.count
+                reservation.refusedBy = grant.refusedBy
                 if got < reservation.count {
                     var surplus = Reservation(parked: [], toStart: 0, node: node)
                     let unstarted = min(reservation.count - got, reservation.toStart)

@@ -1,73 +1,108 @@
-import CKTaskShims
-import Synchronization
-
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// The machine-wide cap on busy helpers, shared by every ktask process (the kernel's ktask capped helpers
 /// system-wide): one slot per online CPU but one — the rule a single process uses, where each caller is its
-/// own implicit slot. A slot is byte *i* of one file, held with an open-file-description lock: the kernel
-/// drops the lock when the process closes the file or dies (kill -9, OOM), so a dead holder's slots are
-/// free at once, with no cleanup step and no daemon. A helper holds a slot only while it works on a job.
+/// own implicit slot. Slot *i* is the file `slot.i` of one folder, held with `flock(LOCK_EX|LOCK_NB)` on a
+/// read-only descriptor: the kernel drops the lock when the process dies (kill -9, OOM), so a dead holder's
+/// slot is free at once, with no cleanup step and no daemon. A helper holds a slot only while it works.
 ///
-/// Where: `/run/ktask/slots` when that folder can be used (root makes it, mode 1777, the file 0666, so any
-/// user's process can take a slot), else `$XDG_RUNTIME_DIR/ktask/slots`, else `/tmp/ktask-<uid>/slots` in a
-/// folder this user owns with mode 0700 (one another user controls is refused). `KTASK_SLOTS=off` turns it
-/// off; `KTASK_SLOTS=/a/folder` uses that folder (a group of processes with a budget of its own).
-package final class MachineSlots: Sendable {
-    /// The slots file, opened once per process (read at the first job, like the other variables).
+/// Trust: the shared folder `/run/ktask` is made by root only, mode 0755, and holds root-made read-only files
+/// (0444). Any user may open them read-only and lock them — a read-only open can take a flock — but no user
+/// can create, write or fill anything there. A folder or file that does not pass these checks is refused
+/// (never changed: ktask changes the mode only of what it has just created). An admin restricts the slots to
+/// one group by making the folder 0750 (or 0710) root:GROUP, e.g. with systemd-tmpfiles. `/proc/locks` shows
+/// every flock with its pid, so anyone can see who holds slots (``holders()``).
+///
+/// Where: `/run/ktask` when it can be used, else `$XDG_RUNTIME_DIR/ktask` (one user's processes only; made
+/// 0700). `/tmp` is never used: any user may create a name there first, and per-user slots coordinate only
+/// one user's processes. `KTASK_SLOTS=off` turns them off; `KTASK_SLOTS=/a/folder` uses that folder (made
+/// 0755 by root, 0700 by another user).
+package final class MachineSlots: @unchecked Sendable {
+    /// The slots, opened once per process (read at the first job, like the other variables).
     private static let opened = open()
 
     /// The slots of this machine; nil when off or no folder could be used (``offReason`` says why).
     package static var shared: MachineSlots? { try? opened.get() }
 
-    /// Why the machine-wide slots are off, or nil when they are on.
+    /// Why the machine-wide slots are off, or nil when they are on (they turn off on a lock error).
     package static var offReason: String? {
-        if case .failure(let reason) = opened { return reason.text }
-        return nil
+        switch opened {
+        case .failure(let reason): return reason.text
+        case .success(let slots): return slots.offReason
+        }
     }
 
     package struct Reason: Error { package let text: String }
 
-    /// The folder the slots file is in.
-    package let folder: String
-    package var path: String { folder + "/slots" }
-    package let count: Int
-    private let fd: Int32
-    /// Slots this process holds (a lock on the same description would succeed twice: tracked here).
-    private let held: Mutex<[Bool]>
-    private let nextStart: Atomic<Int>
+    /// The folder everyone's ktask processes share.
+    package static let sharedFolder = "/run/ktask"
 
-    private init(folder: String, count: Int, fd: Int32) {
-        self.folder = folder
-        self.count = count
-        self.fd = fd
-        held = Mutex(Array(repeating: false, count: count))
-        nextStart = Atomic(Int(getpid()) % max(1, count))
+    /// Who may do what with the slots, in one line (`ktask info`).
+    package static let trustModel = "root alone makes \(sharedFolder) (0755) and its read-only slot files; a user takes a slot by "
+        + "locking one (flock) and can write nothing there; holders are shown with their uid; an admin limits slots to one group "
+        + "with a 0750 root:GROUP folder (systemd-tmpfiles)"
+
+    /// The folder the slot files are in.
+    package let folder: String
+    package let count: Int
+    /// Who may take these slots, from the folder's owner and mode.
+    package let access: String
+    /// One read-only descriptor per slot, and each file's device and inode (to find it in /proc/locks).
+    private let files: [SlotFile]
+    /// Guards `held`, `nextStart` and `lockError`.
+    private let lock = PThreadMutex()
+    /// Slots this process holds (a second flock on the same descriptor would succeed: tracked here).
+    private var held: [Bool]
+    private var nextStart: Int
+    /// Set on a lock error other than "held": the slots are off for this process from then on.
+    private var lockError: String?
+
+    struct SlotFile {
+        let fd: Int32
+        let device: UInt64
+        let inode: UInt64
     }
 
-    /// The slots file for this process's settings, opened once (the process keeps it open; its locks go
-    /// with it when it exits).
+    private init(folder: String, access: String, files: [SlotFile]) {
+        self.folder = folder
+        self.access = access
+        self.files = files
+        count = files.count
+        held = Array(repeating: false, count: files.count)
+        nextStart = Int(getpid()) % max(1, files.count)
+    }
+
+    deinit {
+        for file in files { close(file.fd) }
+    }
+
+    /// Why these slots were turned off (a lock error), or nil.
+    package var offReason: String? { lock.withLock { lockError } }
+
+    /// The slots for this process's settings (the process keeps the files open; its locks go with it when it
+    /// exits). `sharedFolder` is a parameter for tests only.
     static func open(environment: [String: String] = environment(),
-                     onlineCPUs: Int = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) -> Result<MachineSlots, Reason> {
+                     onlineCPUs: Int = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))),
+                     sharedFolder: String = sharedFolder) -> Result<MachineSlots, Reason> {
         let setting = environment["KTASK_SLOTS"] ?? ""
         if setting == "off" || setting == "0" { return .failure(Reason(text: "off (KTASK_SLOTS=off)")) }
         let count = max(0, onlineCPUs - 1)
-        var candidates: [(folder: String, shared: Bool)] = []
+        var candidates: [(folder: String, mayMake: Bool)] = []
         if setting.hasPrefix("/") {
-            candidates = [(setting, false)]
+            candidates = [(setting, true)]
         } else if !setting.isEmpty && setting != "on" {
             return .failure(Reason(text: "off: KTASK_SLOTS=\(setting) is not off, on or an absolute folder"))
         } else {
-            candidates.append(("/run/ktask", true))
-            if let runtime = environment["XDG_RUNTIME_DIR"], runtime.hasPrefix("/") { candidates.append((runtime + "/ktask", false)) }
-            candidates.append(("/tmp/ktask-\(getuid())", false))
+            // Only root makes the shared folder (a user's would be that user's alone).
+            candidates.append((sharedFolder, geteuid() == 0))
+            if let runtime = environment["XDG_RUNTIME_DIR"], runtime.hasPrefix("/") { candidates.append((runtime + "/ktask", true)) }
         }
         var reasons: [String] = []
-        for (folder, shared) in candidates {
-            switch prepare(folder: folder, shared: shared) {
-            case .success(let fd): return .success(MachineSlots(folder: folder, count: count, fd: fd))
+        for (folder, mayMake) in candidates {
+            switch SlotFolder.prepare(folder, slots: count, mayMake: mayMake) {
+            case .success(let (access, files)): return .success(MachineSlots(folder: folder, access: access, files: files))
             case .failure(let reason): reasons.append(reason.text)
             }
         }
@@ -83,81 +118,104 @@ package final class MachineSlots: Sendable {
         return environment
     }
 
-    /// Makes (or checks) the folder and opens its slots file.
-    static func prepare(folder: String, shared: Bool) -> Result<Int32, Reason> {
-        let mode: mode_t = shared ? 0o1777 : 0o700
-        if mkdir(folder, mode) == 0 {
-            chmod(folder, mode)  // past the umask
-        } else if errno != EEXIST {
-            return .failure(Reason(text: "\(folder) cannot be made (\(String(cString: strerror(errno))))"))
-        }
-        var status = stat()
-        guard lstat(folder, &status) == 0, status.st_mode & S_IFMT == S_IFDIR else {
-            return .failure(Reason(text: "\(folder) is not a folder"))
-        }
-        if shared {
-            // Root's folder for all users: owned by root, sticky so no user removes another's file.
-            guard status.st_uid == 0, status.st_mode & 0o1000 != 0 else {
-                return .failure(Reason(text: "\(folder) is not root's sticky folder"))
-            }
-        } else if status.st_uid != getuid() || status.st_mode & 0o022 != 0 {
-            return .failure(Reason(text: "\(folder) is owned by another user or writable by others: refused"))
-        }
-        let file = folder + "/slots"
-        let fd = Glibc.open(file, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, shared ? 0o666 : 0o600)
-        guard fd >= 0 else { return .failure(Reason(text: "\(file) cannot be opened (\(String(cString: strerror(errno))))")) }
-        if shared { fchmod(fd, 0o666) }
-        return .success(fd)
+    /// What a take found.
+    package enum Take: Equatable {
+        case slot(Int)
+        /// Every slot is held (by this or other processes).
+        case allHeld
+        /// The slots are off for this process; `newReason` is set by the take that turned them off.
+        case off(newReason: String?)
     }
 
-    /// Takes a free slot without waiting; nil when every slot is held (by this or other processes).
-    package func take() -> Int? {
-        guard count > 0 else { return nil }
-        return held.withLock { held in
-            // Start where the last take left off, so that processes spread over the bytes.
-            let start = nextStart.wrappingAdd(1, ordering: .relaxed).oldValue
+    /// Takes a free slot without waiting.
+    package func take() -> Take {
+        lock.withLock {
+            if lockError != nil { return .off(newReason: nil) }
+            guard count > 0 else { return .allHeld }
+            // Start one further each time, so that processes spread over the files.
+            let start = nextStart
+            nextStart = (nextStart + 1) % count
             for probe in 0..<count {
                 let slot = (start + probe) % count
                 guard !held[slot] else { continue }
-                if CKTask_ofd_lock_byte(fd, slot, 1) == 0 {
+                if flock(files[slot].fd, LOCK_EX | LOCK_NB) == 0 {
                     held[slot] = true
-                    return slot
+                    return .slot(slot)
+                }
+                // Only EWOULDBLOCK means another holder; anything else is a lock that cannot be trusted.
+                let error = errno
+                guard error == EWOULDBLOCK else {
+                    lockError = "off: locking \(folder)/slot.\(slot) failed (\(String(cString: strerror(error)))), so this "
+                        + "process takes helpers as if there were no machine-wide slots"
+                    return .off(newReason: lockError)
                 }
             }
-            return nil
+            return .allHeld
         }
     }
 
     /// Gives a slot back.
     package func give(_ slot: Int) {
-        held.withLock { held in
+        lock.withLock {
             guard held[slot] else { return }
-            _ = CKTask_ofd_lock_byte(fd, slot, 0)
+            _ = flock(files[slot].fd, LOCK_UN)
             held[slot] = false
         }
     }
 
+    /// A process that holds slots now.
+    package struct Holder: Equatable, Sendable {
+        package let pid: Int
+        /// Its real user id, from /proc/PID/status; nil when that cannot be read (hidepid).
+        package let uid: Int?
+        package let slots: [Int]
+    }
+
     /// Slots held now by any process (this one's included).
-    package func heldCount() -> Int {
-        let own = held.withLock { $0.filter { $0 }.count }
-        return own + (0..<count).filter { CKTask_ofd_byte_locked(fd, $0) == 1 }.count
+    package func heldCount() -> Int { Set(holders().flatMap(\.slots)).count }
+
+    /// The processes that hold slots now, from `/proc/locks` (world-readable: every flock with its pid and
+    /// its file's device and inode), each with its uid.
+    package func holders(locks: String? = SystemRoot.live.read("/proc/locks")) -> [Holder] {
+        var slotsByPID: [Int: [Int]] = [:]
+        for line in (locks ?? "").split(separator: "\n") {
+            guard let lock = FlockLine(line), let slot = files.firstIndex(where: { $0.device == lock.device && $0.inode == lock.inode })
+            else { continue }
+            slotsByPID[lock.pid, default: []].append(slot)
+        }
+        return slotsByPID.keys.sorted().map { pid in
+            Holder(pid: pid, uid: Self.realUID(of: pid), slots: slotsByPID[pid, default: []].sorted())
+        }
     }
 
-    /// The processes that hold slots now, from each process's open files (`/proc/PID/fdinfo` lists the OFD
-    /// locks taken through a file description); readable ones only.
-    package func holders() -> [Int] {
-        let proc = SystemRoot.live
-        return (proc.list("/proc") ?? []).compactMap(Int.init).filter { pid in
-            (proc.list("/proc/\(pid)/fd") ?? []).contains { fd in
-                readLink("/proc/\(pid)/fd/\(fd)") == path && proc.read("/proc/\(pid)/fdinfo/\(fd)")?.contains("OFDLCK") == true
-            }
-        }.sorted()
+    /// The real uid on the `Uid:` line of /proc/PID/status.
+    static func realUID(of pid: Int) -> Int? {
+        guard let status = SystemRoot.live.read("/proc/\(pid)/status"),
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("Uid:") }) else { return nil }
+        return line.split(whereSeparator: { $0 == " " || $0 == "\t" }).dropFirst().first.flatMap { Int($0) }
+    }
+}
+
+/// One held flock of `/proc/locks`: `1: FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF` (device in hex).
+struct FlockLine {
+    let pid: Int
+    let device: UInt64
+    let inode: UInt64
+
+    init?(_ line: Substring) {
+        let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+        // Waiters are listed as "1: -> FLOCK ...": they hold nothing.
+        guard fields.count >= 6, fields[1] == "FLOCK", let pid = Int(fields[4]) else { return nil }
+        let parts = fields[5].split(separator: ":")
+        guard parts.count == 3, let major = UInt64(parts[0], radix: 16), let minor = UInt64(parts[1], radix: 16),
+              let inode = UInt64(parts[2]) else { return nil }
+        self.pid = pid
+        self.inode = inode
+        device = Self.device(major: major, minor: minor)
     }
 
-    private func readLink(_ path: String) -> String? {
-        var buffer = [CChar](repeating: 0, count: 4096)
-        let length = readlink(path, &buffer, buffer.count - 1)
-        guard length > 0 else { return nil }
-        return String(decoding: buffer[0..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    /// glibc's makedev: the st_dev of a device with this major and minor.
+    static func device(major: UInt64, minor: UInt64) -> UInt64 {
+        (major & 0xfff) << 8 | (major & ~0xfff) << 32 | (minor & 0xff) | (minor & ~0xff) << 12
     }
 }

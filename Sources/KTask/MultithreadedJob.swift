@@ -23,9 +23,9 @@ enum MultithreadedJob {
         }
         let log = plan.log
         // Reserve.
-        let reserved = plan.reserve(in: options.pool)
+        let (reserved, refusedBy) = plan.reserve(in: options.pool)
         let helpers = reserved.reduce(0) { $0 + $1.reservation.count }
-        let limit = plan.limit(reserving: helpers)
+        let limit = plan.limit(reserving: helpers, refusedBy: refusedBy)
         log.debug(plan.account(reserved: helpers, limit: limit, options: options))
         if helpers == 0 && plan.parts.count == 1 {
             let report = try runInline(plan.parts[0], start: start, limit: limit, chunk)

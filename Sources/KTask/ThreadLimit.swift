@@ -21,6 +21,11 @@ extension KTask {
         case nodeCap = "per-node cap"
         /// Other jobs held the pool's helpers.
         case helpersBusy = "helpers busy with other jobs"
+        /// Every machine-wide slot was held, by other processes or this one's other jobs (`ktask info` shows
+        /// the holders).
+        case machineSlots = "machine-wide slots held by other jobs"
+        /// Every token of make's jobserver was held (`make -jN`: N − 1 tokens for the whole build).
+        case jobserverTokens = "make jobserver tokens held by other jobs"
         /// Adaptive mode stopped adding helpers (``KTask/Options/adaptiveThreads``).
         case adaptive = "adaptive mode"
         /// The caller ran out of work before a reserved helper joined.

@@ -124,8 +124,9 @@ struct ThreadPlan {
         return limit
     }
 
-    /// Why the job got `got` helpers (of the plan's).
-    func limit(reserving got: Int) -> KTask.ThreadLimit {
+    /// Why the job got `got` helpers (of the plan's); `refusedBy`: what refused the helpers the pool had
+    /// (machine-wide slots, jobserver tokens).
+    func limit(reserving got: Int, refusedBy: KTask.ThreadLimit? = nil) -> KTask.ThreadLimit {
         guard got < lanes.helpers else { return limit }
         if poolCap.maxBusyHelpers < lanes.helpers {
             switch poolCap.source {
@@ -138,7 +139,7 @@ struct ThreadPlan {
         if lanes.lanes.contains(where: { lane in lane.node.flatMap { nodeCaps[$0] }.map { $0 < lane.helpers } ?? false }) {
             return .nodeCap
         }
-        return .helpersBusy
+        return refusedBy ?? .helpersBusy
     }
 
     /// One lane's helpers, set aside in the pool.
@@ -147,15 +148,18 @@ struct ThreadPlan {
         let reservation: KTask.Pool.Reservation
     }
 
-    /// Reserves each lane's helpers without waiting, within the pool's and the nodes' caps.
-    func reserve(in pool: KTask.Pool) -> [LaneReservation] {
+    /// Reserves each lane's helpers without waiting, within the pool's and the nodes' caps; and what refused
+    /// helpers the pool had (machine-wide slots, jobserver tokens), if anything did.
+    func reserve(in pool: KTask.Pool) -> (lanes: [LaneReservation], refusedBy: KTask.ThreadLimit?) {
         var reserved: [LaneReservation] = []
+        var refusedBy: KTask.ThreadLimit?
         for lane in lanes.lanes where lane.helpers > 0 {
             let nodeCap = lane.node.flatMap { nodeCaps[$0] } ?? Int.max
             let reservation = pool.reserve(upTo: lane.helpers, cap: poolCap.maxBusyHelpers, node: lane.node, nodeCap: nodeCap)
+            refusedBy = refusedBy ?? reservation.refusedBy
             if reservation.count > 0 { reserved.append(LaneReservation(lane: lane, reservation: reservation)) }
         }
-        return reserved
+        return (reserved, refusedBy)
     }
 }
 

@@ -8,6 +8,9 @@ public struct TunePoint: Sendable {
     public let itemsPerSecond: Double
     /// Threads the jobs really used (fewest over the runs).
     public let threadsUsed: Int
+    /// What refused this count's helpers in some run: other processes' machine-wide slots or make's tokens
+    /// (the curve then measures them, not the work); nil when nothing outside this process did.
+    public let refusedBy: KTask.ThreadLimit?
 }
 
 /// A finished tuning run: the throughput curve of one class of work and its knee.
@@ -20,6 +23,13 @@ public struct TuneResult: Sendable {
     public let points: [TunePoint]
     /// ``KTask/TuningProfile/knee(throughput:minimumGain:)`` of the points.
     public let knee: Int
+
+    /// The first thread count whose helpers were refused by other processes (machine-wide slots, make's
+    /// jobserver), and by what; nil when none was. Such a knee must not be saved: it would cap every later job
+    /// of the class at what was free during the measurement.
+    public var refusal: (threads: Int, by: KTask.ThreadLimit)? {
+        points.lazy.compactMap { point in point.refusedBy.map { (point.threads, $0) } }.first
+    }
 
     /// The profile entry this measurement makes.
     public var profileEntry: KTask.TuningProfile.WorkClass {
@@ -49,11 +59,15 @@ public struct TuneRunner {
         self.options = options
     }
 
+    /// The limits that mean helpers were refused by other processes, not by this work or this machine.
+    static let refusedOutside: Set<KTask.ThreadLimit> = [.machineSlots, .jobserverTokens]
+
     /// `progress` hears (run, of runs, threads) before each job (run 0: the warm-up).
     public func run(progress: (Int, Int, Int) -> Void = { _, _, _ in }) throws -> TuneResult {
         let counts = Array(1...maxThreads)
         var seconds = Array(repeating: [Double](), count: maxThreads + 1)
         var used = Array(repeating: Int.max, count: maxThreads + 1)
+        var refused = Array(repeating: KTask.ThreadLimit?.none, count: maxThreads + 1)
         progress(0, runs, maxThreads)
         _ = try workload.runOnce(threads: maxThreads, options: options)
         for run in 1...runs {
@@ -62,12 +76,13 @@ public struct TuneRunner {
                 let report = try workload.runOnce(threads: threads, options: options).report
                 seconds[threads].append(report.wallTime.seconds)
                 used[threads] = min(used[threads], report.threadsUsed)
+                if Self.refusedOutside.contains(report.threadLimit) { refused[threads] = refused[threads] ?? report.threadLimit }
             }
         }
         let points = counts.map { threads in
             let sample = Sample(seconds[threads])
             return TunePoint(threads: threads, seconds: sample, itemsPerSecond: Double(workload.items) / sample.median,
-                             threadsUsed: used[threads])
+                             threadsUsed: used[threads], refusedBy: refused[threads])
         }
         return TuneResult(workClass: workClass, summary: workload.summary, runs: runs, minimumGain: minimumGain,
                           cpuBudget: CPUBudget.read().budget, points: points,

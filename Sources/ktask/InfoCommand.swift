@@ -93,15 +93,7 @@ struct MachineInfo {
             lines.append("tuning profile: none (\(KTask.TuningProfile.defaultPath ?? "no path"); `ktask tune` makes one)")
         }
         lines.append("pool: \(pool.liveThreads) thread(s) live, \(pool.idleThreads) parked, \(pool.busyHelpers) busy")
-        if let slots {
-            if let folder = slots.folder {
-                lines.append("machine-wide slots: \(slots.slots) in \(folder)/slots (online CPUs − 1, shared by every ktask process), "
-                             + "\(slots.held) held" + (slots.holders.isEmpty ? "" : " by PIDs \(slots.holders.map(String.init).joined(separator: ","))"))
-            } else {
-                lines.append("machine-wide slots: \(slots.reason)")
-            }
-            lines.append("make jobserver: \(slots.jobserver)")
-        }
+        if let slots { lines += slots.lines }
         for note in budget.notes { lines.append("note: \(note)") }
         return lines.joined(separator: "\n") + "\n"
     }
@@ -132,7 +124,11 @@ struct MachineInfo {
         let helper_isolation: Nullable<Isolation>
         let starvation_guard: Nullable<String>
         let tuning_profile: Nullable<Profile>
-        struct Slots: Encodable { let folder: Nullable<String>; let slots: Int; let held: Int; let holders: [Int]; let reason: String; let jobserver: String }
+        struct Holder: Encodable { let pid: Int; let uid: Nullable<Int>; let user: Nullable<String>; let slots: [Int] }
+        struct Slots: Encodable {
+            let folder: Nullable<String>; let slots: Int; let held: Int; let holders: [Int]; let holder_processes: [Holder]
+            let access: Nullable<String>; let trust: String; let reason: String; let jobserver: String
+        }
         let machine_slots: Nullable<Slots>
         let notes: [String]
     }
@@ -155,8 +151,12 @@ struct MachineInfo {
             helper_isolation: Nullable(isolation.map { .init(kind: $0.kind.rawValue, detail: $0.detail) }),
             starvation_guard: Nullable(starvationGuard?.rawValue),
             tuning_profile: Nullable(profile.map { .init(path: $0.path, classes: $0.profile.classes.mapValues(\.maxThreads)) }),
-            machine_slots: Nullable(slots.map { .init(folder: Nullable($0.folder), slots: $0.slots, held: $0.held, holders: $0.holders,
-                                                       reason: $0.reason, jobserver: $0.jobserver) }),
+            machine_slots: Nullable(slots.map { slots in
+                .init(folder: Nullable(slots.folder), slots: slots.slots, held: slots.held, holders: slots.holders.map(\.pid),
+                      holder_processes: slots.holders.map { .init(pid: $0.pid, uid: Nullable($0.uid), user: Nullable($0.uid.flatMap(userName)),
+                                                                  slots: $0.slots) },
+                      access: Nullable(slots.access), trust: MachineSlots.trustModel, reason: slots.reason, jobserver: slots.jobserver)
+            }),
             notes: budget.notes)
         return try encodeJSON(value)
     }
@@ -167,16 +167,45 @@ struct SlotsStatus {
     let folder: String?
     let slots: Int
     let held: Int
-    let holders: [Int]
+    /// Who holds slots now, with their uids (from /proc/locks, which every user may read).
+    let holders: [MachineSlots.Holder]
+    /// Who may take the slots (from the folder's owner and mode); nil when off.
+    let access: String?
     let reason: String
     let jobserver: String
 
     static func read() -> SlotsStatus {
         let jobserver = Jobserver.status
         guard let machine = MachineSlots.shared else {
-            return SlotsStatus(folder: nil, slots: 0, held: 0, holders: [], reason: MachineSlots.offReason ?? "off", jobserver: jobserver)
+            return SlotsStatus(folder: nil, slots: 0, held: 0, holders: [], access: nil, reason: MachineSlots.offReason ?? "off",
+                               jobserver: jobserver)
         }
-        return SlotsStatus(folder: machine.folder, slots: machine.count, held: machine.heldCount(),
-                           holders: machine.holders(), reason: "on", jobserver: jobserver)
+        let holders = machine.holders()
+        return SlotsStatus(folder: machine.folder, slots: machine.count, held: Set(holders.flatMap(\.slots)).count, holders: holders,
+                           access: machine.access, reason: machine.offReason ?? "on", jobserver: jobserver)
     }
+
+    /// The table's lines: where and how many, who holds them (pid, uid, user), who may take them, the trust model.
+    var lines: [String] {
+        var lines: [String] = []
+        if let folder, let access {
+            let held = holders.map { holder in
+                "pid \(holder.pid) (uid \(holder.uid.map { "\($0)" + (userName($0).map { " \($0)" } ?? "") } ?? "unknown"))"
+            }
+            lines.append("machine-wide slots: \(slots) in \(folder) (slot.0 …, online CPUs − 1, shared by every ktask process that may "
+                         + "open them), \(self.held) held" + (held.isEmpty ? "" : " by " + held.joined(separator: ", ")))
+            lines.append("  who may take them: \(access)")
+        } else {
+            lines.append("machine-wide slots: \(reason)")
+        }
+        lines.append("  trust: \(MachineSlots.trustModel)")
+        lines.append("make jobserver: \(jobserver)")
+        return lines
+    }
+}
+
+/// A uid's user name (getpwuid), or nil.
+func userName(_ uid: Int) -> String? {
+    guard let entry = getpwuid(uid_t(uid)), let name = entry.pointee.pw_name else { return nil }
+    return String(cString: name)
 }

@@ -81,13 +81,30 @@ struct TuneCommand: ParsableCommand {
             progress.job("tune \(runner.workClass): run \(run)/\(runs), \(threads) thread(s)")
         }
         progress.clear()
-        if !dryRun {
+        // A knee measured while other processes held the helpers measures them, and would cap every later job.
+        let refused = result.refusal.map(Self.refusalMessage)
+        let save = !dryRun && refused == nil
+        if save {
             profile.classes[result.workClass] = result.profileEntry
             try profile.save(to: path)
         }
         switch format {
-        case .table: print(TuneOutput.table(result, savedTo: dryRun ? nil : path), terminator: "")
-        case .json: print(try TuneOutput.json(result, savedTo: dryRun ? nil : path))
+        case .table: print(TuneOutput.table(result, savedTo: save ? path : nil, notSaved: dryRun ? "not saved (--dry-run)" : "not saved"),
+                           terminator: "")
+        case .json: print(try TuneOutput.json(result, savedTo: save ? path : nil))
         }
+        if let refused, !dryRun {
+            FileHandle.standardError.write(Data("ktask: \(refused)\n".utf8))
+            throw ExitCode(1)
+        }
+    }
+
+    /// Why a measurement with refused helpers is not saved, and what to do.
+    static func refusalMessage(threads: Int, by limit: KTask.ThreadLimit) -> String {
+        let cause = limit == .machineSlots
+            ? "machine-wide slots were held by other processes (`ktask info` shows them)"
+            : "make's jobserver had no free token"
+        return "tune measured other processes, not the work: at \(threads) thread(s) helpers were refused because \(cause); "
+            + "the knee was not saved (it would cap every later job). Run it again when they are free, or outside make."
     }
 }

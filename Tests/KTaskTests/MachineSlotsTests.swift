@@ -3,8 +3,65 @@ import Foundation
 import Testing
 @testable import KTask
 
+/// A folder for one test, removed with everything in it afterwards.
+struct ScratchFolder: ~Copyable {
+    let path: String
+    init(_ name: String) { path = NSTemporaryDirectory() + "ktask-\(name)-\(getpid())" }
+    deinit { try? FileManager.default.removeItem(atPath: path) }
+}
+
+/// Runs a command as another user (`setpriv`, no supplementary groups) and returns its exit status.
+func runAs(_ user: String, group: String, _ arguments: [String]) throws -> Int32 {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+    process.arguments = ["--reuid=\(user)", "--regid=\(group)", "--clear-groups"] + arguments
+    process.standardOutput = FileHandle.nullDevice
+    process.standardError = FileHandle.nullDevice
+    try process.run()
+    process.waitUntilExit()
+    return process.terminationStatus
+}
+
+/// A process that holds `file` with flock until it is killed (python3's fcntl.flock), as `user` when given;
+/// returns once the lock is held.
+func startFlockHolder(_ file: String, as user: (name: String, group: String)? = nil) throws -> Process {
+    let holder = Process()
+    let script = "import fcntl, os, sys, time\nfd = os.open(sys.argv[1], os.O_RDONLY)\nfcntl.flock(fd, fcntl.LOCK_EX)\n"
+        + "print('held', flush=True)\ntime.sleep(120)"
+    if let user {
+        holder.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+        holder.arguments = ["--reuid=\(user.name)", "--regid=\(user.group)", "--clear-groups", "/usr/bin/python3", "-c", script, file]
+    } else {
+        holder.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        holder.arguments = ["-c", script, file]
+    }
+    let output = Pipe()
+    holder.standardOutput = output
+    try holder.run()
+    let said = String(decoding: output.fileHandleForReading.availableData, as: UTF8.self)
+    guard said.hasPrefix("held") else {
+        kill(holder.processIdentifier, SIGKILL)
+        holder.waitUntilExit()
+        throw CocoaError(.fileLocking, userInfo: [NSFilePathErrorKey: file])
+    }
+    return holder
+}
+
+func stopHolder(_ holder: Process) {
+    kill(holder.processIdentifier, SIGKILL)
+    holder.waitUntilExit()
+}
+
+func fileStatus(_ path: String) -> stat? {
+    var status = stat()
+    return lstat(path, &status) == 0 ? status : nil
+}
+
+let hasSecondUserTools = FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv")
+    && FileManager.default.isExecutableFile(atPath: "/usr/bin/python3") && geteuid() == 0
+
 /// Machine-wide slots: every ktask process shares one budget of busy helpers.
-@Suite("Machine-wide slots", .serialized)
+@Suite("Machine-wide slots", .serialized, .timeLimit(.minutes(2)))
 struct MachineSlotsTests {
     @Test("the tests run with slots off unless told otherwise (they count threads), and off means off")
     func testsRunWithSlotsOff() throws {
@@ -14,53 +71,141 @@ struct MachineSlotsTests {
         #expect((MachineSlots.shared == nil) == (setting == "off"), "KTASK_SLOTS=\(setting), \(MachineSlots.offReason ?? "on")")
     }
 
-    @Test("slots are online CPUs − 1; a taken slot is held until given back; a folder another user controls is refused")
+    @Test("slots are online CPUs − 1, one file each; a taken slot is held until given back; bad settings are refused")
     func takeAndGive() throws {
-        let folder = NSTemporaryDirectory() + "ktask-slots-\(getpid())"
-        defer { try? FileManager.default.removeItem(atPath: folder) }
-        let slots = try MachineSlots.open(environment: ["KTASK_SLOTS": folder], onlineCPUs: 4).get()
+        let folder = ScratchFolder("slots")
+        let slots = try MachineSlots.open(environment: ["KTASK_SLOTS": folder.path], onlineCPUs: 4).get()
         #expect(slots.count == 3)
-        let taken = (0..<4).compactMap { _ in slots.take() }
-        #expect(Set(taken) == [0, 1, 2], "three slots, the fourth take finds none")
-        slots.give(taken[0])
-        #expect(slots.take() == taken[0])
-        for slot in Set(taken) { slots.give(slot) }
-
-        let open = folder + "-open"
-        try FileManager.default.createDirectory(atPath: open, withIntermediateDirectories: false)
-        chmod(open, 0o777)
-        defer { try? FileManager.default.removeItem(atPath: open) }
-        #expect(throws: MachineSlots.Reason.self, "writable by others") { try MachineSlots.open(environment: ["KTASK_SLOTS": open], onlineCPUs: 4).get() }
+        let taken = (0..<4).map { _ in slots.take() }
+        #expect(taken.last == .allHeld, "three slots, the fourth take finds none")
+        let numbers = taken.compactMap { if case .slot(let slot) = $0 { slot } else { nil } }
+        #expect(Set(numbers) == [0, 1, 2])
+        #expect(slots.heldCount() == 3, "this process's own flocks, seen in /proc/locks")
+        #expect(slots.holders().map(\.pid) == [Int(getpid())] && slots.holders().first?.uid == Int(getuid()))
+        slots.give(numbers[0])
+        #expect(slots.take() == .slot(numbers[0]))
+        for slot in Set(numbers) { slots.give(slot) }
+        #expect(slots.heldCount() == 0)
         #expect(throws: MachineSlots.Reason.self) { try MachineSlots.open(environment: ["KTASK_SLOTS": "sometimes"], onlineCPUs: 4).get() }
         #expect(throws: MachineSlots.Reason.self) { try MachineSlots.open(environment: ["KTASK_SLOTS": "off"], onlineCPUs: 4).get() }
     }
 
-    @Test("a slot held by another process is not free; when that process is killed it is free at once")
+    @Test("a slot held by another process is not free; when that process is killed it is free at once",
+          .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/python3"), "needs python3 for a second process's flock"))
     func killedHolderFreesItsSlot() throws {
-        let folder = NSTemporaryDirectory() + "ktask-slots-kill-\(getpid())"
-        defer { try? FileManager.default.removeItem(atPath: folder) }
-        let slots = try MachineSlots.open(environment: ["KTASK_SLOTS": folder], onlineCPUs: 2).get()
-        // Another process takes the one slot (a shell's flock would be a different lock kind: python's OFD lock).
-        let holder = Process()
-        holder.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        holder.arguments = ["python3", "-c", """
-            import fcntl, os, struct, sys, time
-            fd = os.open(sys.argv[1], os.O_RDWR)
-            fcntl.fcntl(fd, 38, struct.pack('hhqqi', fcntl.F_WRLCK, 0, 0, 1, 0))  # F_OFD_SETLK on byte 0
-            print('held', flush=True)
-            time.sleep(60)
-            """, folder + "/slots"]
-        let output = Pipe()
-        holder.standardOutput = output
-        try #require(FileManager.default.isExecutableFile(atPath: "/usr/bin/python3"), "needs python3 for a second process's OFD lock")
-        try holder.run()
-        _ = output.fileHandleForReading.availableData
-        #expect(slots.take() == nil, "the other process holds the only slot")
-        #expect(slots.heldCount() == 1)
-        kill(holder.processIdentifier, SIGKILL)
-        holder.waitUntilExit()
-        let slot = slots.take()
-        #expect(slot == 0, "freed by the kernel when the holder died, with no cleanup")
-        if let slot { slots.give(slot) }
+        let folder = ScratchFolder("slots-kill")
+        let slots = try MachineSlots.open(environment: ["KTASK_SLOTS": folder.path], onlineCPUs: 2).get()
+        let holder = try startFlockHolder(folder.path + "/slot.0")
+        #expect(slots.take() == .allHeld, "the other process holds the only slot")
+        #expect(slots.holders() == [MachineSlots.Holder(pid: Int(holder.processIdentifier), uid: Int(getuid()), slots: [0])])
+        stopHolder(holder)
+        #expect(slots.take() == .slot(0), "freed by the kernel when the holder died, with no cleanup")
+        slots.give(0)
     }
+
+    /// What a hostile user could put where a slot file goes, as root sees it in a folder root owns.
+    enum Plant: String, CaseIterable {
+        case hardLink = "a hard link to a root-only file"
+        case symbolicLink = "a symbolic link to a root-only file"
+        case otherOwner = "a file another user owns"
+        case writable = "a root file others may write"
+        case fifo = "a FIFO"
+    }
+
+    @Test("something planted where a slot file goes is refused with a reason, and left as it was (never chmodded)",
+          .enabled(if: geteuid() == 0, "needs root to plant files of other owners"), arguments: Plant.allCases)
+    func plantedSlotFileRefused(plant: Plant) throws {
+        let folder = ScratchFolder("slots-plant")
+        try #require(mkdir(folder.path, 0o755) == 0)
+        let secret = folder.path + "/secret", slot = folder.path + "/slot.0"
+        try #require(FileManager.default.createFile(atPath: secret, contents: Data("secret".utf8), attributes: [.posixPermissions: 0o600]))
+        switch plant {
+        case .hardLink: try #require(link(secret, slot) == 0)
+        case .symbolicLink: try #require(symlink(secret, slot) == 0)
+        case .otherOwner:
+            try #require(FileManager.default.createFile(atPath: slot, contents: nil, attributes: [.posixPermissions: 0o644]))
+            try #require(chown(slot, 65534, 65534) == 0)
+        case .writable:
+            try #require(FileManager.default.createFile(atPath: slot, contents: nil, attributes: [.posixPermissions: 0o666]))
+        case .fifo: try #require(mkfifo(slot, 0o644) == 0)
+        }
+        let before = try #require(fileStatus(slot)), secretBefore = try #require(fileStatus(secret))
+        let opened = MachineSlots.open(environment: ["KTASK_SLOTS": folder.path], onlineCPUs: 2)
+        guard case .failure(let reason) = opened else {
+            Issue.record("\(plant.rawValue) was used as a slot file")
+            return
+        }
+        #expect(reason.text.contains("slot.0") && reason.text.contains("refused"), "\(reason.text)")
+        let after = try #require(fileStatus(slot)), secretAfter = try #require(fileStatus(secret))
+        #expect(after.st_mode == before.st_mode && after.st_uid == before.st_uid && after.st_nlink == before.st_nlink)
+        #expect(secretAfter.st_mode == secretBefore.st_mode && secretAfter.st_mode & 0o777 == 0o600, "the root-only file kept its mode")
+    }
+
+    @Test("a folder another user owns, or one others may write, is refused and left as it was",
+          .enabled(if: geteuid() == 0, "needs root to make another user's folder"))
+    func foreignFolderRefused() throws {
+        let owned = ScratchFolder("slots-foreign"), open = ScratchFolder("slots-open")
+        try #require(mkdir(owned.path, 0o700) == 0 && chown(owned.path, 65534, 65534) == 0)
+        try #require(mkdir(open.path, 0o755) == 0 && chmod(open.path, 0o1777) == 0)
+        for folder in [owned.path, open.path] {
+            let before = try #require(fileStatus(folder))
+            #expect(throws: MachineSlots.Reason.self, "\(folder)") {
+                try MachineSlots.open(environment: ["KTASK_SLOTS": folder], onlineCPUs: 2).get()
+            }
+            let after = try #require(fileStatus(folder))
+            #expect(after.st_mode == before.st_mode && after.st_uid == before.st_uid)
+            #expect(!FileManager.default.fileExists(atPath: folder + "/slot.0"), "nothing made in it")
+        }
+        // The shared folder as older ktask left it (1777): refused, not "fixed".
+        #expect(throws: MachineSlots.Reason.self) { try MachineSlots.open(environment: [:], onlineCPUs: 2, sharedFolder: open.path).get() }
+    }
+
+    @Test("root's shared folder: 0755 with 0444 root files; another user cannot create a file there but can take a slot",
+          .enabled(if: hasSecondUserTools, "needs root, setpriv and python3"))
+    func sharedFolderIsNotWritable() throws {
+        let parent = ScratchFolder("slots-run")
+        try #require(mkdir(parent.path, 0o755) == 0)
+        let folder = parent.path + "/ktask"
+        let slots = try MachineSlots.open(environment: [:], onlineCPUs: 3, sharedFolder: folder).get()
+        #expect(slots.folder == folder && slots.count == 2 && slots.access.hasPrefix("every user"), "\(slots.access)")
+        #expect(fileStatus(folder).map { $0.st_mode & 0o7777 == 0o755 && $0.st_uid == 0 } == true)
+        for slot in 0..<2 {
+            #expect(fileStatus(folder + "/slot.\(slot)").map { $0.st_mode & 0o7777 == 0o444 && $0.st_uid == 0 } == true)
+        }
+        #expect(try runAs("nobody", group: "nogroup", ["touch", folder + "/planted"]) != 0, "nobody made a file in root's folder")
+        #expect(try runAs("nobody", group: "nogroup", ["sh", "-c", "echo x >> \(folder)/slot.0"]) != 0, "nobody wrote to a slot file")
+        #expect(!FileManager.default.fileExists(atPath: folder + "/planted"))
+        let holder = try startFlockHolder(folder + "/slot.0", as: ("nobody", "nogroup"))
+        defer { stopHolder(holder) }
+        #expect(slots.holders() == [MachineSlots.Holder(pid: Int(holder.processIdentifier), uid: 65534, slots: [0])],
+                "another user took a slot with a read-only open, and is shown with its uid")
+    }
+
+    @Test("a folder restricted to a group (0750 root:GROUP): its access says so; another user cannot open its files",
+          .enabled(if: hasSecondUserTools, "needs root, setpriv and python3"))
+    func groupRestrictedFolder() throws {
+        let folder = ScratchFolder("slots-group")
+        try #require(mkdir(folder.path, 0o750) == 0 && chmod(folder.path, 0o750) == 0 && chown(folder.path, 0, 65534) == 0)
+        let slots = try MachineSlots.open(environment: ["KTASK_SLOTS": folder.path], onlineCPUs: 2).get()
+        #expect(slots.access.hasPrefix("members of group"), "\(slots.access)")
+        #expect(fileStatus(folder.path).map { $0.st_mode & 0o7777 == 0o750 } == true, "an existing folder is never chmodded")
+        // A member of the group opens the file and locks it; another user cannot even open it.
+        #expect(try runAs("nobody", group: "nogroup", ["/usr/bin/python3", "-c",
+                                                       "import fcntl, os; fcntl.flock(os.open('\(folder.path)/slot.0', os.O_RDONLY), fcntl.LOCK_EX)"]) == 0)
+        #expect(try runAs("daemon", group: "daemon", ["cat", folder.path + "/slot.0"]) != 0)
+    }
+
+    @Test("/proc/locks lines: held flocks with their device and inode; waiters and other lock kinds are not holders")
+    func procLocksLines() throws {
+        let line = try #require(FlockLine("1: FLOCK  ADVISORY  WRITE 1234 fe:01:5678 0 EOF"))
+        #expect(line.pid == 1234 && line.inode == 5678 && line.device == 0xfe01)
+        #expect(FlockLine("1: -> FLOCK  ADVISORY  WRITE 99 fe:01:5678 0 EOF") == nil)
+        #expect(FlockLine("2: OFDLCK ADVISORY  WRITE -1 fe:01:5678 0 0") == nil)
+        #expect(FlockLine.device(major: 259, minor: 300) == makedevice(259, 300))
+    }
+}
+
+/// glibc's makedev, as a function (the macro is not imported).
+func makedevice(_ major: UInt64, _ minor: UInt64) -> UInt64 {
+    (major & 0x0000_0fff) << 8 | (major & 0xffff_f000) << 32 | (minor & 0x0000_00ff) | (minor & 0xffff_ff00) << 12
 }

@@ -151,9 +151,9 @@ struct JobserverCLITests {
         // tests' load) the caller finished every chunk before the nice-19 helper woke.
         let limit = rows.last?["thread_limit"] as? String
         if free == 0 {
-            #expect(rows.last?["threads_used"] as? Int == 1 && limit == "helpers busy with other jobs", "\(run.stdout)")
+            #expect(rows.last?["threads_used"] as? Int == 1 && limit == "make jobserver tokens held by other jobs", "\(run.stdout)")
         } else {
-            #expect(limit != "helpers busy with other jobs", "\(run.stdout)")
+            #expect(limit != "make jobserver tokens held by other jobs", "\(run.stdout)")
             #expect(rows.last?["threads_used"] as? Int == 2 || limit == "the caller finished before a helper joined", "\(run.stdout)")
         }
         #expect(tokens(in: jobserver.fd) == free, "every token read was written back")

@@ -57,13 +57,6 @@ int CKTask_MAP_HUGE_SIZE(int log2PageSize);
 /// memfd_create(2): an anonymous shmem file (a VM's memory-backend-memfd); for tests and callers without glibc's wrapper.
 int CKTask_memfd_create(const char *name, unsigned int flags);
 
-/// An open-file-description lock (F_OFD_SETLK, never waiting) on byte `offset` of `fd`: `lock` 1 takes a
-/// write lock, 0 releases it. 0 on success, -1 with errno (EAGAIN: another holder). The kernel drops the
-/// lock when the description is closed, so a process that dies frees its bytes at once.
-int CKTask_ofd_lock_byte(int fd, long offset, int lock);
-/// Whether byte `offset` of `fd` is locked through another open file description (F_OFD_GETLK): 1 yes, 0 no, -1 error.
-int CKTask_ofd_byte_locked(int fd, long offset);
-
 /// The GNU make jobserver client's token accounting, in C so that a SIGINT/SIGTERM handler can give every
 /// held token back (async-signal-safe) before the signal's default action. `setup` records the descriptors
 /// (reads must be non-blocking), installs the handlers (chaining to earlier ones) and an atexit hook.
