@@ -153,8 +153,12 @@ extension KTask {
                 }
                 busy += granted
                 let reused = min(granted, idle.count)
-                let parked = Array(idle.suffix(reused))
-                idle.removeLast(reused)
+                // Moved out one by one into an array of its own: `Array(idle.suffix(n))` shares `idle`'s buffer
+                // when n is all of it, and the next reserve then changes that buffer in place once this job
+                // let go of it — ordered by the release in swift_release, which ThreadSanitizer cannot see.
+                var parked: [HelperThread] = []
+                parked.reserveCapacity(reused)
+                for _ in 0..<reused { parked.append(idle.removeLast()) }
                 for thread in parked { thread.reserved = true }
                 return Reservation(parked: parked, toStart: granted - reused, node: node)
             }
