@@ -50,8 +50,11 @@ package final class MachineSlots: @unchecked Sendable {
     /// Who may take these slots, from the folder's owner and mode.
     package let access: String
     /// One read-only descriptor per slot, and each file's device and inode (to find it in /proc/locks).
-    private let files: [SlotFile]
-    /// Guards `held`, `nextStart` and `lockError`.
+    private var files: [SlotFile]
+    /// The process that opened `files`: a child forked without exec has the same open file descriptions, on
+    /// which a flock the parent holds succeeds again, so it opens its own (``reopenIfForked()``).
+    private var openedBy = getpid()
+    /// Guards `files`, `openedBy`, `held`, `nextStart` and `lockError`.
     private let lock = PThreadMutex()
     /// Slots this process holds (a second flock on the same descriptor would succeed: tracked here).
     private var held: [Bool]
@@ -130,6 +133,7 @@ package final class MachineSlots: @unchecked Sendable {
     /// Takes a free slot without waiting.
     package func take() -> Take {
         lock.withLock {
+            reopenIfForked()
             if lockError != nil { return .off(newReason: nil) }
             guard count > 0 else { return .allHeld }
             // Start one further each time, so that processes spread over the files.
@@ -154,9 +158,31 @@ package final class MachineSlots: @unchecked Sendable {
         }
     }
 
+    /// In a child forked without exec (the lock held): the inherited descriptions are the parent's — a flock
+    /// on them would count the parent's slots twice, an unlock would free them under the parent, and the
+    /// child's copies would keep them locked after the parent died — so the child closes its copies and opens
+    /// the files anew, holding nothing.
+    private func reopenIfForked() {
+        let pid = getpid()
+        guard pid != openedBy else { return }
+        openedBy = pid
+        for file in files { close(file.fd) }
+        held = Array(repeating: false, count: count)
+        switch SlotFolder.prepare(folder, slots: count, mayMake: false) {
+        case .success(let (_, reopened)) where reopened.count == count:
+            files = reopened
+        case .success(let (_, reopened)):
+            for file in reopened { close(file.fd) }
+            (files, lockError) = ([], "off: after fork, \(folder) has \(reopened.count) of its \(count) slot files")
+        case .failure(let reason):
+            (files, lockError) = ([], "off: after fork, \(reason.text)")
+        }
+    }
+
     /// Gives a slot back.
     package func give(_ slot: Int) {
         lock.withLock {
+            reopenIfForked()
             guard held[slot] else { return }
             _ = flock(files[slot].fd, LOCK_UN)
             held[slot] = false
@@ -178,6 +204,7 @@ package final class MachineSlots: @unchecked Sendable {
     /// its file's device and inode), each with its uid.
     package func holders(locks: String? = SystemRoot.live.read("/proc/locks")) -> [Holder] {
         var slotsByPID: [Int: [Int]] = [:]
+        let files = lock.withLock { self.files }
         for line in (locks ?? "").split(separator: "\n") {
             guard let lock = FlockLine(line), let slot = files.firstIndex(where: { $0.device == lock.device && $0.inode == lock.inode })
             else { continue }

@@ -4,10 +4,20 @@ import Testing
 @testable import KTask
 
 /// A folder for one test, removed with everything in it afterwards.
+/// The parent is made with mkdtemp (a predictable name in /tmp could be another user's, which root would
+/// then remove) and opened to others (0755) for the tests that run a second user; `path` itself is not made.
 struct ScratchFolder: ~Copyable {
+    let parent: String
     let path: String
-    init(_ name: String) { path = NSTemporaryDirectory() + "ktask-\(name)-\(getpid())" }
-    deinit { try? FileManager.default.removeItem(atPath: path) }
+    init(_ name: String) {
+        var template = Array((NSTemporaryDirectory() + "ktask-\(name)-XXXXXX").utf8CString)
+        let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
+        precondition(made != nil, "mkdtemp failed: \(String(cString: strerror(errno)))")
+        parent = String(cString: made!)
+        chmod(parent, 0o755)
+        path = parent + "/" + name
+    }
+    deinit { try? FileManager.default.removeItem(atPath: parent) }
 }
 
 /// Runs a command as another user (`setpriv`, no supplementary groups) and returns its exit status.
@@ -101,6 +111,44 @@ struct MachineSlotsTests {
         stopHolder(holder)
         #expect(slots.take() == .slot(0), "freed by the kernel when the holder died, with no cleanup")
         slots.give(0)
+    }
+
+    @Test("a child forked without exec opens the slot files anew: it cannot take a slot its parent holds, nor the parent one it holds")
+    func forkedChildHasSlotsOfItsOwn() async {
+        // In a process of its own, which forks. The folder is a plain path, removed by the parent alone (a
+        // ScratchFolder's deinit would also run in the child).
+        await #expect(processExitsWith: .success) {
+            var template = Array((NSTemporaryDirectory() + "ktask-slots-fork-XXXXXX").utf8CString)
+            guard let made = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else { exit(9) }
+            let parent = String(cString: made)
+            let slots = try MachineSlots.open(environment: ["KTASK_SLOTS": parent + "/slots"], onlineCPUs: 3).get()
+            var toParent: [Int32] = [0, 0], toChild: [Int32] = [0, 0]
+            guard pipe(&toParent) == 0, pipe(&toChild) == 0 else { exit(10) }
+            let child = fork()
+            if child == 0 {
+                // The child takes one slot and holds it until the parent is done (or gone: EOF).
+                close(toParent[0])
+                close(toChild[1])
+                var took: UInt8 = switch slots.take() { case .slot(let slot): UInt8(slot); case .allHeld: 254; case .off: 253 }
+                _ = write(toParent[1], &took, 1)
+                var done: UInt8 = 0
+                _ = read(toChild[0], &done, 1)
+                _exit(0)
+            }
+            close(toParent[1])
+            close(toChild[0])
+            var childSlot: UInt8 = 255
+            let got = read(toParent[0], &childSlot, 1)
+            // Before the fix the parent's flock on the shared description succeeded on the child's slot too.
+            let parentTakes = (0..<2).map { _ in slots.take() }
+            var done: UInt8 = 1
+            _ = write(toChild[1], &done, 1)
+            var status: Int32 = 0
+            waitpid(child, &status, 0)
+            try? FileManager.default.removeItem(atPath: parent)
+            guard got == 1, childSlot < 2 else { exit(11) }
+            guard parentTakes == [.slot(childSlot == 0 ? 1 : 0), .allHeld] else { exit(12) }
+        }
     }
 
     /// What a hostile user could put where a slot file goes, as root sees it in a folder root owns.

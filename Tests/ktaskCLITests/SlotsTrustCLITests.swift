@@ -9,8 +9,19 @@ struct SlotsTrustCLITests {
     static let canSwitchUsers = geteuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv")
         && FileManager.default.isExecutableFile(atPath: "/usr/bin/python3")
 
-    /// A folder for one test, removed afterwards.
-    func scratch(_ name: String) -> String { NSTemporaryDirectory() + "ktask-\(name)-\(getpid())" }
+    /// A folder name for one test, inside a parent made with mkdtemp (a predictable name in /tmp could be
+    /// another user's, which root would then remove) and opened to others (0755) for the second user.
+    func scratch(_ name: String) -> String {
+        var template = Array((NSTemporaryDirectory() + "ktask-\(name)-XXXXXX").utf8CString)
+        let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
+        precondition(made != nil, "mkdtemp failed: \(String(cString: strerror(errno)))")
+        let parent = String(cString: made!)
+        chmod(parent, 0o755)
+        return parent + "/" + name
+    }
+
+    /// Removes a folder `scratch` named, with its parent.
+    func remove(_ folder: String) { try? FileManager.default.removeItem(atPath: (folder as NSString).deletingLastPathComponent) }
 
     /// Runs a shell script in a private mount namespace with an empty 1 MiB tmpfs on /run.
     func inPrivateRun(_ script: String) throws -> (status: Int32, stdout: String, stderr: String) {
@@ -84,7 +95,7 @@ struct SlotsTrustCLITests {
           .enabled(if: canSwitchUsers, "needs root, setpriv and python3"))
     func holderShownWithUID() throws {
         let folder = scratch("slots-holder")
-        defer { try? FileManager.default.removeItem(atPath: folder) }
+        defer { remove(folder) }
         #expect(try runKTask(["info"], environment: ["KTASK_SLOTS": folder]).status == 0, "root makes the folder and its files")
         let holder = try flockHolder(folder + "/slot.0", user: "nobody")
         defer { stop(holder) }
@@ -105,7 +116,7 @@ struct SlotsTrustCLITests {
           .enabled(if: canSwitchUsers, "needs root and setpriv"))
     func groupRestricted() throws {
         let folder = scratch("slots-group")
-        defer { try? FileManager.default.removeItem(atPath: folder) }
+        defer { remove(folder) }
         try #require(mkdir(folder, 0o750) == 0 && chmod(folder, 0o750) == 0 && chown(folder, 0, 65534) == 0)
         #expect(try runKTask(["info"], environment: ["KTASK_SLOTS": folder]).status == 0, "root makes the slot files")
         func info(as user: String, group: String) throws -> String {
@@ -122,7 +133,7 @@ struct SlotsTrustCLITests {
           .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/strace"), "needs strace to make flock fail"))
     func lockErrorTurnsSlotsOff() throws {
         let folder = scratch("slots-enolck")
-        defer { try? FileManager.default.removeItem(atPath: folder) }
+        defer { remove(folder) }
         let run = try runCommand("/usr/bin/strace", ["-f", "-qq", "-o", "/dev/null", "-e", "trace=flock", "-e", "inject=flock:error=ENOLCK",
                                                      try ktaskExecutable(), "bench", "--workload", "compute", "--threads", "2",
                                                      "--size", "4M", "--runs", "2", "--format", "json"],
@@ -139,7 +150,7 @@ struct SlotsTrustCLITests {
                    "needs python3 and 2 CPUs"))
     func tuneRefusesWithSlotsHeld() throws {
         let folder = scratch("slots-tune")
-        defer { try? FileManager.default.removeItem(atPath: folder) }
+        defer { remove(folder) }
         let profile = folder + "/profile.json"
         #expect(try runKTask(["info"], environment: ["KTASK_SLOTS": folder]).status == 0)
         let tune = ["tune", "--workload", "compute", "--size", "1M", "--runs", "1", "--max-threads", "2", "--output", profile]
