@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "CKTaskShims_signals.h"
+
 /// The calling thread's kernel thread id (gettid(2)).
 int CKTask_gettid(void);
 
@@ -63,17 +65,6 @@ int CKTask_memfd_create(const char *name, unsigned int flags);
 int CKTask_ofd_lock_byte(int fd, long offset, int lock);
 /// Whether byte `offset` of `fd` is locked through another open file description (F_OFD_GETLK): 1 yes, 0 no, -1 error.
 int CKTask_ofd_byte_locked(int fd, long offset);
-
-/// The GNU make jobserver client's token accounting, in C so that a SIGINT/SIGTERM handler can give every
-/// held token back (async-signal-safe) before the signal's default action. `setup` records the descriptors
-/// (reads must be non-blocking), installs the handlers (chaining to earlier ones) and an atexit hook.
-void CKTask_jobserver_setup(int readFd, int writeFd);
-/// Reads one token without waiting: its byte (0-255), or -1 when none is free.
-int CKTask_jobserver_take(void);
-/// Writes a held token back (the same byte); does nothing for one already given back (after a signal).
-void CKTask_jobserver_give(unsigned char token);
-/// Tokens this process holds now.
-int CKTask_jobserver_held(void);
 
 /// fstatfs(2)'s filesystem type (e.g. TMPFS_MAGIC) and block size (a hugetlbfs mount's page size); -1 on error.
 int CKTask_fstatfs(int fd, long *type, long *blockSize);
