@@ -79,6 +79,37 @@ struct FatalSignalTests {
         }
     }
 
+    @Test("an earlier one-shot (SA_RESETHAND) handler: the first SIGINT runs it and the token stays held; the second is the default action, after the token is back")
+    func oneShotHandler() async throws {
+        let path = NSTemporaryDirectory() + "ktask-one-shot-\(getpid())"
+        unlink(path)
+        try #require(mkfifo(path, 0o600) == 0)
+        defer { unlink(path) }
+        let holder = open(path, O_RDWR | O_NONBLOCK)
+        try #require(holder >= 0)
+        defer { close(holder) }
+        var token = UInt8(ascii: "+")
+        try #require(write(holder, &token, 1) == 1)
+        await #expect(processExitsWith: .signal(SIGINT)) {
+            var host = sigaction()
+            host.__sigaction_handler.sa_sigaction = { _, _, _ in hostCalls += 1 }
+            host.sa_flags = SA_SIGINFO | Int32(bitPattern: UInt32(SA_RESETHAND))
+            sigemptyset(&host.sa_mask)
+            guard sigaction(SIGINT, &host, nil) == 0 else { exit(2) }
+            setenv("MAKEFLAGS", " -j2 --jobserver-auth=fifo:" + NSTemporaryDirectory() + "ktask-one-shot-\(getppid())", 1)
+            guard let jobserver = Jobserver.shared, jobserver.take() != nil else { exit(3) }
+            var interrupt = sigset_t()
+            sigemptyset(&interrupt)
+            sigaddset(&interrupt, SIGINT)
+            pthread_sigmask(SIG_UNBLOCK, &interrupt, nil)
+            raise(SIGINT)
+            guard hostCalls == 1, CKTask_jobserver_held() == 1 else { exit(4) }
+            raise(SIGINT)
+            exit(5)
+        }
+        #expect(tokensWaiting(holder) == 1, "the token came back before the default action")
+    }
+
     @Test("a forked child that exits (atexit) or dies of SIGTERM writes none of the parent's tokens")
     func forkedChildWritesNothing() async {
         await #expect(processExitsWith: .success) {
