@@ -28,15 +28,9 @@ static atomic_int action_count;
 static pid_t owner_pid;
 // What each signal did before ktask's handler (never SIG_IGN: an ignored signal is left ignored).
 static struct sigaction previous[NSIG];
-// An earlier handler installed with SA_RESETHAND has run once: the signal's action is now the default.
+// The earlier handler is gone (installed with SA_RESETHAND and run once, or it put SIG_DFL back): the
+// signal's action is now the default one.
 static atomic_bool previous_spent[NSIG];
-
-int CKTask_is_handled_fatal_signal(int signal) {
-    for (size_t index = 0; index < sizeof fatal_signals / sizeof fatal_signals[0]; index++) {
-        if (fatal_signals[index] == signal) return 1;
-    }
-    return 0;
-}
 
 static void run_actions(void) {
     if (getpid() != owner_pid) return;

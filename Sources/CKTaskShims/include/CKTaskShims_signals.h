@@ -11,9 +11,6 @@
 /// actions; returns 0, or -1 when full.
 int CKTask_at_fatal_exit(void (*action)(void));
 
-/// Whether `signal` is one ktask hands back its holdings on (1) or not (0).
-int CKTask_is_handled_fatal_signal(int signal);
-
 /// The GNU make jobserver client's token accounting, in C so that the fatal-signal handler can give every
 /// held token back. `setup` records the descriptors (reads must be non-blocking; both checked by the
 /// caller to be the two ends of one pipe or fifo) and registers the return of all tokens at exit.
