@@ -202,6 +202,57 @@ struct JobserverCLITests {
         #expect(tokens(in: jobserver.fd) == 1, "the token came back")
     }
 
+    static let coreFilesInWorkingFolder = (try? String(contentsOfFile: "/proc/sys/kernel/core_pattern", encoding: .utf8))
+        .map { !$0.contains("|") && !$0.contains("/") } == true
+
+    @Test("a signal whose default action dumps core still does, after the token is back",
+          .enabled(if: hasPython && coreFilesInWorkingFolder, "needs python3 and a core_pattern that writes into the working folder: skipped"),
+          arguments: [SIGQUIT, SIGSEGV])
+    func coreDumpStays(signal: Int32) throws {
+        let jobserver = try fifo(tokens: 1)
+        defer { close(jobserver.fd); unlink(jobserver.path) }
+        let folder = NSTemporaryDirectory() + "ktask-core-\(getpid())"
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        // python waits for the token to be taken, sends the signal and reports how ktask ended (the core bit
+        // of the wait status); a ktask that does not end is killed after 20 s.
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        process.currentDirectoryURL = URL(fileURLWithPath: folder)
+        process.arguments = ["-c", """
+            import array, fcntl, os, resource, signal, sys, termios, time
+            fifo = os.open(sys.argv[1], os.O_RDONLY | os.O_NONBLOCK)
+            child = os.fork()
+            if child == 0:
+                signal.pthread_sigmask(signal.SIG_SETMASK, [])
+                resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+                os.execv(sys.argv[3], sys.argv[3:])
+            def waiting():
+                count = array.array("i", [0]); fcntl.ioctl(fifo, termios.FIONREAD, count); return count[0]
+            for _ in range(2000):
+                if waiting() == 0: break
+                time.sleep(0.005)
+            os.kill(child, int(sys.argv[2]))
+            for _ in range(2000):
+                done, status = os.waitpid(child, os.WNOHANG)
+                if done: break
+                time.sleep(0.01)
+            else:
+                os.kill(child, signal.SIGKILL); _, status = os.waitpid(child, 0)
+            print(os.WTERMSIG(status) if os.WIFSIGNALED(status) else -1, int(os.WCOREDUMP(status)))
+            """, jobserver.path, "\(signal)", try ktaskExecutable(), "bench", "--workload", "compute", "--threads", "2", "--size", "100M", "--runs", "50"]
+        process.environment = ProcessInfo.processInfo.environment.merging(
+            ["MAKEFLAGS": "-j2 --jobserver-auth=fifo:\(jobserver.path)", "KTASK_SLOTS": "off", "SWIFT_BACKTRACE": "enable=no"]) { $1 }
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(text == "\(signal) 1\n", "the signal that ended ktask and the core bit: \(text)")
+        #expect(tokens(in: jobserver.fd) == 1, "the token came back")
+    }
+
     @Test("with the Swift runtime's crash handler first: it prints a backtrace and returns, the process goes on holding its token; a second SIGSEGV ends it and the token comes back",
           .enabled(if: hasPython, "needs python3 to start ktask with signals at their defaults: skipped"))
     func swiftCrashHandlerReturns() throws {
