@@ -110,6 +110,34 @@ struct FatalSignalTests {
         #expect(tokensWaiting(holder) == 1, "the token came back before the default action")
     }
 
+    @Test("an earlier handler that calls exit(): the atexit hook gives the token back")
+    func hostHandlerExits() async throws {
+        let path = NSTemporaryDirectory() + "ktask-host-exits-\(getpid())"
+        unlink(path)
+        try #require(mkfifo(path, 0o600) == 0)
+        defer { unlink(path) }
+        let holder = open(path, O_RDWR | O_NONBLOCK)
+        try #require(holder >= 0)
+        defer { close(holder) }
+        var token = UInt8(ascii: "+")
+        try #require(write(holder, &token, 1) == 1)
+        await #expect(processExitsWith: .exitCode(7)) {
+            var host = sigaction()
+            host.__sigaction_handler.sa_handler = { _ in exit(7) }
+            sigemptyset(&host.sa_mask)
+            guard sigaction(SIGTERM, &host, nil) == 0 else { exit(2) }
+            setenv("MAKEFLAGS", " -j2 --jobserver-auth=fifo:" + NSTemporaryDirectory() + "ktask-host-exits-\(getppid())", 1)
+            guard let jobserver = Jobserver.shared, jobserver.take() != nil else { exit(3) }
+            var terminate = sigset_t()
+            sigemptyset(&terminate)
+            sigaddset(&terminate, SIGTERM)
+            pthread_sigmask(SIG_UNBLOCK, &terminate, nil)
+            raise(SIGTERM)
+            exit(5)
+        }
+        #expect(tokensWaiting(holder) == 1, "the token came back")
+    }
+
     @Test("a forked child that exits (atexit) or dies of SIGTERM writes none of the parent's tokens")
     func forkedChildWritesNothing() async {
         await #expect(processExitsWith: .success) {
