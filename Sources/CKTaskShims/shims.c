@@ -10,8 +10,6 @@
 #include <time.h>
 #include <unistd.h>
 #include <fcntl.h>
-#include <signal.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <sys/vfs.h>
@@ -101,71 +99,3 @@ int CKTask_fstatfs(int fd, long *type, long *blockSize) {
 
 int CKTask_memfd_create(const char *name, unsigned int flags) { return (int)syscall(SYS_memfd_create, name, flags); }
 
-// GNU make jobserver tokens ("Sharing Job Slots" in the GNU make manual): every token read is written back,
-// the same byte, exactly once — when its helper finishes, or all at once if the process is interrupted.
-static int jobserver_read_fd = -1, jobserver_write_fd = -1;
-static _Atomic int jobserver_held_by_byte[256];
-static struct sigaction jobserver_previous_int, jobserver_previous_term;
-
-static void jobserver_return_all(void) {
-    for (int value = 0; value < 256; value++) {
-        int count = atomic_exchange(&jobserver_held_by_byte[value], 0);
-        unsigned char byte = (unsigned char)value;
-        while (count-- > 0) {
-            while (write(jobserver_write_fd, &byte, 1) < 0 && errno == EINTR) {}
-        }
-    }
-}
-
-static void jobserver_on_signal(int signal_number) {
-    int saved = errno;
-    jobserver_return_all();
-    struct sigaction *previous = signal_number == SIGINT ? &jobserver_previous_int : &jobserver_previous_term;
-    if (previous->sa_handler == SIG_DFL || previous->sa_handler == SIG_IGN) {
-        // The default action (or the ignored signal) as if ktask had not been here.
-        sigaction(signal_number, previous, NULL);
-        if (previous->sa_handler == SIG_DFL) raise(signal_number);
-    } else if (previous->sa_flags & SA_SIGINFO) {
-        previous->sa_sigaction(signal_number, NULL, NULL);
-    } else {
-        previous->sa_handler(signal_number);
-    }
-    errno = saved;
-}
-
-void CKTask_jobserver_setup(int readFd, int writeFd) {
-    jobserver_read_fd = readFd;
-    jobserver_write_fd = writeFd;
-    struct sigaction action;
-    memset(&action, 0, sizeof action);
-    action.sa_handler = jobserver_on_signal;
-    sigemptyset(&action.sa_mask);
-    sigaction(SIGINT, &action, &jobserver_previous_int);
-    sigaction(SIGTERM, &action, &jobserver_previous_term);
-    // A signal ignored before stays ignored.
-    if (jobserver_previous_int.sa_handler == SIG_IGN) sigaction(SIGINT, &jobserver_previous_int, NULL);
-    if (jobserver_previous_term.sa_handler == SIG_IGN) sigaction(SIGTERM, &jobserver_previous_term, NULL);
-    atexit(jobserver_return_all);
-}
-
-int CKTask_jobserver_take(void) {
-    unsigned char byte;
-    ssize_t got;
-    do { got = read(jobserver_read_fd, &byte, 1); } while (got < 0 && errno == EINTR);
-    if (got != 1) return -1;
-    atomic_fetch_add(&jobserver_held_by_byte[byte], 1);
-    return byte;
-}
-
-void CKTask_jobserver_give(unsigned char token) {
-    int held = atomic_load(&jobserver_held_by_byte[token]);
-    while (held > 0 && !atomic_compare_exchange_weak(&jobserver_held_by_byte[token], &held, held - 1)) {}
-    if (held <= 0) return;
-    while (write(jobserver_write_fd, &token, 1) < 0 && errno == EINTR) {}
-}
-
-int CKTask_jobserver_held(void) {
-    int total = 0;
-    for (int value = 0; value < 256; value++) total += atomic_load(&jobserver_held_by_byte[value]);
-    return total;
-}

@@ -1,5 +1,4 @@
 import CKTaskShims
-import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -72,11 +71,12 @@ package struct HelperIsolation: Sendable, Equatable, CustomStringConvertible {
     }
 
     /// Creates the child cgroup (or reuses the one another process of this cgroup made) and arranges for
-    /// it to be removed when the last process using it exits: at exit this process moves its own threads
-    /// back to its cgroup and removes the child, which the kernel refuses while another process's
-    /// threads are in it (that process removes it when it exits). A process killed with SIGKILL cannot
-    /// run that: the empty child then stays until the next ktask process of the cgroup exits, or
-    /// `rmdir <cgroup>/ktask-helpers` removes it.
+    /// it to be removed when the last process using it ends: at exit, and on a signal whose default action
+    /// ends the process (Ctrl-C, SIGTERM, SIGHUP, a crash: the C fatal-signal handler, `signals.c`), this
+    /// process moves its own threads back to its cgroup and removes the child, which the kernel refuses
+    /// while another process's threads are in it (that process removes it when it ends). Only SIGKILL (or
+    /// a host handler calling `_exit`) skips that: the empty child then stays until the next ktask process
+    /// of the cgroup ends, or `rmdir <cgroup>/ktask-helpers` removes it.
     func prepare() -> HelperIsolation {
         guard let tasksFile, parentTasksFile != nil else { return self }
         let child = String(tasksFile.dropLast("/tasks".count))
@@ -88,33 +88,30 @@ package struct HelperIsolation: Sendable, Equatable, CustomStringConvertible {
         if writeFile("\(child)/cpu.idle", "1") { kind = .idleCgroup }
         else if writeFile("\(child)/cpu.shares", "2") { kind = .lowWeightCgroup }
         else { return niceOnly("cannot set cpu.idle or cpu.shares in \(detail)") }
-        atexit { HelperIsolation.removeAtExit() }
-        return HelperIsolation(kind: kind, detail: detail, tasksFile: tasksFile, parentTasksFile: parentTasksFile)
-    }
-
-    /// At exit: this process's threads back to its own cgroup, then the child removed if it is empty.
-    private static func removeAtExit() {
-        let isolation = prepared
-        guard let tasksFile = isolation.tasksFile else { return }
-        for tid in (readSmallFile(tasksFile) ?? "").split(separator: "\n").compactMap({ Int32($0) })
-        where access("/proc/self/task/\(tid)", F_OK) == 0 {
-            isolation.release(tid: tid)
+        guard let parentTasksFile, CKTask_helper_cgroup_setup(child, parentTasksFile) == 0 else {
+            return niceOnly("cgroup path too long to be removed at exit: \(detail)")
         }
-        rmdir(String(tasksFile.dropLast("/tasks".count)))
+        return HelperIsolation(kind: kind, detail: detail, tasksFile: tasksFile, parentTasksFile: parentTasksFile)
     }
 
     /// Moves a thread into the helpers' cgroup; false where that is not possible.
     @discardableResult
     func admit(tid: Int32) -> Bool {
         guard let tasksFile else { return false }
-        if writeFile(tasksFile, "\(tid)") { return true }
+        if writeFile(tasksFile, "\(tid)") { return recordAdmitted(tid) }
         // Another ktask process of this cgroup removed the child at its exit while none of this process's
         // threads were in it: make it again, as the first helper did.
         guard errno == ENOENT else { return false }
         let child = String(tasksFile.dropLast("/tasks".count))
         guard mkdir(child, 0o755) == 0 || errno == EEXIST,
               kind == .idleCgroup ? writeFile("\(child)/cpu.idle", "1") : writeFile("\(child)/cpu.shares", "2") else { return false }
-        return writeFile(tasksFile, "\(tid)")
+        return writeFile(tasksFile, "\(tid)") && recordAdmitted(tid)
+    }
+
+    /// Remembers a thread in the child, for the move back when the process ends (in C: a signal handler reads it).
+    private func recordAdmitted(_ tid: Int32) -> Bool {
+        CKTask_helper_cgroup_admitted(tid)
+        return true
     }
 
     /// Moves a thread back into the process's own cgroup (a boosted helper must compete as the caller does).

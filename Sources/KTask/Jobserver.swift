@@ -12,9 +12,14 @@ import Glibc
 ///   them only to recipes marked `+` or running `$(MAKE)`; closed or negative ones mean no jobserver);
 /// - "your program must have one implicit slot": the calling thread; each further thread needs a token,
 ///   one byte read from the jobserver;
-/// - "you must write back the same character you read", exactly once, also on failure and on SIGINT or
-///   SIGTERM ("you should catch [signals] and write back tokens before exiting"): the accounting is in C,
-///   where a signal handler can do it;
+/// - "you must write back the same character you read", exactly once, also on failure and on a signal
+///   ("you should catch [signals] and write back tokens before exiting"): the accounting is in C, where
+///   the fatal-signal handler (`signals.c`) can do it, on every signal whose default action ends the
+///   process, after any handler the host installed before (tokens stay held when that handler returns and
+///   the process goes on). A host handler that calls `_exit` skips every hook: its tokens are lost, as
+///   with SIGKILL. A forked child writes none back (the hook and handlers it inherits do nothing there);
+/// - only the two ends of one pipe, or a FIFO, are used as the jobserver: nothing else named is read or
+///   written;
 /// - a read that would block means no free token: ktask never waits (the descriptor is reopened
 ///   non-blocking through /proc/self/fd, so make's own description is left as it is).
 package final class Jobserver: Sendable {
@@ -67,26 +72,54 @@ package final class Jobserver: Sendable {
     static func connect() -> (jobserver: Jobserver?, note: String?) {
         guard let raw = getenv("MAKEFLAGS"), let auth = parse(makeflags: String(cString: raw)).auth else { return (nil, nil) }
         switch auth {
-        case .fifo(let path):
-            let reader = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
-            guard reader >= 0 else { return unusable("fifo \(path) cannot be opened (\(String(cString: strerror(errno))))") }
-            let writer = open(path, O_WRONLY | O_CLOEXEC)
-            guard writer >= 0 else { close(reader); return unusable("fifo \(path) cannot be opened for writing") }
-            CKTask_jobserver_setup(reader, writer)
-            return (Jobserver(description: "make jobserver fifo:\(path)"), nil)
-        case .pipe(let read, let write):
-            // Closed descriptors (make passes them only to `+` recipes) or ones that are not pipes: no jobserver.
-            var status = stat()
-            guard fcntl(read, F_GETFD) >= 0, fcntl(write, F_GETFD) >= 0, fstat(read, &status) == 0, status.st_mode & S_IFMT == S_IFIFO else {
-                return unusable("MAKEFLAGS names jobserver descriptors \(read),\(write), but they are not open pipes "
-                                + "(mark the recipe with + to share make's job slots)")
-            }
-            // A description of our own, non-blocking: make's stays as make set it.
-            let reader = open("/proc/self/fd/\(read)", O_RDONLY | O_NONBLOCK | O_CLOEXEC)
-            guard reader >= 0 else { return unusable("jobserver descriptor \(read) cannot be reopened non-blocking") }
-            CKTask_jobserver_setup(reader, write)
-            return (Jobserver(description: "make jobserver pipe \(read),\(write)"), nil)
+        case .fifo(let path): return connect(fifo: path)
+        case .pipe(let read, let write): return connect(read: read, write: write)
         }
+    }
+
+    /// `fifo:PATH`: opened once, read side first, without following a link or waiting; only a FIFO is used
+    /// (anything else is never read or written), and the write side is opened through that same descriptor,
+    /// so that the path cannot be swapped in between.
+    private static func connect(fifo path: String) -> (jobserver: Jobserver?, note: String?) {
+        // Not even opened when it is no FIFO now (opening a device can act); the open's fstat decides.
+        var named = stat()
+        if lstat(path, &named) == 0 && named.st_mode & S_IFMT != S_IFIFO { return unusable("fifo:\(path) is not a fifo") }
+        let reader = open(path, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC)
+        guard reader >= 0 else { return unusable("fifo \(path) cannot be opened (\(String(cString: strerror(errno))))") }
+        var status = stat()
+        guard fstat(reader, &status) == 0, status.st_mode & S_IFMT == S_IFIFO else {
+            close(reader)
+            return unusable("fifo:\(path) is not a fifo")
+        }
+        let writer = open("/proc/self/fd/\(reader)", O_WRONLY | O_CLOEXEC)
+        guard writer >= 0 else { close(reader); return unusable("fifo \(path) cannot be opened for writing") }
+        CKTask_jobserver_setup(reader, writer)
+        return (Jobserver(description: "make jobserver fifo:\(path)"), nil)
+    }
+
+    /// `R,W`: two inherited descriptors, used only when they are the read and write ends of one pipe (or
+    /// fifo): one inode, the first open for reading, the second for writing. Anything else (a program's own
+    /// pipe or log) is never read or written.
+    private static func connect(read: Int32, write: Int32) -> (jobserver: Jobserver?, note: String?) {
+        // Closed descriptors (make passes them only to `+` recipes) or ones that are not pipes: no jobserver.
+        var readStatus = stat(), writeStatus = stat()
+        guard fstat(read, &readStatus) == 0, fstat(write, &writeStatus) == 0,
+              readStatus.st_mode & S_IFMT == S_IFIFO, writeStatus.st_mode & S_IFMT == S_IFIFO else {
+            return unusable("MAKEFLAGS names jobserver descriptors \(read),\(write), but they are not open pipes "
+                            + "(mark the recipe with + to share make's job slots)")
+        }
+        guard readStatus.st_dev == writeStatus.st_dev, readStatus.st_ino == writeStatus.st_ino else {
+            return unusable("jobserver descriptors \(read),\(write) are not the two ends of one pipe")
+        }
+        let (readMode, writeMode) = (fcntl(read, F_GETFL) & O_ACCMODE, fcntl(write, F_GETFL) & O_ACCMODE)
+        guard readMode == O_RDONLY || readMode == O_RDWR, writeMode == O_WRONLY || writeMode == O_RDWR else {
+            return unusable("jobserver descriptor \(read) is not open for reading or \(write) not for writing")
+        }
+        // A description of our own, non-blocking: make's stays as make set it.
+        let reader = open("/proc/self/fd/\(read)", O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+        guard reader >= 0 else { return unusable("jobserver descriptor \(read) cannot be reopened non-blocking") }
+        CKTask_jobserver_setup(reader, write)
+        return (Jobserver(description: "make jobserver pipe \(read),\(write)"), nil)
     }
 
     /// No usable jobserver: one warning for the process, and helpers run as if there were none.

@@ -116,6 +116,31 @@ func descendants(of root: Int32) -> [Int32] {
     return found
 }
 
+let hasPython = FileManager.default.isExecutableFile(atPath: "/usr/bin/python3")
+
+/// Starts ktask as make would: the test runner's children inherit a signal mask that blocks SIGINT and
+/// SIGTERM, and python ignores SIGPIPE and SIGXFSZ; make's recipes have neither. python clears both,
+/// turns core files off (no `core` file left behind), optionally moves itself into the cgroup whose
+/// `tasks` file is given, and becomes ktask.
+func startWithDefaultSignals(_ arguments: [String], environment: [String: String], cgroupTasks: String? = nil,
+                             standardError: FileHandle = .nullDevice) throws -> Process {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+    process.arguments = ["-c", """
+        import os, resource, signal, sys
+        for name in ("SIGPIPE", "SIGXFSZ"): signal.signal(getattr(signal, name), signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, [])
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        if sys.argv[1]: open(sys.argv[1], "w").write(str(os.getpid()))
+        os.execv(sys.argv[2], sys.argv[2:])
+        """, cgroupTasks ?? "", try ktaskExecutable()] + arguments
+    process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+    process.standardOutput = FileHandle.nullDevice
+    process.standardError = standardError
+    try process.run()
+    return process
+}
+
 @Suite("Sharing the machine: the make jobserver", .serialized)
 struct JobserverCLITests {
     /// A fifo jobserver holding `tokens` tokens, as make 4.4 makes one; returns its path and a descriptor
@@ -159,40 +184,123 @@ struct JobserverCLITests {
         #expect(tokens(in: jobserver.fd) == free, "every token read was written back")
     }
 
-    @Test("interrupted (SIGINT or SIGTERM) while a helper holds a token, ktask writes it back before it dies",
-          .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/python3"), "needs python3 to start ktask with signals unblocked: skipped"),
-          arguments: [SIGINT, SIGTERM])
+    @Test("killed by a signal whose default action ends it, while a helper holds a token, ktask writes it back first and dies of that signal",
+          .enabled(if: hasPython, "needs python3 to start ktask with signals at their defaults: skipped"),
+          arguments: [SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE, SIGABRT, SIGSEGV, SIGBUS, SIGUSR1, SIGALRM, SIGXCPU])
     func signalReturnsTokens(signal: Int32) throws {
         let jobserver = try fifo(tokens: 1)
         defer { close(jobserver.fd); unlink(jobserver.path) }
-        let process = Process()
-        // The test runner's children inherit a signal mask that blocks SIGINT and SIGTERM; make's do not:
-        // python clears it and becomes ktask.
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        process.arguments = ["-c", "import os, signal, sys; signal.pthread_sigmask(signal.SIG_SETMASK, []); os.execv(sys.argv[1], sys.argv[1:])",
-                             try ktaskExecutable(), "bench", "--workload", "compute", "--threads", "2", "--size", "100M", "--runs", "50"]
-        process.environment = ProcessInfo.processInfo.environment.merging(
-            ["MAKEFLAGS": "-j2 --jobserver-auth=fifo:\(jobserver.path)", "KTASK_SLOTS": "off"]) { $1 }
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        // Wait until a helper holds the token (the fifo is empty), then interrupt.
-        var held = false
-        for _ in 0..<2000 where process.isRunning {
-            var byte: UInt8 = 0
-            if read(jobserver.fd, &byte, 0) >= 0 && tokensNow(jobserver.fd) == 0 { held = true; break }
-            usleep(1000)
-        }
-        guard held else {
-            process.terminate()
-            kill(process.processIdentifier, SIGKILL)
-            Issue.record("the helper never took the token")
-            return
-        }
+        // Without the Swift runtime's crash handler (SIGQUIT, SIGABRT, SIGSEGV, SIGBUS...), which prints a
+        // backtrace and lets a process that was sent the signal go on (see `swiftCrashHandlerReturns`).
+        let process = try startWithDefaultSignals(["bench", "--workload", "compute", "--threads", "2", "--size", "100M", "--runs", "50"],
+                                                  environment: ["MAKEFLAGS": "-j2 --jobserver-auth=fifo:\(jobserver.path)",
+                                                                "KTASK_SLOTS": "off", "SWIFT_BACKTRACE": "enable=no"])
+        guard waitUntilTokenHeld(jobserver.fd, by: process) else { return }
         kill(process.processIdentifier, signal)
         process.waitUntilExit()
         #expect(process.terminationReason == .uncaughtSignal && process.terminationStatus == signal, "died of the signal, as before")
         #expect(tokens(in: jobserver.fd) == 1, "the token came back")
+    }
+
+    static let coreFilesInWorkingFolder = (try? String(contentsOfFile: "/proc/sys/kernel/core_pattern", encoding: .utf8))
+        .map { !$0.contains("|") && !$0.contains("/") } == true
+
+    @Test("a signal whose default action dumps core still does, after the token is back",
+          .enabled(if: hasPython && coreFilesInWorkingFolder, "needs python3 and a core_pattern that writes into the working folder: skipped"),
+          arguments: [SIGQUIT, SIGSEGV])
+    func coreDumpStays(signal: Int32) throws {
+        let jobserver = try fifo(tokens: 1)
+        defer { close(jobserver.fd); unlink(jobserver.path) }
+        let folder = NSTemporaryDirectory() + "ktask-core-\(getpid())"
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        // python waits for the token to be taken, sends the signal and reports how ktask ended (the core bit
+        // of the wait status); a ktask that does not end is killed after 20 s.
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        process.currentDirectoryURL = URL(fileURLWithPath: folder)
+        process.arguments = ["-c", """
+            import array, fcntl, os, resource, signal, sys, termios, time
+            fifo = os.open(sys.argv[1], os.O_RDONLY | os.O_NONBLOCK)
+            child = os.fork()
+            if child == 0:
+                signal.pthread_sigmask(signal.SIG_SETMASK, [])
+                resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+                os.execv(sys.argv[3], sys.argv[3:])
+            def waiting():
+                count = array.array("i", [0]); fcntl.ioctl(fifo, termios.FIONREAD, count); return count[0]
+            for _ in range(2000):
+                if waiting() == 0: break
+                time.sleep(0.005)
+            os.kill(child, int(sys.argv[2]))
+            for _ in range(2000):
+                done, status = os.waitpid(child, os.WNOHANG)
+                if done: break
+                time.sleep(0.01)
+            else:
+                os.kill(child, signal.SIGKILL); _, status = os.waitpid(child, 0)
+            print(os.WTERMSIG(status) if os.WIFSIGNALED(status) else -1, int(os.WCOREDUMP(status)))
+            """, jobserver.path, "\(signal)", try ktaskExecutable(), "bench", "--workload", "compute", "--threads", "2", "--size", "100M", "--runs", "50"]
+        process.environment = ProcessInfo.processInfo.environment.merging(
+            ["MAKEFLAGS": "-j2 --jobserver-auth=fifo:\(jobserver.path)", "KTASK_SLOTS": "off", "SWIFT_BACKTRACE": "enable=no"]) { $1 }
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(text == "\(signal) 1\n", "the signal that ended ktask and the core bit: \(text)")
+        #expect(tokens(in: jobserver.fd) == 1, "the token came back")
+    }
+
+    @Test("with the Swift runtime's crash handler first: it prints a backtrace and returns, the process goes on holding its token; a second SIGSEGV ends it and the token comes back",
+          .enabled(if: hasPython, "needs python3 to start ktask with signals at their defaults: skipped"))
+    func swiftCrashHandlerReturns() throws {
+        let jobserver = try fifo(tokens: 1)
+        defer { close(jobserver.fd); unlink(jobserver.path) }
+        let errorsPath = NSTemporaryDirectory() + "ktask-crash-handler-\(getpid()).txt"
+        try #require(FileManager.default.createFile(atPath: errorsPath, contents: nil))
+        defer { unlink(errorsPath) }
+        let errors = try FileHandle(forWritingTo: URL(fileURLWithPath: errorsPath))
+        defer { try? errors.close() }
+        let process = try startWithDefaultSignals(["bench", "--workload", "compute", "--threads", "2", "--size", "100M", "--runs", "50"],
+                                                  environment: ["MAKEFLAGS": "-j2 --jobserver-auth=fifo:\(jobserver.path)", "KTASK_SLOTS": "off",
+                                                                "SWIFT_BACKTRACE": "enable=yes,interactive=no,symbolicate=off"],
+                                                  standardError: errors)
+        guard waitUntilTokenHeld(jobserver.fd, by: process) else { return }
+        let pid = process.processIdentifier
+        func catchesSEGV() -> Bool? {
+            guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+                  let line = status.split(separator: "\n").first(where: { $0.hasPrefix("SigCgt:") }),
+                  let mask = UInt64(line.dropFirst("SigCgt:".count).trimmingCharacters(in: .whitespaces), radix: 16) else { return nil }
+            return mask & (1 << UInt64(SIGSEGV - 1)) != 0
+        }
+        kill(pid, SIGSEGV)
+        // The crash handler sets SIGSEGV to its default before it prints; once it has returned, ktask's
+        // handler is back in front of the default action.
+        var printed = false, back = false
+        for _ in 0..<2000 where process.isRunning && !back {
+            if !printed { printed = (try? String(contentsOfFile: errorsPath, encoding: .utf8))?.contains("Program crashed") == true }
+            else { back = catchesSEGV() == true }
+            usleep(10_000)
+        }
+        #expect(back && process.isRunning && tokensNow(jobserver.fd) == 0, "after the backtrace the process goes on, holding its token")
+        kill(pid, SIGSEGV)
+        process.waitUntilExit()
+        #expect(process.terminationReason == .uncaughtSignal && process.terminationStatus == SIGSEGV)
+        #expect(tokens(in: jobserver.fd) == 1, "the token came back")
+    }
+
+    /// Waits until a helper of `process` holds the fifo's token; kills it and records an issue if none does.
+    func waitUntilTokenHeld(_ fd: Int32, by process: Process) -> Bool {
+        for _ in 0..<2000 where process.isRunning {
+            if tokensNow(fd) == 0 { return true }
+            usleep(1000)
+        }
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        Issue.record("the helper never took the token")
+        return false
     }
 
     /// Tokens in the fifo without taking them (FIONREAD).
@@ -207,6 +315,49 @@ struct JobserverCLITests {
                                environment: ["MAKEFLAGS": " -j2 --jobserver-auth=97,98", "KTASK_SLOTS": "off"])
         #expect(run.status == 0, "\(run.stderr)")
         #expect(run.stderr.components(separatedBy: "not open pipes").count == 2, "one warning: \(run.stderr)")
+    }
+
+    @Test("fifo: naming a regular file: refused with one warning, the file neither read nor written, the job runs")
+    func fifoRegularFileRefused() throws {
+        let path = NSTemporaryDirectory() + "ktask-not-a-fifo-\(getpid())"
+        try "ABCD".write(toFile: path, atomically: false, encoding: .utf8)
+        defer { unlink(path) }
+        var before = stat()
+        stat(path, &before)
+        let run = try runKTask(["bench", "--workload", "compute", "--threads", "1,2", "--size", "1M", "--runs", "1"],
+                               environment: ["MAKEFLAGS": "-j2 --jobserver-auth=fifo:\(path)", "KTASK_SLOTS": "off"])
+        var after = stat()
+        stat(path, &after)
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect(run.stderr.components(separatedBy: "is not a fifo").count == 2, "one warning: \(run.stderr)")
+        #expect(try String(contentsOfFile: path, encoding: .utf8) == "ABCD")
+        #expect(after.st_atim.tv_sec == before.st_atim.tv_sec && after.st_atim.tv_nsec == before.st_atim.tv_nsec, "not read")
+    }
+
+    @Test("R,W naming the read end of another pipe (the program's own) and make's write end: refused, nothing read from either",
+          .enabled(if: hasPython, "needs python3 to pass ktask two pipes: skipped"))
+    func pipesOfTwoInodesRefused() throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        process.arguments = ["-c", """
+            import array, fcntl, os, subprocess, sys, termios
+            make_read, make_write = os.pipe()
+            own_read, own_write = os.pipe()
+            os.write(make_write, b"+"); os.write(own_write, b"ABCD")
+            env = dict(os.environ, MAKEFLAGS=" -j2 --jobserver-auth=%d,%d" % (own_read, make_write), KTASK_SLOTS="off")
+            run = subprocess.run(sys.argv[1:], env=env, pass_fds=(own_read, make_write), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            def waiting(fd):
+                count = array.array("i", [0]); fcntl.ioctl(fd, termios.FIONREAD, count); return count[0]
+            print(run.returncode, waiting(own_read), waiting(make_read))
+            sys.stdout.write(run.stderr.decode())
+            """, try ktaskExecutable(), "bench", "--workload", "compute", "--threads", "1,2", "--size", "1M", "--runs", "1"]
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(text.hasPrefix("0 4 1\n"), "exit status, bytes left in the program's pipe (4) and in make's (1): \(text)")
+        #expect(text.contains("not the two ends of one pipe"), "\(text)")
     }
 
     @Test("make -j2 running three ktask recipes: at most one helper beyond the callers, and make gets every token back",

@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "CKTaskShims_signals.h"
+
 /// The calling thread's kernel thread id (gettid(2)).
 int CKTask_gettid(void);
 
@@ -57,16 +59,6 @@ int CKTask_MAP_HUGE_SIZE(int log2PageSize);
 /// memfd_create(2): an anonymous shmem file (a VM's memory-backend-memfd); for tests and callers without glibc's wrapper.
 int CKTask_memfd_create(const char *name, unsigned int flags);
 
-/// The GNU make jobserver client's token accounting, in C so that a SIGINT/SIGTERM handler can give every
-/// held token back (async-signal-safe) before the signal's default action. `setup` records the descriptors
-/// (reads must be non-blocking), installs the handlers (chaining to earlier ones) and an atexit hook.
-void CKTask_jobserver_setup(int readFd, int writeFd);
-/// Reads one token without waiting: its byte (0-255), or -1 when none is free.
-int CKTask_jobserver_take(void);
-/// Writes a held token back (the same byte); does nothing for one already given back (after a signal).
-void CKTask_jobserver_give(unsigned char token);
-/// Tokens this process holds now.
-int CKTask_jobserver_held(void);
 
 /// fstatfs(2)'s filesystem type (e.g. TMPFS_MAGIC) and block size (a hugetlbfs mount's page size); -1 on error.
 int CKTask_fstatfs(int fd, long *type, long *blockSize);
