@@ -12,6 +12,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "CKTaskShims_populate.h"
 
 /// The calling thread's kernel thread id (gettid(2)).
 int CKTask_gettid(void);
