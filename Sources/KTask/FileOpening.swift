@@ -51,7 +51,7 @@ struct FileOpening {
             if fd >= 0 { return try opened(fd, folder: folder, name: name, created: false, readWrite: access == O_RDWR, unusable: unusable) }
             let code = errno
             if code == EPERM && noAtime != 0 { noAtime = 0; continue }
-            if (code == EACCES || code == EROFS) && access == O_RDWR && !requireWrite { access = O_RDONLY; continue }
+            if (code == EACCES || code == EROFS || code == ETXTBSY) && access == O_RDWR && !requireWrite { access = O_RDONLY; continue }
             if code == ENOENT && create {
                 let made = CKTask_openat(folder, name, O_RDWR | O_CREAT | O_EXCL | common, 0o600)
                 if made >= 0 { return try opened(made, folder: folder, name: name, created: true, readWrite: true, unusable: unusable) }

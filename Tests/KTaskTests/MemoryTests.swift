@@ -246,4 +246,13 @@ struct PopulateFallbackTests {
         #expect(KTask.MappedFile.Kind.hugetlbfs(pageSize: 64 << 10).pageMode != .hugetlb2M)
         #expect(KTask.MappedFile.Kind.hugetlbfs(pageSize: 1 << 30).pageMode == .hugetlb1G)
     }
+
+    @Test("case 16: a hugetlbfs mount of 64 KiB or 32 MiB pages is a typed error naming the size")
+    func unusualHugePageSizeRefused() throws {
+        for size in [64 << 10, 32 << 20] {
+            #expect(throws: KTask.Error.self) { _ = try KTask.MappedFile.Kind(filesystemType: 0x9584_58f6, blockSize: size, path: "/mnt/huge/vm") }
+        }
+        #expect(try KTask.MappedFile.Kind(filesystemType: 0x9584_58f6, blockSize: 2 << 20, path: "/mnt/huge/vm") == .hugetlbfs(pageSize: 2 << 20))
+        #expect(try KTask.MappedFile.Kind(filesystemType: 0x0102_1994, blockSize: 4096, path: "/dev/shm/vm") == .tmpfs)
+    }
 }
