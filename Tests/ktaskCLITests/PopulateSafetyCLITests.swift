@@ -21,6 +21,20 @@ func fileFacts(_ path: String) -> (size: Int, allocated: Int, owner: UInt32)? {
     return (Int(status.st_size), Int(status.st_blocks) * 512, status.st_uid)
 }
 
+/// The NUMA policy of a shared tmpfs file (kept on its inode after the process that set it is gone), as
+/// /proc/self/numa_maps shows it for a fresh mapping of it: "default", "bind:0", ...; nil where unreadable.
+func filePolicy(_ path: String) -> String? {
+    let fd = open(path, O_RDONLY)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    guard let address = mmap(nil, 4096, PROT_READ, MAP_SHARED, fd, 0), address != MAP_FAILED else { return nil }
+    defer { munmap(address, 4096) }
+    let start = String(UInt(bitPattern: address), radix: 16)
+    // Read to the end: String(contentsOfFile:) stops after the first page of a procfs file.
+    let maps = FileHandle(forReadingAtPath: "/proc/self/numa_maps").map { String(decoding: $0.readDataToEndOfFile(), as: UTF8.self) } ?? ""
+    return maps.split(separator: "\n").first { $0.hasPrefix(start + " ") }.map { String($0.split(separator: " ")[1]) }
+}
+
 let straceUsable = FileManager.default.isExecutableFile(atPath: "/usr/bin/strace")
     && (try? runCommand("/usr/bin/strace", ["-f", "-o", "/dev/null", "-e", "inject=madvise:error=EINVAL", "/bin/true"]).status) == 0
 
@@ -202,6 +216,24 @@ struct PopulateSafetyCLITests {
         let run = try runKTaskSafely(["populate", path, "--nodes", "0", "--allow-other-owner"])
         #expect(run.status == 0, "\(run.stderr)")
         #expect(fileFacts(path)?.allocated == 0, "a read allocates no hole")
+        #expect(filePolicy(path) == "default", "no NUMA policy set on another user's file")
+    }
+
+    @Test("case 8: --nodes binds a tmpfs file only with --write (a read sets no policy and allocates no hole)",
+          .enabled(if: FileManager.default.fileExists(atPath: "/proc/self/numa_maps"), "no /proc/self/numa_maps (kernel without NUMA): skipped"),
+          .timeLimit(.minutes(1)))
+    func nodesBindOnlyForWrite() throws {
+        let path = shm + "-bind"
+        defer { unlink(path) }
+        let fd = open(path, O_CREAT | O_EXCL | O_RDWR, 0o600)
+        try #require(fd >= 0 && ftruncate(fd, 8 << 20) == 0)
+        close(fd)
+        let read = try runKTaskSafely(["populate", path, "--nodes", "0"])
+        #expect(read.status == 0, "\(read.stderr)")
+        #expect(filePolicy(path) == "default" && fileFacts(path)?.allocated == 0, "policy \(filePolicy(path) ?? "?")")
+        let write = try runKTaskSafely(["populate", path, "--nodes", "0", "--write"])
+        #expect(write.status == 0, "\(write.stderr)")
+        #expect(filePolicy(path) == "bind:0" && fileFacts(path)?.allocated == 8 << 20, "policy \(filePolicy(path) ?? "?")")
     }
 
     @Test("case 15: a disk file's access time is unchanged by a populate", .timeLimit(.minutes(1)))
