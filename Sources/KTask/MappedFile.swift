@@ -27,11 +27,26 @@ extension KTask {
                 }
             }
 
-            /// The pages this filesystem holds.
-            public var pageMode: PageMode {
+            /// The pages this filesystem holds; nil for a hugetlbfs page size ktask has no mode for (arm64's
+            /// 64 KiB, 32 MiB, 16 GiB).
+            public var pageMode: PageMode? {
                 switch self {
                 case .pageCache, .tmpfs: .base
-                case .hugetlbfs(let pageSize): pageSize == 1 << 30 ? .hugetlb1G : .hugetlb2M
+                case .hugetlbfs(let pageSize): PageMode.allCases.first { $0.isHugetlb && $0.pageSize == pageSize }
+                }
+            }
+
+            /// The kind for fstatfs's filesystem type and block size (a hugetlbfs mount's page size).
+            /// - Throws: ``KTask/Error/fileUnusable(path:reason:)`` for a hugetlbfs page size without a ``PageMode``.
+            package init(filesystemType type: UInt, blockSize: Int, path: String) throws(KTask.Error) {
+                switch type {
+                case 0x0102_1994: self = .tmpfs  // TMPFS_MAGIC
+                case 0x9584_58f6: self = .hugetlbfs(pageSize: blockSize)  // HUGETLBFS_MAGIC
+                default: self = .pageCache
+                }
+                if pageMode == nil {
+                    throw .fileUnusable(path: path, reason: "is on a hugetlbfs mount of \(blockSize >> 10) KiB pages; "
+                                        + "ktask populates hugetlbfs files of 2 MiB or 1 GiB pages only")
                 }
             }
         }
@@ -46,101 +61,156 @@ extension KTask {
         public let count: Int
         /// Whether the mapping is writable (memory-backed files opened to allocate pages).
         public let writable: Bool
+        /// Whether this init created the file.
+        public let created: Bool
+        /// The file's size before this init extended it (0 for a file it created).
+        public let originalSize: Int
+        /// Whether the file is the caller's (its owner is the effective user, or this init created it):
+        /// only such a file is extended, or bound to NUMA nodes by ``KTask/populate(_:onNodes:write:options:)``.
+        public let ownedByCaller: Bool
+        /// Open for the mapping's life: size, allocation and removal are decided from it, not the name.
+        let file: FileOpening
 
-        /// Maps `path` shared.
+        /// Maps `path` shared, after one open of it that follows no symbolic link and waits for nothing.
         /// - Parameters:
         ///   - path: the file (created on tmpfs or hugetlbfs when `size` is given and it is missing).
-        ///   - size: bytes to map; a tmpfs or hugetlbfs file shorter than that is extended (or created).
-        ///     nil: the file's size.
+        ///   - size: bytes to map; a tmpfs or hugetlbfs file of the caller's shorter than that is extended
+        ///     (or created). nil: the file's size.
         ///   - writable: map it writable, to allocate a tmpfs or hugetlbfs file's pages; refused for a file on
-        ///     disk, which is only read (its contents and times stay as they are).
-        /// - Throws: ``KTask/Error/fileUnusable(path:reason:)`` for a missing file without `size`, a folder, no
-        ///   permission, a file on disk asked to be written, created or extended; ``KTask/Error/hugePagesUnavailable(pageSize:needed:available:)``
-        ///   when the pool cannot hold the pages a hugetlbfs file still needs.
-        public init(path: String, size: Int? = nil, writable: Bool = false) throws(KTask.Error) {
-            func unusable(_ reason: String) -> KTask.Error { .fileUnusable(path: path, reason: reason) }
+        ///     disk, which is only read (its contents stay as they are; its access time too, where the
+        ///     caller owns the file or is root).
+        ///   - allowOtherOwner: use an existing file in a world-writable sticky folder (/dev/shm, /tmp) that
+        ///     another user owns. Without it such a file is refused: anyone can plant one there for root to
+        ///     fill with its data. Even with it, another user's file is never extended or bound to nodes.
+        /// - Throws: ``KTask/Error/fileUnusable(path:reason:)`` for a missing file without `size`, a folder, a
+        ///   symbolic link, a FIFO or device, no permission, another user's file as above, a file on disk asked
+        ///   to be written, created or extended, a hugetlbfs page size without a ``PageMode``;
+        ///   ``KTask/Error/hugePagesUnavailable(pageSize:needed:available:)`` when the pool cannot hold the pages a
+        ///   hugetlbfs file still needs; ``KTask/Error/notEnoughMemory(needed:available:source:)`` when a
+        ///   writable tmpfs mapping's missing pages do not fit.
+        public init(path: String, size: Int? = nil, writable: Bool = false, allowOtherOwner: Bool = false) throws(KTask.Error) {
             if let size, size < 1 { throw .invalidParameter(name: "size", value: "\(size)", allowed: "at least 1 byte") }
-            var status = stat()
-            let exists = stat(path, &status) == 0
-            if exists && status.st_mode & S_IFMT == S_IFDIR { throw unusable("is a folder; give a file") }
-            if exists && status.st_mode & S_IFMT != S_IFREG { throw unusable("is not a regular file") }
-            if !exists && errno != ENOENT { throw unusable(String(cString: strerror(errno))) }
-            if !exists && size == nil { throw unusable("does not exist; give --size to create a tmpfs or hugetlbfs file") }
+            let file = try FileOpening.open(path, write: writable || size != nil, requireWrite: writable, create: size != nil)
+            do {
+                let plan = try Self.plan(file, path: path, size: size, writable: writable, allowOtherOwner: allowOtherOwner)
+                base = try Self.map(file, plan: plan, writable: writable, path: path)
+                (kind, pageMode, count) = (plan.kind, plan.pageMode, plan.length)
+            } catch {
+                file.removeCreated()
+                file.close()
+                throw error
+            }
+            self.path = path
+            self.file = file
+            self.writable = writable
+            created = file.created
+            originalSize = Int(file.status.st_size)
+            ownedByCaller = file.created || file.status.st_uid == geteuid()
+        }
 
-            let needsWrite = writable || !exists || size.map { $0 > Int(status.st_size) } == true
-            // Every check before anything is created or extended: a refused populate leaves no trace.
-            let kind = try Self.filesystem(of: exists ? path : Self.folder(of: path), path: path)
-            if kind == .pageCache && needsWrite {
+        deinit {
+            munmap(base, count)
+            file.close()
+        }
+
+        /// What the descriptor says the mapping must be, with every refusal before anything changes.
+        struct Plan { let kind: Kind, pageMode: PageMode, length: Int }
+
+        static func plan(_ file: FileOpening, path: String, size: Int?, writable: Bool, allowOtherOwner: Bool) throws(KTask.Error) -> Plan {
+            func unusable(_ reason: String) -> KTask.Error { .fileUnusable(path: path, reason: reason) }
+            let owner = file.status.st_uid, caller = geteuid()
+            if !file.created && owner != caller && !allowOtherOwner && file.folderIsShared {
+                throw unusable("is owned by uid \(owner), not by this user (uid \(caller)), in a folder anyone can write to: another user may "
+                               + "have planted it; give allowOtherOwner (--allow-other-owner) to use it anyway")
+            }
+            var type = 0, blockSize = 0
+            guard CKTask_fstatfs(file.descriptor, &type, &blockSize) == 0 else { throw unusable("cannot tell its filesystem") }
+            let kind = try Kind(filesystemType: UInt(bitPattern: type), blockSize: blockSize, path: path)
+            let pageMode = kind.pageMode!  // the init above refused a kind without one
+            let fileSize = Int(file.status.st_size), wanted = size ?? fileSize
+            if kind == .pageCache && (writable || file.created || wanted > fileSize) {
                 throw unusable(writable ? "is on a disk filesystem: it is only read into the page cache, never written (drop --write)"
                                : "is on a disk filesystem: only tmpfs or hugetlbfs files are created or extended (drop --size or make it at most the file's size)")
             }
-            let pageMode: PageMode = kind.pageMode
-            let pageSize = pageMode.pageSize
-            let fileSize = exists ? Int(status.st_size) : 0
-            let wanted = size ?? fileSize
             guard wanted > 0 else { throw unusable("is empty; give --size to extend a tmpfs or hugetlbfs file") }
-            let (rounded, overflow) = wanted.addingReportingOverflow(pageSize - 1)
-            guard !overflow else { throw .invalidParameter(name: "size", value: "\(wanted)", allowed: "at most \(Int.max - pageSize + 1)") }
-            let length = rounded / pageSize * pageSize
-            let growth = max(0, length - fileSize)
-            if case .hugetlbfs = kind, let pool = HugePagePool.read(pageSize: pageSize) {
-                // Pages the file already has are its own; the rest must come from the pool.
-                if growth / pageSize > pool.available {
-                    throw .hugePagesUnavailable(pageSize: pageSize, needed: growth / pageSize, available: pool.available)
-                }
+            let (rounded, overflow) = wanted.addingReportingOverflow(pageMode.pageSize - 1)
+            guard !overflow else { throw .invalidParameter(name: "size", value: "\(wanted)", allowed: "at most \(Int.max - pageMode.pageSize + 1)") }
+            let length = rounded / pageMode.pageSize * pageMode.pageSize
+            if length > fileSize && !file.created && owner != caller {
+                throw unusable("is owned by uid \(owner): only a file this user owns or creates is extended (drop --size or make it at most the file's size)")
             }
-            if writable && kind == .tmpfs { try MemoryHeadroom.check(needed: growth) }
+            if length > fileSize && !file.readWrite { throw unusable("no permission to write it (to extend it to \(length) bytes)") }
+            try checkPool(kind, length: length, allocated: allocatedBytes(file.status))
+            if writable && kind == .tmpfs { try MemoryHeadroom.check(needed: max(0, length - allocatedBytes(file.status))) }
+            return Plan(kind: kind, pageMode: pageMode, length: length)
+        }
 
-            let fd = open(path, (needsWrite ? O_RDWR : O_RDONLY) | O_CLOEXEC | (exists ? 0 : O_CREAT | O_EXCL), 0o600)
-            guard fd >= 0 else {
-                throw unusable(errno == EACCES || errno == EPERM ? "no permission to \(needsWrite ? "write" : "read") it"
-                               : String(cString: strerror(errno)))
+        /// hugetlbfs: pages the file already has are its own; the rest must come from the pool, which
+        /// reserves them at mmap (a shared mapping) so that the populate cannot run out.
+        static func checkPool(_ kind: Kind, length: Int, allocated: Int) throws(KTask.Error) {
+            guard case .hugetlbfs(let pageSize) = kind, let pool = HugePagePool.read(pageSize: pageSize) else { return }
+            let needed = max(0, length - allocated) / pageSize
+            if needed > pool.available { throw .hugePagesUnavailable(pageSize: pageSize, needed: needed, available: pool.available) }
+        }
+
+        static func allocatedBytes(_ status: stat) -> Int { Int(status.st_blocks) * 512 }
+
+        /// Extends the file when the plan says so (only the caller's own, checked), then maps it.
+        static func map(_ file: FileOpening, plan: Plan, writable: Bool, path: String) throws(KTask.Error) -> UnsafeMutableRawPointer {
+            let fileSize = Int(file.status.st_size)
+            if plan.length > fileSize && ftruncate(file.descriptor, off_t(plan.length)) != 0 {
+                throw .fileUnusable(path: path, reason: "cannot be extended to \(plan.length) bytes: \(String(cString: strerror(errno)))")
             }
-            defer { close(fd) }
-            if length > fileSize && ftruncate(fd, off_t(length)) != 0 {
+            let protection = writable ? PROT_READ | PROT_WRITE : PROT_READ
+            guard let address = mmap(nil, plan.length, protection, MAP_SHARED, file.descriptor, 0), address != MAP_FAILED else {
                 let reason = String(cString: strerror(errno))
-                if !exists { unlink(path) }
-                throw unusable("cannot be extended to \(length) bytes: \(reason)")
+                if plan.length > fileSize && !file.created { _ = ftruncate(file.descriptor, off_t(fileSize)) }
+                throw .mapFailed(bytes: plan.length, reason: reason)
             }
-            let protection = needsWrite ? PROT_READ | PROT_WRITE : PROT_READ
-            guard let address = mmap(nil, length, protection, MAP_SHARED, fd, 0), address != MAP_FAILED else {
-                let reason = String(cString: strerror(errno))
-                if !exists { unlink(path) } else if length > fileSize { _ = ftruncate(fd, off_t(fileSize)) }
-                throw .mapFailed(bytes: length, reason: reason)
-            }
-            self.path = path
-            self.kind = kind
-            self.pageMode = pageMode
-            self.base = address
-            self.count = length
-            self.writable = needsWrite
+            return address
         }
 
-        deinit { munmap(base, count) }
-
-        /// What holds the pages of the file at `path`, or of a new file there.
-        package static func kind(ofFileAt path: String) throws(KTask.Error) -> Kind {
-            try filesystem(of: access(path, F_OK) == 0 ? path : folder(of: path), path: path)
-        }
-
-        /// The folder a path is in ("." for a bare name).
-        static func folder(of path: String) -> String {
-            guard let slash = path.lastIndex(of: "/") else { return "." }
-            return slash == path.startIndex ? "/" : String(path[..<slash])
-        }
-
-        /// What holds the pages of files at `target` (the file, or the folder a new one goes in).
-        static func filesystem(of target: String, path: String) throws(KTask.Error) -> Kind {
-            let fd = open(target, 0o10000000 | O_CLOEXEC)  // O_PATH: no read permission needed
-            guard fd >= 0 else { throw .fileUnusable(path: path, reason: "its folder \(target) cannot be opened: \(String(cString: strerror(errno)))") }
-            defer { close(fd) }
-            var type = 0, blockSize = 0
-            guard CKTask_fstatfs(fd, &type, &blockSize) == 0 else { throw .fileUnusable(path: path, reason: "cannot tell its filesystem") }
-            switch UInt(bitPattern: type) {
-            case 0x0102_1994: return .tmpfs  // TMPFS_MAGIC
-            case 0x9584_58f6: return .hugetlbfs(pageSize: blockSize)  // HUGETLBFS_MAGIC; the block size is the page size
-            default: return .pageCache
+        /// Undoes what this init did to the file, for a populate that failed: removes the file it created,
+        /// or truncates the file it extended back to ``originalSize`` (both through its descriptor), so that
+        /// the memory they took is freed; nothing for a file it neither made nor extended. The mapping must
+        /// not be read afterwards past the file's new end.
+        public func undoChanges() {
+            if created {
+                file.removeCreated()
+            } else if count > originalSize, ownedByCaller {
+                _ = ftruncate(file.descriptor, off_t(originalSize))
             }
+        }
+
+        /// The pages that hold data (SEEK_DATA/SEEK_HOLE), for a tmpfs file: a read populate faults in those
+        /// and allocates none of the holes (which a read fault on tmpfs would). nil: every page.
+        func dataPages() -> [Range<Int>]? {
+            guard kind == .tmpfs else { return nil }
+            let pageSize = pageMode.pageSize
+            var ranges: [Range<Int>] = []
+            var offset = 0
+            while offset < count {
+                let data = lseek(file.descriptor, off_t(offset), CKTask_SEEK_DATA())
+                if data < 0 { return errno == ENXIO ? ranges : nil }  // ENXIO: no data after offset
+                guard Int(data) < count else { break }
+                let hole = lseek(file.descriptor, data, CKTask_SEEK_HOLE())
+                let end = hole < 0 ? count : min(count, Int(hole))
+                ranges.append(Int(data) / pageSize..<(end + pageSize - 1) / pageSize)
+                offset = max(end, Int(data) + 1)
+            }
+            return ranges
+        }
+
+        /// Bytes a populate still has to allocate from memory, checked once for the whole file: for a write,
+        /// every page not resident; for a read of tmpfs, data pages not resident (swapped out). Page cache is
+        /// reclaimable and hugetlbfs pages were reserved at mmap: nothing to check.
+        func memoryNeeded(write: Bool) -> Int {
+            guard kind == .tmpfs else { return 0 }
+            let resident = residentBytes
+            if write { return max(0, count - resident) }
+            var status = stat()
+            guard fstat(file.descriptor, &status) == 0 else { return 0 }
+            return max(0, min(count, MappedFile.allocatedBytes(status)) - resident)
         }
 
         /// The mapped bytes.
@@ -150,15 +220,52 @@ extension KTask {
         public var residentBytes: Int { KTask.residentBytes(buffer) }
     }
 
-    /// Faults in every page of a mapped file on the calling thread and helpers: read into the page cache,
-    /// or (with `write`, for a writable tmpfs or hugetlbfs mapping) allocated. A read changes nothing in
-    /// the file. As ``populate(_:write:options:)-(KTask.Memory,_,_)`` otherwise.
-    /// - Throws: ``KTask/Error/fileUnusable(path:reason:)`` for `write` on a read-only mapping; as ``populate(_:pageMode:write:options:)``.
+    /// Faults in every page of a mapped file on the calling thread and helpers: read into the page cache
+    /// (a tmpfs file's data pages, none of its holes), or (with `write`, for a writable tmpfs or hugetlbfs
+    /// mapping) allocated, no byte changed. The memory still missing is checked once, for the whole file,
+    /// first. A read changes nothing in the file. As ``populate(_:write:options:)-(KTask.Memory,_,_)`` otherwise;
+    /// offsets in errors are the file's. After a failure, ``MappedFile/undoChanges()`` frees what the mapping's
+    /// init created or extended.
+    /// - Throws: ``KTask/Error/fileUnusable(path:reason:)`` for `write` on a read-only mapping,
+    ///   ``KTask/Error/notEnoughMemory(needed:available:source:)``; as ``populate(_:pageMode:write:options:)``.
     @discardableResult
     @available(*, noasync, message: "blocks the calling thread; run it from a synchronous context")
     public static func populate(_ file: MappedFile, write: Bool = false, options: KTask.Options = KTask.Options()) throws -> KTask.Report {
-        if write && !file.writable { throw KTask.Error.fileUnusable(path: file.path, reason: "is mapped read-only; open it writable to allocate its pages") }
-        return try populate(file.buffer, pageMode: file.pageMode, write: write, options: options)
+        try checkMemory(file, write: write)
+        return try populate(file, bytes: 0..<file.count, write: write, options: options)
+    }
+
+    /// The memory check of ``populate(_:write:options:)-(KTask.MappedFile,_,_)``, for a caller that then
+    /// populates the file in parts.
+    package static func checkMemory(_ file: MappedFile, write: Bool) throws(KTask.Error) {
+        if write && !file.writable { throw .fileUnusable(path: file.path, reason: "is mapped read-only; open it writable to allocate its pages") }
+        try MemoryHeadroom.check(needed: file.memoryNeeded(write: write))
+    }
+
+    /// Populates `bytes` of the file (page-aligned), without the memory check; error offsets are file offsets.
+    package static func populate(_ file: MappedFile, bytes: Range<Int>, write: Bool, options: KTask.Options) throws -> KTask.Report {
+        let pageSize = file.pageMode.pageSize
+        guard bytes.lowerBound >= 0, bytes.upperBound <= file.count, bytes.lowerBound % pageSize == 0, bytes.upperBound % pageSize == 0 else {
+            throw KTask.Error.invalidParameter(name: "bytes", value: "\(bytes)", allowed: "a part of 0..<\(file.count) on \(pageSize)-byte pages")
+        }
+        let populate = file.populator(write: write)
+        return try KTask.run(bytes.lowerBound / pageSize..<bytes.upperBound / pageSize, options: chunkOptions(options, pageSize: pageSize)) {
+            try populate($0)
+        }
+    }
+
+    /// Populates the file as one range per node (as ``populate(_:pageMode:onNodes:write:bindMemory:options:)``),
+    /// binding each range to its node only for a write of a tmpfs or hugetlbfs file the caller owns or created:
+    /// a NUMA policy set on a shared file applies to everyone who maps it.
+    @available(*, noasync, message: "blocks the calling thread; run it from a synchronous context")
+    public static func populate(_ file: MappedFile, onNodes nodes: [Int], write: Bool = false,
+                                options: KTask.Options = KTask.Options()) throws -> PopulateReport {
+        guard !nodes.isEmpty else { throw KTask.Error.noNodes }
+        _ = try LanePlan.resolve(nodes, nodes: SystemLimits.current(nodeCPUs: .always).nodes)
+        try checkMemory(file, write: write)
+        let bind = write && file.kind != .pageCache && file.ownedByCaller
+        return try populate(file.buffer, pageMode: file.pageMode, onNodes: nodes, with: file.populator(write: write), bindMemory: bind,
+                            options: chunkOptions(options, pageSize: file.pageMode.pageSize))
     }
 
     /// Bytes of `region` resident in memory (mincore, in base pages); 0 where mincore cannot tell.
@@ -168,5 +275,12 @@ extension KTask {
         var vector = [UInt8](repeating: 0, count: (region.count + page - 1) / page)
         guard mincore(base, region.count, &vector) == 0 else { return 0 }
         return vector.reduce(0) { $0 + Int($1 & 1) } * page
+    }
+}
+
+extension KTask.MappedFile {
+    /// The chunk function: base at the file's first byte, so page indices (and error offsets) are the file's.
+    func populator(write: Bool) -> MemoryPopulator {
+        MemoryPopulator(base: UInt(bitPattern: base), pageSize: pageMode.pageSize, write: write, onlyPages: write ? nil : dataPages())
     }
 }

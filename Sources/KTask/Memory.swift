@@ -20,7 +20,8 @@ extension KTask {
         /// - Throws: ``KTask/Error/hugePagesUnavailable(pageSize:needed:available:)`` when the hugetlb pool has
         ///   fewer free pages than needed (it says how to reserve more), ``KTask/Error/mapFailed(bytes:reason:)``
         ///   when the kernel refuses the mapping, ``KTask/Error/invalidParameter(name:value:allowed:)`` for a
-        ///   size below 1.
+        ///   size below 1 or above the most addressable: `Int.max - pageSize + 1`, and one huge page less
+        ///   with `.transparentHuge` (mapped one huge page longer, to align it).
         public init(bytes: Int, pages: PageMode) throws(KTask.Error) {
             guard bytes >= 1 else { throw .invalidParameter(name: "bytes", value: "\(bytes)", allowed: "at least 1") }
             let pageSize = pages.pageSize
@@ -32,7 +33,13 @@ extension KTask {
             switch pages {
             case .base: break
             // Over-map by one huge page so that the region can start on a 2 MiB boundary.
-            case .transparentHuge: mapLength += pageSize
+            case .transparentHuge:
+                let (over, overflow) = length.addingReportingOverflow(pageSize)
+                guard !overflow else {
+                    throw .invalidParameter(name: "bytes", value: "\(bytes)", allowed: "at most \(Int.max - 2 * pageSize + 1) with transparent huge pages "
+                                            + "(the mapping is one huge page longer, to align it)")
+                }
+                mapLength = over
             case .hugetlb2M, .hugetlb1G:
                 let needed = length / pageSize
                 guard let pool = HugePagePool.read(pageSize: pageSize) else {

@@ -1,5 +1,4 @@
 import CKTaskShims
-import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -7,13 +6,14 @@ import Glibc
 
 extension KTask {
     /// Faults in every page of `memory` on the calling thread and helpers: with `write`, each page is
-    /// allocated and zeroed (what starting a VM with preallocated RAM does); else read in (a file's page
+    /// allocated (a new page zeroed, a page with data left as it is; what starting a VM with preallocated RAM does); else read in (a file's page
     /// cache). Chunks are whole pages of the memory's page mode, at least 2 MiB, so no huge page is split
     /// between threads. Placement, cancellation and the other options work as for any job.
     ///
     /// Uses `MADV_POPULATE_WRITE`/`MADV_POPULATE_READ` (Linux 5.14+), which report an exhausted hugetlb pool
-    /// or an out-of-memory cgroup as an error instead of a SIGBUS or the OOM killer; older kernels touch
-    /// one byte per page.
+    /// or an out-of-memory cgroup as an error instead of a SIGBUS or the OOM killer. Where the kernel does
+    /// not know them (EINVAL), one access per page: a write is an atomic OR of 0 (a write fault that
+    /// changes no byte), a read a volatile load; a SIGBUS there is caught and reported as an error.
     ///
     /// - Throws: ``KTask/Error/populateFailed(offset:reason:)`` naming the first byte that could not be
     ///   populated and why; ``KTask/Error`` for invalid options or cancellation.
@@ -35,8 +35,7 @@ extension KTask {
 
     /// What both populates need: the region checked (page boundaries), memory that is not resident yet
     /// checked to fit (the OOM killer gives no reason; hugetlb pages are already promised to the mapping by
-    /// the pool), the chunk function, and chunks of at least 2 MiB — a page-table page of base pages, or
-    /// whole huge pages.
+    /// the pool), the chunk function, and chunks of at least 2 MiB.
     static func prepare(_ region: UnsafeMutableRawBufferPointer, pageMode: PageMode, write: Bool,
                         options: KTask.Options) throws(KTask.Error) -> (MemoryPopulator, KTask.Options) {
         let pageSize = pageMode.pageSize
@@ -45,11 +44,16 @@ extension KTask {
                                     allowed: "a non-empty region on \(pageSize)-byte page boundaries")
         }
         if write && !pageMode.isHugetlb { try MemoryHeadroom.check(needed: region.count - residentBytes(region)) }
+        return (MemoryPopulator(base: UInt(bitPattern: base), pageSize: pageSize, write: write), chunkOptions(options, pageSize: pageSize))
+    }
+
+    /// Chunks of at least 2 MiB: a page-table page of base pages, or whole huge pages.
+    package static func chunkOptions(_ options: KTask.Options, pageSize: Int) -> KTask.Options {
         var options = options
         let pagesPerChunk = max(1, (2 << 20) / pageSize)
         options.minChunk = max(options.minChunk, pagesPerChunk)
         options.align = max(options.align, pagesPerChunk)
-        return (MemoryPopulator(base: UInt(bitPattern: base), pageSize: pageSize, write: write), options)
+        return options
     }
 }
 
@@ -83,9 +87,18 @@ extension KTask {
     public static func populate(_ region: UnsafeMutableRawBufferPointer, pageMode: PageMode, onNodes nodes: [Int], write: Bool = true,
                                 bindMemory: Bool = true, options: KTask.Options = KTask.Options()) throws -> PopulateReport {
         guard !nodes.isEmpty else { throw KTask.Error.noNodes }
+        _ = try LanePlan.resolve(nodes, nodes: SystemLimits.current(nodeCPUs: .always).nodes)
+        let (populator, options) = try prepare(region, pageMode: pageMode, write: write, options: options)
+        return try populate(region, pageMode: pageMode, onNodes: nodes, with: populator, bindMemory: bindMemory, options: options)
+    }
+
+    /// The part after the checks: `region` cut into one range per node, each bound (when asked) and
+    /// populated by `populate` (whose base is the region's).
+    package static func populate(_ region: UnsafeMutableRawBufferPointer, pageMode: PageMode, onNodes nodes: [Int], with populate: MemoryPopulator,
+                                 bindMemory: Bool, options: KTask.Options) throws -> PopulateReport {
+        guard !nodes.isEmpty else { throw KTask.Error.noNodes }
         let system = SystemLimits.current(nodeCPUs: .always)
         _ = try LanePlan.resolve(nodes, nodes: system.nodes)
-        let (populate, options) = try prepare(region, pageMode: pageMode, write: write, options: options)
         let pageSize = pageMode.pageSize
         let pages = region.count / pageSize
         let step = options.align
@@ -98,19 +111,27 @@ extension KTask {
                 try NodeMemory.bind(UnsafeMutableRawBufferPointer(rebasing: region[lower * pageSize..<upper * pageSize]), to: [node])
             }
         }
-        let cpus = Mutex<Set<Int>>([])
+        let cpus = CPUsSeen()
         // The caller runs from the nodes' CPUs (their serving CPUs for memory-only nodes).
         let placed = CPUList(Array(Set(system.nodes.filter { nodes.contains($0.id) }.flatMap(\.cpus.cpus))).sorted())
         let own = Affinity.current()
         let pinned = own != nil && !placed.isEmpty && Affinity.pinCurrentThread(to: placed)
         defer { if pinned, let own { _ = Affinity.pinCurrentThread(to: own) } }
         let report = try run(perNode: ranges, options: options) { range in
-            cpus.withLock { _ = $0.insert(Affinity.currentCPU()) }
+            cpus.insert(Affinity.currentCPU())
             try populate(range)
         }
         return PopulateReport(report: report, pagesPerNode: NodeMemory.pageCounts(in: UnsafeRawBufferPointer(region), pageSize: pageSize),
-                              cpusUsed: cpus.withLock { $0.sorted() })
+                              cpusUsed: cpus.sorted())
     }
+}
+
+/// The CPUs a job's chunks ran on, added to from any thread (a pthread lock, which TSan models).
+private final class CPUsSeen: @unchecked Sendable {
+    private let lock = PThreadMutex()
+    private var cpus = Set<Int>()
+    func insert(_ cpu: Int) { lock.withLock { _ = cpus.insert(cpu) } }
+    func sorted() -> [Int] { lock.withLock { cpus.sorted() } }
 }
 
 /// One chunk's populate: a pure function of the page range, callable from any thread.
@@ -118,34 +139,66 @@ package struct MemoryPopulator: Sendable {
     let base: UInt
     let pageSize: Int
     let write: Bool
-    /// MADV_POPULATE_* where the kernel has them, else touching one byte per page.
+    /// MADV_POPULATE_* where the kernel has them, else one access per page (``CKTask_touch_pages``).
     let usePopulate: Bool
+    /// Where set, only these pages (sorted, disjoint) are faulted in: a file's data, not its holes.
+    let onlyPages: [Range<Int>]?
 
-    package init(base: UInt, pageSize: Int, write: Bool, usePopulate: Bool = kernelHasPopulate) {
-        (self.base, self.pageSize, self.write, self.usePopulate) = (base, pageSize, write, usePopulate)
+    package init(base: UInt, pageSize: Int, write: Bool, usePopulate: Bool = kernelHasPopulate, onlyPages: [Range<Int>]? = nil) {
+        (self.base, self.pageSize, self.write, self.usePopulate, self.onlyPages) = (base, pageSize, write, usePopulate, onlyPages)
     }
+
+    /// Whether to use MADV_POPULATE_*: false only where the one-page probe got EINVAL (advice unknown to
+    /// this kernel). Any other failure (ENOMEM at a cgroup limit, EPERM from seccomp) says nothing about
+    /// support, so the real call is made and its error reported.
     package static let kernelHasPopulate: Bool = {
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))
-        guard let probe = mmap(nil, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), probe != MAP_FAILED else { return false }
+        guard let probe = mmap(nil, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), probe != MAP_FAILED else { return true }
         defer { munmap(probe, page) }
-        return madvise(probe, page, CKTask_MADV_POPULATE_WRITE()) == 0
+        return CKTask_madvise_retrying(probe, page, CKTask_MADV_POPULATE_WRITE()) == 0 || errno != EINVAL
     }()
 
     package func callAsFunction(_ pages: Range<Int>) throws(KTask.Error) {
-        let start = UnsafeMutableRawPointer(bitPattern: base + UInt(pages.lowerBound * pageSize))!
-        let length = pages.count * pageSize
-        if usePopulate {
-            var result: Int32
-            repeat {
-                result = madvise(start, length, write ? CKTask_MADV_POPULATE_WRITE() : CKTask_MADV_POPULATE_READ())
-            } while result != 0 && errno == EINTR
-            if result != 0 {
-                throw .populateFailed(offset: pages.lowerBound * pageSize, reason: String(cString: strerror(errno)))
-            }
-        } else if write {
-            for page in 0..<pages.count { start.storeBytes(of: 0, toByteOffset: page * pageSize, as: UInt8.self) }
-        } else {
-            for page in 0..<pages.count { _ = start.load(fromByteOffset: page * pageSize, as: UInt8.self) }
+        guard let onlyPages else { return try populate(pages) }
+        // The first data range that ends after the chunk starts, then on while they start before it ends.
+        var index = onlyPages.partitionPoint { $0.upperBound <= pages.lowerBound }
+        while index < onlyPages.count, onlyPages[index].lowerBound < pages.upperBound {
+            let part = pages.clamped(to: onlyPages[index])
+            if !part.isEmpty { try populate(part) }
+            index += 1
         }
+    }
+
+    func populate(_ pages: Range<Int>) throws(KTask.Error) {
+        let start = UnsafeMutableRawPointer(bitPattern: base + UInt(pages.lowerBound * pageSize))!
+        if usePopulate {
+            let advice = write ? CKTask_MADV_POPULATE_WRITE() : CKTask_MADV_POPULATE_READ()
+            guard CKTask_madvise_retrying(start, pages.count * pageSize, advice) != 0 else { return }
+            throw .populateFailed(offset: pages.lowerBound * pageSize, reason: Self.reason(errno: errno))
+        }
+        let failed = CKTask_touch_pages(start, pages.count, pageSize, write ? 1 : 0)
+        if failed >= 0 {
+            throw .populateFailed(offset: (pages.lowerBound + failed) * pageSize,
+                                  reason: "SIGBUS: no space (tmpfs full, hugetlb pool empty) or the file is shorter than the mapping")
+        }
+    }
+
+    /// What a MADV_POPULATE_* errno means here: EFAULT is the kernel's word for a fault that could not
+    /// be served (SIGBUS or out of memory), not a bad address, since the range was mapped.
+    static func reason(errno code: Int32) -> String {
+        code == EFAULT ? "no space: out of memory, the hugetlb pool empty or tmpfs full (or the file is shorter than the mapping)"
+            : String(cString: strerror(code))
+    }
+}
+
+extension Array where Element == Range<Int> {
+    /// The index of the first range for which `isBefore` is false (ranges sorted, so it is monotonic).
+    func partitionPoint(_ isBefore: (Range<Int>) -> Bool) -> Int {
+        var (low, high) = (0, count)
+        while low < high {
+            let middle = (low + high) / 2
+            if isBefore(self[middle]) { low = middle + 1 } else { high = middle }
+        }
+        return low
     }
 }

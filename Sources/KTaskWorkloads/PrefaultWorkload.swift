@@ -8,7 +8,7 @@ import Glibc
 /// Faults in every page of a fresh anonymous mapping, a chunk of pages per call: what starting a VM
 /// with preallocated (or pinned, VFIO) memory does. Pages of the chosen mode: 4 KiB, transparent huge
 /// pages (as QEMU asks for guest RAM) or hugetlb 2 MiB / 1 GiB. Uses `MADV_POPULATE_WRITE` where the
-/// kernel has it (one system call per chunk), else writes one byte per page.
+/// kernel has it (one system call per chunk), else touches each page once (an atomic OR of 0: a write fault that changes no byte).
 public final class PrefaultWorkload: BenchWorkload, Sendable {
     /// How pages are faulted in.
     public enum Method: String, Sendable {

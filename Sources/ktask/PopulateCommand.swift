@@ -12,8 +12,11 @@ struct PopulateCommand: ParsableCommand {
         discussion: """
             A file on disk is read into the page cache (what vmtouch -t does on one thread); nothing in it changes. \
             A tmpfs or hugetlbfs file (e.g. a VM's memory-backend-file in /dev/shm or /dev/hugepages) is created or \
-            extended to --size, and with --write every page is allocated, on the --nodes given. Resident bytes \
-            come from mincore before and after.
+            extended to --size, and with --write every page is allocated (no byte changes), on the --nodes given; \
+            a read leaves a tmpfs file's holes unallocated. Resident bytes come from mincore before and after. \
+            The file is opened once, never through a symbolic link; a FIFO or device is refused, as is another \
+            user's file in a world-writable folder unless --allow-other-owner is given. A failed populate removes \
+            the file it created, or truncates back the file it extended.
             """)
 
     @Argument(help: "The file.")
@@ -34,6 +37,9 @@ struct PopulateCommand: ParsableCommand {
                                valueName: "local|any|n,n,..."), transform: parseNodeChoice)
     var nodes: NodeChoice = .local
 
+    @Flag(help: "Use an existing file in a world-writable sticky folder (/dev/shm, /tmp) that another user owns (refused without it: it may have been planted). Another user's file is still never extended or bound to nodes.")
+    var allowOtherOwner = false
+
     @Option(help: "The most threads, the calling thread included (default: every usable CPU).")
     var threads: Int?
 
@@ -45,18 +51,16 @@ struct PopulateCommand: ParsableCommand {
     }
 
     func run() throws {
-        // Checked before the file is created or extended.
-        if let pages {
-            let kind = try KTask.MappedFile.kind(ofFileAt: path)
-            guard pages == kind.pageMode else {
-                throw ValidationError("--pages \(pages): \(path) is on \(kind), which holds \(kind.pageMode) pages")
-            }
-        }
         if case .list(let ids) = nodes {
             let known = CPUBudget.read().topology.nodes.map(\.id)
             if let unknown = ids.first(where: { !known.contains($0) }) { throw KTask.Error.unknownNode(unknown, available: known) }
         }
-        let file = try KTask.MappedFile(path: path, size: size?.value, writable: write)
+        // Opened once; what it is (filesystem, pages, owner) comes from that descriptor.
+        let file = try KTask.MappedFile(path: path, size: size?.value, writable: write, allowOtherOwner: allowOtherOwner)
+        if let pages, pages != file.pageMode {
+            file.undoChanges()
+            throw ValidationError("--pages \(pages): \(path) is on \(file.kind), which holds \(file.pageMode) pages")
+        }
         let before = file.residentBytes
         var options = KTask.Options(maxThreads: threads)
         if nodes == .any { options.placement = .anywhere }
@@ -65,12 +69,17 @@ struct PopulateCommand: ParsableCommand {
         // The CPUs chunks ran on, read back (sched_getcpu) where the job was placed on nodes.
         var cpusSeen: [Int]?
         var placedPages: [Int: Int]?
-        if case .list(let ids) = nodes {
-            let placed = try KTask.populate(file.buffer, pageMode: file.pageMode, onNodes: ids, write: write,
-                                            bindMemory: file.kind != .pageCache, options: options)
-            (report, cpusSeen, placedPages) = (placed.report, placed.cpusUsed, placed.pagesPerNode)
-        } else {
-            report = try populateInSegments(file, options: options)
+        do {
+            if case .list(let ids) = nodes {
+                let placed = try KTask.populate(file, onNodes: ids, write: write, options: options)
+                (report, cpusSeen, placedPages) = (placed.report, placed.cpusUsed, placed.pagesPerNode)
+            } else {
+                report = try populateInSegments(file, options: options)
+            }
+        } catch {
+            // Frees what this call made: the file it created, or the part it extended; nothing else.
+            file.undoChanges()
+            throw error
         }
         // The job alone: a placed populate also reads back where its pages are, which is not populating.
         let seconds = placedPages == nil ? (ContinuousClock.now - start).seconds : report.wallTime.seconds
@@ -107,9 +116,11 @@ struct PopulateCommand: ParsableCommand {
         }
     }
 
-    /// The file in up to 16 sequential jobs of at least 64 MiB, so that the progress line moves; the report
-    /// of the job that used the most threads.
+    /// The file in up to 16 sequential jobs of at least 64 MiB, so that the progress line moves; the memory
+    /// check is made once for the whole file, and error offsets are the file's. The report of the job that
+    /// used the most threads.
     func populateInSegments(_ file: KTask.MappedFile, options: KTask.Options) throws -> KTask.Report {
+        try KTask.checkMemory(file, write: write)
         let pageSize = file.pageMode.pageSize
         let segmentBytes = max(64 << 20, (file.count / 16 + pageSize - 1) / pageSize * pageSize)
         let segments = stride(from: 0, to: file.count, by: segmentBytes).map { $0..<min(file.count, $0 + segmentBytes) }
@@ -118,8 +129,7 @@ struct PopulateCommand: ParsableCommand {
         var widest: KTask.Report?
         for (index, bytes) in segments.enumerated() {
             progress.job("populate \(path): \(Units.bytes(bytes.upperBound)) of \(Units.bytes(file.count)) (\(index + 1)/\(segments.count))")
-            let report = try KTask.populate(UnsafeMutableRawBufferPointer(rebasing: file.buffer[bytes]), pageMode: file.pageMode,
-                                            write: write, options: options)
+            let report = try KTask.populate(file, bytes: bytes, write: write, options: options)
             if widest == nil || report.threadsUsed > widest!.threadsUsed { widest = report }
         }
         return widest!

@@ -153,3 +153,106 @@ struct MappedFileTests {
         }
     }
 }
+
+/// A file of `bytes` bytes of `value` in a new memfd (tmpfs), or nil.
+func memfd(bytes: Int, filledWith value: UInt8?) -> Int32? {
+    let fd = CKTask_memfd_create("ktask-populate-test", 0)
+    guard fd >= 0 else { return nil }
+    if let value {
+        let block = [UInt8](repeating: value, count: 1 << 20)
+        for offset in stride(from: 0, to: bytes, by: block.count) where pwrite(fd, block, block.count, off_t(offset)) != block.count {
+            close(fd)
+            return nil
+        }
+    } else if ftruncate(fd, off_t(bytes)) != 0 {
+        close(fd)
+        return nil
+    }
+    return fd
+}
+
+@Suite("Populate on an old kernel (no MADV_POPULATE_*) and at its limits", .serialized)
+struct PopulateFallbackTests {
+    let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+
+    @Test("case 1: the write fallback allocates every page and changes no byte of a file that holds data", .timeLimit(.minutes(1)))
+    func writeFallbackKeepsData() throws {
+        let bytes = 8 << 20
+        let fd = try #require(memfd(bytes: bytes, filledWith: 0xA5))
+        defer { close(fd) }
+        let address = try #require(mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0).flatMap { $0 == MAP_FAILED ? nil : $0 })
+        defer { munmap(address, bytes) }
+        let populate = MemoryPopulator(base: UInt(bitPattern: address), pageSize: page, write: true, usePopulate: false)
+        try populate(0..<bytes / page)
+        var contents = [UInt8](repeating: 0, count: bytes)
+        #expect(pread(fd, &contents, bytes, 0) == bytes)
+        let changed = contents.indices.filter { contents[$0] != 0xA5 }.count
+        #expect(changed == 0, "\(changed) bytes changed")
+    }
+
+    @Test("case 1: the write fallback is a write fault: a sparse tmpfs file gets every page allocated", .timeLimit(.minutes(1)))
+    func writeFallbackAllocates() throws {
+        let bytes = 8 << 20
+        let fd = try #require(memfd(bytes: bytes, filledWith: nil))
+        defer { close(fd) }
+        let address = try #require(mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0).flatMap { $0 == MAP_FAILED ? nil : $0 })
+        defer { munmap(address, bytes) }
+        try MemoryPopulator(base: UInt(bitPattern: address), pageSize: page, write: true, usePopulate: false)(0..<bytes / page)
+        var status = stat()
+        fstat(fd, &status)
+        #expect(Int(status.st_blocks) * 512 == bytes, "every page allocated")
+    }
+
+    @Test("case 2: the read fallback reads every page of a file into the page cache", .timeLimit(.minutes(1)))
+    func readFallbackReads() throws {
+        let bytes = 32 << 20
+        let path = NSTemporaryDirectory() + "ktask-read-fallback-\(getpid())"
+        defer { unlink(path) }
+        try Data(repeating: 0x3C, count: bytes).write(to: URL(fileURLWithPath: path))
+        let fd = open(path, O_RDONLY)
+        try #require(fd >= 0)
+        defer { close(fd) }
+        fsync(fd)
+        posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED)
+        let address = try #require(mmap(nil, bytes, PROT_READ, MAP_SHARED, fd, 0).flatMap { $0 == MAP_FAILED ? nil : $0 })
+        defer { munmap(address, bytes) }
+        let region = UnsafeMutableRawBufferPointer(start: address, count: bytes)
+        try #require(KTask.residentBytes(region) < bytes, "the page cache kept the file: cannot tell a read from none")
+        try MemoryPopulator(base: UInt(bitPattern: address), pageSize: page, write: false, usePopulate: false)(0..<bytes / page)
+        #expect(KTask.residentBytes(region) == bytes)
+    }
+
+    @Test("case 2: a file truncated under the mapping is a typed error from the read fallback, not a SIGBUS", .timeLimit(.minutes(1)))
+    func readFallbackTruncated() throws {
+        let bytes = 8 << 20
+        let fd = try #require(memfd(bytes: bytes, filledWith: 0x11))
+        defer { close(fd) }
+        let address = try #require(mmap(nil, bytes, PROT_READ, MAP_SHARED, fd, 0).flatMap { $0 == MAP_FAILED ? nil : $0 })
+        defer { munmap(address, bytes) }
+        try #require(ftruncate(fd, off_t(page)) == 0)
+        #expect(throws: KTask.Error.self) {
+            try MemoryPopulator(base: UInt(bitPattern: address), pageSize: page, write: false, usePopulate: false)(0..<bytes / page)
+        }
+    }
+
+    @Test("case 4: transparent huge pages near the largest size are a typed error, not an overflow trap")
+    func thpOverflow() throws {
+        let size = Int.max - (2 << 20) + 1
+        #expect(throws: KTask.Error.self) { _ = try KTask.Memory(bytes: size, pages: .transparentHuge) }
+    }
+
+    @Test("case 16: a hugetlbfs page size without a page mode (arm64's 64 KiB) is not taken for 2 MiB")
+    func unusualHugePageSize() throws {
+        #expect(KTask.MappedFile.Kind.hugetlbfs(pageSize: 64 << 10).pageMode != .hugetlb2M)
+        #expect(KTask.MappedFile.Kind.hugetlbfs(pageSize: 1 << 30).pageMode == .hugetlb1G)
+    }
+
+    @Test("case 16: a hugetlbfs mount of 64 KiB or 32 MiB pages is a typed error naming the size")
+    func unusualHugePageSizeRefused() throws {
+        for size in [64 << 10, 32 << 20] {
+            #expect(throws: KTask.Error.self) { _ = try KTask.MappedFile.Kind(filesystemType: 0x9584_58f6, blockSize: size, path: "/mnt/huge/vm") }
+        }
+        #expect(try KTask.MappedFile.Kind(filesystemType: 0x9584_58f6, blockSize: 2 << 20, path: "/mnt/huge/vm") == .hugetlbfs(pageSize: 2 << 20))
+        #expect(try KTask.MappedFile.Kind(filesystemType: 0x0102_1994, blockSize: 4096, path: "/dev/shm/vm") == .tmpfs)
+    }
+}

@@ -12,6 +12,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "CKTaskShims_populate.h"
 
 #include "CKTaskShims_signals.h"
 

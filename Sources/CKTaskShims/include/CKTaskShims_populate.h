@@ -1,0 +1,27 @@
+// The populate fallbacks for kernels without MADV_POPULATE_READ/WRITE (before 5.14, gVisor), in C so that
+// the compiler neither drops the reads nor turns the write touch into a store.
+#ifndef CKTASK_SHIMS_POPULATE_H
+#define CKTASK_SHIMS_POPULATE_H
+
+#include <stddef.h>
+
+/// Faults in `count` pages of `pageSize` bytes from `start`, one access per page: with `write`, an atomic
+/// OR of 0 into the page's first byte (a write fault that leaves every value as it was, even while another
+/// thread or process writes the page); else a volatile read. A SIGBUS on the way (a file truncated under
+/// the mapping, tmpfs full, the hugetlb pool empty) is caught on this thread and ends the walk.
+/// Returns -1 when every page was touched, else the index of the page that raised SIGBUS.
+long CKTask_touch_pages(void *start, size_t count, size_t pageSize, int write);
+
+/// madvise(2), retried on EINTR. Returns 0 or -1 with errno.
+int CKTask_madvise_retrying(void *start, size_t length, int advice);
+
+/// openat(2) with a mode (Swift does not import the variadic call). Returns a descriptor or -1 with errno.
+int CKTask_openat(int folder, const char *name, int flags, unsigned int mode);
+
+/// Open flags and lseek whences Glibc exposes to Swift only without _GNU_SOURCE's extras.
+int CKTask_O_PATH(void);
+int CKTask_O_NOATIME(void);
+int CKTask_SEEK_DATA(void);
+int CKTask_SEEK_HOLE(void);
+
+#endif
