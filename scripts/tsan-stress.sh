@@ -10,7 +10,9 @@ jobs=${KTASK_STRESS_JOBS:-100000}
 swift build -c release --sanitize=thread --product ktask-stress --scratch-path .build-tsan 2>&1 | tail -n 1
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-mkdir "$work/slots" "$work/reports"
+# The slots folder is left for ktask to make (0755 as root, 0700 otherwise): one made here under a umask of 002
+# would be group-writable and refused, and the soak would run with slots off (ktask-stress fails then).
+mkdir "$work/reports"
 # A `+` recipe gets make's jobserver: ktask takes a token per extra helper.
 printf 'all:\n\t+@$(STRESS)\n' >"$work/Makefile"
 status=0

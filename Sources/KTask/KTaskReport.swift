@@ -14,6 +14,11 @@ extension KTask {
         public let wallTime: Duration
         /// What bounded the thread count: why the job got ``threadsUsed`` threads and not more.
         public let threadLimit: KTask.ThreadLimit
+        /// What refused helpers the job's pool had for it: ``KTask/ThreadLimit/machineSlots`` (other processes
+        /// held the machine-wide slots) or ``KTask/ThreadLimit/jobserverTokens`` (make had no token free); nil
+        /// when nothing outside this process refused one. Set even where ``threadLimit`` names a later cause
+        /// (e.g. a granted helper that was not needed), so a measurement can tell it was not alone.
+        public let helpersRefusedBy: KTask.ThreadLimit?
         /// What kept helpers from holding the job up (``KTask/StarvationGuard/none`` for a job without helpers).
         public let starvationGuard: KTask.StarvationGuard
         /// Helpers the caller lent its priority to while it waited for them.
@@ -28,7 +33,7 @@ extension KTask {
         private let perThread: [Int]?
 
         init(threadsUsed: Int, chunkSize: Int, claimCount: Int, helperNice: Int?, wallTime: Duration,
-             threadLimit: KTask.ThreadLimit = .none, starvationGuard: KTask.StarvationGuard = .none, boostedHelpers: Int = 0,
+             threadLimit: KTask.ThreadLimit = .none, helpersRefusedBy: KTask.ThreadLimit? = nil, starvationGuard: KTask.StarvationGuard = .none, boostedHelpers: Int = 0,
              adaptiveThreads: Int? = nil, adaptiveThroughput: [Double] = [], perThread: [Int]?) {
             self.threadsUsed = threadsUsed
             self.chunkSize = chunkSize
@@ -36,6 +41,7 @@ extension KTask {
             self.helperNice = helperNice
             self.wallTime = wallTime
             self.threadLimit = threadLimit
+            self.helpersRefusedBy = helpersRefusedBy
             self.starvationGuard = starvationGuard
             self.boostedHelpers = boostedHelpers
             self.adaptiveThreads = adaptiveThreads

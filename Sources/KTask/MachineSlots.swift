@@ -41,14 +41,18 @@ package final class MachineSlots: @unchecked Sendable {
 
     /// Who may do what with the slots, in one line (`ktask info`).
     package static let trustModel = "root alone makes \(sharedFolder) (0755) and its read-only slot files; a user takes a slot by "
-        + "locking one (flock) and can write nothing there; holders are shown with their uid; an admin limits slots to one group "
-        + "with a 0750 root:GROUP folder (systemd-tmpfiles)"
+        + "locking one (flock) and can write nothing there; holders are shown with the pid that took the lock and its uid; any "
+        + "user can hold every slot (other jobs then run on their callers alone): an admin limits slots to one group with a 0750 "
+        + "root:GROUP folder (systemd-tmpfiles)"
 
     /// The folder the slot files are in.
     package let folder: String
     package let count: Int
     /// Who may take these slots, from the folder's owner and mode.
     package let access: String
+    /// Why the folders tried before this one were not used (e.g. a refused or group-restricted `/run/ktask`):
+    /// slots in a user's own folder coordinate only that user's processes, which `ktask info` says.
+    package let skipped: [String]
     /// One read-only descriptor per slot, and each file's device and inode (to find it in /proc/locks).
     private var files: [SlotFile]
     /// The process that opened `files`: a child forked without exec has the same open file descriptions, on
@@ -68,8 +72,9 @@ package final class MachineSlots: @unchecked Sendable {
         let inode: UInt64
     }
 
-    private init(folder: String, access: String, files: [SlotFile]) {
+    private init(folder: String, access: String, files: [SlotFile], skipped: [String]) {
         self.folder = folder
+        self.skipped = skipped
         self.access = access
         self.files = files
         count = files.count
@@ -93,6 +98,7 @@ package final class MachineSlots: @unchecked Sendable {
         if setting == "off" || setting == "0" { return .failure(Reason(text: "off (KTASK_SLOTS=off)")) }
         let count = max(0, onlineCPUs - 1)
         var candidates: [(folder: String, mayMake: Bool)] = []
+        var reasons: [String] = []
         if setting.hasPrefix("/") {
             candidates = [(setting, true)]
         } else if !setting.isEmpty && setting != "on" {
@@ -100,16 +106,30 @@ package final class MachineSlots: @unchecked Sendable {
         } else {
             // Only root makes the shared folder (a user's would be that user's alone).
             candidates.append((sharedFolder, geteuid() == 0))
-            if let runtime = environment["XDG_RUNTIME_DIR"], runtime.hasPrefix("/") { candidates.append((runtime + "/ktask", true)) }
+            if let runtime = environment["XDG_RUNTIME_DIR"], runtime.hasPrefix("/") {
+                // Only this user's own runtime folder: under `su` root keeps the user's variable, and would
+                // otherwise make root's files in that user's folder.
+                if let problem = runtimeFolderProblem(runtime) { reasons.append(problem) } else { candidates.append((runtime + "/ktask", true)) }
+            }
         }
-        var reasons: [String] = []
         for (folder, mayMake) in candidates {
             switch SlotFolder.prepare(folder, slots: count, mayMake: mayMake) {
-            case .success(let (access, files)): return .success(MachineSlots(folder: folder, access: access, files: files))
+            case .success(let (access, files)): return .success(MachineSlots(folder: folder, access: access, files: files, skipped: reasons))
             case .failure(let reason): reasons.append(reason.text)
             }
         }
         return .failure(Reason(text: "off: " + reasons.joined(separator: "; ")))
+    }
+
+    /// Why `$XDG_RUNTIME_DIR` is not this user's to use, or nil: it must be a folder (not a link) that this
+    /// effective user owns and no one else may write to.
+    static func runtimeFolderProblem(_ runtime: String) -> String? {
+        var status = stat()
+        guard lstat(runtime, &status) == 0 else { return "XDG_RUNTIME_DIR \(runtime) cannot be read (\(String(cString: strerror(errno))))" }
+        guard status.st_mode & S_IFMT == S_IFDIR, status.st_uid == geteuid(), status.st_mode & 0o022 == 0 else {
+            return "XDG_RUNTIME_DIR \(runtime) is not a folder of uid \(geteuid())'s own: not used"
+        }
+        return nil
     }
 
     /// The variables the slots read, as this process has them (read once, like the other limits).

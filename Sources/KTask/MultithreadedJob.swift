@@ -28,7 +28,7 @@ enum MultithreadedJob {
         let limit = plan.limit(reserving: helpers, refusedBy: refusedBy)
         log.debug(plan.account(reserved: helpers, limit: limit, options: options))
         if helpers == 0 && plan.parts.count == 1 {
-            let report = try runInline(plan.parts[0], start: start, limit: limit, chunk)
+            let report = try runInline(plan.parts[0], start: start, limit: limit, refusedBy: refusedBy, chunk)
             log.debug("job done: \(report)")
             return report
         }
@@ -58,7 +58,7 @@ enum MultithreadedJob {
             let report = KTask.Report(threadsUsed: perThread.count, chunkSize: job.plans[0].chunkSize,
                                claimCount: perThread.reduce(0, +), helperNice: perThread.count > 1 ? Int(job.helperNice) : nil,
                                wallTime: .now - start, threadLimit: dispatcher.limit(planned: limit, adaptive: adaptive, used: perThread.count),
-                               starvationGuard: job.starvationGuard, boostedHelpers: boost?.boosted ?? 0,
+                               helpersRefusedBy: refusedBy, starvationGuard: job.starvationGuard, boostedHelpers: boost?.boosted ?? 0,
                                adaptiveThreads: adaptive?.threads, adaptiveThroughput: adaptive?.rates ?? [], perThread: perThread)
             log.debug("job done: \(report)")
             return report
@@ -68,10 +68,10 @@ enum MultithreadedJob {
     /// One call on the calling thread: no helper, no system call, nothing allocated.
     @inline(__always)
     private static func runInline(_ range: Range<Int>, start: ContinuousClock.Instant, limit: KTask.ThreadLimit,
-                                  _ chunk: (Range<Int>) throws -> Void) throws -> KTask.Report {
+                                  refusedBy: KTask.ThreadLimit? = nil, _ chunk: (Range<Int>) throws -> Void) throws -> KTask.Report {
         try chunk(range)
         return KTask.Report(threadsUsed: 1, chunkSize: range.count, claimCount: 1, helperNice: nil,
-                           wallTime: .now - start, threadLimit: limit, perThread: nil)
+                           wallTime: .now - start, threadLimit: limit, helpersRefusedBy: refusedBy, perThread: nil)
     }
 
     /// The job's shared state: chunk plans sized for the threads each part got, the claim policy the

@@ -59,9 +59,6 @@ public struct TuneRunner {
         self.options = options
     }
 
-    /// The limits that mean helpers were refused by other processes, not by this work or this machine.
-    static let refusedOutside: Set<KTask.ThreadLimit> = [.machineSlots, .jobserverTokens]
-
     /// `progress` hears (run, of runs, threads) before each job (run 0: the warm-up).
     public func run(progress: (Int, Int, Int) -> Void = { _, _, _ in }) throws -> TuneResult {
         let counts = Array(1...maxThreads)
@@ -76,7 +73,8 @@ public struct TuneRunner {
                 let report = try workload.runOnce(threads: threads, options: options).report
                 seconds[threads].append(report.wallTime.seconds)
                 used[threads] = min(used[threads], report.threadsUsed)
-                if Self.refusedOutside.contains(report.threadLimit) { refused[threads] = refused[threads] ?? report.threadLimit }
+                // Read from its own field: threadLimit may name a later cause (a granted helper not needed).
+                if let refusedBy = report.helpersRefusedBy { refused[threads] = refused[threads] ?? refusedBy }
             }
         }
         let points = counts.map { threads in

@@ -172,6 +172,8 @@ struct SlotsStatus {
     /// Who may take the slots (from the folder's owner and mode); nil when off.
     let access: String?
     let reason: String
+    /// Why folders tried first (root's shared one) were not used.
+    var skipped: [String] = []
     let jobserver: String
 
     static func read() -> SlotsStatus {
@@ -182,7 +184,7 @@ struct SlotsStatus {
         }
         let holders = machine.holders()
         return SlotsStatus(folder: machine.folder, slots: machine.count, held: Set(holders.flatMap(\.slots)).count, holders: holders,
-                           access: machine.access, reason: machine.offReason ?? "on", jobserver: jobserver)
+                           access: machine.access, reason: machine.offReason ?? "on", skipped: machine.skipped, jobserver: jobserver)
     }
 
     /// The table's lines: where and how many, who holds them (pid, uid, user), who may take them, the trust model.
@@ -195,6 +197,7 @@ struct SlotsStatus {
             lines.append("machine-wide slots: \(slots) in \(folder) (slot.0 …, online CPUs − 1, shared by every ktask process that may "
                          + "open them), \(self.held) held" + (held.isEmpty ? "" : " by " + held.joined(separator: ", ")))
             lines.append("  who may take them: \(access)")
+            for reason in skipped { lines.append("  not used: \(reason)") }
         } else {
             lines.append("machine-wide slots: \(reason)")
         }

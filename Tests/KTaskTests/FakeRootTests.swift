@@ -133,6 +133,21 @@ struct FakeRootLimitTests {
         #expect(CgroupLimits.cpuCgroupFolder(root: fake.root)?.folder == nil, "helpers' cgroup not made in an unrelated cgroup")
     }
 
+    @Test("of two mounts of the hierarchy, the one whose root holds the process's cgroup is read")
+    func mountHoldingTheCgroupWins() throws {
+        let fake = try FakeRoot()
+        try fake.write("/sys/devices/system/cpu/online", "0-7\n")
+        try fake.write("/proc/self/cgroup", "0::/svc/job\n")
+        // An unrelated subtree's bind mount first, then the whole hierarchy.
+        try fake.write("/proc/self/mountinfo", """
+            30 23 0:26 /other /mnt/other rw - cgroup2 cgroup2 rw
+            31 23 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw
+
+            """)
+        try fake.write("/sys/fs/cgroup/svc/job/cpu.max", "300000 100000\n")
+        #expect(CPUBudget.read(root: fake.root).cgroup.quotaCPUs == 3)
+    }
+
     @Test("affinity under a snapshot root comes from its proc/self/status")
     func affinityFromStatus() throws {
         let fake = try FakeRoot.cgroupV2Machine()

@@ -112,14 +112,18 @@ package struct CgroupLimits: Sendable, Equatable {
         func locate(_ controller: String, mounts: [Mount], memberships: [(controllers: Set<String>, path: String)])
             -> (Mount, String)?
         {
-            for mount in mounts {
-                guard case .v1 = mount.kind, mount.has(controller),
-                      let membership = memberships.first(where: { $0.controllers.contains(controller) })
-                else { continue }
+            // Of several mounts of one hierarchy (a container's bind mounts of subtrees), the one whose root
+            // holds the process's cgroup, the deepest such; else the first (whose note then says why).
+            func best(_ candidates: [Mount], _ path: String) -> Mount? {
+                candidates.filter { Self.components(mount: $0, path: path).components != nil }
+                    .max { $0.root.count < $1.root.count } ?? candidates.first
+            }
+            if let membership = memberships.first(where: { $0.controllers.contains(controller) }),
+               let mount = best(mounts.filter { if case .v1 = $0.kind { $0.has(controller) } else { false } }, membership.path) {
                 return (mount, membership.path)
             }
-            if let mount = mounts.first(where: { $0.kind == .v2 }),
-               let membership = memberships.first(where: { $0.controllers.isEmpty }) {
+            if let membership = memberships.first(where: { $0.controllers.isEmpty }),
+               let mount = best(mounts.filter { $0.kind == .v2 }, membership.path) {
                 return (mount, membership.path)
             }
             // No /proc/self/cgroup (old kernels, some snapshots): /proc/self/cpuset names the cpuset path.
