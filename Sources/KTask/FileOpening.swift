@@ -38,11 +38,13 @@ struct FileOpening {
         }
     }
 
-    /// The open itself, in `folder`. Links are followed only in procfs (`/proc/self/fd/N`, a descriptor this
-    /// process holds, as a VM's memfd is passed): the kernel makes those, no user can plant one.
+    /// The open itself, in `folder`. Links are followed only in this process's own descriptor folder
+    /// (`/proc/self/fd/N`, a descriptor this process holds, as a VM's memfd is passed): the kernel makes
+    /// those and no user can plant one; another process's (`/proc/PID/fd`) could be anyone's once the pid is
+    /// reused.
     private static func open(_ name: String, in folder: Int32, write: Bool, requireWrite: Bool, create: Bool,
                              unusable: (String) -> KTask.Error) throws(KTask.Error) -> FileOpening {
-        let follow = filesystemType(folder) == 0x9fa0  // PROC_SUPER_MAGIC
+        let follow = isOwnDescriptorFolder(folder)
         var access = write ? O_RDWR : O_RDONLY
         var noAtime = CKTask_O_NOATIME()  // dropped on EPERM: allowed only to the owner (or CAP_FOWNER)
         for _ in 0..<8 {
@@ -53,6 +55,10 @@ struct FileOpening {
             if code == EPERM && noAtime != 0 { noAtime = 0; continue }
             if (code == EACCES || code == EROFS || code == ETXTBSY) && access == O_RDWR && !requireWrite { access = O_RDONLY; continue }
             if code == ENOENT && create {
+                // Decided before anything is made: a file on disk is never created (not even for a moment).
+                guard [0x0102_1994, 0x9584_58f6].contains(filesystemType(folder)) else {  // TMPFS_MAGIC, HUGETLBFS_MAGIC
+                    throw unusable("does not exist, and its folder is on a disk filesystem: only tmpfs or hugetlbfs files are created")
+                }
                 let made = CKTask_openat(folder, name, O_RDWR | O_CREAT | O_EXCL | common, 0o600)
                 if made >= 0 { return try opened(made, folder: folder, name: name, created: true, readWrite: true, unusable: unusable) }
                 if errno == EEXIST { continue }  // made by someone else meanwhile: open it by the same rules
@@ -101,18 +107,19 @@ struct FileOpening {
         return (folder, String(trimmed[trimmed.index(after: slash)...]))
     }
 
+    /// Whether `folder` is this process's (or thread's) `/proc/.../fd`, by device and inode.
+    static func isOwnDescriptorFolder(_ folder: Int32) -> Bool {
+        var opened = stat(), own = stat()
+        guard fstat(folder, &opened) == 0 else { return false }
+        return (["/proc/self/fd", "/proc/thread-self/fd"] as [String]).contains { path in
+            stat(path, &own) == 0 && own.st_dev == opened.st_dev && own.st_ino == opened.st_ino
+        }
+    }
+
     /// fstatfs's filesystem type of a descriptor; 0 where it cannot tell.
     static func filesystemType(_ fd: Int32) -> UInt {
         var type = 0, blockSize = 0
         return CKTask_fstatfs(fd, &type, &blockSize) == 0 ? UInt(bitPattern: type) : 0
-    }
-
-    /// Whether the folder is world-writable with the sticky bit (/tmp, /dev/shm): any user can plant a
-    /// file there for another to open.
-    var folderIsShared: Bool {
-        var status = stat()
-        guard fstat(folder, &status) == 0 else { return true }
-        return status.st_mode & S_ISVTX != 0 && status.st_mode & S_IWOTH != 0
     }
 
     /// Removes the file this open created, if the name still leads to it (another user cannot rename it

@@ -70,6 +70,8 @@ extension KTask {
         public let ownedByCaller: Bool
         /// Open for the mapping's life: size, allocation and removal are decided from it, not the name.
         let file: FileOpening
+        /// The size this init extended the file to; nil where it did not extend it.
+        let extendedTo: Int?
 
         /// Maps `path` shared, after one open of it that follows no symbolic link and waits for nothing.
         /// - Parameters:
@@ -79,9 +81,11 @@ extension KTask {
         ///   - writable: map it writable, to allocate a tmpfs or hugetlbfs file's pages; refused for a file on
         ///     disk, which is only read (its contents stay as they are; its access time too, where the
         ///     caller owns the file or is root).
-        ///   - allowOtherOwner: use an existing file in a world-writable sticky folder (/dev/shm, /tmp) that
-        ///     another user owns. Without it such a file is refused: anyone can plant one there for root to
-        ///     fill with its data. Even with it, another user's file is never extended or bound to nodes.
+        ///   - allowOtherOwner: write or allocate (`writable`, a larger `size`, any hugetlbfs file) an existing
+        ///     file another user owns, or one with several hard links. Without it such a file is refused
+        ///     wherever it is: any folder on the way could be that user's, and a file planted there would get
+        ///     the caller's data. Reading a disk or tmpfs file needs no flag. Even with it, another user's file
+        ///     is never extended or bound to nodes.
         /// - Throws: ``KTask/Error/fileUnusable(path:reason:)`` for a missing file without `size`, a folder, a
         ///   symbolic link, a FIFO or device, no permission, another user's file as above, a file on disk asked
         ///   to be written, created or extended, a hugetlbfs page size without a ``PageMode``;
@@ -93,7 +97,7 @@ extension KTask {
             let file = try FileOpening.open(path, write: writable || size != nil, requireWrite: writable, create: size != nil)
             do {
                 let plan = try Self.plan(file, path: path, size: size, writable: writable, allowOtherOwner: allowOtherOwner)
-                base = try Self.map(file, plan: plan, writable: writable, path: path)
+                (base, extendedTo) = try Self.map(file, plan: plan, writable: writable, path: path)
                 (kind, pageMode, count) = (plan.kind, plan.pageMode, plan.length)
             } catch {
                 file.removeCreated()
@@ -114,20 +118,32 @@ extension KTask {
         }
 
         /// What the descriptor says the mapping must be, with every refusal before anything changes.
-        struct Plan { let kind: Kind, pageMode: PageMode, length: Int }
+        struct Plan { let kind: Kind, pageMode: PageMode, length: Int, newSize: Int }
 
         static func plan(_ file: FileOpening, path: String, size: Int?, writable: Bool, allowOtherOwner: Bool) throws(KTask.Error) -> Plan {
             func unusable(_ reason: String) -> KTask.Error { .fileUnusable(path: path, reason: reason) }
             let owner = file.status.st_uid, caller = geteuid()
-            if !file.created && owner != caller && !allowOtherOwner && file.folderIsShared {
-                throw unusable("is owned by uid \(owner), not by this user (uid \(caller)), in a folder anyone can write to: another user may "
-                               + "have planted it; give allowOtherOwner (--allow-other-owner) to use it anyway")
-            }
             var type = 0, blockSize = 0
             guard CKTask_fstatfs(file.descriptor, &type, &blockSize) == 0 else { throw unusable("cannot tell its filesystem") }
             let kind = try Kind(filesystemType: UInt(bitPattern: type), blockSize: blockSize, path: path)
             let pageMode = kind.pageMode!  // the init above refused a kind without one
             let fileSize = Int(file.status.st_size), wanted = size ?? fileSize
+            // Where the populate writes, extends or allocates (a read of hugetlbfs allocates its holes), the
+            // file must be this user's, wherever it is: any folder on the way could be another user's (a
+            // subfolder of /dev/shm they made, or a link to it). A read of a disk or tmpfs file (its data pages
+            // only) changes nothing and allocates nothing, so anyone's file may be read.
+            let allocates = writable || wanted > fileSize || kind.pageMode?.isHugetlb == true
+            if allocates && !file.created && !allowOtherOwner {
+                if owner != caller {
+                    throw unusable("is owned by uid \(owner), not by this user (uid \(caller)): another user may have planted it for this "
+                                   + "user to fill; give allowOtherOwner (--allow-other-owner) to use it anyway")
+                }
+                // A hard link to another of this user's files, made by someone else (protected_hardlinks=0).
+                if file.status.st_nlink > 1 {
+                    throw unusable("has \(file.status.st_nlink) links (a hard link may lead to another of this user's files); "
+                                   + "give allowOtherOwner (--allow-other-owner) to use it anyway")
+                }
+            }
             if kind == .pageCache && (writable || file.created || wanted > fileSize) {
                 throw unusable(writable ? "is on a disk filesystem: it is only read into the page cache, never written (drop --write)"
                                : "is on a disk filesystem: only tmpfs or hugetlbfs files are created or extended (drop --size or make it at most the file's size)")
@@ -135,14 +151,17 @@ extension KTask {
             guard wanted > 0 else { throw unusable("is empty; give --size to extend a tmpfs or hugetlbfs file") }
             let (rounded, overflow) = wanted.addingReportingOverflow(pageMode.pageSize - 1)
             guard !overflow else { throw .invalidParameter(name: "size", value: "\(wanted)", allowed: "at most \(Int.max - pageMode.pageSize + 1)") }
+            // Mapped in whole pages (the last may reach past the end: mapping it is fine); extended only where
+            // `size` asks for more than the file has, to that size (a hugetlbfs file grows in whole pages).
             let length = rounded / pageMode.pageSize * pageMode.pageSize
-            if length > fileSize && !file.created && owner != caller {
+            let newSize = wanted <= fileSize ? fileSize : kind == .tmpfs ? wanted : length
+            if newSize > fileSize && !file.created && owner != caller {
                 throw unusable("is owned by uid \(owner): only a file this user owns or creates is extended (drop --size or make it at most the file's size)")
             }
-            if length > fileSize && !file.readWrite { throw unusable("no permission to write it (to extend it to \(length) bytes)") }
+            if newSize > fileSize && !file.readWrite { throw unusable("no permission to write it (to extend it to \(newSize) bytes)") }
             try checkPool(kind, length: length, allocated: allocatedBytes(file.status))
             if writable && kind == .tmpfs { try MemoryHeadroom.check(needed: max(0, length - allocatedBytes(file.status))) }
-            return Plan(kind: kind, pageMode: pageMode, length: length)
+            return Plan(kind: kind, pageMode: pageMode, length: length, newSize: newSize)
         }
 
         /// hugetlbfs: pages the file already has are its own; the rest must come from the pool, which
@@ -153,21 +172,37 @@ extension KTask {
             if needed > pool.available { throw .hugePagesUnavailable(pageSize: pageSize, needed: needed, available: pool.available) }
         }
 
-        static func allocatedBytes(_ status: stat) -> Int { Int(status.st_blocks) * 512 }
+        /// Bytes the file has allocated (a filesystem may report any block count: saturated, not trapped).
+        static func allocatedBytes(_ status: stat) -> Int {
+            let (bytes, overflow) = Int(status.st_blocks).multipliedReportingOverflow(by: 512)
+            return overflow || bytes < 0 ? Int.max : bytes
+        }
 
         /// Extends the file when the plan says so (only the caller's own, checked), then maps it.
-        static func map(_ file: FileOpening, plan: Plan, writable: Bool, path: String) throws(KTask.Error) -> UnsafeMutableRawPointer {
-            let fileSize = Int(file.status.st_size)
-            if plan.length > fileSize && ftruncate(file.descriptor, off_t(plan.length)) != 0 {
-                throw .fileUnusable(path: path, reason: "cannot be extended to \(plan.length) bytes: \(String(cString: strerror(errno)))")
+        static func map(_ file: FileOpening, plan: Plan, writable: Bool, path: String) throws(KTask.Error) -> (UnsafeMutableRawPointer, extendedTo: Int?) {
+            // The size now, not at open: the caller's own file may have grown since (a running guest), and a
+            // truncate to a smaller size would cut it.
+            var now = stat()
+            let fileSize = fstat(file.descriptor, &now) == 0 ? Int(now.st_size) : Int(file.status.st_size)
+            let extend = plan.newSize > fileSize
+            if extend && ftruncate(file.descriptor, off_t(plan.newSize)) != 0 {
+                throw .fileUnusable(path: path, reason: "cannot be extended to \(plan.newSize) bytes: \(String(cString: strerror(errno)))")
             }
             let protection = writable ? PROT_READ | PROT_WRITE : PROT_READ
             guard let address = mmap(nil, plan.length, protection, MAP_SHARED, file.descriptor, 0), address != MAP_FAILED else {
                 let reason = String(cString: strerror(errno))
-                if plan.length > fileSize && !file.created { _ = ftruncate(file.descriptor, off_t(fileSize)) }
+                if extend && !file.created { truncateBack(file, from: plan.newSize, to: fileSize) }
                 throw .mapFailed(bytes: plan.length, reason: reason)
             }
-            return address
+            return (address, extend ? plan.newSize : nil)
+        }
+
+        /// Truncates a file this call extended back to `size`, only if it still has the size this call gave it:
+        /// what another writer added meanwhile is not cut.
+        static func truncateBack(_ file: FileOpening, from extended: Int, to size: Int) {
+            var now = stat()
+            guard fstat(file.descriptor, &now) == 0, Int(now.st_size) == extended else { return }
+            _ = ftruncate(file.descriptor, off_t(size))
         }
 
         /// Undoes what this init did to the file, for a populate that failed: removes the file it created,
@@ -177,8 +212,8 @@ extension KTask {
         public func undoChanges() {
             if created {
                 file.removeCreated()
-            } else if count > originalSize, ownedByCaller {
-                _ = ftruncate(file.descriptor, off_t(originalSize))
+            } else if let extendedTo, ownedByCaller {
+                Self.truncateBack(file, from: extendedTo, to: originalSize)
             }
         }
 

@@ -158,6 +158,8 @@ package struct MemoryPopulator: Sendable {
         return CKTask_madvise_retrying(probe, page, CKTask_MADV_POPULATE_WRITE()) == 0 || errno != EINVAL
     }()
 
+    static let basePageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
+
     package func callAsFunction(_ pages: Range<Int>) throws(KTask.Error) {
         guard let onlyPages else { return try populate(pages) }
         // The first data range that ends after the chunk starts, then on while they start before it ends.
@@ -176,9 +178,13 @@ package struct MemoryPopulator: Sendable {
             guard CKTask_madvise_retrying(start, pages.count * pageSize, advice) != 0 else { return }
             throw .populateFailed(offset: pages.lowerBound * pageSize, reason: Self.reason(errno: errno))
         }
-        let failed = CKTask_touch_pages(start, pages.count, pageSize, write ? 1 : 0)
+        // Every base page, whatever the mode: memory meant for transparent huge pages may be backed by base
+        // pages (THP off for it, no huge page free), and one touch per 2 MiB would then fault in 1 page of 512.
+        // In a huge page the touches after the first find it present.
+        let stride = Self.basePageSize
+        let failed = CKTask_touch_pages(start, pages.count * (pageSize / stride), stride, write ? 1 : 0)
         if failed >= 0 {
-            throw .populateFailed(offset: (pages.lowerBound + failed) * pageSize,
+            throw .populateFailed(offset: pages.lowerBound * pageSize + failed * stride,
                                   reason: "SIGBUS: no space (tmpfs full, hugetlb pool empty) or the file is shorter than the mapping")
         }
     }

@@ -14,8 +14,8 @@ struct PopulateCommand: ParsableCommand {
             A tmpfs or hugetlbfs file (e.g. a VM's memory-backend-file in /dev/shm or /dev/hugepages) is created or \
             extended to --size, and with --write every page is allocated (no byte changes), on the --nodes given; \
             a read leaves a tmpfs file's holes unallocated. Resident bytes come from mincore before and after. \
-            The file is opened once, never through a symbolic link; a FIFO or device is refused, as is another \
-            user's file in a world-writable folder unless --allow-other-owner is given. A failed populate removes \
+            The file is opened once, never through a symbolic link; a FIFO or device is refused, as is writing \
+            another user's file or one with several links unless --allow-other-owner is given. A failed populate removes \
             the file it created, or truncates back the file it extended.
             """)
 
@@ -37,7 +37,7 @@ struct PopulateCommand: ParsableCommand {
                                valueName: "local|any|n,n,..."), transform: parseNodeChoice)
     var nodes: NodeChoice = .local
 
-    @Flag(help: "Use an existing file in a world-writable sticky folder (/dev/shm, /tmp) that another user owns (refused without it: it may have been planted). Another user's file is still never extended or bound to nodes.")
+    @Flag(help: "Write or allocate an existing file another user owns, or one with several links (refused without it: it may have been planted). Another user's file is still never extended or bound to nodes.")
     var allowOtherOwner = false
 
     @Option(help: "The most threads, the calling thread included (default: every usable CPU).")

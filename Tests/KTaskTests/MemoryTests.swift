@@ -203,6 +203,20 @@ struct PopulateFallbackTests {
         #expect(Int(status.st_blocks) * 512 == bytes, "every page allocated")
     }
 
+    @Test("the write fallback in 2 MiB units faults in every base page where no huge page backs the memory", .timeLimit(.minutes(1)))
+    func fallbackTouchesEveryBasePage() throws {
+        let bytes = 8 << 20, unit = 2 << 20
+        let fd = try #require(memfd(bytes: bytes, filledWith: nil))
+        defer { close(fd) }
+        // A shmem file without huge pages: a transparent-huge populate of it must still allocate all of it.
+        let address = try #require(mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0).flatMap { $0 == MAP_FAILED ? nil : $0 })
+        defer { munmap(address, bytes) }
+        try MemoryPopulator(base: UInt(bitPattern: address), pageSize: unit, write: true, usePopulate: false)(0..<bytes / unit)
+        var status = stat()
+        fstat(fd, &status)
+        #expect(Int(status.st_blocks) * 512 == bytes, "\(Int(status.st_blocks) * 512) of \(bytes) bytes allocated")
+    }
+
     @Test("case 2: the read fallback reads every page of a file into the page cache", .timeLimit(.minutes(1)))
     func readFallbackReads() throws {
         let bytes = 32 << 20

@@ -160,6 +160,70 @@ struct PopulateSafetyCLITests {
         #expect(fileFacts(path)?.allocated == 8 << 20)
     }
 
+    @Test("case 5: another user's file in a subfolder they made (not sticky, not world-writable) is refused for --write",
+          .enabled(if: getuid() == 0, "needs root to give a folder to nobody: skipped"), .timeLimit(.minutes(1)))
+    func plantedInAnotherUsersFolder() throws {
+        let folder = shm + "-vm", path = folder + "/ram"
+        defer { unlink(path); rmdir(folder) }
+        let plant = try runCommand("/usr/bin/setpriv", ["--reuid=nobody", "--regid=nogroup", "--clear-groups", "/bin/sh", "-c",
+                                                        "mkdir -m 755 \(folder) && truncate -s 4M \(path) && chmod 666 \(path)"])
+        try #require(plant.status == 0, "nobody cannot make a folder here: \(plant.stderr)")
+        let refused = try runKTaskSafely(["populate", path, "--write"])
+        #expect(refused.status == 1 && refused.stderr.contains("owned by uid 65534"), "\(refused.stderr)")
+        #expect(fileFacts(path)?.allocated == 0, "nothing of root's went into it")
+        // Reading another user's tmpfs file changes and allocates nothing: allowed.
+        #expect(try runKTaskSafely(["populate", path]).status == 0)
+    }
+
+    @Test("case 5: a hard link to one of root's own files is not written through without --allow-other-owner",
+          .timeLimit(.minutes(1)))
+    func hardLinkRefused() throws {
+        let target = shm + "-root-file", link = shm + "-hardlink"
+        defer { unlink(link); unlink(target) }
+        try Data(count: 4096).write(to: URL(fileURLWithPath: target))
+        try #require(Glibc.link(target, link) == 0)
+        let refused = try runKTaskSafely(["populate", link, "--size", "8M", "--write"])
+        #expect(refused.status == 1 && refused.stderr.contains("links"), "\(refused.stderr)")
+        #expect(fileFacts(target)?.size == 4096, "the other name's file was not extended")
+    }
+
+    @Test("a file whose size is not a whole number of pages: read on disk, and --write keeps a tmpfs file's size",
+          .timeLimit(.minutes(1)))
+    func sizeNotAPageMultiple() throws {
+        var template = Array((NSTemporaryDirectory() + "ktask-odd-XXXXXX").utf8CString)
+        let made = try #require(template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) })
+        let folder = String(cString: made)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let disk = folder + "/odd", memory = shm + "-odd"
+        defer { unlink(memory) }
+        try Data(repeating: 7, count: 5000).write(to: URL(fileURLWithPath: disk))
+        try Data(repeating: 7, count: 5000).write(to: URL(fileURLWithPath: memory))
+        let read = try runKTaskSafely(["populate", disk])
+        #expect(read.status == 0, "\(read.stderr)")
+        #expect(fileFacts(disk)?.size == 5000)
+        let written = try runKTaskSafely(["populate", memory, "--write"])
+        #expect(written.status == 0, "\(written.stderr)")
+        #expect(fileFacts(memory)?.size == 5000, "not grown to a whole page")
+        let grown = try runKTaskSafely(["populate", memory, "--size", "10000", "--write"])
+        #expect(grown.status == 0 && fileFacts(memory)?.size == 10000, "extended to the size asked, not past it: \(grown.stderr)")
+    }
+
+    @Test("--size of a missing file on a disk folder is refused before anything is made there", .timeLimit(.minutes(1)))
+    func noFileMadeOnDisk() throws {
+        guard straceUsable else { return }
+        var template = Array((NSTemporaryDirectory() + "ktask-nomake-XXXXXX").utf8CString)
+        let made = try #require(template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) })
+        let folder = String(cString: made)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let trace = folder + ".trace"
+        defer { unlink(trace) }
+        let run = try runCommand("/usr/bin/strace", ["-f", "-o", trace, "-e", "trace=openat,unlinkat", try ktaskExecutable(),
+                                                     "populate", folder + "/new", "--size", "1M"])
+        #expect(run.status == 1 && run.stderr.contains("disk filesystem"), "\(run.stderr)")
+        let calls = try String(contentsOfFile: trace, encoding: .utf8)
+        #expect(!calls.contains("O_CREAT"), "no file was created, not even for a moment")
+    }
+
     @Test("case 6: a FIFO at the path is refused at once, not waited on", .timeLimit(.minutes(1)))
     func fifo() throws {
         let path = shm + "-fifo"
