@@ -1,4 +1,5 @@
 #include "CKTaskShims_populate.h"
+#include "CKTaskShims_signals.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -13,27 +14,27 @@
 // Why a guard and not a size check: the walk gets only a region (the caller's own mapping, maybe of a
 // file another process truncates at any moment), so a check of the file's size before the walk would
 // race with the truncation; a SIGBUS caught on the faulting thread cannot.
-static __thread sigjmp_buf *touchGuard;
-static struct sigaction previousBusAction;
-static pthread_once_t busHandlerOnce = PTHREAD_ONCE_INIT;
+struct touch_guard {
+    sigjmp_buf jump;
+    uintptr_t start, end;
+};
+// initial-exec: read in a signal handler, where a lazily allocated thread-local is not safe.
+static __thread struct touch_guard *touchGuard __attribute__((tls_model("initial-exec")));
+static pthread_once_t busClaimOnce = PTHREAD_ONCE_INIT;
 
-static void onBus(int signal, siginfo_t *info, void *context) {
-    sigjmp_buf *guard = touchGuard;
-    if (guard) siglongjmp(*guard, 1);
-    // Not ours: the handler that was there before, or the default action (the fault repeats on return).
-    if (previousBusAction.sa_flags & SA_SIGINFO) {
-        if (previousBusAction.sa_sigaction) { previousBusAction.sa_sigaction(signal, info, context); return; }
-    } else if (previousBusAction.sa_handler == SIG_IGN) {
-        return;
-    } else if (previousBusAction.sa_handler != SIG_DFL) {
-        previousBusAction.sa_handler(signal);
-        return;
-    }
-    struct sigaction fallback;
-    memset(&fallback, 0, sizeof fallback);
-    fallback.sa_handler = SIG_DFL;
-    sigaction(SIGBUS, &fallback, NULL);
+// Only a fault the kernel raised at an address the walk reads is the walk's: a SIGBUS sent with kill (si_code
+// <= 0) or a memory error (BUS_MCEERR_AR/AO, which a VM host such as QEMU handles itself) returns, and the
+// signal module chains it to the earlier handler or the default action as without ktask.
+static void claimBus(int signal, siginfo_t *info) {
+    (void)signal;
+    struct touch_guard *guard = touchGuard;
+    if (guard == NULL || info == NULL || info->si_code <= 0) return;
+    if (info->si_code == BUS_MCEERR_AR || info->si_code == BUS_MCEERR_AO) return;
+    uintptr_t address = (uintptr_t)info->si_addr;
+    if (address >= guard->start && address < guard->end) siglongjmp(guard->jump, 1);
 }
+
+static void installBusClaim(void) { CKTask_claim_faults(SIGBUS, claimBus); }
 
 // A write fault that stores the value already there, atomically, so that a concurrent writer's value is
 // never lost. Not `__atomic_fetch_or(p, 0)`: LLVM lowers an idempotent RMW on x86 to a fence and a load,
@@ -47,20 +48,11 @@ static void touchForWrite(uint8_t *address) {
 #endif
 }
 
-static void installBusHandler(void) {
-    struct sigaction action;
-    memset(&action, 0, sizeof action);
-    action.sa_sigaction = onBus;
-    action.sa_flags = SA_SIGINFO | SA_RESTART | SA_NODEFER;
-    sigemptyset(&action.sa_mask);
-    sigaction(SIGBUS, &action, &previousBusAction);
-}
-
 long CKTask_touch_pages(void *start, size_t count, size_t pageSize, int write) {
-    pthread_once(&busHandlerOnce, installBusHandler);
+    pthread_once(&busClaimOnce, installBusClaim);
     volatile size_t page = 0;
-    sigjmp_buf guard;
-    if (sigsetjmp(guard, 1) != 0) {
+    struct touch_guard guard = { .start = (uintptr_t)start, .end = (uintptr_t)start + count * pageSize };
+    if (sigsetjmp(guard.jump, 1) != 0) {
         touchGuard = NULL;
         return (long)page;
     }

@@ -21,7 +21,9 @@ import Glibc
 /// - only the two ends of one pipe, or a FIFO, are used as the jobserver: nothing else named is read or
 ///   written;
 /// - a read that would block means no free token: ktask never waits (the descriptor is reopened
-///   non-blocking through /proc/self/fd, so make's own description is left as it is).
+///   non-blocking through /proc/self/fd, so make's own description is left as it is); the write end is
+///   used through a copy (`F_DUPFD_CLOEXEC`), so a host that closes make's descriptor and reuses its
+///   number never gets token bytes in that file.
 package final class Jobserver: Sendable {
     /// How the jobserver is reached.
     package enum Auth: Equatable, Sendable {
@@ -118,7 +120,11 @@ package final class Jobserver: Sendable {
         // A description of our own, non-blocking: make's stays as make set it.
         let reader = open("/proc/self/fd/\(read)", O_RDONLY | O_NONBLOCK | O_CLOEXEC)
         guard reader >= 0 else { return unusable("jobserver descriptor \(read) cannot be reopened non-blocking") }
-        CKTask_jobserver_setup(reader, write)
+        // A number of our own for the write end: the host may close what it inherited and reuse the number
+        // (for a log), which must never receive token bytes.
+        let writer = fcntl(write, F_DUPFD_CLOEXEC, 0)
+        guard writer >= 0 else { close(reader); return unusable("jobserver descriptor \(write) cannot be duplicated") }
+        CKTask_jobserver_setup(reader, writer)
         return (Jobserver(description: "make jobserver pipe \(read),\(write)"), nil)
     }
 

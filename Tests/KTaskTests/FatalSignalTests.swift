@@ -37,6 +37,70 @@ private func forkProcess() -> pid_t {
     return unsafeBitCast(symbol, to: Fork.self)()
 }
 
+/// The thread that the second fatal signal goes to in `overlappingSignals` (another thread's pthread_t).
+nonisolated(unsafe) private var idleThread: pthread_t?
+
+/// In an exit test's process: the fifo the parent made (named by `label` and the parent's pid) as the
+/// jobserver, 3 tokens held, the fifo filled so that the handler's first write blocks; then SIGTERM on
+/// this thread, and while its handler waits to write, SIGINT to this thread or to another one; then
+/// the filler is read away. Every token must reach the fifo before the process dies.
+private func overlappingSignals(label: String, secondToSameThread: Bool) -> Never {
+    let path = NSTemporaryDirectory() + "ktask-\(label)-\(getppid())"
+    setenv("MAKEFLAGS", " -j4 --jobserver-auth=fifo:" + path, 1)
+    guard let jobserver = Jobserver.shared else { exit(2) }
+    for _ in 0..<3 where jobserver.take() == nil { exit(3) }
+    let filler = open(path, O_RDWR | O_NONBLOCK)
+    guard filler >= 0 else { exit(4) }
+    var filled = 0, byte = UInt8(ascii: "f")
+    while write(filler, &byte, 1) == 1 { filled += 1 }
+    var both = sigset_t()
+    sigemptyset(&both)
+    sigaddset(&both, SIGTERM)
+    sigaddset(&both, SIGINT)
+    pthread_sigmask(SIG_UNBLOCK, &both, nil)
+    if !secondToSameThread {
+        Thread.detachNewThread {
+            idleThread = pthread_self()
+            while true { sleep(1) }
+        }
+    }
+    let first = pthread_self(), fillerBytes = filled
+    Thread.detachNewThread {
+        usleep(300_000)
+        let target = secondToSameThread ? first : idleThread!
+        pthread_kill(target, SIGINT)
+        usleep(300_000)
+        var drained = 0, chunk = [UInt8](repeating: 0, count: 4096)
+        while drained < fillerBytes {
+            let got = read(filler, &chunk, min(chunk.count, fillerBytes - drained))
+            if got > 0 { drained += got } else { usleep(1000) }
+        }
+        while true { sleep(1) }
+    }
+    raise(SIGTERM)
+    exit(5)
+}
+
+/// Runs `overlappingSignals` in an exit test and returns the tokens (`+`) that reached the fifo.
+private func tokensAfterOverlappingSignals(label: String, _ body: () async -> Void) async throws -> Int32 {
+    let path = NSTemporaryDirectory() + "ktask-\(label)-\(getpid())"
+    unlink(path)
+    try #require(mkfifo(path, 0o600) == 0)
+    defer { unlink(path) }
+    let holder = open(path, O_RDWR | O_NONBLOCK)
+    try #require(holder >= 0)
+    defer { close(holder) }
+    var tokens = [UInt8](repeating: UInt8(ascii: "+"), count: 3)
+    try #require(write(holder, &tokens, 3) == 3)
+    await body()
+    // Count the tokens only: filler the child did not read away is no token.
+    var tokensBack: Int32 = 0, chunk = [UInt8](repeating: 0, count: 4096)
+    while case let got = read(holder, &chunk, chunk.count), got > 0 {
+        tokensBack += Int32(chunk[..<got].filter { $0 == UInt8(ascii: "+") }.count)
+    }
+    return tokensBack
+}
+
 /// The fatal-signal handlers that give make's tokens back: in front of the host's handlers, never in their way.
 @Suite("Fatal signals: chaining to the host's handlers, forked children", .serialized, .timeLimit(.minutes(2)))
 struct FatalSignalTests {
@@ -159,6 +223,46 @@ struct FatalSignalTests {
                 guard tokensWaiting(holder) == 0 else { exit(ending == "exit" ? 10 : 11) }
             }
             exit(CKTask_jobserver_held() == 1 ? 0 : 12)
+        }
+    }
+    @Test("a second fatal signal to the same thread while the first one's handler writes tokens back: all 3 come back, then the first signal's default action")
+    func overlappingOnOneThread() async throws {
+        let back = try await tokensAfterOverlappingSignals(label: "overlap-same") {
+            await #expect(processExitsWith: .signal(SIGTERM)) {
+                overlappingSignals(label: "overlap-same", secondToSameThread: true)
+            }
+        }
+        #expect(back == 3, "\(back) of 3 tokens came back")
+    }
+
+    @Test("a fatal signal on another thread while the first one's handler writes tokens back waits for it: all 3 come back")
+    func overlappingOnTwoThreads() async throws {
+        let back = try await tokensAfterOverlappingSignals(label: "overlap-two") {
+            await #expect(processExitsWith: .failure) {
+                overlappingSignals(label: "overlap-two", secondToSameThread: false)
+            }
+        }
+        #expect(back == 3, "\(back) of 3 tokens came back")
+    }
+
+    @Test("make's write descriptor closed after setup and its number reused for a file: tokens still go to the pipe, the file stays empty")
+    func writeDescriptorReused() async {
+        await #expect(processExitsWith: .success) {
+            var ends: [Int32] = [0, 0]
+            guard pipe(&ends) == 0 else { exit(2) }
+            var token = UInt8(ascii: "+")
+            guard write(ends[1], &token, 1) == 1 else { exit(3) }
+            setenv("MAKEFLAGS", " -j2 --jobserver-auth=\(ends[0]),\(ends[1])", 1)
+            guard let jobserver = Jobserver.shared, let taken = jobserver.take() else { exit(4) }
+            // The host closes what it inherited and opens a log, which gets the same number.
+            let log = NSTemporaryDirectory() + "ktask-reused-fd-\(getpid())"
+            let file = open(log, O_CREAT | O_RDWR | O_TRUNC, 0o600)
+            unlink(log)
+            guard file >= 0, close(ends[1]) == 0, dup2(file, ends[1]) == ends[1] else { exit(5) }
+            jobserver.give(taken)
+            var status = stat()
+            guard fstat(file, &status) == 0, status.st_size == 0 else { exit(6) }
+            exit(tokensWaiting(ends[0]) == 1 ? 0 : 7)
         }
     }
 }

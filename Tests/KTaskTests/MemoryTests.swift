@@ -249,6 +249,43 @@ struct PopulateFallbackTests {
         }
     }
 
+    @Test("a SIGBUS sent with kill during a guarded walk is not a populate failure: the process dies of it, as without ktask")
+    func sentBusIsNotAFailure() async {
+        await #expect(processExitsWith: .signal(SIGBUS)) {
+            let page = Int(sysconf(Int32(_SC_PAGESIZE))), bytes = 256 << 20
+            guard let address = mmap(nil, bytes, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), address != MAP_FAILED else { exit(2) }
+            var bus = sigset_t()
+            sigemptyset(&bus)
+            sigaddset(&bus, SIGBUS)
+            pthread_sigmask(SIG_UNBLOCK, &bus, nil)
+            let walker = pthread_self()
+            Thread.detachNewThread {
+                usleep(200_000)
+                pthread_kill(walker, SIGBUS)
+            }
+            let populate = MemoryPopulator(base: UInt(bitPattern: address), pageSize: page, write: false, usePopulate: false)
+            while true {
+                do { try populate(0..<bytes / page) } catch { exit(3) }
+            }
+        }
+    }
+
+    @Test("SIGBUS ignored before: a fault outside any walk takes the default action instead of repeating forever",
+          .timeLimit(.minutes(1)))
+    func ignoredBusFaultStillEnds() async {
+        await #expect(processExitsWith: .signal(SIGBUS)) {
+            signal(SIGBUS, SIG_IGN)
+            let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+            guard let fd = memfd(bytes: 4 * page, filledWith: 0x11),
+                  let address = mmap(nil, 4 * page, PROT_READ, MAP_SHARED, fd, 0), address != MAP_FAILED else { exit(2) }
+            // A walk installs the guard; then the file is cut short and read outside any walk.
+            do { try MemoryPopulator(base: UInt(bitPattern: address), pageSize: page, write: false, usePopulate: false)(0..<4) } catch { exit(3) }
+            guard ftruncate(fd, off_t(page)) == 0 else { exit(4) }
+            _ = (address + 2 * page).load(as: UInt8.self)
+            exit(5)
+        }
+    }
+
     @Test("case 4: transparent huge pages near the largest size are a typed error, not an overflow trap")
     func thpOverflow() throws {
         let size = Int.max - (2 << 20) + 1

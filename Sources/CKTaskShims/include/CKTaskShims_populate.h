@@ -7,8 +7,9 @@
 
 /// Faults in `count` pages of `pageSize` bytes from `start`, one access per page: with `write`, an atomic
 /// OR of 0 into the page's first byte (a write fault that leaves every value as it was, even while another
-/// thread or process writes the page); else a volatile read. A SIGBUS on the way (a file truncated under
-/// the mapping, tmpfs full, the hugetlb pool empty) is caught on this thread and ends the walk.
+/// thread or process writes the page); else a volatile read. A SIGBUS fault on the way at an address in the
+/// walked range (a file truncated under the mapping, tmpfs full, the hugetlb pool empty) is caught on this
+/// thread and ends the walk; any other SIGBUS (sent, a memory error) goes on as without ktask.
 /// Returns -1 when every page was touched, else the index of the page that raised SIGBUS.
 long CKTask_touch_pages(void *start, size_t count, size_t pageSize, int write);
 

@@ -4,12 +4,20 @@
 #ifndef CKTASK_SHIMS_SIGNALS_H
 #define CKTASK_SHIMS_SIGNALS_H
 
+#include <signal.h>
+
 /// Runs `action` when this process ends: from an atexit hook, and from a handler of each fatal signal
-/// before the signal's default action. The action must be async-signal-safe and may run more than once
-/// (twice when a host's signal handler calls exit()). The first call records this process's id (a forked
-/// child that inherits the hook and handlers runs nothing) and installs the hook and the handlers. Up to 8
-/// actions; returns 0, or -1 when full.
+/// before the signal's default action. The actions run once per process, with the fatal signals blocked;
+/// a thread that takes a fatal signal meanwhile waits until they are done. Each must be async-signal-safe.
+/// The first call records this process's id (a forked child that inherits the hook and handlers runs
+/// nothing) and installs the hook and the handlers. Up to 8 actions; returns 0, or -1 when full.
 int CKTask_at_fatal_exit(void (*action)(void));
+
+/// Puts ktask's handler in front of `signal`'s current action (also an ignored one; not twice) and has it
+/// call `claimer` first: a claimer that recognises a fault its thread expects leaves with siglongjmp;
+/// when it returns, the signal goes on as without it (the earlier handler, or the default action; a
+/// fault where the signal was ignored takes the default action). `claimer` must be async-signal-safe.
+void CKTask_claim_faults(int signal, void (*claimer)(int signal, siginfo_t *info));
 
 /// The GNU make jobserver client's token accounting, in C so that the fatal-signal handler can give every
 /// held token back. `setup` records the descriptors (reads must be non-blocking; both checked by the
