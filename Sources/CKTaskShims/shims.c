@@ -4,6 +4,7 @@
 #include <linux/futex.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -99,3 +100,12 @@ int CKTask_fstatfs(int fd, long *type, long *blockSize) {
 
 int CKTask_memfd_create(const char *name, unsigned int flags) { return (int)syscall(SYS_memfd_create, name, flags); }
 
+static _Atomic unsigned long fork_generation;
+static void count_fork(void) { atomic_fetch_add(&fork_generation, 1); }
+static void register_fork_counter(void) { pthread_atfork(NULL, NULL, count_fork); }
+
+unsigned long CKTask_fork_generation(void) {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, register_fork_counter);
+    return atomic_load_explicit(&fork_generation, memory_order_relaxed);
+}

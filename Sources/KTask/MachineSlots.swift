@@ -1,3 +1,5 @@
+import CKTaskShims
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -55,10 +57,10 @@ package final class MachineSlots: @unchecked Sendable {
     package let skipped: [String]
     /// One read-only descriptor per slot, and each file's device and inode (to find it in /proc/locks).
     private var files: [SlotFile]
-    /// The process that opened `files`: a child forked without exec has the same open file descriptions, on
-    /// which a flock the parent holds succeeds again, so it opens its own (``reopenIfForked()``).
-    private var openedBy = getpid()
-    /// Guards `files`, `openedBy`, `held`, `nextStart` and `lockError`.
+    /// The fork generation that opened `files`: a child forked without exec has the same open file
+    /// descriptions, on which a flock the parent holds succeeds again, so it opens its own (``reopenIfForked()``).
+    private var openedIn = CKTask_fork_generation()
+    /// Guards `files`, `openedIn`, `held`, `nextStart` and `lockError`.
     private let lock = PThreadMutex()
     /// Slots this process holds (a second flock on the same descriptor would succeed: tracked here).
     private var held: [Bool]
@@ -183,9 +185,9 @@ package final class MachineSlots: @unchecked Sendable {
     /// child's copies would keep them locked after the parent died — so the child closes its copies and opens
     /// the files anew, holding nothing.
     private func reopenIfForked() {
-        let pid = getpid()
-        guard pid != openedBy else { return }
-        openedBy = pid
+        let generation = CKTask_fork_generation()  // an atfork counter: no system call per take
+        guard generation != openedIn else { return }
+        openedIn = generation
         for file in files { close(file.fd) }
         held = Array(repeating: false, count: count)
         switch SlotFolder.prepare(folder, slots: count, mayMake: false) {

@@ -61,6 +61,11 @@ int CKTask_MAP_HUGE_SIZE(int log2PageSize);
 int CKTask_memfd_create(const char *name, unsigned int flags);
 
 
+/// How many times this process's ancestors forked it into being since ktask first asked: 0 in the process
+/// that first called it, one more in each child of a fork() (an atfork handler counts, so no system call
+/// is made). State kept per process (open file descriptions) is re-made where it changed.
+unsigned long CKTask_fork_generation(void);
+
 /// fstatfs(2)'s filesystem type (e.g. TMPFS_MAGIC) and block size (a hugetlbfs mount's page size); -1 on error.
 int CKTask_fstatfs(int fd, long *type, long *blockSize);
 
