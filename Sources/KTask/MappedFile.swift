@@ -217,6 +217,23 @@ extension KTask {
             }
         }
 
+        /// Runs `body` (a populate of this file) with ``undoChanges()`` also done if the process is ended by a
+        /// fatal signal meanwhile (Ctrl-C, SIGTERM), and done when `body` throws: a killed `ktask populate`
+        /// leaves no file it created, holding memory. One such populate at a time in a process.
+        package func undoingChangesIfStopped<T>(_ body: () throws -> T) throws -> T {
+            let changed = created || extendedTo != nil
+            if changed {
+                _ = CKTask_populate_undo_arm(file.descriptor, file.folder, file.name, created ? 1 : 0,
+                                             Int64(extendedTo ?? 0), Int64(originalSize))
+            }
+            defer { if changed { CKTask_populate_undo_disarm() } }
+            do { return try body() } catch {
+                if changed { CKTask_populate_undo_disarm() }
+                undoChanges()
+                throw error
+            }
+        }
+
         /// The pages that hold data (SEEK_DATA/SEEK_HOLE), for a tmpfs file: a read populate faults in those
         /// and allocates none of the holes (which a read fault on tmpfs would). nil: every page.
         func dataPages() -> [Range<Int>]? {

@@ -61,25 +61,19 @@ struct PopulateCommand: ParsableCommand {
             file.undoChanges()
             throw ValidationError("--pages \(pages): \(path) is on \(file.kind), which holds \(file.pageMode) pages")
         }
-        let before = file.residentBytes
         var options = KTask.Options(maxThreads: threads)
         if nodes == .any { options.placement = .anywhere }
-        let start = ContinuousClock.now
-        let report: KTask.Report
-        // The CPUs chunks ran on, read back (sched_getcpu) where the job was placed on nodes.
-        var cpusSeen: [Int]?
-        var placedPages: [Int: Int]?
-        do {
+        // A failed or killed populate frees what this call made: the file it created, or the part it
+        // extended; nothing else. From right after the mapping, so the residency count before is covered too.
+        let (before, start, report, cpusSeen, placedPages) = try file.undoingChangesIfStopped {
+            let before = file.residentBytes
+            let start = ContinuousClock.now
+            // The CPUs chunks ran on, read back (sched_getcpu) where the job was placed on nodes.
             if case .list(let ids) = nodes {
                 let placed = try KTask.populate(file, onNodes: ids, write: write, options: options)
-                (report, cpusSeen, placedPages) = (placed.report, placed.cpusUsed, placed.pagesPerNode)
-            } else {
-                report = try populateInSegments(file, options: options)
+                return (before, start, placed.report, Optional(placed.cpusUsed), Optional(placed.pagesPerNode))
             }
-        } catch {
-            // Frees what this call made: the file it created, or the part it extended; nothing else.
-            file.undoChanges()
-            throw error
+            return (before, start, try populateInSegments(file, options: options), [Int]?.none, [Int: Int]?.none)
         }
         // The job alone: a placed populate also reads back where its pages are, which is not populating.
         let seconds = placedPages == nil ? (ContinuousClock.now - start).seconds : report.wallTime.seconds

@@ -224,6 +224,24 @@ struct PopulateSafetyCLITests {
         #expect(!calls.contains("O_CREAT"), "no file was created, not even for a moment")
     }
 
+    @Test("a populate stopped by SIGTERM removes the file it created and truncates back the one it extended",
+          .timeLimit(.minutes(1)))
+    func stoppedPopulateUndone() throws {
+        try #require(FileManager.default.isExecutableFile(atPath: "/usr/bin/python3"), "needs python3 to unblock SIGTERM")
+        let made = shm + "-stopped-new", grown = shm + "-stopped-grown"
+        defer { unlink(made); unlink(grown) }
+        try Data(repeating: 1, count: 4 << 20).write(to: URL(fileURLWithPath: grown))
+        for (path, expected) in [(made, nil), (grown, 4 << 20)] as [(String, Int?)] {
+            // 6 GiB on one thread takes seconds here; SIGTERM comes after half a second, mid-populate. The
+            // test runner's children inherit a mask blocking SIGTERM: python clears it, as a shell's child has.
+            let run = try runCommand("/usr/bin/python3", ["-c", "import os, signal, sys; signal.pthread_sigmask(signal.SIG_SETMASK, []); "
+                                                          + "os.execv(sys.argv[1], sys.argv[1:])", "/usr/bin/timeout", "-s", "TERM", "0.5",
+                                                          try ktaskExecutable(), "populate", path, "--size", "6G", "--write", "--threads", "1"])
+            #expect(run.status == 124, "stopped by timeout's SIGTERM, not finished: \(run.status) \(run.stderr)")
+            #expect(fileFacts(path)?.size == expected, "\(path): \(String(describing: fileFacts(path)))")
+        }
+    }
+
     @Test("case 6: a FIFO at the path is refused at once, not waited on", .timeLimit(.minutes(1)))
     func fifo() throws {
         let path = shm + "-fifo"

@@ -13,6 +13,14 @@
 /// Returns -1 when every page was touched, else the index of the page that raised SIGBUS.
 long CKTask_touch_pages(void *start, size_t count, size_t pageSize, int write);
 
+/// Records a file a populate is working on, so that a fatal signal meanwhile removes it (`created`: the
+/// name, only while it still leads to this file) or truncates it back to `originalSize` (when it still has
+/// the size `extendedTo` this call gave it). One populate at a time; 0, or -1 for a name too long.
+int CKTask_populate_undo_arm(int descriptor, int folder, const char *name, int created, long long extendedTo,
+                             long long originalSize);
+/// The populate is over (done, or undone by the caller): a signal or exit from now on changes nothing.
+void CKTask_populate_undo_disarm(void);
+
 /// madvise(2), retried on EINTR. Returns 0 or -1 with errno.
 int CKTask_madvise_retrying(void *start, size_t length, int advice);
 
