@@ -11,6 +11,18 @@ func ktaskExecutable() throws -> String {
     throw CocoaError(.fileNoSuchFile, userInfo: [NSFilePathErrorKey: directory.appendingPathComponent("ktask").path])
 }
 
+/// A new folder of this user's own, mode 0755 (a second user's process may look in): made with mkdtemp,
+/// since a predictable name in /tmp could be another user's, which a root test would then use and remove.
+func makeScratchFolder(_ prefix: String) throws -> String {
+    var template = Array((NSTemporaryDirectory() + "ktask-\(prefix)-XXXXXX").utf8CString)
+    guard let made = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
+        throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: NSTemporaryDirectory()])
+    }
+    let folder = String(cString: made)
+    chmod(folder, 0o755)
+    return folder
+}
+
 /// Runs the built `ktask` with these arguments.
 func runKTask(_ arguments: [String], environment: [String: String] = [:]) throws -> (status: Int32, stdout: String, stderr: String) {
     try runCommand(try ktaskExecutable(), arguments, environment: environment)

@@ -8,9 +8,7 @@ struct HygieneCLITests {
           .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/strace"), "needs strace to trace the opens"),
           .timeLimit(.minutes(2)))
     func everyOpenIsCloseOnExec() throws {
-        var template = Array((NSTemporaryDirectory() + "ktask-opens-XXXXXX").utf8CString)
-        let made = try #require(template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) })
-        let folder = String(cString: made)
+        let folder = try makeScratchFolder("opens")
         defer { try? FileManager.default.removeItem(atPath: folder) }
         let trace = folder + "/trace.txt"
         // Slots on, in a folder of the test's own: their files are the descriptors a process keeps longest.

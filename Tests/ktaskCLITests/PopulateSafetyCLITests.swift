@@ -190,9 +190,7 @@ struct PopulateSafetyCLITests {
     @Test("a file whose size is not a whole number of pages: read on disk, and --write keeps a tmpfs file's size",
           .timeLimit(.minutes(1)))
     func sizeNotAPageMultiple() throws {
-        var template = Array((NSTemporaryDirectory() + "ktask-odd-XXXXXX").utf8CString)
-        let made = try #require(template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) })
-        let folder = String(cString: made)
+        let folder = try makeScratchFolder("odd")
         defer { try? FileManager.default.removeItem(atPath: folder) }
         let disk = folder + "/odd", memory = shm + "-odd"
         defer { unlink(memory) }
@@ -211,9 +209,7 @@ struct PopulateSafetyCLITests {
     @Test("--size of a missing file on a disk folder is refused before anything is made there", .timeLimit(.minutes(1)))
     func noFileMadeOnDisk() throws {
         guard straceUsable else { return }
-        var template = Array((NSTemporaryDirectory() + "ktask-nomake-XXXXXX").utf8CString)
-        let made = try #require(template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) })
-        let folder = String(cString: made)
+        let folder = try makeScratchFolder("nomake")
         defer { try? FileManager.default.removeItem(atPath: folder) }
         let trace = folder + ".trace"
         defer { unlink(trace) }

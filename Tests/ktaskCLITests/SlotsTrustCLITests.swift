@@ -9,16 +9,8 @@ struct SlotsTrustCLITests {
     static let canSwitchUsers = geteuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv")
         && FileManager.default.isExecutableFile(atPath: "/usr/bin/python3")
 
-    /// A folder name for one test, inside a parent made with mkdtemp (a predictable name in /tmp could be
-    /// another user's, which root would then remove) and opened to others (0755) for the second user.
-    func scratch(_ name: String) -> String {
-        var template = Array((NSTemporaryDirectory() + "ktask-\(name)-XXXXXX").utf8CString)
-        let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
-        precondition(made != nil, "mkdtemp failed: \(String(cString: strerror(errno)))")
-        let parent = String(cString: made!)
-        chmod(parent, 0o755)
-        return parent + "/" + name
-    }
+    /// A folder name for one test, inside a scratch folder of its own (removed with `remove`).
+    func scratch(_ name: String) throws -> String { try makeScratchFolder(name) + "/" + name }
 
     /// Removes a folder `scratch` named, with its parent.
     func remove(_ folder: String) { try? FileManager.default.removeItem(atPath: (folder as NSString).deletingLastPathComponent) }
@@ -94,7 +86,7 @@ struct SlotsTrustCLITests {
     @Test("a slot held by another user's process is shown, with that uid, to a third user's ktask info",
           .enabled(if: canSwitchUsers, "needs root, setpriv and python3"))
     func holderShownWithUID() throws {
-        let folder = scratch("slots-holder")
+        let folder = try scratch("slots-holder")
         defer { remove(folder) }
         #expect(try runKTask(["info"], environment: ["KTASK_SLOTS": folder]).status == 0, "root makes the folder and its files")
         let holder = try flockHolder(folder + "/slot.0", user: "nobody")
@@ -115,7 +107,7 @@ struct SlotsTrustCLITests {
     @Test("an admin's 0750 root:GROUP folder: info tells a member it may take the slots, and another user that they are restricted to the group",
           .enabled(if: canSwitchUsers, "needs root and setpriv"))
     func groupRestricted() throws {
-        let folder = scratch("slots-group")
+        let folder = try scratch("slots-group")
         defer { remove(folder) }
         try #require(mkdir(folder, 0o750) == 0 && chmod(folder, 0o750) == 0 && chown(folder, 0, 65534) == 0)
         #expect(try runKTask(["info"], environment: ["KTASK_SLOTS": folder]).status == 0, "root makes the slot files")
@@ -132,7 +124,7 @@ struct SlotsTrustCLITests {
     @Test("a lock error other than \"held\" turns the slots off for the process, with a warning saying why; the job keeps its helpers",
           .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/strace"), "needs strace to make flock fail"))
     func lockErrorTurnsSlotsOff() throws {
-        let folder = scratch("slots-enolck")
+        let folder = try scratch("slots-enolck")
         defer { remove(folder) }
         let run = try runCommand("/usr/bin/strace", ["-f", "-qq", "-o", "/dev/null", "-e", "trace=flock", "-e", "inject=flock:error=ENOLCK",
                                                      try ktaskExecutable(), "bench", "--workload", "compute", "--threads", "2",
@@ -149,7 +141,7 @@ struct SlotsTrustCLITests {
           .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/python3") && ShareCLITests.onlineCPUs >= 2,
                    "needs python3 and 2 CPUs"))
     func tuneRefusesWithSlotsHeld() throws {
-        let folder = scratch("slots-tune")
+        let folder = try scratch("slots-tune")
         defer { remove(folder) }
         let profile = folder + "/profile.json"
         #expect(try runKTask(["info"], environment: ["KTASK_SLOTS": folder]).status == 0)
