@@ -98,21 +98,22 @@ package struct HelperIsolation: Sendable, Equatable, CustomStringConvertible {
     @discardableResult
     func admit(tid: Int32) -> Bool {
         guard let tasksFile else { return false }
-        if writeFile(tasksFile, "\(tid)") { return recordAdmitted(tid) }
+        // Recorded before it is moved: a fatal signal between the two would otherwise leave a thread in the
+        // child that the exit path does not know of, and the child's removal would fail (EBUSY). Moving back a
+        // thread that never went in is harmless.
+        recordAdmitted(tid)
+        if writeFile(tasksFile, "\(tid)") { return true }
         // Another ktask process of this cgroup removed the child at its exit while none of this process's
         // threads were in it: make it again, as the first helper did.
         guard errno == ENOENT else { return false }
         let child = String(tasksFile.dropLast("/tasks".count))
         guard mkdir(child, 0o755) == 0 || errno == EEXIST,
               kind == .idleCgroup ? writeFile("\(child)/cpu.idle", "1") : writeFile("\(child)/cpu.shares", "2") else { return false }
-        return writeFile(tasksFile, "\(tid)") && recordAdmitted(tid)
+        return writeFile(tasksFile, "\(tid)")
     }
 
     /// Remembers a thread in the child, for the move back when the process ends (in C: a signal handler reads it).
-    private func recordAdmitted(_ tid: Int32) -> Bool {
-        CKTask_helper_cgroup_admitted(tid)
-        return true
-    }
+    private func recordAdmitted(_ tid: Int32) { CKTask_helper_cgroup_admitted(tid) }
 
     /// Moves a thread back into the process's own cgroup (a boosted helper must compete as the caller does).
     @discardableResult
