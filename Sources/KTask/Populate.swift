@@ -176,7 +176,9 @@ package struct MemoryPopulator: Sendable {
         if usePopulate {
             let advice = write ? CKTask_MADV_POPULATE_WRITE() : CKTask_MADV_POPULATE_READ()
             guard CKTask_madvise_retrying(start, pages.count * pageSize, advice) != 0 else { return }
-            throw .populateFailed(offset: pages.lowerBound * pageSize, reason: Self.reason(errno: errno))
+            let reason = Self.reason(errno: errno)
+            throw .populateFailed(offset: pages.lowerBound * pageSize + Self.residentPrefix(start, bytes: pages.count * pageSize),
+                                  reason: reason)
         }
         // Every base page, whatever the mode: memory meant for transparent huge pages may be backed by base
         // pages (THP off for it, no huge page free), and one touch per 2 MiB would then fault in 1 page of 512.
@@ -187,6 +189,15 @@ package struct MemoryPopulator: Sendable {
             throw .populateFailed(offset: pages.lowerBound * pageSize + failed * stride,
                                   reason: "SIGBUS: no space (tmpfs full, hugetlb pool empty) or the file is shorter than the mapping")
         }
+    }
+
+    /// Bytes from `start` resident before the first page that is not (mincore): MADV_POPULATE_* works in
+    /// order and stops at the page it could not fault in, so this is where a failed chunk failed. 0 where
+    /// mincore cannot tell.
+    static func residentPrefix(_ start: UnsafeMutableRawPointer, bytes: Int) -> Int {
+        var vector = [UInt8](repeating: 0, count: (bytes + basePageSize - 1) / basePageSize)
+        guard mincore(start, bytes, &vector) == 0 else { return 0 }
+        return (vector.firstIndex { $0 & 1 == 0 } ?? 0) * basePageSize
     }
 
     /// What a MADV_POPULATE_* errno means here: EFAULT is the kernel's word for a fault that could not
