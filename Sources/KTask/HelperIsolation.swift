@@ -102,14 +102,15 @@ package struct HelperIsolation: Sendable, Equatable, CustomStringConvertible {
         // child that the exit path does not know of, and the child's removal would fail (EBUSY). Moving back a
         // thread that never went in is harmless.
         recordAdmitted(tid)
-        if writeFile(tasksFile, "\(tid)") { return true }
-        // Another ktask process of this cgroup removed the child at its exit while none of this process's
-        // threads were in it: make it again, as the first helper did.
-        guard errno == ENOENT else { return false }
         let child = String(tasksFile.dropLast("/tasks".count))
-        guard mkdir(child, 0o755) == 0 || errno == EEXIST,
-              kind == .idleCgroup ? writeFile("\(child)/cpu.idle", "1") : writeFile("\(child)/cpu.shares", "2") else { return false }
-        return writeFile(tasksFile, "\(tid)")
+        // Another ktask process of this cgroup removes the child at its exit while none of this process's
+        // threads are in it, possibly again between this thread's mkdir and its move: made again, a few times.
+        for _ in 0..<4 {
+            if writeFile(tasksFile, "\(tid)") { return true }
+            guard errno == ENOENT, mkdir(child, 0o755) == 0 || errno == EEXIST else { return false }
+            _ = kind == .idleCgroup ? writeFile("\(child)/cpu.idle", "1") : writeFile("\(child)/cpu.shares", "2")
+        }
+        return false
     }
 
     /// Remembers a thread in the child, for the move back when the process ends (in C: a signal handler reads it).

@@ -223,17 +223,32 @@ package final class MachineSlots: @unchecked Sendable {
     package func heldCount() -> Int { Set(holders().flatMap(\.slots)).count }
 
     /// The processes that hold slots now, from `/proc/locks` (world-readable: every flock with its pid and
-    /// its file's device and inode), each with its uid.
-    package func holders(locks: String? = SystemRoot.live.read("/proc/locks")) -> [Holder] {
+    /// its file's device and inode), each with its uid. Read line by line to its end, keeping only the slot
+    /// files' lines: any user can add locks of their own to it, and a size limit would hide the holders.
+    /// `locksFile` is a parameter for tests only.
+    package func holders(locksFile: String = "/proc/locks") -> [Holder] {
         var slotsByPID: [Int: [Int]] = [:]
         let files = lock.withLock { self.files }
-        for line in (locks ?? "").split(separator: "\n") {
+        Self.forEachLine(of: locksFile) { line in
             guard let lock = FlockLine(line), let slot = files.firstIndex(where: { $0.device == lock.device && $0.inode == lock.inode })
-            else { continue }
+            else { return }
             slotsByPID[lock.pid, default: []].append(slot)
         }
         return slotsByPID.keys.sorted().map { pid in
             Holder(pid: pid, uid: Self.realUID(of: pid), slots: slotsByPID[pid, default: []].sorted())
+        }
+    }
+
+    /// Calls `body` with each line of a file, however long the file (getline).
+    static func forEachLine(of path: String, _ body: (Substring) -> Void) {
+        guard let file = fopen(path, "re") else { return }
+        defer { fclose(file) }
+        var buffer: UnsafeMutablePointer<CChar>?
+        var capacity = 0
+        defer { free(buffer) }
+        while getline(&buffer, &capacity, file) > 0, let buffer {
+            let line = String(cString: buffer)
+            body(line.hasSuffix("\n") ? line.dropLast() : Substring(line))
         }
     }
 

@@ -151,6 +151,22 @@ struct MachineSlotsTests {
         }
     }
 
+    @Test("holders are found past the first 4 MiB of /proc/locks: another user's 100,000 locks listed first hide no one")
+    func holdersPastAFloodOfLocks() throws {
+        let folder = ScratchFolder("slots-flood")
+        let slots = try MachineSlots.open(environment: ["KTASK_SLOTS": folder.path], onlineCPUs: 2).get()
+        var status = stat()
+        try #require(stat(folder.path + "/slot.0", &status) == 0)
+        // As the kernel lists them (about 6 MiB: 100,000 POSIX locks of a flood, then the slot's flock).
+        let flood = (1...100_000).map { "\($0): POSIX  ADVISORY  WRITE 4242 00:2a:99 \(2 * $0) \(2 * $0)\n" }.joined()
+        let major = String((UInt64(status.st_dev) >> 8) & 0xfff, radix: 16), minor = String(UInt64(status.st_dev) & 0xff, radix: 16)
+        let text = flood + "100001: FLOCK  ADVISORY  WRITE \(getpid()) \(major):\(minor):\(status.st_ino) 0 EOF\n"
+        let locks = folder.parent + "/locks"
+        try text.write(toFile: locks, atomically: false, encoding: .utf8)
+        try #require(text.utf8.count > 4 << 20)
+        #expect(slots.holders(locksFile: locks).map(\.pid) == [Int(getpid())], "the slot's holder, after the flood")
+    }
+
     /// What a hostile user could put where a slot file goes, as root sees it in a folder root owns.
     enum Plant: String, CaseIterable {
         case hardLink = "a hard link to a root-only file"
