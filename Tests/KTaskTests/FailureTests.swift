@@ -89,8 +89,10 @@ struct FailureTests {
             try KTask.run(0..<1000, options: KTask.Options(maxThreads: 2, cancellation: token, pool: pool),
                           undo: { chunk in undone.withLock { $0.append(chunk) } }) { chunk in
                 usleep(5_000)
-                completed.withLock { $0.append(chunk) }
-                if completed.current.count == 3 { token.cancel() }
+                // Counted in the same lock as the append: two threads appending between a separate append and
+                // read would both see 4, and nothing would cancel (seen once in CI under load).
+                let count = completed.withLock { $0.append(chunk); return $0.count }
+                if count >= 3 { token.cancel() }
             }
         }
         #expect(completed.current.count >= 3 && completed.current.count < 8)
