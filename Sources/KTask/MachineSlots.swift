@@ -229,26 +229,13 @@ package final class MachineSlots: @unchecked Sendable {
     package func holders(locksFile: String = "/proc/locks") -> [Holder] {
         var slotsByPID: [Int: [Int]] = [:]
         let files = lock.withLock { self.files }
-        Self.forEachLine(of: locksFile) { line in
+        forEachLine(of: locksFile) { line in
             guard let lock = FlockLine(line), let slot = files.firstIndex(where: { $0.device == lock.device && $0.inode == lock.inode })
             else { return }
             slotsByPID[lock.pid, default: []].append(slot)
         }
         return slotsByPID.keys.sorted().map { pid in
             Holder(pid: pid, uid: Self.realUID(of: pid), slots: slotsByPID[pid, default: []].sorted())
-        }
-    }
-
-    /// Calls `body` with each line of a file, however long the file (getline).
-    static func forEachLine(of path: String, _ body: (Substring) -> Void) {
-        guard let file = fopen(path, "re") else { return }
-        defer { fclose(file) }
-        var buffer: UnsafeMutablePointer<CChar>?
-        var capacity = 0
-        defer { free(buffer) }
-        while getline(&buffer, &capacity, file) > 0, let buffer {
-            let line = String(cString: buffer)
-            body(line.hasSuffix("\n") ? line.dropLast() : Substring(line))
         }
     }
 

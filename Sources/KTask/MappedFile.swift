@@ -322,11 +322,17 @@ extension KTask {
 
     /// Bytes of `region` resident in memory (mincore, in base pages); 0 where mincore cannot tell.
     static func residentBytes(_ region: UnsafeMutableRawBufferPointer) -> Int {
-        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
-        guard let base = region.baseAddress, region.count > 0 else { return 0 }
-        var vector = [UInt8](repeating: 0, count: (region.count + page - 1) / page)
-        guard mincore(base, region.count, &vector) == 0 else { return 0 }
-        return vector.reduce(0) { $0 + Int($1 & 1) } * page
+        guard let base = region.baseAddress, let vector = residency(base, bytes: region.count) else { return 0 }
+        return vector.reduce(0) { $0 + Int($1 & 1) } * MemoryPopulator.basePageSize
+    }
+
+    /// mincore's vector for `bytes` from `start`: bit 0 of each byte says whether that base page is resident;
+    /// nil where mincore cannot tell.
+    static func residency(_ start: UnsafeMutableRawPointer, bytes: Int) -> [UInt8]? {
+        guard bytes > 0 else { return nil }
+        let page = MemoryPopulator.basePageSize
+        var vector = [UInt8](repeating: 0, count: (bytes + page - 1) / page)
+        return mincore(start, bytes, &vector) == 0 ? vector : nil
     }
 }
 

@@ -195,9 +195,7 @@ package struct MemoryPopulator: Sendable {
     /// order and stops at the page it could not fault in, so this is where a failed chunk failed. 0 where
     /// mincore cannot tell.
     static func residentPrefix(_ start: UnsafeMutableRawPointer, bytes: Int) -> Int {
-        var vector = [UInt8](repeating: 0, count: (bytes + basePageSize - 1) / basePageSize)
-        guard mincore(start, bytes, &vector) == 0 else { return 0 }
-        return (vector.firstIndex { $0 & 1 == 0 } ?? 0) * basePageSize
+        (KTask.residency(start, bytes: bytes)?.firstIndex { $0 & 1 == 0 } ?? 0) * basePageSize
     }
 
     /// What a MADV_POPULATE_* errno means here: EFAULT is the kernel's word for a fault that could not

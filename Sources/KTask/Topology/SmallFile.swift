@@ -25,3 +25,17 @@ func readSmallFile(_ path: String) -> String? {
     }
     return String(decoding: bytes, as: UTF8.self)
 }
+
+/// Calls `body` with each line of a file, however long the file (getline): for a procfs listing that any
+/// user can make long (`/proc/locks`), where a size limit would hide what comes last.
+func forEachLine(of path: String, _ body: (Substring) -> Void) {
+    guard let file = fopen(path, "re") else { return }
+    defer { fclose(file) }
+    var buffer: UnsafeMutablePointer<CChar>?
+    var capacity = 0
+    defer { free(buffer) }
+    while getline(&buffer, &capacity, file) > 0, let buffer {
+        let line = String(cString: buffer)
+        body(line.hasSuffix("\n") ? line.dropLast() : Substring(line))
+    }
+}
