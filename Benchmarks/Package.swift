@@ -19,5 +19,11 @@ let package = Package(
             path: "Benchmarks/KTaskOverhead",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
         ),
+        // The API matrix as a user's package builds it: `swift run -c release --package-path Benchmarks APIMatrix`.
+        .executableTarget(
+            name: "APIMatrix",
+            dependencies: [.product(name: "KTask", package: "main")],
+            path: "Benchmarks/APIMatrix"
+        ),
     ]
 )

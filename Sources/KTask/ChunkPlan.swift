@@ -70,13 +70,13 @@ struct ChunkPlan: Equatable {
 }
 
 /// ⌈a / b⌉ for a ≥ 0, b > 0, without overflow.
-@inline(__always)
+@inlinable @inline(__always)
 func ceilDivide(_ a: Int, _ b: Int) -> Int {
     a / b + (a % b == 0 ? 0 : 1)
 }
 
 /// The smallest multiple of `multiple` that is ≥ value; saturates at the largest such multiple.
-@inline(__always)
+@inlinable @inline(__always)
 func roundUp(_ value: Int, toMultipleOf multiple: Int) -> Int {
     let remainder = value % multiple
     if remainder == 0 { return value }

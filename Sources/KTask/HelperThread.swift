@@ -25,6 +25,9 @@ final class HelperThread: @unchecked Sendable {
     private var currentNice: Int32 = 0
     /// The CPUs this thread is pinned to; nil while it has the process's affinity. Only this thread.
     private var pinnedTo: CPUList?
+    /// Whether this thread is in the helpers' idle cgroup, and its thread id. Only this thread.
+    private var inIdleCgroup = false
+    private var tid: Int32 = 0
 
     /// How long a thread that just finished work polls for the next before it parks: a few times the
     /// cost of a futex wake-up in a VM, and short enough that idle threads use no CPU to speak of.
@@ -67,9 +70,9 @@ final class HelperThread: @unchecked Sendable {
     }
 
     private func main() {
-        let tid = CKTask_gettid()
+        tid = CKTask_gettid()
         _ = CKTask_set_thread_name("\(pool.name)/\(id)")
-        if pool.isolatesHelpers { HelperIsolation.current.admit(tid: tid) }
+        if pool.isolatesHelpers { inIdleCgroup = HelperIsolation.current.admit(tid: tid) }
         currentNice = ThreadPriority.currentThreadNice()
         pool.lock.lock()
         while let work = nextAssignmentLocked() {
@@ -127,6 +130,13 @@ final class HelperThread: @unchecked Sendable {
             currentNice = ThreadPriority.currentThreadNice()
         }
         place(on: work.cpus)
+        // A job whose helpers are not below its caller (`.inheritCaller`, a nice at or above the caller's) runs
+        // them outside the idle cgroup: inside, they would get only CPU time nobody else wants, whatever their
+        // nice. Moved only when that changes from one job to the next (a cgroup write costs ~20 µs).
+        if pool.isolatesHelpers && work.idleCgroup != inIdleCgroup {
+            if work.idleCgroup { inIdleCgroup = HelperIsolation.current.admit(tid: tid) }
+            else if HelperIsolation.current.release(tid: tid) { inIdleCgroup = false }
+        }
         work.work.run(work.work.context, work.argument)
     }
 

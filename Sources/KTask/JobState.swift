@@ -71,6 +71,8 @@ final class JobState: @unchecked Sendable {
 
     /// Helpers that have picked their assignment up (the caller need not take any back once all have).
     let joined = Atomic<Int>(0)
+    /// When the first helper joined (CLOCK_MONOTONIC nanoseconds; 0: none yet): what a helper cost this job.
+    let firstJoin = Atomic<Int64>(0)
 
     /// Adaptive mode: items and claims completed so far, all threads, and the slots still admitted.
     private let itemsDone = Atomic<Int>(0)
@@ -156,7 +158,7 @@ final class JobState: @unchecked Sendable {
 
     /// A helper's share: claim until nothing is left; then give back a boost the caller lent it.
     private func helperShare(slot: Int) {
-        joined.add(1, ordering: .relaxed)
+        if joined.add(1, ordering: .relaxed).oldValue == 0 { firstJoin.store(monotonicNanoseconds(), ordering: .relaxed) }
         if policy.helpersReportProgress {
             tids[slot].store(CKTask_gettid(), ordering: .relaxed)
             lastProgress[slot].store(monotonicNanoseconds(), ordering: .relaxed)
@@ -259,6 +261,7 @@ final class JobState: @unchecked Sendable {
 
 /// What stops a job: its options' token, an async job's task, or (on the caller, for the blocking
 /// API) the task the caller runs in.
+@usableFromInline
 struct JobCancellation: Sendable {
     let token: KTask.Cancellation?
     let asyncTask: KTask.Cancellation?

@@ -53,7 +53,16 @@ public enum KTask {
         try MultithreadedJob.run(.perNode(ranges), options: options, cancellation: blocking(options), undo: undo, chunk)
     }
 
+    /// The engine behind map, reduce and update: one non-generic call per job, so that their inlinable
+    /// bodies compile the per-item loop in the caller's module.
+    @usableFromInline
+    static func runChunks(_ range: Range<Int>, options: KTask.Options, cancellation: JobCancellation,
+                          undo: ((Range<Int>) -> Void)?, _ chunk: (Range<Int>) throws -> Void) throws -> KTask.Report {
+        try MultithreadedJob.run(.range(range), options: options, cancellation: cancellation, undo: undo, chunk)
+    }
+
     /// The blocking API's cancellation: the options' token, and the task the caller runs in.
+    @usableFromInline
     static func blocking(_ options: KTask.Options) -> JobCancellation {
         JobCancellation(token: options.cancellation, asyncTask: nil, observesCurrentTask: true)
     }
@@ -89,6 +98,7 @@ public enum KTask {
     /// The async jobs' path: the caller's share runs as ordinary work on one of ktask's threads (at the
     /// calling thread's nice), which resumes the continuation with the job's outcome. `body` gets the
     /// job's cancellation: the options' token and the calling task's.
+    @usableFromInline
     static func onKTaskThread<Result: Sendable>(
         options: KTask.Options, _ body: @escaping @Sendable (JobCancellation) throws -> Result
     ) async throws -> Result {

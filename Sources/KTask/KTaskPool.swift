@@ -118,6 +118,23 @@ extension KTask {
             public let busyHelpers: Int
         }
 
+        // MARK: What a helper costs
+
+        /// What a helper has cost this pool's jobs lately, in nanoseconds: from the caller's reservation to a
+        /// helper's first claim (or to the caller's last claim, where no helper came in time), a moving
+        /// average over jobs. Read by ``CallerFirst`` to tell whether a job's rest is worth a helper.
+        private let helperCostNanoseconds = Atomic<Int64>(HelperCost.initialNanoseconds)
+
+        /// A helper's recent cost, as the times ``CallerFirst`` decides with.
+        var helperCost: HelperCost { HelperCost(nanoseconds: helperCostNanoseconds.load(ordering: .relaxed)) }
+
+        /// Adds one job's measured helper cost to the average (one in 8; racing jobs may drop a sample).
+        func noteHelperCost(nanoseconds sample: Int64) {
+            let clamped = min(max(sample, HelperCost.minimumNanoseconds), HelperCost.maximumNanoseconds)
+            let average = helperCostNanoseconds.load(ordering: .relaxed)
+            helperCostNanoseconds.store(average + (clamped - average) / 8, ordering: .relaxed)
+        }
+
         /// The pool's threads now: live, parked and busy (a snapshot; it may change at once).
         public var state: State {
             lock.withLock { State(liveThreads: threads.count, idleThreads: idle.count, busyHelpers: busy) }
@@ -185,9 +202,10 @@ extension KTask {
         /// Gives every reserved thread `work`, with arguments firstArgument, firstArgument + 1, ...; returns
         /// how many were given it (a thread the system refuses to create is given back to the caps).
         func dispatch(_ reservation: Reservation, work: PoolWork, firstArgument: Int = 1, nice: Int32?,
-                      cpus: CPUList? = nil, log: JobLog? = nil) -> Int {
+                      cpus: CPUList? = nil, idleCgroup: Bool = true, log: JobLog? = nil) -> Int {
             func assignment(_ index: Int) -> PoolAssignment {
-                PoolAssignment(work: work, argument: firstArgument + index, nice: nice, node: reservation.node, cpus: cpus)
+                PoolAssignment(work: work, argument: firstArgument + index, nice: nice, node: reservation.node, cpus: cpus,
+                               idleCgroup: idleCgroup)
             }
             if !reservation.parked.isEmpty {
                 lock.withLock {
@@ -327,4 +345,7 @@ struct PoolAssignment {
     let node: Int?
     /// The CPUs to run on; nil: the process's own affinity.
     let cpus: CPUList?
+    /// Whether to run in the pool's idle cgroup (where the pool isolates helpers): only for helpers below
+    /// their caller's priority.
+    var idleCgroup = true
 }

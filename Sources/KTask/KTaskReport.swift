@@ -49,7 +49,21 @@ extension KTask {
             self.perThread = perThread
         }
 
-        /// Whether the job ran as a single call on the calling thread (no helper woken, nothing allocated).
+        /// The report of the rest of a job whose first `claims` chunks (the largest `largestChunk` items) the
+        /// caller ran alone (``CallerFirst``).
+        func addingCallerClaims(_ claims: Int, largestChunk: Int, wallTime: Duration) -> Report {
+            // On the caller alone (nil): the job ran without a helper or an allocation, as an inline one does.
+            let threads = perThread.map { [$0[0] + claims] + $0.dropFirst() }
+            return Report(threadsUsed: threadsUsed, chunkSize: threadsUsed > 1 ? chunkSize : max(chunkSize, largestChunk),
+                          claimCount: claimCount + claims, helperNice: helperNice, wallTime: wallTime, threadLimit: threadLimit,
+                          helpersRefusedBy: helpersRefusedBy, starvationGuard: starvationGuard, boostedHelpers: boostedHelpers,
+                          adaptiveThreads: adaptiveThreads, adaptiveThroughput: adaptiveThroughput,
+                          perThread: threads)
+        }
+
+        /// Whether the job ran on the calling thread alone, with no helper woken and nothing allocated: as one
+        /// call (one chunk or one thread), or as a few chunks that showed the job too small to pay for a
+        /// helper (``KTask/ThreadLimit/helperCost``).
         public var ranInline: Bool { perThread == nil }
 
         /// Claims completed by each thread, the calling thread's first.

@@ -8,6 +8,7 @@ extension KTask {
     /// (no per-item allocation, no lock). If `transform` throws, or the job is cancelled, the results
     /// already made are destroyed and the first error is rethrown.
     @available(*, noasync, message: "blocks the calling thread; use the async KTask.map from async code")
+    @inlinable
     public static func map<T: Sendable>(
         _ range: Range<Int>, options: KTask.Options = KTask.Options(), _ transform: @Sendable (Int) throws -> T
     ) throws -> [T] {
@@ -16,6 +17,7 @@ extension KTask {
 
     /// ``map(_:options:_:)-5g1uv`` from async code: every thread doing the work is ktask's own,
     /// and cancelling the calling task cancels the job.
+    @inlinable
     public static func map<T: Sendable>(
         _ range: Range<Int>, options: KTask.Options = KTask.Options(), _ transform: @escaping @Sendable (Int) throws -> T
     ) async throws -> [T] {
@@ -35,6 +37,7 @@ extension KTask {
     /// So the result is the same on every run with the same range and options, floating-point sums
     /// included, however many threads ran.
     @available(*, noasync, message: "blocks the calling thread; use the async KTask.reduce from async code")
+    @inlinable
     public static func reduce<T: Sendable>(
         _ range: Range<Int>, options: KTask.Options = KTask.Options(), _ initial: T,
         _ combine: (T, T) throws -> T, _ partial: @Sendable (Range<Int>) throws -> T
@@ -43,6 +46,7 @@ extension KTask {
     }
 
     /// ``reduce(_:options:_:_:_:)-1u6qv`` from async code: all work on ktask's threads.
+    @inlinable
     public static func reduce<T: Sendable>(
         _ range: Range<Int>, options: KTask.Options = KTask.Options(), _ initial: T,
         _ combine: @escaping @Sendable (T, T) throws -> T, _ partial: @escaping @Sendable (Range<Int>) throws -> T
@@ -60,6 +64,7 @@ extension KTask {
     /// If `body` throws or the job is cancelled, `undo` (if given) is called once for every chunk that
     /// completed, with its span, so that it can put the elements back; then the first error is rethrown.
     @available(*, noasync, message: "blocks the calling thread; use the async KTask.update from async code")
+    @inlinable
     public static func update<Element: Sendable>(
         _ array: inout [Element], options: KTask.Options = KTask.Options(),
         undo: ((Range<Int>, inout MutableSpan<Element>) -> Void)? = nil,
@@ -70,6 +75,7 @@ extension KTask {
 
     /// ``update(_:options:undo:_:)-6shut`` from async code: the
     /// array is moved to ktask's threads and back (not copied), and all work runs there.
+    @inlinable
     public static func update<Element: Sendable>(
         _ array: inout [Element], options: KTask.Options = KTask.Options(),
         undo: (@Sendable (Range<Int>, inout MutableSpan<Element>) -> Void)? = nil,
@@ -86,13 +92,18 @@ extension KTask {
 
 // MARK: The jobs behind them
 
+// Inlinable, with the engine behind one non-generic call (``KTask/runChunks(_:options:cancellation:undo:_:)``):
+// the per-item loop of each chunk is compiled in the caller's module, specialised for its element type and
+// with its closure inlined, as a hand-written split would be; the engine is called once per job and its
+// chunk function once per chunk.
 extension KTask {
+    @inlinable
     static func mapJob<T>(_ range: Range<Int>, options: KTask.Options, cancellation: JobCancellation,
                           _ transform: @Sendable (Int) throws -> T) throws -> [T] {
         // A negative range start is refused by the job before any chunk runs.
         return try Array(unsafeUninitializedCapacity: range.count) { buffer, initialized in
             let results = SharedBuffer(buffer)
-            _ = try MultithreadedJob.run(.range(range), options: options, cancellation: cancellation, undo: { chunk in
+            _ = try runChunks(range, options: options, cancellation: cancellation, undo: { chunk in
                 // A failed job destroys what completed chunks made: the array is never returned.
                 results.elements(chunk.lowerBound - range.lowerBound, chunk.count).deinitialize()
             }) { chunk in
@@ -112,6 +123,7 @@ extension KTask {
         }
     }
 
+    @inlinable
     static func reduceJob<T>(_ range: Range<Int>, options: KTask.Options, cancellation: JobCancellation, _ initial: T,
                              _ combine: (T, T) throws -> T, _ partial: @Sendable (Range<Int>) throws -> T) throws -> T {
         try options.validate()
@@ -126,12 +138,13 @@ extension KTask {
         return try partials.reduce(initial, combine)
     }
 
+    @inlinable
     static func updateJob<Element>(_ array: inout [Element], options: KTask.Options, cancellation: JobCancellation,
                                    undo: ((Range<Int>, inout MutableSpan<Element>) -> Void)?,
                                    _ body: @Sendable (Range<Int>, inout MutableSpan<Element>) throws -> Void) throws {
         try array.withUnsafeMutableBufferPointer { buffer in
             let elements = SharedBuffer(buffer)
-            _ = try MultithreadedJob.run(.range(0..<buffer.count), options: options, cancellation: cancellation, undo: undo.map { undo in
+            _ = try runChunks(0..<buffer.count, options: options, cancellation: cancellation, undo: undo.map { undo in
                 { chunk in
                     var span = MutableSpan(_unsafeElements: elements.elements(chunk.lowerBound, chunk.count))
                     undo(chunk, &span)
@@ -146,22 +159,26 @@ extension KTask {
 
 /// A buffer that chunks on several threads write, each to its own elements only: disjoint ranges, so
 /// sharing its address is safe.
+@usableFromInline
 struct SharedBuffer<Element>: @unchecked Sendable {
-    private let base: UnsafeMutablePointer<Element>?
+    @usableFromInline let base: UnsafeMutablePointer<Element>?
 
+    @inlinable
     init(_ buffer: UnsafeMutableBufferPointer<Element>) { base = buffer.baseAddress }
 
     /// The `count` elements from `offset`.
+    @inlinable
     func elements(_ offset: Int, _ count: Int) -> UnsafeMutableBufferPointer<Element> {
         UnsafeMutableBufferPointer(start: base.map { $0 + offset }, count: count)
     }
 }
 
 /// An array on its way to ktask's threads and back: moved, so that updating it there copies nothing.
+@usableFromInline
 final class MovedArray<Element>: @unchecked Sendable {
-    var array: [Element]
-    init(_ array: [Element]) { self.array = array }
-    func take() -> [Element] {
+    @usableFromInline var array: [Element]
+    @inlinable init(_ array: [Element]) { self.array = array }
+    @inlinable func take() -> [Element] {
         defer { array = [] }
         return array
     }
@@ -169,24 +186,38 @@ final class MovedArray<Element>: @unchecked Sendable {
 
 /// The blocks a reduction's range is cut into: a function of the range, `minChunk` and `align` alone, so
 /// that the fold's grouping (and a floating-point result) never depends on the thread count.
+///
+/// Each block costs a call of `partial` and a slot for its result, so a block is at least
+/// ``minItemsPerBlock`` items where the range has enough of them for ``minBlocks`` such blocks (a call
+/// then weighs little beside even the cheapest items: `data[r].reduce(0, &+)` on 4,096 one-item blocks
+/// took 180x the serial loop); a smaller range still gets up to ``minBlocks`` blocks, so that expensive
+/// items have blocks to balance over 16 threads. At most about ``maxBlocks`` blocks.
+@usableFromInline
 struct ReductionBlocks: Sendable {
     /// At most about this many partial results.
-    static let maxBlocks = 4096
+    @usableFromInline static let maxBlocks = 4096
+    /// At least this many blocks where the range has as many items (4 per thread on 16 threads).
+    @usableFromInline static let minBlocks = 64
+    /// Items per block, where the range has ``minBlocks`` × as many.
+    @usableFromInline static let minItemsPerBlock = 64
 
-    let range: Range<Int>
-    let size: Int
+    @usableFromInline let range: Range<Int>
+    @usableFromInline let size: Int
     /// The aligned point block 0 starts from (≤ range.lowerBound).
-    let origin: Int
-    let count: Int
+    @usableFromInline let origin: Int
+    @usableFromInline let count: Int
 
+    @inlinable
     init(range: Range<Int>, minChunk: Int, align: Int) {
         self.range = range
-        size = roundUp(max(minChunk, ceilDivide(range.count, Self.maxBlocks)), toMultipleOf: align)
+        let amortised = min(Self.minItemsPerBlock, ceilDivide(range.count, Self.minBlocks))
+        size = roundUp(max(minChunk, ceilDivide(range.count, Self.maxBlocks), amortised), toMultipleOf: align)
         origin = range.lowerBound - range.lowerBound % size
         count = ceilDivide(range.upperBound - origin, size)
     }
 
     /// The items of block `block`.
+    @inlinable
     func items(of block: Int) -> Range<Int> {
         let start = origin + block * size
         return max(start, range.lowerBound)..<min(start &+ size, range.upperBound)

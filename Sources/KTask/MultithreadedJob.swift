@@ -5,39 +5,85 @@ enum MultithreadedJob {
     static func run(_ input: JobInput, options: KTask.Options, cancellation: JobCancellation,
                     undo: ((Range<Int>) -> Void)?, _ chunk: (Range<Int>) throws -> Void) throws -> KTask.Report {
         try options.validate()
-        let start = ContinuousClock.now
+        // CLOCK_MONOTONIC nanoseconds: one clock read serves the caller's first chunks and the report.
+        let start = monotonicNanoseconds()
         // A job cancelled before it starts runs no chunk, on any thread.
         guard !cancellation.isCancelled(onCaller: true) else { throw KTask.Error.cancelled }
 
-        // Plan.
+        // Plan: inline, parallel, or first the caller alone (``CallerFirst``) and then the rest.
+        var head: CallerFirst?
+        var shape = try ThreadPlan.make(input, options: options)
+        if case .callerFirst(let range, let limits) = shape {
+            var first = CallerFirst(range: range, minChunk: options.minChunk, align: options.align)
+            let cost = options.pool.helperCost
+            let outcome: CallerFirst.Outcome, finished: Int64
+            do {
+                (outcome, finished) = try first.run(start: start, decideAfter: cost.decideAfter, breakEven: cost.breakEven,
+                                                    cancellation: cancellation, chunk)
+            } catch {
+                if let undo { first.undo(undo) }
+                throw error
+            }
+            if options.logger != nil || options.pool.logger != nil {
+                JobLog(options).debug("the caller ran \(first.doneUpTo - range.lowerBound) of \(range.count) items alone in \(first.claims) chunk(s): "
+                                      + "\(outcome) (a helper breaks even at \(cost.breakEven) ns of work left)")
+            }
+            let rest = first.doneUpTo..<range.upperBound
+            switch outcome {
+            case .done:
+                return KTask.Report(threadsUsed: 1, chunkSize: first.largestChunk, claimCount: first.claims, helperNice: nil,
+                                    wallTime: .nanoseconds(finished - start), threadLimit: .helperCost, perThread: nil)
+            case .restInline: shape = .inline(rest, .helperCost)
+            case .restParallel: shape = try ThreadPlan.sized(rest, options: options, limits: limits)
+            }
+            head = first
+        }
+        do {
+            let (planned, log) = try runPlanned(shape, options: options, cancellation: cancellation, start: start, undo: undo, chunk)
+            let report = head.map { planned.addingCallerClaims($0.claims, largestChunk: $0.largestChunk,
+                                                               wallTime: .nanoseconds(monotonicNanoseconds() - start)) } ?? planned
+            log?.debug("job done: \(report)")
+            return report
+        } catch {
+            if let undo { head?.undo(undo) }
+            throw error
+        }
+    }
+
+    /// The job once sized: inline, or parallel (reserve, dispatch, participate, finish).
+    private static func runPlanned(_ shape: ThreadPlan.Shape, options: KTask.Options, cancellation: JobCancellation,
+                                   start: Int64, undo: ((Range<Int>) -> Void)?,
+                                   _ chunk: (Range<Int>) throws -> Void) throws -> (KTask.Report, JobLog?) {
         let plan: ThreadPlan
-        switch try ThreadPlan.make(input, options: options) {
-        case .noWork: return .noWork
+        switch shape {
+        case .noWork: return (.noWork, nil)
         case .inline(let range, let limit):
             // The ~100 ns path: no JobLog at all unless a logger is set.
             if options.logger != nil || options.pool.logger != nil {
                 JobLog(options).debug("\(range.count) items run inline on the calling thread: limited by \(limit.rawValue)")
             }
-            return try runInline(range, start: start, limit: limit, chunk)
+            return (try runInline(range, start: start, limit: limit, chunk), nil)
         case .parallel(let parallel): plan = parallel
+        case .callerFirst: preconditionFailure("sized before it runs")
         }
         let log = plan.log
         // Reserve.
+        let reserving = monotonicNanoseconds()
         let (reserved, refusedBy) = plan.reserve(in: options.pool)
         let helpers = reserved.reduce(0) { $0 + $1.reservation.count }
         let limit = plan.limit(reserving: helpers, refusedBy: refusedBy)
         log.debug(plan.account(reserved: helpers, limit: limit, options: options))
         if helpers == 0 && plan.parts.count == 1 {
             let report = try runInline(plan.parts[0], start: start, limit: limit, refusedBy: refusedBy, chunk)
-            log.debug("job done: \(report)")
-            return report
+            return (report, log)
         }
 
         return try withoutActuallyEscaping(chunk) { chunk in
             let job = makeState(plan, reserved, helpers: helpers, options: options, cancellation: cancellation, chunk: chunk)
             var dispatcher = HelperDispatcher(job: job, pool: options.pool, log: log)
-            var adaptive = options.adaptiveThreads.map { AdaptiveDriver($0, job: job, start: start, waiting: reserved) }
-            var boost = job.policy.helpersReportProgress ? PriorityBoost(job: job, start: start) : nil
+            let startInstant = ContinuousClock.now - .nanoseconds(monotonicNanoseconds() - start)
+            var adaptive = options.adaptiveThreads.map { AdaptiveDriver($0, job: job, start: startInstant, waiting: reserved) }
+            var boost = job.policy.helpersReportProgress ? PriorityBoost(job: job, start: startInstant) : nil
             // Dispatch: every helper now, or in adaptive mode one at a time as its controller asks.
             if adaptive == nil { for entry in reserved { dispatcher.dispatch(entry) } }
             // Participate: the caller claims like any helper. Once it has claimed the last grains, helpers
@@ -50,6 +96,9 @@ enum MultithreadedJob {
             dispatcher.revokeUnstarted()
             boost?.boostStarvedUntilDone()
             job.latch.wait()
+            // What a helper cost: until the first joined, or (none came in time) until the caller was done.
+            let joinedAt = job.firstJoin.load(ordering: .relaxed)
+            options.pool.noteHelperCost(nanoseconds: (joinedAt > 0 ? joinedAt : monotonicNanoseconds()) - reserving)
             if let error = job.error {
                 if let undo { job.undoCompletedClaims(undo) }
                 throw error
@@ -57,21 +106,20 @@ enum MultithreadedJob {
             let perThread = job.claimsPerThread
             let report = KTask.Report(threadsUsed: perThread.count, chunkSize: job.plans[0].chunkSize,
                                claimCount: perThread.reduce(0, +), helperNice: perThread.count > 1 ? Int(job.helperNice) : nil,
-                               wallTime: .now - start, threadLimit: dispatcher.limit(planned: limit, adaptive: adaptive, used: perThread.count),
+                               wallTime: .nanoseconds(monotonicNanoseconds() - start), threadLimit: dispatcher.limit(planned: limit, adaptive: adaptive, used: perThread.count),
                                helpersRefusedBy: refusedBy, starvationGuard: job.starvationGuard, boostedHelpers: boost?.boosted ?? 0,
                                adaptiveThreads: adaptive?.threads, adaptiveThroughput: adaptive?.rates ?? [], perThread: perThread)
-            log.debug("job done: \(report)")
-            return report
+            return (report, log)
         }
     }
 
     /// One call on the calling thread: no helper, no system call, nothing allocated.
     @inline(__always)
-    private static func runInline(_ range: Range<Int>, start: ContinuousClock.Instant, limit: KTask.ThreadLimit,
+    private static func runInline(_ range: Range<Int>, start: Int64, limit: KTask.ThreadLimit,
                                   refusedBy: KTask.ThreadLimit? = nil, _ chunk: (Range<Int>) throws -> Void) throws -> KTask.Report {
         try chunk(range)
         return KTask.Report(threadsUsed: 1, chunkSize: range.count, claimCount: 1, helperNice: nil,
-                           wallTime: .now - start, threadLimit: limit, helpersRefusedBy: refusedBy, perThread: nil)
+                           wallTime: .nanoseconds(monotonicNanoseconds() - start), threadLimit: limit, helpersRefusedBy: refusedBy, perThread: nil)
     }
 
     /// The job's shared state: chunk plans sized for the threads each part got, the claim policy the
@@ -94,7 +142,9 @@ enum MultithreadedJob {
                       threads: homes.isEmpty ? slots : max(1, homes.count(where: { $0 == part })), smallHelperClaims: policy.smallGrains)
         }
         return JobState(plans: plans, policy: policy, starvationGuard: starvationGuard, slots: slots, homes: homes,
-                        helperNice: nice, callerNice: callerNice, helpersIsolated: options.pool.isolatesHelpers,
+                        helperNice: nice, callerNice: callerNice,
+                        // Below the caller only: helpers at its priority run outside the idle cgroup (HelperThread).
+                        helpersIsolated: options.pool.isolatesHelpers && nice > callerNice,
                         cancellation: cancellation, chunk: chunk)
     }
 }
@@ -124,7 +174,7 @@ struct HelperDispatcher {
         let wanted = entry.reservation.count
         job.latch.add(wanted)
         let started = pool.dispatch(entry.reservation, work: job.work, firstArgument: nextSlot, nice: job.helperNice,
-                                    cpus: entry.lane.cpus, log: log)
+                                    cpus: entry.lane.cpus, idleCgroup: job.helpersIsolated, log: log)
         job.latch.countDown(wanted - started)
         startFailures += wanted - started
         nextSlot += wanted

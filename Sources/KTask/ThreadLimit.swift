@@ -5,6 +5,9 @@ extension KTask {
         case none = "nothing"
         /// The range holds fewer items than a chunk per thread (`minChunk`/`align`).
         case tooLittleWork = "too little work: one thread per minChunk items"
+        /// The caller ran the first chunks alone and found the rest would take less time than a helper costs
+        /// (see "How a job runs": the caller starts at once).
+        case helperCost = "too little work to pay for a helper"
         /// ``KTask/Options/maxThreads``.
         case maxThreads = "maxThreads"
         /// The CPUs the process may use (online ∩ affinity ∩ cgroup cpuset) or the cgroup CPU quota.

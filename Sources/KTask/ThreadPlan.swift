@@ -37,6 +37,9 @@ struct ThreadPlan {
         case noWork
         /// One call on the calling thread: one chunk or less, or one thread, and why.
         case inline(Range<Int>, KTask.ThreadLimit)
+        /// Validated; the caller starts on it before it is sized (``CallerFirst``), with the limits read for
+        /// validation, if any, to size the rest with (``sized(_:options:limits:)``).
+        case callerFirst(Range<Int>, SystemLimits?)
         case parallel(ThreadPlan)
     }
 
@@ -64,17 +67,13 @@ struct ThreadPlan {
             // A job that fits in one chunk needs no other thread and no system call.
             if options.maxThreads == 1 { return .inline(range, .maxThreads) }
             if range.count <= max(options.minChunk, options.align) { return .inline(range, .tooLittleWork) }
-            let system = limits ?? SystemLimits.current(nodeCPUs: options.placement == .anywhere ? .never : .ifSeveralNodes)
-            let (limit, reason) = try threadLimit(options, system)
-            let useful = ChunkPlan.usefulThreads(size: range.count, minChunk: options.minChunk, align: options.align, limit: Int.max)
-            let threads = min(useful, limit)
-            let bound: KTask.ThreadLimit = useful < limit ? .tooLittleWork : reason
-            if threads == 1 { return .inline(range, bound) }
-            let lanes = try LanePlan.single(placement: options.placement, threads: threads,
-                                            callerCPU: Int(CKTask_sched_getcpu()), nodes: system.nodes)
-            // A node placement may leave fewer helpers than threads − 1 (the nodes' CPUs).
-            let placed: KTask.ThreadLimit = lanes.helpers < threads - 1 ? .nodeCap : bound
-            return .parallel(try ThreadPlan(parts: [range], lanes: lanes, system: system, options: options, limit: placed))
+            // Adaptive mode measures its own way, from the first claims of every thread.
+            if options.adaptiveThreads == nil {
+                // A tuning profile that cannot be read is refused before any chunk runs, as on every path.
+                if let workClass = options.workClass { _ = try KTask.TuningProfile.threadCap(for: workClass) }
+                return .callerFirst(range, limits)
+            }
+            return try sized(range, options: options, limits: limits)
         case .perNode(let ranges):
             var seen = Set<Int>()
             for part in ranges {
@@ -95,6 +94,21 @@ struct ThreadPlan {
             let bound: KTask.ThreadLimit = lanes.helpers + 1 >= wanted ? .tooLittleWork : lanes.helpers + 1 >= limit ? reason : .nodeCap
             return .parallel(try ThreadPlan(parts: work.map(\.range), lanes: lanes, system: system, options: options, limit: bound))
         }
+    }
+
+    /// Sizes a validated single-range job of more than one chunk: the thread count, its limit and the lanes.
+    static func sized(_ range: Range<Int>, options: KTask.Options, limits: SystemLimits?) throws(KTask.Error) -> Shape {
+        let system = limits ?? SystemLimits.current(nodeCPUs: options.placement == .anywhere ? .never : .ifSeveralNodes)
+        let (limit, reason) = try threadLimit(options, system)
+        let useful = ChunkPlan.usefulThreads(size: range.count, minChunk: options.minChunk, align: options.align, limit: Int.max)
+        let threads = min(useful, limit)
+        let bound: KTask.ThreadLimit = useful < limit ? .tooLittleWork : reason
+        if threads == 1 { return .inline(range, bound) }
+        let lanes = try LanePlan.single(placement: options.placement, threads: threads,
+                                        callerCPU: Int(CKTask_sched_getcpu()), nodes: system.nodes)
+        // A node placement may leave fewer helpers than threads − 1 (the nodes' CPUs).
+        let placed: KTask.ThreadLimit = lanes.helpers < threads - 1 ? .nodeCap : bound
+        return .parallel(try ThreadPlan(parts: [range], lanes: lanes, system: system, options: options, limit: placed))
     }
 
     private init(parts: [Range<Int>], lanes: LanePlan, system: SystemLimits, options: KTask.Options, limit: KTask.ThreadLimit) throws(KTask.Error) {

@@ -41,11 +41,15 @@ struct LoggingTests {
         // With no free helper (other jobs hold them) the job runs inline after planning: still both lines.
         let captured = CapturedLog()
         let pool = try KTask.Pool(name: "kt-logd", maxBusyHelpers: freeHelpers, isolateHelpers: false)
-        let report = try KTask.run(0..<1_000_000, options: KTask.Options(minChunk: 1000, pool: pool, logger: captured.logger)) { _ in }
+        // Chunks of 1 ms: the caller's first chunk shows the rest is worth helpers (``CallerFirst``).
+        let report = try KTask.run(0..<100_000, options: KTask.Options(minChunk: 1000, pool: pool, logger: captured.logger)) { _ in
+            usleep(1000)
+        }
         let debug = captured.messages(.debug)
-        #expect(debug.count == 2, "\(debug)")
-        #expect(debug.first?.contains("1000000 items: ") == true && debug.first?.contains("limited by") == true, "\(debug)")
-        #expect(debug.first?.contains("pool cap") == true, "\(debug)")
+        #expect(debug.count == 3, "\(debug)")
+        #expect(debug.first?.hasPrefix("the caller ran 1000 of 100000 items alone in 1 chunk(s): restParallel") == true, "\(debug)")
+        #expect(debug.dropFirst().first?.contains("99000 items: ") == true && debug.dropFirst().first?.contains("limited by") == true, "\(debug)")
+        #expect(debug.dropFirst().first?.contains("pool cap") == true, "\(debug)")
         #expect(debug.last == "job done: \(report)", "\(debug)")
         #expect(captured.messages(.warning).isEmpty)
     }
@@ -65,12 +69,12 @@ struct LoggingTests {
     func poolLogger() throws {
         let captured = CapturedLog()
         let pool = try KTask.Pool(name: "kt-log", maxBusyHelpers: 1, isolateHelpers: false, logger: captured.logger)
-        try KTask.run(0..<100_000, options: KTask.Options(minChunk: 100, pool: pool)) { _ in }
-        #expect(captured.messages(.debug).count == 2)
+        try KTask.run(0..<1000, options: KTask.Options(minChunk: 100, pool: pool)) { _ in usleep(200) }
+        #expect(captured.messages(.debug).count == 3)
         let own = CapturedLog()
-        try KTask.run(0..<100_000, options: KTask.Options(minChunk: 100, pool: pool, logger: own.logger)) { _ in }
-        #expect(captured.messages(.debug).count == 2, "the job's own logger wins")
-        #expect(own.messages(.debug).count == 2)
+        try KTask.run(0..<1000, options: KTask.Options(minChunk: 100, pool: pool, logger: own.logger)) { _ in usleep(200) }
+        #expect(captured.messages(.debug).count == 3, "the job's own logger wins")
+        #expect(own.messages(.debug).count == 3)
     }
 
     @Test("a logger above debug gets no decision lines")

@@ -13,14 +13,16 @@ struct ThreadLimitTests {
         #expect(try KTask.run(0..<1000, options: KTask.Options(maxThreads: 1)) { _ in }.threadLimit == .maxThreads)
         #expect(try KTask.run(0..<10, options: KTask.Options(minChunk: 100)) { _ in }.threadLimit == .tooLittleWork)
         let none = try KTask.Pool(name: "kt-lim0", maxBusyHelpers: 0, isolateHelpers: false)
-        #expect(try KTask.run(0..<1000, options: KTask.Options(maxThreads: 2, pool: none)) { _ in }.threadLimit == .poolCap)
+        // Items of 100 µs: the caller's first shows the rest is worth a helper, which the cap then refuses.
+        #expect(try KTask.run(0..<100, options: KTask.Options(maxThreads: 2, pool: none)) { _ in usleep(100) }.threadLimit == .poolCap)
         let one = try KTask.Pool(name: "kt-lim1", maxBusyHelpers: 1, isolateHelpers: false)
-        // A job holding the pool's one helper makes a second job's helper come up short.
+        // A job holding the pool's one helper makes a second job's helper come up short: the caller's first
+        // item (20 ms) shows the rest is worth a helper; while it sleeps on item 2, item 1 runs a second job,
+        // whose items (2 ms) are worth a helper too.
         let inner = Locked<KTask.ThreadLimit?>(nil)
-        try KTask.run(0..<2, options: KTask.Options(maxThreads: 2, pool: one)) { chunk in
-            guard chunk.lowerBound == 0 else { usleep(20_000); return }
-            usleep(5_000)
-            inner.withLock { $0 = try? KTask.run(0..<1000, options: KTask.Options(maxThreads: 2, pool: one)) { _ in }.threadLimit }
+        try KTask.run(0..<3, options: KTask.Options(maxThreads: 2, pool: one)) { chunk in
+            guard chunk.lowerBound == 1 else { usleep(20_000); return }
+            inner.withLock { $0 = try? KTask.run(0..<4, options: KTask.Options(maxThreads: 2, pool: one)) { _ in usleep(2_000) }.threadLimit }
         }
         #expect([.helpersBusy, .cpuBudget].contains(inner.current), "\(String(describing: inner.current))")
     }

@@ -1,0 +1,130 @@
+/// The caller starts at once; helpers join only what is left, and only if it is worth a helper.
+///
+/// A job cannot tell how long its items take before it runs some. So the caller runs the range's first
+/// chunks itself, timing them: the first `minChunk` items, then each chunk sized to reach a quarter of the
+/// pool's break-even time at the pace measured so far (at least twice, at most 16 times the chunk before;
+/// boundaries on multiples of `align`), at most ``maxChunks`` chunks, until it has worked that long or the
+/// range is done. Then it estimates the rest at the pace of its last chunk (the first may hold a cold
+/// start: code and data paged in, caches empty): less than the break-even time, and
+/// it runs the rest inline as one more chunk; more, and the rest becomes the parallel job.
+///
+/// The break-even time is twice what a helper has cost this pool lately (``HelperCost``): the time from the
+/// caller's reservation to a helper's first claim, averaged over recent jobs (a helper spinning after a job
+/// joins in a microsecond or two, a parked one in tens, a starved one on a busy machine in milliseconds).
+/// With less work left than that, a helper would arrive when the job is nearly over and cost the caller
+/// more (reservation, wake-up, the wait for it) than it saves. So a 16-item job of arithmetic costs about
+/// what the loop does, a job of 16 items of 10 µs gets its helpers after its first item, and on a machine
+/// where helpers are starved small jobs stop paying for helpers that would not come.
+///
+/// The first chunks are ordinary completed chunks: a later failure undoes them like any other.
+struct CallerFirst {
+    /// The most chunks the caller runs before it decides.
+    static let maxChunks = 8
+    /// Chunk growth from one to the next: at least ×2 (few chunks, few clock reads), at most ×16 (a pace
+    /// measured on a few items is mostly the clock's own cost).
+    static let minGrowth = 2
+    static let maxGrowth = 16
+
+    let range: Range<Int>
+    let minChunk: Int
+    let align: Int
+    /// Where each chunk run so far ends (the first starts at the range's start).
+    private var ends = InlineArray<8, Int>(repeating: 0)
+    /// Chunks run so far.
+    private(set) var claims = 0
+    /// The largest chunk run so far.
+    private(set) var largestChunk = 0
+
+    /// Items done so far: the range's start up to here.
+    var doneUpTo: Int { claims == 0 ? range.lowerBound : ends[claims - 1] }
+
+    /// What the caller decided.
+    enum Outcome: Equatable {
+        /// The range is done: it ran on the caller only.
+        case done
+        /// The rest (`range` from ``doneUpTo``) is not worth a helper.
+        case restInline
+        /// The rest is worth helpers.
+        case restParallel
+    }
+
+    init(range: Range<Int>, minChunk: Int, align: Int) {
+        self.range = range
+        self.minChunk = minChunk
+        self.align = align
+    }
+
+    /// Runs first chunks from `start` (CLOCK_MONOTONIC nanoseconds) until the caller has worked `decideAfter`
+    /// nanoseconds or the range is done, then decides from the pace measured whether the rest (if any) is
+    /// worth a helper (`breakEven`). `finished` is when the last chunk returned.
+    mutating func run(start: Int64, decideAfter: Int64, breakEven: Int64, cancellation: JobCancellation,
+                      _ chunk: (Range<Int>) throws -> Void) throws -> (outcome: Outcome, finished: Int64) {
+        var size = minChunk
+        var now = start
+        /// The last chunk's time: the pace the rest is estimated at (the first chunk's may hold a cold start).
+        var lastChunk: (items: Int, nanoseconds: Int64) = (1, 0)
+        while claims < Self.maxChunks {
+            // As the claim loop does before each claim: a cancelled job starts no more chunks.
+            guard !cancellation.isCancelled(onCaller: true) else { throw KTask.Error.cancelled }
+            let next = Self.step(from: doneUpTo, size: size, align: align, upTo: range.upperBound)
+            try chunk(next)
+            ends[claims] = next.upperBound
+            claims += 1
+            largestChunk = max(largestChunk, next.count)
+            let before = now
+            now = monotonicNanoseconds()
+            lastChunk = (next.count, now - before)
+            if next.upperBound == range.upperBound { return (.done, now) }
+            let elapsed = now - start
+            if elapsed >= decideAfter { break }
+            size = Self.nextSize(after: next.count, done: next.upperBound - range.lowerBound, elapsed: elapsed,
+                                 aimingAt: decideAfter)
+        }
+        let left = range.upperBound - doneUpTo
+        // At the last chunk's pace, without overflow for huge ranges.
+        let estimate = Double(lastChunk.nanoseconds) * Double(left) / Double(lastChunk.items)
+        return (estimate < Double(breakEven) ? .restInline : .restParallel, now)
+    }
+
+    /// The chunk from `lower`: at least `size` items, ending on a multiple of `align` or at `upper`.
+    static func step(from lower: Int, size: Int, align: Int, upTo upper: Int) -> Range<Int> {
+        let (wanted, overflow) = lower.addingReportingOverflow(size)
+        return lower..<(overflow ? upper : min(upper, roundUp(wanted, toMultipleOf: align)))
+    }
+
+    /// The next chunk's size: the items that would bring the work done to `aimingAt` nanoseconds at the pace
+    /// so far (`done` items in `elapsed`), within ``minGrowth`` to ``maxGrowth`` times the last chunk.
+    static func nextSize(after last: Int, done: Int, elapsed: Int64, aimingAt target: Int64) -> Int {
+        let wanted = Double(max(0, target - elapsed)) * Double(done) / Double(max(1, elapsed))
+        let low = Double(last) * Double(minGrowth), high = Double(last) * Double(maxGrowth)
+        let size = min(max(wanted, low), high)
+        return size >= Double(Int.max / 2) ? Int.max / 2 : Int(size)
+    }
+
+    /// Undoes the chunks run, in order (after a later failure).
+    func undo(_ undo: (Range<Int>) -> Void) {
+        var lower = range.lowerBound
+        for index in 0..<claims {
+            undo(lower..<ends[index])
+            lower = ends[index]
+        }
+    }
+}
+
+/// A helper's recent cost to a pool's jobs, and what ``CallerFirst`` makes of it.
+struct HelperCost {
+    /// Before any job measured one: a parked helper's wake-up in a VM.
+    static let initialNanoseconds: Int64 = 10_000
+    /// A sample is taken as at least this (a spinning helper) and at most this (a starved one).
+    static let minimumNanoseconds: Int64 = 500
+    static let maximumNanoseconds: Int64 = 50_000_000
+
+    let nanoseconds: Int64
+
+    /// Work left below which a helper is not worth it: the helper's cost twice over (it arrives after one,
+    /// and should then share at least as much again).
+    var breakEven: Int64 { 2 * nanoseconds }
+    /// How long the caller works alone before it decides: a quarter of the break-even time, enough to
+    /// measure the pace, at least 1 µs (a clock read's error is tens of nanoseconds) and at most 1 ms.
+    var decideAfter: Int64 { min(max(breakEven / 4, 1_000), 1_000_000) }
+}

@@ -1,0 +1,127 @@
+import CKTaskShims
+import Synchronization
+import Testing
+@testable import KTask
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The caller starts at once and helpers join only what is left, when it is worth one (``CallerFirst``).
+@Suite("Small jobs run on the caller; the rest gets helpers only when worth one", .serialized)
+struct CallerFirstTests {
+    @Test("the first chunks: at least minChunk, on align boundaries, growing 2x to 16x")
+    func steps() {
+        #expect(CallerFirst.step(from: 0, size: 5, align: 4, upTo: 100) == 0..<8)
+        #expect(CallerFirst.step(from: 8, size: 10, align: 4, upTo: 100) == 8..<20)
+        #expect(CallerFirst.step(from: 96, size: 10, align: 4, upTo: 100) == 96..<100)
+        #expect(CallerFirst.step(from: Int.max - 3, size: Int.max / 2, align: 1, upTo: Int.max) == Int.max - 3..<Int.max)
+        // 1 item in 1 µs, aiming at 5 µs: 4 more items, but at least twice the last (2).
+        #expect(CallerFirst.nextSize(after: 1, done: 1, elapsed: 1_000, aimingAt: 5_000) == 4)
+        #expect(CallerFirst.nextSize(after: 1, done: 1, elapsed: 4_900, aimingAt: 5_000) == 2)
+        // A pace measured on one item (mostly the clock): at most 16x.
+        #expect(CallerFirst.nextSize(after: 1, done: 1, elapsed: 30, aimingAt: 5_000) == 16)
+        #expect(CallerFirst.nextSize(after: Int.max / 4, done: Int.max / 4, elapsed: 1, aimingAt: 5_000) == Int.max / 2)
+    }
+
+    @Test("a break-even of twice a helper's measured cost, decided after a quarter of it, within bounds")
+    func helperCost() {
+        #expect(HelperCost(nanoseconds: 10_000).breakEven == 20_000)
+        #expect(HelperCost(nanoseconds: 10_000).decideAfter == 5_000)
+        #expect(HelperCost(nanoseconds: 500).decideAfter == 1_000)
+        #expect(HelperCost(nanoseconds: 50_000_000).decideAfter == 1_000_000)
+        let pool = try! KTask.Pool(name: "kt-cost", isolateHelpers: false)
+        #expect(pool.helperCost.nanoseconds == HelperCost.initialNanoseconds)
+        for _ in 0..<100 { pool.noteHelperCost(nanoseconds: 1_000_000) }
+        #expect(pool.helperCost.nanoseconds > 900_000, "the average follows what helpers cost")
+        for _ in 0..<100 { pool.noteHelperCost(nanoseconds: 1) }
+        #expect(pool.helperCost.nanoseconds < 2 * HelperCost.minimumNanoseconds)
+    }
+
+    @Test("16 items of arithmetic run on the caller alone: no helper reserved or started")
+    func tinyJobInline() throws {
+        let pool = try KTask.Pool(name: "kt-tiny", isolateHelpers: false)
+        let sum = Atomic<Int>(0)
+        // A process's first job may take milliseconds over its first item (code paged in): not this one's case.
+        try KTask.run(0..<16, options: KTask.Options(pool: KTask.Pool(name: "kt-warm", isolateHelpers: false))) { _ in }
+        let report = try KTask.run(0..<16, options: KTask.Options(pool: pool)) { chunk in
+            for item in chunk { sum.add(item &* item, ordering: .relaxed) }
+        }
+        #expect(sum.load(ordering: .relaxed) == (0..<16).reduce(0) { $0 + $1 * $1 })
+        #expect(report.threadsUsed == 1 && report.threadLimit == .helperCost && report.ranInline, "\(report) \(pool.helperCost)")
+        #expect(pool.state.liveThreads == 0)
+        // map and reduce alike (whether their rest is worth a helper depends on the build: tests are debug builds).
+        #expect(try KTask.map(0..<16, options: KTask.Options(pool: pool)) { $0 * 2 } == (0..<16).map { $0 * 2 })
+        #expect(try KTask.reduce(0..<256, options: KTask.Options(pool: pool), 0, +) { $0.reduce(0, +) } == 255 * 256 / 2)
+    }
+
+    @Test("16 items of 2 ms get a helper after the caller's first")
+    func expensiveItemsGetHelpers() throws {
+        let pool = try KTask.Pool(name: "kt-slow", isolateHelpers: false)
+        let report = try KTask.run(0..<16, options: KTask.Options(maxThreads: 2, pool: pool)) { _ in usleep(2_000) }
+        #expect(report.threadsUsed == 2, "\(report)")
+        #expect(report.claimsPerThread[0] >= 2, "the caller's first item, then its share: \(report)")
+        #expect(report.claimCount == report.claimsPerThread.reduce(0, +))
+    }
+
+    @Test("a failure after the caller's first chunks undoes them too, each chunk once")
+    func undoCoversFirstChunks() throws {
+        struct Failure: Error {}
+        let completed = Locked<[Range<Int>]>([]), undone = Locked<[Range<Int>]>([])
+        #expect(throws: Failure.self) {
+            try KTask.run(0..<64, options: KTask.Options(maxThreads: 2), undo: { chunk in undone.withLock { $0.append(chunk) } }) { chunk in
+                usleep(500)
+                if chunk.contains(60) { throw Failure() }
+                completed.withLock { $0.append(chunk) }
+            }
+        }
+        let sortedCompleted = completed.current.sorted { $0.lowerBound < $1.lowerBound }
+        #expect(sortedCompleted.first?.lowerBound == 0, "the caller's first chunk completed: \(sortedCompleted)")
+        #expect(undone.current.sorted { $0.lowerBound < $1.lowerBound } == sortedCompleted)
+    }
+
+    @Test("a job cancelled while the caller runs its first chunks starts no more and undoes them")
+    func cancelDuringFirstChunks() throws {
+        let token = KTask.Cancellation()
+        let ran = Locked<[Range<Int>]>([]), undone = Locked<[Range<Int>]>([])
+        #expect(throws: KTask.Error.cancelled) {
+            try KTask.run(0..<1_000_000, options: KTask.Options(cancellation: token), undo: { chunk in undone.withLock { $0.append(chunk) } }) { chunk in
+                ran.withLock { $0.append(chunk) }
+                token.cancel()
+            }
+        }
+        #expect(ran.current == [0..<1], "\(ran.current)")
+        #expect(undone.current == [0..<1])
+    }
+}
+
+@Suite("Helpers at the caller's priority are not left in the idle cgroup", .serialized)
+struct HelperCgroupPriorityTests {
+    /// The cpu cgroup each helper of a 2-thread job ran in, at `priority`.
+    func helperCgroups(_ priority: KTask.HelperPriority, pool: KTask.Pool) throws -> [String] {
+        let caller = Int(CKTask_gettid())
+        let seen = Locked<[String]>([])
+        let report = try KTask.run(0..<8, options: KTask.Options(maxThreads: 2, helperPriority: priority, pool: pool)) { _ in
+            let tid = Int(CKTask_gettid())
+            if tid != caller, let group = cpuCgroup(tid) { seen.withLock { $0.append(group) } }
+            usleep(5_000)
+        }
+        #expect(report.threadsUsed == 2, "\(report)")
+        return seen.current
+    }
+
+    @Test("inheritCaller and a nice at the caller's run outside it; the lowest priority inside",
+          .enabled(if: HelperIsolation.planned.kind != .niceOnly, "needs the helpers' idle cgroup (root, cgroup v1 here): skipped"))
+    func inheritCallerLeavesIdleCgroup() throws {
+        let pool = try KTask.Pool(name: "kt-prio", maxBusyHelpers: 1)
+        let idle = HelperIsolation.childName
+        let lowest = try helperCgroups(.lowest, pool: pool)
+        #expect(!lowest.isEmpty && lowest.allSatisfy { $0.hasSuffix(idle) }, "\(lowest)")
+        let inherited = try helperCgroups(.inheritCaller, pool: pool)
+        #expect(!inherited.isEmpty && inherited.allSatisfy { !$0.hasSuffix(idle) }, "\(inherited)")
+        let callerNice = try helperCgroups(.nice(Int(ThreadPriority.currentThreadNice())), pool: pool)
+        #expect(!callerNice.isEmpty && callerNice.allSatisfy { !$0.hasSuffix(idle) }, "\(callerNice)")
+        let again = try helperCgroups(.lowest, pool: pool)
+        #expect(!again.isEmpty && again.allSatisfy { $0.hasSuffix(idle) }, "back in for the next low-priority job: \(again)")
+    }
+}
