@@ -21,6 +21,10 @@
 
 int CKTask_gettid(void) { return (int)syscall(SYS_gettid); }
 
+static __thread int helper_restore;
+void CKTask_note_helper_restore(int flags) { helper_restore = flags; }
+int CKTask_take_helper_restore(void) { int flags = helper_restore; helper_restore = 0; return flags; }
+
 int CKTask_getpid(void) { return (int)getpid(); }
 
 int CKTask_sched_getcpu(void) { return sched_getcpu(); }

@@ -1,18 +1,18 @@
 /// The caller starts at once; helpers join only what is left, and only if it is worth a helper.
 ///
 /// A job cannot tell how long its items take before it runs some. So the caller runs the range's first
-/// chunks itself, timing them: the first `minChunk` items, then each chunk sized to reach a quarter of the
+/// chunks itself, timing them: the first `minChunk` items, then each chunk sized to reach half the
 /// pool's break-even time at the pace measured so far (at least twice, at most 16 times the chunk before;
 /// boundaries on multiples of `align`), at most ``maxChunks`` chunks, until it has worked that long or the
 /// range is done. Then it estimates the rest at the pace of its last chunk (the first may hold a cold
 /// start: code and data paged in, caches empty): less than the break-even time, and
 /// it runs the rest inline as one more chunk; more, and the rest becomes the parallel job.
 ///
-/// The break-even time is twice what a helper has cost this pool lately (``HelperCost``): the time from the
+/// The break-even time is what a helper has cost this pool lately (``HelperCost``): the time from the
 /// caller's reservation to a helper's first claim, averaged over recent jobs (a helper spinning after a job
 /// joins in a microsecond or two, a parked one in tens, a starved one on a busy machine in milliseconds).
-/// With less work left than that, a helper would arrive when the job is nearly over and cost the caller
-/// more (reservation, wake-up, the wait for it) than it saves. So a 16-item job of arithmetic costs about
+/// With less work left than that, a helper would arrive when the job is over and cost the caller more
+/// (reservation, wake-up, taking it back) than it saves. So a 16-item job of arithmetic costs about
 /// what the loop does, a job of 16 items of 10 µs gets its helpers after its first item, and on a machine
 /// where helpers are starved small jobs stop paying for helpers that would not come.
 ///
@@ -58,7 +58,7 @@ struct CallerFirst {
     /// nanoseconds or the range is done, then decides from the pace measured whether the rest (if any) is
     /// worth a helper (`breakEven`). `finished` is when the last chunk returned.
     mutating func run(start: Int64, decideAfter: Int64, breakEven: Int64, cancellation: JobCancellation,
-                      _ chunk: (Range<Int>) throws -> Void) throws -> (outcome: Outcome, finished: Int64) {
+                      _ chunk: (Range<Int>) throws -> Void) throws -> (outcome: Outcome, finished: Int64, estimate: Int64) {
         var size = minChunk
         var now = start
         /// The last chunk's time: the pace the rest is estimated at (the first chunk's may hold a cold start).
@@ -74,7 +74,7 @@ struct CallerFirst {
             let before = now
             now = monotonicNanoseconds()
             lastChunk = (next.count, now - before)
-            if next.upperBound == range.upperBound { return (.done, now) }
+            if next.upperBound == range.upperBound { return (.done, now, 0) }
             let elapsed = now - start
             if elapsed >= decideAfter { break }
             size = Self.nextSize(after: next.count, done: next.upperBound - range.lowerBound, elapsed: elapsed,
@@ -83,7 +83,7 @@ struct CallerFirst {
         let left = range.upperBound - doneUpTo
         // At the last chunk's pace, without overflow for huge ranges.
         let estimate = Double(lastChunk.nanoseconds) * Double(left) / Double(lastChunk.items)
-        return (estimate < Double(breakEven) ? .restInline : .restParallel, now)
+        return (estimate < Double(breakEven) ? .restInline : .restParallel, now, estimate >= Double(Int64.max) ? Int64.max : Int64(estimate))
     }
 
     /// The chunk from `lower`: at least `size` items, ending on a multiple of `align` or at `upper`.
@@ -121,10 +121,11 @@ struct HelperCost {
 
     let nanoseconds: Int64
 
-    /// Work left below which a helper is not worth it: the helper's cost twice over (it arrives after one,
-    /// and should then share at least as much again).
-    var breakEven: Int64 { 2 * nanoseconds }
-    /// How long the caller works alone before it decides: a quarter of the break-even time, enough to
-    /// measure the pace, at least 1 µs (a clock read's error is tens of nanoseconds) and at most 1 ms.
-    var decideAfter: Int64 { min(max(breakEven / 4, 1_000), 1_000_000) }
+    /// Work left below which a helper is not worth it: the helper's cost. With R of work left and a helper
+    /// that starts claiming after C (its cost, measured from the caller's reservation, so the caller's own
+    /// part of it is included), two threads finish in about C + (R − C) / 2: sooner than R alone once R > C.
+    var breakEven: Int64 { nanoseconds }
+    /// How long the caller works alone before it decides: half the break-even time, enough to measure the
+    /// pace, at least 1 µs (a clock read's error is tens of nanoseconds) and at most 1 ms.
+    var decideAfter: Int64 { min(max(breakEven / 2, 1_000), 1_000_000) }
 }

@@ -84,6 +84,11 @@ final class HelperThread: @unchecked Sendable {
             // Before the job hears this helper is done: its caller's next job finds the permits free.
             pool.permits?.give()
             work.work.finished?(work.work.context, work.argument)
+            // A priority boost the job's caller lent this thread is given back only now that the job has
+            // heard it is done (``JobState``): its nice, and its place in the idle cgroup.
+            let restore = CKTask_take_helper_restore()
+            if restore & HelperRestore.nice != 0 { ThreadPriority.setCurrentThreadNice(currentNice) }
+            if restore & HelperRestore.idleCgroup != 0 { inIdleCgroup = HelperIsolation.current.admit(tid: tid) }
             // Poll for the next job without the lock (the caller's next job takes it to hand one
             // out); an assignment seen but taken back (the job ran out of grains first) does not end
             // the polling early.

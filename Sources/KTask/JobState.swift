@@ -156,7 +156,10 @@ final class JobState: @unchecked Sendable {
                  })
     }
 
-    /// A helper's share: claim until nothing is left; then give back a boost the caller lent it.
+    /// A helper's share: claim until nothing is left; then note a boost the caller lent it, for the pool
+    /// thread to give back once the job has heard this helper is done (``HelperThread``): given back
+    /// before, it would be starved again at nice 19 in the idle cgroup before it could say so, and the
+    /// caller would wait for that (0.7-1.2 s for a 40 ms job under a load on every CPU).
     private func helperShare(slot: Int) {
         if joined.add(1, ordering: .relaxed).oldValue == 0 { firstJoin.store(monotonicNanoseconds(), ordering: .relaxed) }
         if policy.helpersReportProgress {
@@ -170,9 +173,7 @@ final class JobState: @unchecked Sendable {
             participantFlags[slot].insert(.done)
             return participantFlags[slot]
         }
-        let (boosted, released) = (flags.contains(.boosted), flags.contains(.released))
-        if boosted { ThreadPriority.setCurrentThreadNice(helperNice) }
-        if released { HelperIsolation.current.admit(tid: tids[slot].load(ordering: .relaxed)) }
+        CKTask_note_helper_restore((flags.contains(.boosted) ? HelperRestore.nice : 0) | (flags.contains(.released) ? HelperRestore.idleCgroup : 0))
     }
 
     /// The claim loop: claim the next grains of the slot's home part and run them until the part runs
@@ -257,6 +258,12 @@ final class JobState: @unchecked Sendable {
 
     /// After the latch reached zero: claims completed by each thread that joined, the caller first.
     var claimsPerThread: [Int] { UnsafeBufferPointer(start: claimsRun, count: slots).filter { $0 >= 0 } }
+}
+
+/// What a boosted helper gives back after its job (``CKTask_note_helper_restore``'s bits).
+enum HelperRestore {
+    static let nice: Int32 = 1
+    static let idleCgroup: Int32 = 2
 }
 
 /// What stops a job: its options' token, an async job's task, or (on the caller, for the blocking

@@ -121,8 +121,8 @@ extension KTask {
         // MARK: What a helper costs
 
         /// What a helper has cost this pool's jobs lately, in nanoseconds: from the caller's reservation to a
-        /// helper's first claim (or to the caller's last claim, where no helper came in time), a moving
-        /// average over jobs. Read by ``CallerFirst`` to tell whether a job's rest is worth a helper.
+        /// helper's first claim (or to the caller's last claim, where no helper came in time), plus the
+        /// caller's wait for its helpers at the end, a moving average over jobs. Read by ``CallerFirst`` to tell whether a job's rest is worth a helper.
         private let helperCostNanoseconds = Atomic<Int64>(HelperCost.initialNanoseconds)
 
         /// A helper's recent cost, as the times ``CallerFirst`` decides with.
@@ -133,6 +133,15 @@ extension KTask {
             let clamped = min(max(sample, HelperCost.minimumNanoseconds), HelperCost.maximumNanoseconds)
             let average = helperCostNanoseconds.load(ordering: .relaxed)
             helperCostNanoseconds.store(average + (clamped - average) / 8, ordering: .relaxed)
+        }
+
+        /// A job ran its rest inline with at least half the break-even time of work left: the average comes
+        /// down by 1/16. Only parallel jobs measure a helper, so without this an average once inflated (a
+        /// burst of load, a slow start) would keep every such job inline for good; this way such jobs try
+        /// helpers again after a few, and a helper that is still slow to come puts the average back.
+        func noteNearMiss() {
+            let average = helperCostNanoseconds.load(ordering: .relaxed)
+            helperCostNanoseconds.store(max(HelperCost.minimumNanoseconds, average - average / 16), ordering: .relaxed)
         }
 
         /// The pool's threads now: live, parked and busy (a snapshot; it may change at once).

@@ -16,9 +16,9 @@ enum MultithreadedJob {
         if case .callerFirst(let range, let limits) = shape {
             var first = CallerFirst(range: range, minChunk: options.minChunk, align: options.align)
             let cost = options.pool.helperCost
-            let outcome: CallerFirst.Outcome, finished: Int64
+            let outcome: CallerFirst.Outcome, finished: Int64, estimate: Int64
             do {
-                (outcome, finished) = try first.run(start: start, decideAfter: cost.decideAfter, breakEven: cost.breakEven,
+                (outcome, finished, estimate) = try first.run(start: start, decideAfter: cost.decideAfter, breakEven: cost.breakEven,
                                                     cancellation: cancellation, chunk)
             } catch {
                 if let undo { first.undo(undo) }
@@ -28,6 +28,7 @@ enum MultithreadedJob {
                 JobLog(options).debug("the caller ran \(first.doneUpTo - range.lowerBound) of \(range.count) items alone in \(first.claims) chunk(s): "
                                       + "\(outcome) (a helper breaks even at \(cost.breakEven) ns of work left)")
             }
+            if outcome == .restInline && estimate >= cost.breakEven / 2 { options.pool.noteNearMiss() }
             let rest = first.doneUpTo..<range.upperBound
             switch outcome {
             case .done:
@@ -92,13 +93,20 @@ enum MultithreadedJob {
                             onLastClaim: { dispatcher.revokeUnstarted(); boost?.boostOneIfStarved() },
                             afterClaim: { adaptive?.afterClaim(dispatcher: &dispatcher) })
             // Finish: no helper is dispatched from here on; wait until none is out.
+            let callerDone = monotonicNanoseconds()
             adaptive?.giveBackWaiting(to: options.pool)
             dispatcher.revokeUnstarted()
             boost?.boostStarvedUntilDone()
             job.latch.wait()
-            // What a helper cost: until the first joined, or (none came in time) until the caller was done.
-            let joinedAt = job.firstJoin.load(ordering: .relaxed)
-            options.pool.noteHelperCost(nanoseconds: (joinedAt > 0 ? joinedAt : monotonicNanoseconds()) - reserving)
+            // What helpers cost the caller: the time until the first joined (or, none in time, until the caller
+            // was done), plus its wait for them at the end (a helper starved on a busy machine while it holds
+            // a claim). Not where a thread had to be started (once per ~10 s of idleness: not the next job's).
+            if reserved.allSatisfy({ $0.reservation.toStart == 0 }) {
+                let joinedAt = job.firstJoin.load(ordering: .relaxed)
+                let finished = monotonicNanoseconds()
+                options.pool.noteHelperCost(nanoseconds: ((joinedAt > 0 ? min(joinedAt, callerDone) : callerDone) - reserving)
+                                                         + (finished - callerDone))
+            }
             if let error = job.error {
                 if let undo { job.undoCompletedClaims(undo) }
                 throw error

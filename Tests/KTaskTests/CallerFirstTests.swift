@@ -24,9 +24,9 @@ struct CallerFirstTests {
         #expect(CallerFirst.nextSize(after: Int.max / 4, done: Int.max / 4, elapsed: 1, aimingAt: 5_000) == Int.max / 2)
     }
 
-    @Test("a break-even of twice a helper's measured cost, decided after a quarter of it, within bounds")
+    @Test("a break-even of a helper's measured cost, decided after half of it, within bounds")
     func helperCost() {
-        #expect(HelperCost(nanoseconds: 10_000).breakEven == 20_000)
+        #expect(HelperCost(nanoseconds: 10_000).breakEven == 10_000)
         #expect(HelperCost(nanoseconds: 10_000).decideAfter == 5_000)
         #expect(HelperCost(nanoseconds: 500).decideAfter == 1_000)
         #expect(HelperCost(nanoseconds: 50_000_000).decideAfter == 1_000_000)
@@ -36,6 +36,10 @@ struct CallerFirstTests {
         #expect(pool.helperCost.nanoseconds > 900_000, "the average follows what helpers cost")
         for _ in 0..<100 { pool.noteHelperCost(nanoseconds: 1) }
         #expect(pool.helperCost.nanoseconds < 2 * HelperCost.minimumNanoseconds)
+        // Jobs kept inline near the break-even bring an inflated average down, so that helpers are tried again.
+        for _ in 0..<100 { pool.noteHelperCost(nanoseconds: 1_000_000) }
+        for _ in 0..<64 { pool.noteNearMiss() }
+        #expect(pool.helperCost.nanoseconds < 50_000)
     }
 
     @Test("16 items of arithmetic run on the caller alone: no helper reserved or started")
@@ -123,5 +127,49 @@ struct HelperCgroupPriorityTests {
         #expect(!callerNice.isEmpty && callerNice.allSatisfy { !$0.hasSuffix(idle) }, "\(callerNice)")
         let again = try helperCgroups(.lowest, pool: pool)
         #expect(!again.isEmpty && again.allSatisfy { $0.hasSuffix(idle) }, "back in for the next low-priority job: \(again)")
+    }
+}
+
+@Suite("Under a load on every CPU, helpers never make a job much slower than its caller alone", .serialized)
+struct BusyMachineTests {
+    /// A nice-0 shell loop per CPU, as another user's CPU-bound work.
+    static func startLoad() -> [pid_t] {
+        (0..<max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))).map { _ in
+            var pid: pid_t = 0
+            let arguments: [String] = ["/bin/sh", "-c", "while :; do :; done"]
+            var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
+            defer { argv.forEach { free($0) } }
+            return posix_spawn(&pid, "/bin/sh", nil, nil, &argv, environ) == 0 ? pid : 0
+        }.filter { $0 > 0 }
+    }
+
+    /// ~10 µs of arithmetic (a CPU-bound item: its time is CPU time, whatever the load).
+    @inline(never) static func item(_ seed: Int) -> UInt64 {
+        var x = UInt64(truncatingIfNeeded: seed) | 1
+        for _ in 0..<4_000 { x = (x ^ (x >> 29)) &* 0xBF58_476D_1CE4_E5B9 }
+        return x
+    }
+
+    @Test("a boosted helper gives its boost back only after the job heard it was done", .timeLimit(.minutes(2)))
+    func boostedHelperDoesNotHoldTheJobUp() throws {
+        let load = Self.startLoad()
+        defer { for pid in load { kill(pid, SIGKILL); waitpid(pid, nil, 0) } }
+        usleep(200_000)
+        func seconds(_ options: KTask.Options) throws -> Double {
+            let start = monotonicNanoseconds()
+            try KTask.run(0..<2048, options: options) { chunk in for item in chunk { _ = Self.item(item) } }
+            return Double(monotonicNanoseconds() - start) / 1e9
+        }
+        var alone: [Double] = [], helped: [Double] = []
+        for _ in 0..<12 {
+            alone.append(try seconds(KTask.Options(maxThreads: 1)))
+            // A fresh pool each time: one that has learned what its helpers cost here would keep the job on
+            // its caller (``CallerFirst``), and the helpers' own conduct would go untested.
+            helped.append(try seconds(KTask.Options(pool: KTask.Pool(name: "kt-busy"))))
+        }
+        // Before the fix a boosted helper, back at nice 19 in the idle cgroup before it said it was done, kept
+        // the caller waiting: 0.7-3.2 s for a 30-80 ms job, in 1 run of 7 to 7 of 10. CFS alone moves a job
+        // on a shared CPU by ~2x.
+        #expect(helped.max()! <= 4 * alone.max()! + 0.1, "helped \(helped), alone \(alone)")
     }
 }

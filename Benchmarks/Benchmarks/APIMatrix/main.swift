@@ -205,20 +205,21 @@ func dataFor(_ n: Int) -> [Int] {
 
 // MARK: Load
 
-/// Spinners at nice 0, as another user's CPU-bound work: one process per CPU, or one.
+/// Spinners at nice 0, as another user's CPU-bound work: one process per CPU, or one (a shell loop, so
+/// that no optimiser can remove it).
 func startLoad(_ mode: String) -> [pid_t] {
     let count = mode == "all" ? threads : mode == "one" ? 1 : 0
     var pids: [pid_t] = []
     for _ in 0..<count {
-        let pid = fork()
-        if pid == 0 {
-            setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, 0)
-            var x: UInt64 = 1
-            while true { x = x &* 6364136223846793005 &+ 1; if x == 0 { break } }
-            _exit(0)
-        }
+        var pid: pid_t = 0
+        let arguments = ["/bin/sh", "-c", "while :; do :; done"]
+        var argv = arguments.map { strdup($0) } + [nil]
+        guard posix_spawn(&pid, "/bin/sh", nil, nil, &argv, environ) == 0 else { fatalError("could not start the load") }
+        argv.forEach { free($0) }
         pids.append(pid)
     }
+    // Let the load take the CPUs.
+    usleep(200_000)
     return pids
 }
 
@@ -250,6 +251,7 @@ func main() throws {
     var costs = Cost.allCases
     var entries: Set<String> = ["run", "map", "reduce", "update"]
     var profiled: String?
+    var reports = 0
     var arguments = CommandLine.arguments.dropFirst().makeIterator()
     while let argument = arguments.next() {
         guard let value = arguments.next() else { fatalError("\(argument) needs a value") }
@@ -259,6 +261,9 @@ func main() throws {
         case "--sizes": sizes = value.split(separator: ",").map { Int($0)! }
         case "--costs": costs = value.split(separator: ",").map { Cost(rawValue: String($0))! }
         case "--entries": entries = Set(value.split(separator: ",").map(String.init))
+        case "--reports":
+            // The reports of N runs of KTask.run under the load, one per line: --reports N --sizes N --costs COST
+            reports = Int(value)!
         case "--profile":
             // One variant in a loop for 3 s (for perf): --profile NAME --sizes N --costs COST
             profiled = value
@@ -276,6 +281,26 @@ func main() throws {
             calls += 100
         }
         print("\(profiled): \(format(Double(now() - start) / Double(calls))) per call")
+        return
+    }
+    if reports > 0 {
+        let loadPIDs = startLoad(load)
+        defer { stopLoad(loadPIDs) }
+        let cost = costs[0], rounds = Cost.rounds[cost]!
+        for _ in 0..<reports {
+            let sink = SharedPointer(base: .allocate(capacity: sizes[0]))
+            let start = now()
+            let single = try KTask.run(0..<sizes[0], options: KTask.Options(maxThreads: 1)) { chunk in
+                for i in chunk { sink.base[i] = item(i, cost, rounds) }
+            }
+            let middle = now()
+            let report = try KTask.run(0..<sizes[0]) { chunk in
+                for i in chunk { sink.base[i] = item(i, cost, rounds) }
+            }
+            print("1 thread \(format(Double(middle - start))), ktask \(format(Double(now() - middle))): \(report), guard \(report.starvationGuard), boosted \(report.boostedHelpers)")
+            _ = single
+            sink.base.deallocate()
+        }
         return
     }
     let one = KTask.Options(maxThreads: 1)

@@ -19,6 +19,12 @@
 /// The calling thread's kernel thread id (gettid(2)).
 int CKTask_gettid(void);
 
+/// What a helper thread must take back once its job has heard it is done (a priority boost lent to it,
+/// bit 0; a move out of the idle cgroup, bit 1): noted by the job's code on the helper's own thread, taken
+/// (and cleared) by the pool thread after the count-down. Thread-local.
+void CKTask_note_helper_restore(int flags);
+int CKTask_take_helper_restore(void);
+
 /// The process id (the main thread's tid).
 int CKTask_getpid(void);
 
