@@ -17,8 +17,22 @@ struct HygieneCLITests {
                                                      "bench", "--workload", "compute", "--threads", "1,2", "--runs", "1", "--size", "1M"],
                                  environment: ["KTASK_SLOTS": folder + "/slots"])
         #expect(run.status == 0, "\(run.stderr)")
-        let calls = try String(contentsOfFile: trace, encoding: .utf8).split(separator: "\n")
-            .filter { !$0.contains("ENOENT") && !$0.contains("<unfinished") && !$0.contains("+++") && !$0.contains("---") }
+        // With -f, a call another thread interrupts is split in two lines, "PID openat(… <unfinished ...>" and
+        // "PID <... openat resumed>) = 5": joined again here, so that the flags and the result are on one line.
+        var unfinished: [Substring: Substring] = [:]
+        var joined: [String] = []
+        for line in try String(contentsOfFile: trace, encoding: .utf8).split(separator: "\n") {
+            let pid = line.prefix { $0 != " " }
+            if let cut = line.range(of: " <unfinished ...>") {
+                unfinished[pid] = line[..<cut.lowerBound]
+            } else if line.contains(" resumed>"), let start = unfinished.removeValue(forKey: pid),
+                      let rest = line.range(of: " resumed>") {
+                joined.append(String(start) + line[rest.upperBound...])
+            } else {
+                joined.append(String(line))
+            }
+        }
+        let calls = joined.filter { !$0.contains("ENOENT") && !$0.contains("+++") && !$0.contains("---") }
         // /proc/stat is what the bench reads around each run; slot.0 is a machine-wide slot's file.
         #expect(calls.contains { $0.contains("\"/proc/stat\"") }, "the trace shows the bench's reads: \(calls.count) calls")
         #expect(calls.contains { $0.contains("slot.0") }, "the trace shows the slot files opened")

@@ -294,7 +294,7 @@ func main() throws {
                 for i in chunk { sink.base[i] = item(i, cost, rounds) }
             }
             let middle = now()
-            let report = try KTask.run(0..<sizes[0]) { chunk in
+            let report = try KTask.run(0..<sizes[0], options: KTask.Options(pool: KTask.Pool(name: "fresh"))) { chunk in
                 for i in chunk { sink.base[i] = item(i, cost, rounds) }
             }
             print("1 thread \(format(Double(middle - start))), ktask \(format(Double(now() - middle))): \(report), guard \(report.starvationGuard), boosted \(report.boostedHelpers)")
