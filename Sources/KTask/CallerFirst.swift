@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// The caller starts at once; helpers join only what is left, and only if it is worth a helper.
 ///
 /// A job cannot tell how long its items take before it runs some. So the caller runs the range's first
@@ -16,10 +20,20 @@
 /// what the loop does, a job of 16 items of 10 µs gets its helpers after its first item, and on a machine
 /// where helpers are starved small jobs stop paying for helpers that would not come.
 ///
+/// Only for a range of at least ``minChunksPerThread`` smallest chunks per thread: coarse work (16 items
+/// of 100 ms on 16 CPUs) starts its helpers at once, as a caller's first item would delay it by a whole item.
+///
 /// The first chunks are ordinary completed chunks: a later failure undoes them like any other.
 struct CallerFirst {
     /// The most chunks the caller runs before it decides.
     static let maxChunks = 8
+    /// Only a range of at least this many smallest chunks per thread starts on the caller alone: with
+    /// fewer, one chunk is too large a share of a thread's work to run before the helpers come (its
+    /// first chunk delays the job by at most 1/8 of a thread's share).
+    static let minChunksPerThread = 8
+    /// The CPUs online when the process started: the thread count for that rule, without a system call
+    /// per job (the job's own limits are read only once the caller has decided).
+    static let onlineCPUs = max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))
     /// Chunk growth from one to the next: at least ×2 (few chunks, few clock reads), at most ×16 (a pace
     /// measured on a few items is mostly the clock's own cost).
     static let minGrowth = 2

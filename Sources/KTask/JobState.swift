@@ -45,6 +45,9 @@ final class JobState: @unchecked Sendable {
     private let firstGrain: UnsafeMutablePointer<Int>
     /// claimsRun[slot]: claims participant `slot` completed; −1 for a helper that never joined.
     private let claimsRun: UnsafeMutablePointer<Int>
+    /// cpuTime[slot]: the CPU time (nanoseconds) participant `slot`'s thread got while in the job: on a busy
+    /// machine, what a helper actually got.
+    private let cpuTime: UnsafeMutablePointer<Int64>
     /// Priority boost: each helper's thread id once it joined, and the time of its last completed claim.
     let tids: UnsafeMutablePointer<Atomic<Int32>>
     let lastProgress: UnsafeMutablePointer<Atomic<Int64>>
@@ -96,7 +99,7 @@ final class JobState: @unchecked Sendable {
         let grainTotal = plans.reduce(0) { $0 + $1.grainCount }
         // The mutex and the 8-byte arrays first, then the 4-byte ones, then the flags: all aligned.
         let mutexBytes = (MemoryLayout<pthread_mutex_t>.size + 7) / 8 * 8
-        let words = 2 * parts + 2 * slots
+        let words = 2 * parts + 3 * slots
         let allocation = UnsafeMutableRawPointer.allocate(byteCount: mutexBytes + 8 * words + 4 * (slots + grainTotal) + slots,
                                                           alignment: 8)
         participantsMutex = allocation.bindMemory(to: pthread_mutex_t.self, capacity: 1)
@@ -106,6 +109,7 @@ final class JobState: @unchecked Sendable {
         firstGrain = (arena + 8 * parts).bindMemory(to: Int.self, capacity: parts)
         claimsRun = (arena + 16 * parts).bindMemory(to: Int.self, capacity: slots)
         lastProgress = (arena + 16 * parts + 8 * slots).bindMemory(to: Atomic<Int64>.self, capacity: slots)
+        cpuTime = (arena + 16 * parts + 16 * slots).bindMemory(to: Int64.self, capacity: slots)
         tids = (arena + 8 * words).bindMemory(to: Atomic<Int32>.self, capacity: slots)
         claimed = (arena + 8 * words + 4 * slots).bindMemory(to: Int32.self, capacity: grainTotal)
         participantFlags = (arena + 8 * words + 4 * (slots + grainTotal)).bindMemory(to: ParticipantFlags.self, capacity: slots)
@@ -117,6 +121,7 @@ final class JobState: @unchecked Sendable {
         }
         claimed.initialize(repeating: 0, count: grainTotal)
         claimsRun.initialize(repeating: -1, count: slots)
+        cpuTime.initialize(repeating: 0, count: slots)
         participantFlags.initialize(repeating: [], count: slots)
         // A helper that has not started yet counts as having made progress when the job began.
         let created = policy.helpersReportProgress ? monotonicNanoseconds() : 0
@@ -182,6 +187,7 @@ final class JobState: @unchecked Sendable {
     /// adaptive mode. Both are non-escaping, so that what they capture stays on the caller's stack.
     func participate(slot: Int, onLastClaim: () -> Void = {}, afterClaim: () -> Void = {}) {
         var count = 0
+        let cpuStart = threadCPUNanoseconds()
         let home = homes.isEmpty ? 0 : homes[slot]
         let reportsProgress = slot > 0 && policy.helpersReportProgress
         parts: for offset in 0..<plans.count {
@@ -217,6 +223,7 @@ final class JobState: @unchecked Sendable {
             }
         }
         claimsRun[slot] = count
+        cpuTime[slot] = threadCPUNanoseconds() - cpuStart
     }
 
     /// Whether any part still has grains to hand out.
@@ -258,6 +265,11 @@ final class JobState: @unchecked Sendable {
 
     /// After the latch reached zero: claims completed by each thread that joined, the caller first.
     var claimsPerThread: [Int] { UnsafeBufferPointer(start: claimsRun, count: slots).filter { $0 >= 0 } }
+
+    /// After the latch reached zero: the CPU time each thread that joined got in the job, the caller first.
+    var cpuTimePerThread: [Duration] {
+        (0..<slots).filter { claimsRun[$0] >= 0 }.map { .nanoseconds(cpuTime[$0]) }
+    }
 }
 
 /// What a boosted helper gives back after its job (``CKTask_note_helper_restore``'s bits).

@@ -31,10 +31,15 @@ extension KTask {
         public let adaptiveThroughput: [Double]
         /// Completed claims per thread, the caller's first; nil for a job run inline as one call.
         private let perThread: [Int]?
+        /// The CPU time each thread that worked on the job got while it claimed chunks of the job's parallel
+        /// part, the caller's first (its first chunks alone, before it sized the rest, are not counted); empty
+        /// for a job its caller ran alone. On a busy machine, what a helper actually got: a helper at nice 19 in the
+        /// idle cgroup beside a nice-0 load gets a sliver of its wall time.
+        public let cpuTimePerThread: [Duration]
 
         init(threadsUsed: Int, chunkSize: Int, claimCount: Int, helperNice: Int?, wallTime: Duration,
              threadLimit: KTask.ThreadLimit = .none, helpersRefusedBy: KTask.ThreadLimit? = nil, starvationGuard: KTask.StarvationGuard = .none, boostedHelpers: Int = 0,
-             adaptiveThreads: Int? = nil, adaptiveThroughput: [Double] = [], perThread: [Int]?) {
+             adaptiveThreads: Int? = nil, adaptiveThroughput: [Double] = [], perThread: [Int]?, cpuTimePerThread: [Duration] = []) {
             self.threadsUsed = threadsUsed
             self.chunkSize = chunkSize
             self.claimCount = claimCount
@@ -47,6 +52,7 @@ extension KTask {
             self.adaptiveThreads = adaptiveThreads
             self.adaptiveThroughput = adaptiveThroughput
             self.perThread = perThread
+            self.cpuTimePerThread = cpuTimePerThread
         }
 
         /// The report of the rest of a job whose first `claims` chunks (the largest `largestChunk` items) the
@@ -58,7 +64,7 @@ extension KTask {
                           claimCount: claimCount + claims, helperNice: helperNice, wallTime: wallTime, threadLimit: threadLimit,
                           helpersRefusedBy: helpersRefusedBy, starvationGuard: starvationGuard, boostedHelpers: boostedHelpers,
                           adaptiveThreads: adaptiveThreads, adaptiveThroughput: adaptiveThroughput,
-                          perThread: threads)
+                          perThread: threads, cpuTimePerThread: cpuTimePerThread)
         }
 
         /// Whether the job ran on the calling thread alone, with no helper woken and nothing allocated: as one
@@ -74,6 +80,7 @@ extension KTask {
             "\(threadsUsed) thread(s) (limited by \(threadLimit.rawValue)), \(claimCount) claim(s), chunks of \(chunkSize), "
                 + "per thread \(claimsPerThread), \(wallTime)"
                 + (adaptiveThreads.map { ", adaptive: \($0) thread(s) from items/s \(adaptiveThroughput.map { Int($0) })" } ?? "")
+                + (cpuTimePerThread.isEmpty ? "" : ", CPU ms per thread \(cpuTimePerThread.map { Double(Int($0.seconds * 10_000)) / 10 })")
         }
     }
 }

@@ -116,7 +116,8 @@ enum MultithreadedJob {
                                claimCount: perThread.reduce(0, +), helperNice: perThread.count > 1 ? Int(job.helperNice) : nil,
                                wallTime: .nanoseconds(monotonicNanoseconds() - start), threadLimit: dispatcher.limit(planned: limit, adaptive: adaptive, used: perThread.count),
                                helpersRefusedBy: refusedBy, starvationGuard: job.starvationGuard, boostedHelpers: boost?.boosted ?? 0,
-                               adaptiveThreads: adaptive?.threads, adaptiveThroughput: adaptive?.rates ?? [], perThread: perThread)
+                               adaptiveThreads: adaptive?.threads, adaptiveThroughput: adaptive?.rates ?? [], perThread: perThread,
+                               cpuTimePerThread: job.cpuTimePerThread)
             return (report, log)
         }
     }

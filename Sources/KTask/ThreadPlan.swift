@@ -67,8 +67,12 @@ struct ThreadPlan {
             // A job that fits in one chunk needs no other thread and no system call.
             if options.maxThreads == 1 { return .inline(range, .maxThreads) }
             if range.count <= max(options.minChunk, options.align) { return .inline(range, .tooLittleWork) }
-            // Adaptive mode measures its own way, from the first claims of every thread.
-            if options.adaptiveThreads == nil {
+            // Adaptive mode measures its own way, from the first claims of every thread. A range of few
+            // chunks per thread is coarse work: the caller's first chunk alone could be a large share of the
+            // job (16 items of 100 ms on 16 CPUs would take twice as long), so its helpers start at once.
+            let chunks = ChunkPlan.usefulThreads(size: range.count, minChunk: options.minChunk, align: options.align, limit: Int.max)
+            if options.adaptiveThreads == nil,
+               chunks >= CallerFirst.minChunksPerThread * min(options.maxThreads ?? Int.max, CallerFirst.onlineCPUs) {
                 // A tuning profile that cannot be read is refused before any chunk runs, as on every path.
                 if let workClass = options.workClass { _ = try KTask.TuningProfile.threadCap(for: workClass) }
                 return .callerFirst(range, limits)

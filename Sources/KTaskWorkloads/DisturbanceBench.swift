@@ -102,6 +102,9 @@ public struct StarvationBench {
         public let runs: Int
         public let jobItems: Int
         public let seconds: [Case: Sample]
+        /// The CPU time the job's helpers got in each run (all helpers together), by case: what a helper
+        /// actually got beside the load.
+        public let helperCPUSeconds: [Case: Sample]
         /// The guard ktask's defaults chose for the `boost_s` case.
         public let defaultGuard: KTask.StarvationGuard
     }
@@ -124,7 +127,7 @@ public struct StarvationBench {
     public func run(progress: (String) -> Void = { _ in }) throws -> Result {
         let nicePool = try KTask.Pool(name: "ktask-s19", isolateHelpers: false)
         let workload = try ComputeWorkload(items: jobItems)
-        var seconds: [Case: [Double]] = [:]
+        var seconds: [Case: [Double]] = [:], helperCPU: [Case: [Double]] = [:]
         var defaultGuard = KTask.StarvationGuard.none
         for run in 1...runs {
             for which in Case.allCases {
@@ -142,8 +145,10 @@ public struct StarvationBench {
                 let measurement = try workload.runOnce(threads: options.maxThreads ?? Int.max, options: options)
                 if which == .boost { defaultGuard = measurement.report.starvationGuard }
                 seconds[which, default: []].append(measurement.report.wallTime.seconds)
+                helperCPU[which, default: []].append(measurement.report.cpuTimePerThread.dropFirst().reduce(0) { $0 + $1.seconds })
             }
         }
-        return Result(runs: runs, jobItems: jobItems, seconds: seconds.mapValues(Sample.init), defaultGuard: defaultGuard)
+        return Result(runs: runs, jobItems: jobItems, seconds: seconds.mapValues(Sample.init),
+                      helperCPUSeconds: helperCPU.mapValues(Sample.init), defaultGuard: defaultGuard)
     }
 }

@@ -14,6 +14,14 @@ public struct Sample: Sendable, Equatable {
         return sorted.count % 2 == 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
     }
 
+    /// The value below which a fraction `p` (0...1) of the values lie (nearest rank); 0 for no values.
+    public func percentile(_ p: Double) -> Double {
+        guard !values.isEmpty else { return 0 }
+        let sorted = values.sorted()
+        let rank = Int((p * Double(sorted.count)).rounded(.up))
+        return sorted[Swift.min(sorted.count, Swift.max(1, rank)) - 1]
+    }
+
     public var min: Double { values.min() ?? 0 }
     public var max: Double { values.max() ?? 0 }
 

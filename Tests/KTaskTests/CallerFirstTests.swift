@@ -44,19 +44,28 @@ struct CallerFirstTests {
 
     @Test("16 items of arithmetic run on the caller alone: no helper reserved or started")
     func tinyJobInline() throws {
-        let pool = try KTask.Pool(name: "kt-tiny", isolateHelpers: false)
-        let sum = Atomic<Int>(0)
         // A process's first job may take milliseconds over its first item (code paged in): not this one's case.
         try KTask.run(0..<16, options: KTask.Options(pool: KTask.Pool(name: "kt-warm", isolateHelpers: false))) { _ in }
-        let report = try KTask.run(0..<16, options: KTask.Options(pool: pool)) { chunk in
-            for item in chunk { sum.add(item &* item, ordering: .relaxed) }
+        // A caller preempted during its first item (other suites load the CPUs beside this one) rightly takes the
+        // job for a slow one: a few tries, each with a fresh pool; one must keep the job on the caller.
+        var reports: [KTask.Report] = []
+        var pool = try KTask.Pool(name: "kt-tiny", isolateHelpers: false)
+        for _ in 0..<5 {
+            pool = try KTask.Pool(name: "kt-tiny", isolateHelpers: false)
+            let sum = Atomic<Int>(0)
+            let report = try KTask.run(0..<16, options: KTask.Options(maxThreads: 2, pool: pool)) { chunk in
+                for item in chunk { sum.add(item &* item, ordering: .relaxed) }
+            }
+            #expect(sum.load(ordering: .relaxed) == (0..<16).reduce(0) { $0 + $1 * $1 })
+            reports.append(report)
+            if report.threadLimit == .helperCost { break }
         }
-        #expect(sum.load(ordering: .relaxed) == (0..<16).reduce(0) { $0 + $1 * $1 })
-        #expect(report.threadsUsed == 1 && report.threadLimit == .helperCost && report.ranInline, "\(report) \(pool.helperCost)")
+        let report = try #require(reports.last)
+        #expect(report.threadsUsed == 1 && report.threadLimit == .helperCost && report.ranInline, "\(reports)")
         #expect(pool.state.liveThreads == 0)
         // map and reduce alike (whether their rest is worth a helper depends on the build: tests are debug builds).
-        #expect(try KTask.map(0..<16, options: KTask.Options(pool: pool)) { $0 * 2 } == (0..<16).map { $0 * 2 })
-        #expect(try KTask.reduce(0..<256, options: KTask.Options(pool: pool), 0, +) { $0.reduce(0, +) } == 255 * 256 / 2)
+        #expect(try KTask.map(0..<16, options: KTask.Options(maxThreads: 2, pool: pool)) { $0 * 2 } == (0..<16).map { $0 * 2 })
+        #expect(try KTask.reduce(0..<256, options: KTask.Options(maxThreads: 2, pool: pool), 0, +) { $0.reduce(0, +) } == 255 * 256 / 2)
     }
 
     @Test("16 items of 2 ms get a helper after the caller's first")
@@ -66,6 +75,24 @@ struct CallerFirstTests {
         #expect(report.threadsUsed == 2, "\(report)")
         #expect(report.claimsPerThread[0] >= 2, "the caller's first item, then its share: \(report)")
         #expect(report.claimCount == report.claimsPerThread.reduce(0, +))
+    }
+
+    @Test("coarse work, few chunks per thread, starts its helpers at once")
+    func coarseWorkStartsHelpersAtOnce() throws {
+        let pool = try KTask.Pool(name: "kt-coarse", isolateHelpers: false)
+        let callerTID = Int(CKTask_gettid())
+        // When the helper's first chunk started, and when the caller's first chunk ended.
+        let helperStart = Locked<Int64?>(nil), callerFirstEnd = Locked<Int64?>(nil)
+        // 4 items of 20 ms on 2 threads: 2 chunks per thread, under CallerFirst.minChunksPerThread.
+        let report = try KTask.run(0..<4, options: KTask.Options(maxThreads: 2, pool: pool)) { chunk in
+            let onCaller = Int(CKTask_gettid()) == callerTID
+            if !onCaller { helperStart.withLock { $0 = $0 ?? monotonicNanoseconds() } }
+            usleep(20_000)
+            if onCaller { callerFirstEnd.withLock { $0 = $0 ?? monotonicNanoseconds() } }
+        }
+        #expect(report.threadsUsed == 2 && report.threadLimit != .helperCost, "\(report)")
+        let (helper, caller) = (try #require(helperStart.current), try #require(callerFirstEnd.current))
+        #expect(helper < caller, "the helper started while the caller ran its first item: \(report)")
     }
 
     @Test("a failure after the caller's first chunks undoes them too, each chunk once")
@@ -105,12 +132,14 @@ struct HelperCgroupPriorityTests {
     func helperCgroups(_ priority: KTask.HelperPriority, pool: KTask.Pool) throws -> [String] {
         let caller = Int(CKTask_gettid())
         let seen = Locked<[String]>([])
-        let report = try KTask.run(0..<8, options: KTask.Options(maxThreads: 2, helperPriority: priority, pool: pool)) { _ in
-            let tid = Int(CKTask_gettid())
-            if tid != caller, let group = cpuCgroup(tid) { seen.withLock { $0.append(group) } }
-            usleep(5_000)
+        // A helper starved by other suites' load may join after the caller took every chunk: a few tries.
+        for _ in 0..<5 where seen.current.isEmpty {
+            try KTask.run(0..<8, options: KTask.Options(maxThreads: 2, helperPriority: priority, pool: pool)) { _ in
+                let tid = Int(CKTask_gettid())
+                if tid != caller, let group = cpuCgroup(tid) { seen.withLock { $0.append(group) } }
+                usleep(5_000)
+            }
         }
-        #expect(report.threadsUsed == 2, "\(report)")
         return seen.current
     }
 

@@ -69,10 +69,10 @@ struct LoggingTests {
     func poolLogger() throws {
         let captured = CapturedLog()
         let pool = try KTask.Pool(name: "kt-log", maxBusyHelpers: 1, isolateHelpers: false, logger: captured.logger)
-        try KTask.run(0..<1000, options: KTask.Options(minChunk: 100, pool: pool)) { _ in usleep(200) }
+        try KTask.run(0..<10_000, options: KTask.Options(minChunk: 100, pool: pool)) { _ in usleep(200) }
         #expect(captured.messages(.debug).count == 3)
         let own = CapturedLog()
-        try KTask.run(0..<1000, options: KTask.Options(minChunk: 100, pool: pool, logger: own.logger)) { _ in usleep(200) }
+        try KTask.run(0..<10_000, options: KTask.Options(minChunk: 100, pool: pool, logger: own.logger)) { _ in usleep(200) }
         #expect(captured.messages(.debug).count == 3, "the job's own logger wins")
         #expect(own.messages(.debug).count == 3)
     }

@@ -67,6 +67,13 @@ final class PThreadCondition: @unchecked Sendable {
 
 /// CLOCK_MONOTONIC in nanoseconds (the clock ``monotonicDeadline(afterNanoseconds:)`` counts on).
 @inline(__always)
+/// The calling thread's CPU time (CLOCK_THREAD_CPUTIME_ID), in nanoseconds.
+func threadCPUNanoseconds() -> Int64 {
+    var now = timespec()
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now)
+    return Int64(now.tv_sec) * 1_000_000_000 + Int64(now.tv_nsec)
+}
+
 func monotonicNanoseconds() -> Int64 {
     var now = timespec()
     clock_gettime(CLOCK_MONOTONIC, &now)

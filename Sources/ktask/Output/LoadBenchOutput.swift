@@ -61,14 +61,17 @@ struct FlatDocument: Encodable {
 enum StarvationOutput {
     static func table(_ result: StarvationBench.Result) -> String {
         var table = TextTable(notes: [
-            "compute job of \(result.jobItems) items under a foreground load on every CPU, \(result.runs) run(s); median (min - max)",
-        ], columns: ["case", "median", "min - max", ""])
+            "compute job of \(result.jobItems) items under a foreground load on every CPU, \(result.runs) run(s); median, p90, (min - max);",
+            "helpers' CPU: the CPU time the job's helpers got, all together (median)",
+        ], columns: ["case", "median", "p90", "min - max", "helpers' CPU", ""])
         for which in StarvationBench.Case.allCases {
             guard let sample = result.seconds[which] else { continue }
             // The JSON key without its unit: "single thread", "no boost", "boost", "unprivileged".
             let name = which.rawValue.replacingOccurrences(of: "_s", with: "", options: .anchored.union(.backwards))
                 .replacingOccurrences(of: "_", with: " ")
-            table.add([name, Units.duration(sample.median), "\(Units.duration(sample.min)) - \(Units.duration(sample.max))",
+            table.add([name, Units.duration(sample.median), Units.duration(sample.percentile(0.9)),
+                       "\(Units.duration(sample.min)) - \(Units.duration(sample.max))",
+                       result.helperCPUSeconds[which].map { Units.duration($0.median) } ?? "-",
                        which == .boost ? "guard: \(result.defaultGuard.rawValue)" : ""])
         }
         return table.render()
@@ -78,6 +81,9 @@ enum StarvationOutput {
         var schema = jsonSchemaVersion
         let single_thread_s: Nullable<Double>, no_boost_s: Nullable<Double>, boost_s: Nullable<Double>, unprivileged_s: Nullable<Double>
         let spread_pct: [String: Double]
+        /// The 90th percentile of each case's seconds, and the CPU seconds its helpers got (median of runs).
+        let p90_s: [String: Double]
+        let helper_cpu_s: [String: Double]
         let default_guard: String
         let runs: Int, items: Int
     }
@@ -89,6 +95,8 @@ enum StarvationOutput {
         })
         return try encodeJSON(Document(single_thread_s: median(.singleThread), no_boost_s: median(.noBoost),
                                        boost_s: median(.boost), unprivileged_s: median(.unprivileged), spread_pct: spread,
+                                       p90_s: result.seconds.reduce(into: [:]) { $0[$1.key.rawValue] = Units.measured($1.value.percentile(0.9)) },
+                                       helper_cpu_s: result.helperCPUSeconds.reduce(into: [:]) { $0[$1.key.rawValue] = Units.measured($1.value.median) },
                                        default_guard: result.defaultGuard.rawValue, runs: result.runs, items: result.jobItems))
     }
 }
