@@ -15,8 +15,8 @@ extension KTask {
         case automatic = "automatic"
         /// When the caller runs out of chunks, it lends its own nice value to unfinished helpers that have
         /// completed nothing for a while (4 grains' time, at least 1 ms), one at a time, and takes them out
-        /// of the helpers' idle cgroup; each returns to its own priority (and group) when it leaves the
-        /// job. Helpers also claim small grains, as with ``smallerHelperChunks``. Needs root,
+        /// of the helpers' idle cgroup; each returns to its own priority (and group) once the job has heard
+        /// it is done. Helpers also claim small grains, as with ``smallerHelperChunks``. Needs root,
         /// CAP_SYS_NICE, or an RLIMIT_NICE that allows the caller's nice value.
         case priorityBoost = "priority boost"
         /// Helpers claim grains of about 1/64 of a chunk while the caller claims whole chunks, so a starved
@@ -63,7 +63,8 @@ extension KTask {
 /// The caller's side of ``KTask/StarvationGuard/priorityBoost``: lends its nice value to a helper that has
 /// completed no grain for a while (4 grains' time at the job's pace so far, at least 1 ms), one at a
 /// time, and takes it out of the helpers' idle cgroup (nice orders threads only inside one group).
-/// The helper gives both back itself before it counts down on the job's latch (``JobState``).
+/// The helper gives both back itself right after it has counted down on the job's latch (``JobState``,
+/// ``HelperThread``): back at nice 19 in the idle cgroup first, it would starve before it could.
 ///
 /// Only starved helpers: a working helper needs neither, and the system calls and the cgroup move
 /// (~20 µs, at times 20 ms under the kernel's cgroup rwsem) would cost every job.

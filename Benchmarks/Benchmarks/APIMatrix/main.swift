@@ -250,6 +250,7 @@ func main() throws {
     var sizes = [16, 256, 4096, 65536, 1 << 20, 16 << 20]
     var costs = Cost.allCases
     var entries: Set<String> = ["run", "map", "reduce", "update"]
+    var defaults = KTask.Options()
     var profiled: String?
     var reports = 0
     var arguments = CommandLine.arguments.dropFirst().makeIterator()
@@ -261,6 +262,10 @@ func main() throws {
         case "--sizes": sizes = value.split(separator: ",").map { Int($0)! }
         case "--costs": costs = value.split(separator: ",").map { Cost(rawValue: String($0))! }
         case "--entries": entries = Set(value.split(separator: ",").map(String.init))
+        case "--helper-priority":
+            // lowest (the default), caller, or nice:N: the helpers of every ktask variant.
+            defaults.helperPriority = value == "caller" ? .inheritCaller
+                : value.hasPrefix("nice:") ? .nice(Int(value.dropFirst(5))!) : .lowest
         case "--reports":
             // The reports of N runs of KTask.run under the load, one per line: --reports N --sizes N --costs COST
             reports = Int(value)!
@@ -303,8 +308,9 @@ func main() throws {
         }
         return
     }
-    let one = KTask.Options(maxThreads: 1)
-    print("# API matrix: \(threads) CPUs, load \(load), \(rounds) interleaved rounds; median per call [p10-p90], ratio to serial")
+    var one = defaults
+    one.maxThreads = 1
+    print("# API matrix: \(threads) CPUs, load \(load), helpers \(defaults.helperPriority), \(rounds) interleaved rounds; median per call [p10-p90], ratio to serial")
     let loadPIDs = startLoad(load)
     defer { stopLoad(loadPIDs) }
     for cost in costs {
@@ -314,11 +320,11 @@ func main() throws {
                 Variant(name: "concurrentPerform split") { n, cost in handSplitFill(n, cost) },
                 Variant(name: "TaskGroup split") { n, cost in blockingAwait { await taskGroupFill(n, cost) } },
             ]
-            variants += ktaskVariants("", KTask.Options(), entries: entries)
+            variants += ktaskVariants("", defaults, entries: entries)
             if load != "none" { variants += ktaskVariants(" (1 thread)", one, entries: entries) }
             if entries.contains("reduce") {
                 variants.append(Variant(name: "serial reduce") { n, cost in serialSum(n, cost, dataFor(n)) })
-                variants += reduceVariants("", KTask.Options())
+                variants += reduceVariants("", defaults)
                 if load != "none" { variants += reduceVariants(" (1 thread)", one) }
             }
             // Calls per sample: enough for ~1 ms of serial work, so that the clock's cost vanishes.
