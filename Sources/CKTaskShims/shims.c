@@ -29,7 +29,45 @@ int CKTask_getpid(void) { return (int)getpid(); }
 
 int CKTask_sched_getcpu(void) { return sched_getcpu(); }
 
-int CKTask_set_thread_nice(int nice) { return setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), nice); }
+/* The calling thread's nice value and affinity count, kept per thread and read again once older than the
+   caller's bound (or after ktask changed them on this thread): two system calls fewer per job. */
+static __thread long long cached_nice_at, cached_affinity_at;
+static __thread int cached_nice, cached_affinity_count, cached_nice_valid, cached_affinity_valid;
+
+static long long monotonic_ns(void) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (long long)now.tv_sec * 1000000000LL + now.tv_nsec;
+}
+
+int CKTask_set_thread_nice(int nice) {
+    cached_nice_valid = 0;
+    return setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), nice);
+}
+
+int CKTask_cached_thread_nice(long long max_age_ns) {
+    long long now = monotonic_ns();
+    if (!cached_nice_valid || now - cached_nice_at > max_age_ns) {
+        int nice;
+        cached_nice = CKTask_get_thread_nice(0, &nice) == 0 ? nice : 0;
+        cached_nice_at = now;
+        cached_nice_valid = 1;
+    }
+    return cached_nice;
+}
+
+int CKTask_cached_affinity_count(long long max_age_ns) {
+    long long now = monotonic_ns();
+    if (!cached_affinity_valid || now - cached_affinity_at > max_age_ns) {
+        cpu_set_t mask;
+        CPU_ZERO(&mask);
+        if (sched_getaffinity(0, sizeof mask, &mask) != 0) return -1; /* more CPUs than a cpu_set_t: not cached */
+        cached_affinity_count = CPU_COUNT(&mask);
+        cached_affinity_at = now;
+        cached_affinity_valid = 1;
+    }
+    return cached_affinity_count;
+}
 
 int CKTask_set_nice_of(int tid, int nice) { return setpriority(PRIO_PROCESS, (id_t)tid, nice); }
 
@@ -59,6 +97,7 @@ int CKTask_sched_getaffinity(int tid, size_t bytes, unsigned long *mask) {
 }
 
 int CKTask_sched_setaffinity(size_t bytes, const unsigned long *mask) {
+    cached_affinity_valid = 0;
     return sched_setaffinity(0, bytes, (const cpu_set_t *)mask);
 }
 

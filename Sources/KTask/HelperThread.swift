@@ -21,6 +21,9 @@ final class HelperThread: @unchecked Sendable {
     private var parked = false
     /// Guarded by the pool's lock: taken off the idle list for a job whose assignment is on its way.
     var reserved = false
+    /// Guarded by the pool's lock: idle but still holding the permits (machine-wide slot, jobserver token)
+    /// of its last job, which it gives back before it parks or a job takes over.
+    var holdsPermit = false
     /// Only touched by this thread.
     private var currentNice: Int32 = 0
     /// The CPUs this thread is pinned to; nil while it has the process's affinity. Only this thread.
@@ -81,8 +84,6 @@ final class HelperThread: @unchecked Sendable {
             pool.lock.lock()
             pool.threadFinishedLocked(self, node: work.node)
             pool.lock.unlock()
-            // Before the job hears this helper is done: its caller's next job finds the permits free.
-            pool.permits?.give()
             work.work.finished?(work.work.context, work.argument)
             // A priority boost the job's caller lent this thread is given back only now that the job has
             // heard it is done (``JobState``): its nice, and its place in the idle cgroup.
@@ -107,6 +108,15 @@ final class HelperThread: @unchecked Sendable {
     /// thread has been idle for the pool's timeout and has retired.
     private func nextAssignmentLocked() -> PoolAssignment? {
         while assignment == nil {
+            // Done polling: the permits kept since the last job go back before the thread parks (system calls,
+            // outside the lock; a job may take the thread meanwhile, and then takes permits of its own).
+            if holdsPermit {
+                holdsPermit = false
+                pool.lock.unlock()
+                pool.permits?.give()
+                pool.lock.lock()
+                continue
+            }
             let deadline = monotonicDeadline(afterNanoseconds: pool.idleTimeoutNanoseconds)
             parked = true
             let woken = wake.wait(pool.lock, until: deadline)

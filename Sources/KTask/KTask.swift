@@ -105,7 +105,7 @@ public enum KTask {
         try options.validate()
         let taskCancellation = KTask.Cancellation()
         let cancellation = JobCancellation(token: options.cancellation, asyncTask: taskCancellation, observesCurrentTask: false)
-        let callerNice = ThreadPriority.currentThreadNice()
+        let callerNice = ThreadPriority.callerNice()
         // What the job's threads wrote is the awaiting task's to read once the job returns. The resume orders
         // that, but this toolchain's concurrency runtime does not tell ThreadSanitizer so: without this
         // release/acquire pair, a user running TSan sees their array, filled by ktask, reported as a race.

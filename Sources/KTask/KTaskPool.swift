@@ -171,7 +171,7 @@ extension KTask {
         /// `nodeCap` on `node`.
         func reserve(upTo wanted: Int, cap: Int, node: Int? = nil, nodeCap: Int = Int.max) -> Reservation {
             guard wanted > 0 else { return Reservation(parked: [], toStart: 0, node: node) }
-            var reservation = lock.withLock {
+            var (reservation, withPermits) = lock.withLock {
                 var granted = max(0, min(wanted, cap - busy))
                 if let node {
                     granted = max(0, min(granted, nodeCap - busyByNode[node, default: 0]))
@@ -185,15 +185,20 @@ extension KTask {
                 var parked: [HelperThread] = []
                 parked.reserveCapacity(reused)
                 for _ in 0..<reused { parked.append(idle.removeLast()) }
+                // Threads still polling after a job kept their permits (``HelperThread``): the job takes them
+                // over, and they come first, so that what is given back below is never one of theirs.
+                parked.sort { $0.holdsPermit && !$1.holdsPermit }
                 for thread in parked { thread.reserved = true }
-                return Reservation(parked: parked, toStart: granted - reused, node: node)
+                let withPermits = parked.count { $0.holdsPermit }
+                for thread in parked { thread.holdsPermit = false }
+                return (Reservation(parked: parked, toStart: granted - reused, node: node), withPermits)
             }
-            // Machine-wide slots and jobserver tokens, outside the lock (system calls); what is not granted
-            // goes back at once, threads to start first.
-            if let permits, reservation.count > 0 {
-                let grant = permits.take(upTo: reservation.count)
+            // Machine-wide slots and jobserver tokens, outside the lock (system calls), for the threads that
+            // hold none; what is not granted goes back at once, threads to start first.
+            if let permits, reservation.count > withPermits {
+                let grant = permits.take(upTo: reservation.count - withPermits)
                 if let warning = grant.warning { JobLog(logger: logger).warning(warning) }
-                let got = grant.count
+                let got = withPermits + grant.count
                 reservation.refusedBy = grant.refusedBy
                 if got < reservation.count {
                     var surplus = Reservation(parked: [], toStart: 0, node: node)
@@ -278,12 +283,13 @@ extension KTask {
                     guard let assignment = thread.assignment, assignment.work.isSame(as: work) else { continue }
                     thread.takeBackLocked()
                     releaseBusyLocked(node: assignment.node)
+                    // Its permit stays with it until it parks, as after a job (``HelperThread``).
+                    thread.holdsPermit = permits != nil
                     idle.append(thread)
                     revoked += 1
                 }
                 return revoked
             }
-            permits?.give(revoked)
             return revoked
         }
 
@@ -296,8 +302,12 @@ extension KTask {
 
         /// Called by a thread, with the lock held, when its work is done: it is free and idle again (the
         /// thread gives its permits back after unlocking).
+        /// The thread keeps its machine-wide slot and jobserver token while it polls for the next job (≤ 50
+        /// µs): a job that follows at once takes it over without a system call; it gives them back before it
+        /// parks (``HelperThread``).
         func threadFinishedLocked(_ thread: HelperThread, node: Int?) {
             releaseBusyLocked(node: node)
+            thread.holdsPermit = permits != nil
             idle.append(thread)
         }
 

@@ -135,7 +135,7 @@ enum MultithreadedJob {
     /// starvation guard and adaptive mode call for, and each slot's home part.
     private static func makeState(_ plan: ThreadPlan, _ reserved: [ThreadPlan.LaneReservation], helpers: Int, options: KTask.Options,
                                   cancellation: JobCancellation, chunk: @escaping (Range<Int>) throws -> Void) -> JobState {
-        let callerNice = ThreadPriority.currentThreadNice()
+        let callerNice = ThreadPriority.callerNice()
         let nice = options.helperPriority.resolved(callerNice: callerNice)
         let starvationGuard = KTask.StarvationGuard.resolve(options.starvationGuard, helperNice: nice, callerNice: callerNice)
         let policy = ClaimPolicy(starvationGuard: starvationGuard, adaptive: options.adaptiveThreads != nil)

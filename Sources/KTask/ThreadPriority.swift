@@ -15,6 +15,13 @@ enum ThreadPriority {
         return CKTask_get_thread_nice(0, &nice) == 0 ? nice : 0
     }
 
+    /// How stale a job's reading of its caller's nice and affinity may be: a `renice` or `taskset` of the
+    /// calling thread is seen by its jobs within this time (ktask's own changes at once).
+    static let cacheNanoseconds: Int64 = 10_000_000
+
+    /// The calling thread's nice value as a job reads it: at most ``cacheNanoseconds`` old.
+    static func callerNice() -> Int32 { CKTask_cached_thread_nice(cacheNanoseconds) }
+
     /// Sets the calling thread's nice value; returns false where the process may not (raising
     /// priority needs root, CAP_SYS_NICE or RLIMIT_NICE).
     @discardableResult

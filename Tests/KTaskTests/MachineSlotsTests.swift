@@ -100,6 +100,34 @@ struct MachineSlotsTests {
         #expect(throws: MachineSlots.Reason.self) { try MachineSlots.open(environment: ["KTASK_SLOTS": "off"], onlineCPUs: 4).get() }
     }
 
+    @Test("a helper keeps its slot while it polls after a job and gives it back before it parks: none is left held")
+    func slotKeptOnlyWhilePolling() async {
+        await #expect(processExitsWith: .success) {
+            // A folder of this child's own (the tests run with slots off).
+            var template = Array((NSTemporaryDirectory() + "ktask-keep-XXXXXX").utf8CString)
+            guard let made = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else { exit(2) }
+            let parent = String(cString: made)
+            defer { try? FileManager.default.removeItem(atPath: parent) }
+            chmod(parent, 0o755)
+            setenv("KTASK_SLOTS", parent + "/slots", 1)
+            guard let slots = MachineSlots.shared else { exit(3) }
+            let pool = try KTask.Pool(name: "kt-keep", maxBusyHelpers: 1, isolateHelpers: false)
+            // Jobs worth a helper, back to back (the helper polls between them and keeps its slot), some revoked.
+            var helped = 0
+            for round in 0..<200 {
+                let report = try runJob(0..<64, options: KTask.Options(maxThreads: 2, pool: pool)) { chunk in
+                    usleep(UInt32(chunk.count) * (round % 2 == 0 ? 20 : 1))
+                }
+                helped += report.threadsUsed - 1
+            }
+            guard helped > 0 else { exit(4) }
+            // Parked (polling lasts 50 µs): no slot is held any more.
+            usleep(50_000)
+            guard pool.state.idleThreads == pool.state.liveThreads else { exit(5) }
+            exit(slots.heldCount() == 0 ? 0 : 6)
+        }
+    }
+
     @Test("a slot held by another process is not free; when that process is killed it is free at once",
           .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/python3"), "needs python3 for a second process's flock"))
     func killedHolderFreesItsSlot() throws {

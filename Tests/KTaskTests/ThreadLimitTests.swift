@@ -1,3 +1,4 @@
+import CKTaskShims
 import Foundation
 import Testing
 @testable import KTask
@@ -40,8 +41,45 @@ struct ThreadLimitTests {
     func affinity() async {
         await #expect(processExitsWith: .success) {
             guard Affinity.pinCurrentThread(to: CPUList([0])) else { exit(2) }
-            let report = try runJob(0..<100_000, options: KTask.Options(maxThreads: 2)) { _ in }
+            // Chunks of 100 µs: the caller's first shows the rest is worth a helper, and the budget is read.
+            let report = try runJob(0..<100_000, options: KTask.Options(maxThreads: 2)) { _ in usleep(100) }
             exit(report.threadsUsed == 1 && report.threadLimit == .cpuBudget ? 0 : 1)
+        }
+    }
+
+    @Test("a taskset or renice of the calling thread by someone else is seen by its jobs within 10 ms",
+          .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/taskset")
+                       && FileManager.default.isExecutableFile(atPath: "/usr/bin/renice")
+                       && sysconf(Int32(_SC_NPROCESSORS_ONLN)) >= 2, "needs taskset, renice and 2 CPUs: skipped"))
+    func outsideChangesSeenWithinTheCacheBound() async {
+        await #expect(processExitsWith: .success) {
+            let options = KTask.Options(maxThreads: 2, helperPriority: .inheritCaller)
+            // 50 µs an item, 0.1 s in all: worth a helper.
+            func job() throws -> KTask.Report { try runJob(0..<2000, options: options) { chunk in usleep(UInt32(chunk.count) * 50) } }
+            // The calling thread's nice and affinity are now cached (``ThreadPriority/cacheNanoseconds``).
+            let nice = Int(ThreadPriority.currentThreadNice())
+            let before = try job()
+            guard before.threadsUsed == 2, before.helperNice == nice else { exit(2) }
+            let tid = String(CKTask_gettid())
+            func run(_ tool: String, _ arguments: [String]) -> Bool {
+                let process = Process()
+                process.executableURL = URL(fileURLWithPath: tool)
+                process.arguments = arguments
+                process.standardOutput = FileHandle.nullDevice
+                guard (try? process.run()) != nil else { return false }
+                process.waitUntilExit()
+                return process.terminationStatus == 0
+            }
+            guard run("/usr/bin/taskset", ["-p", "-c", "0", tid]),
+                  run("/usr/bin/renice", ["-n", String(min(19, nice + 5)), "-p", tid]) else { exit(3) }
+            usleep(20_000)
+            let after = try job()
+            guard after.threadsUsed == 1 && after.threadLimit == .cpuBudget else { exit(4) }
+            // Back on both CPUs, the helper inherits the new nice.
+            guard run("/usr/bin/taskset", ["-p", "-c", "0-1", tid]) else { exit(3) }
+            usleep(20_000)
+            let reniced = try job()
+            exit(reniced.threadsUsed == 2 && reniced.helperNice == min(19, nice + 5) ? 0 : 5)
         }
     }
 }

@@ -41,6 +41,14 @@ int CKTask_set_nice_of(int tid, int nice);
 /// Stores it in *nice and returns 0, or returns -1 with errno.
 int CKTask_get_thread_nice(int tid, int *nice);
 
+/// The calling thread's nice value, as read at most `max_age_ns` ago on this thread (or since ktask last
+/// set it here): a job reads it without a system call most of the time.
+int CKTask_cached_thread_nice(long long max_age_ns);
+
+/// How many CPUs the calling thread's affinity mask holds, as read at most `max_age_ns` ago on this thread
+/// (or since ktask last set it here); -1 where the mask is larger than a cpu_set_t (1024 CPUs).
+int CKTask_cached_affinity_count(long long max_age_ns);
+
 /// The soft RLIMIT_NICE (the lowest nice allowed is 20 minus it); -1 for unlimited, -2 on error.
 long long CKTask_rlimit_nice(void);
 

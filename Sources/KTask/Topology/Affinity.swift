@@ -28,9 +28,12 @@ package enum Affinity {
         }
     }
 
-    /// How many CPUs the calling thread's mask holds: the per-job read (one system call, no allocation).
+    /// How many CPUs the calling thread's mask holds: the per-job read, at most ``ThreadPriority/cacheNanoseconds``
+    /// old (no system call most of the time, no allocation).
     static func currentCount() -> Int {
-        withMask(of: 0) { words in words.reduce(0) { $0 + $1.nonzeroBitCount } } ?? 1
+        let cached = CKTask_cached_affinity_count(ThreadPriority.cacheNanoseconds)
+        if cached > 0 { return Int(cached) }
+        return withMask(of: 0) { words in words.reduce(0) { $0 + $1.nonzeroBitCount } } ?? 1
     }
 
     /// Calls `body` with the thread's mask; tries 1024 CPUs on the stack, then larger masks.
