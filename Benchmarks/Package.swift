@@ -19,11 +19,12 @@ let package = Package(
             path: "Benchmarks/KTaskOverhead",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
         ),
-        // The API matrix as a user's package builds it: `swift run -c release --package-path Benchmarks APIMatrix`.
+        // The API matrix as a user's package builds it: `swift run -c release --package-path Benchmarks APIMatrix`
+        // (outside Benchmarks/Benchmarks, where the benchmark plugin would take it for one of its own).
         .executableTarget(
             name: "APIMatrix",
             dependencies: [.product(name: "KTask", package: "main")],
-            path: "Benchmarks/APIMatrix"
+            path: "APIMatrix"
         ),
     ]
 )

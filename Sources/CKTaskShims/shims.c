@@ -19,7 +19,15 @@
 #define MPOL_BIND 2
 #endif
 
-int CKTask_gettid(void) { return (int)syscall(SYS_gettid); }
+/* A thread's id never changes, so it is read once per thread. A child forked without exec copies the forking
+   thread's TLS, id included: the child handler, registered when the library loads, clears it there. */
+static __thread int cached_tid;
+static void forget_tid_in_child(void) { cached_tid = 0; }
+__attribute__((constructor)) static void register_tid_reset(void) { pthread_atfork(NULL, NULL, forget_tid_in_child); }
+int CKTask_gettid(void) {
+    if (cached_tid == 0) cached_tid = (int)syscall(SYS_gettid);
+    return cached_tid;
+}
 
 static __thread int helper_restore;
 void CKTask_note_helper_restore(int flags) { helper_restore = flags; }

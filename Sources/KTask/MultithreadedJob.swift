@@ -13,6 +13,16 @@ enum MultithreadedJob {
         // Plan: inline, parallel, or first the caller alone (``CallerFirst``) and then the rest.
         var head: CallerFirst?
         var shape = try ThreadPlan.make(input, options: options)
+        switch shape {
+        case .noWork: return .noWork
+        case .inline(let range, let limit):
+            // The ~100 ns path: no JobLog at all unless a logger is set.
+            if options.logger != nil || options.pool.logger != nil {
+                JobLog(options).debug("\(range.count) items run inline on the calling thread: limited by \(limit.rawValue)")
+            }
+            return try runInline(range, start: start, limit: limit, chunk)
+        case .parallel, .callerFirst: break
+        }
         if case .callerFirst(let range, let limits) = shape {
             var first = CallerFirst(range: range, minChunk: options.minChunk, align: options.align)
             let cost = options.pool.helperCost

@@ -1,3 +1,4 @@
+import CKTaskShims
 import Foundation
 import Synchronization
 import Testing
@@ -5,6 +6,20 @@ import Testing
 
 @Suite("Helper pool: cap, parking, retirement, priority, names", .serialized)
 struct HelperPoolTests {
+    @Test("a thread id kept per thread is read again in a child forked without exec")
+    func threadIDAfterFork() {
+        let parent = CKTask_gettid()
+        #expect(parent == CKTask_gettid(), "kept")
+        let child = fork()
+        if child == 0 {
+            // The child's only thread: its id is the child's pid, not the forking thread's id in the parent.
+            _exit(CKTask_gettid() == getpid() ? 0 : 1)
+        }
+        var status: Int32 = 0
+        waitpid(child, &status, 0)
+        #expect(child > 0 && status == 0, "the child read its parent's thread id")
+    }
+
     @Test("the cap on busy helpers holds under 32 concurrent jobs")
     func capHoldsUnderConcurrentJobs() throws {
         let cap = 3

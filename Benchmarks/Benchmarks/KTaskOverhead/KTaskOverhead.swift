@@ -6,6 +6,13 @@ import KTask
 import Glibc
 #endif
 
+/// About 5 µs of dependent arithmetic.
+@inline(never) func spin(_ seed: Int) -> UInt64 {
+    var x = UInt64(truncatingIfNeeded: seed) | 1
+    for _ in 0..<2_000 { x = (x ^ (x >> 29)) &* 0xBF58_476D_1CE4_E5B9 }
+    return x
+}
+
 /// CPU time of the whole process (all threads).
 func processCPUNanoseconds() -> Int64 {
     var now = timespec()
@@ -36,6 +43,35 @@ let benchmarks: @Sendable () -> Void = {
     Benchmark("empty 2-thread job (concurrentPerform)") { benchmark in
         for _ in benchmark.scaledIterations {
             DispatchQueue.concurrentPerform(iterations: 2) { index in blackHole(index) }
+        }
+    }
+
+    // A job worth its helper, back to back: 2 items of ~5 µs on 2 threads (coarse work: its helper starts at
+    // once). What is left over 5 µs is the cost of handing the helper its item and waiting for it.
+    Benchmark("2 items of 5 µs on 2 threads (KTask.run)") { benchmark in
+        let options = KTask.Options(maxThreads: 2)
+        for _ in benchmark.scaledIterations {
+            blackHole(try KTask.run(0..<2, options: options) { chunk in for item in chunk { blackHole(spin(item)) } })
+        }
+    }
+
+    Benchmark("2 items of 5 µs on 2 threads (concurrentPerform)") { benchmark in
+        for _ in benchmark.scaledIterations {
+            DispatchQueue.concurrentPerform(iterations: 2) { index in blackHole(spin(index)) }
+        }
+    }
+
+    // A small job: 16 items of arithmetic. ktask's caller runs it alone once it sees it is too small for a
+    // helper (``CallerFirst``); the loop alone is the bar.
+    Benchmark("16 items of arithmetic (KTask.run)") { benchmark in
+        for _ in benchmark.scaledIterations {
+            blackHole(try KTask.run(0..<16) { chunk in for item in chunk { blackHole(item &* item &+ 7) } })
+        }
+    }
+
+    Benchmark("16 items of arithmetic (the loop)") { benchmark in
+        for _ in benchmark.scaledIterations {
+            for item in 0..<16 { blackHole(item &* item &+ 7) }
         }
     }
 

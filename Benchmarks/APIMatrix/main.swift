@@ -277,7 +277,11 @@ func main() throws {
     }
     calibrate()
     if let profiled {
-        let variant = (ktaskVariants("", KTask.Options(), entries: [profiled]) + reduceVariants("", KTask.Options()))
+        let empty = Variant(name: "empty") { _, _ in
+            try KTask.run(0..<2, options: KTask.Options(maxThreads: 2)) { chunk in _ = opaque(chunk) }
+            return 0
+        }
+        let variant = ([empty] + ktaskVariants("", KTask.Options(), entries: [profiled]) + reduceVariants("", KTask.Options()))
             .first { $0.name == profiled }!
         let start = now()
         var calls = 0
