@@ -37,6 +37,8 @@ struct CallerFirst {
     /// Chunk growth from one to the next: at least ×2 (few chunks, few clock reads), at most ×16 (a pace
     /// measured on a few items is mostly the clock's own cost).
     static let minGrowth = 2
+    /// A chunk at least this long (nanoseconds) gives a pace good enough to send helpers at once.
+    static let clearPaceNanoseconds: Int64 = 2_000
     static let maxGrowth = 16
 
     let range: Range<Int>
@@ -91,6 +93,12 @@ struct CallerFirst {
             if next.upperBound == range.upperBound { return (.done, now, 0) }
             let elapsed = now - start
             if elapsed >= decideAfter { break }
+            // A chunk long enough to time well (2 µs: the clock's own cost is tens of nanoseconds) that shows
+            // the rest clearly worth helpers: they start now, not after the caller's first ``decideAfter``.
+            if lastChunk.nanoseconds >= Self.clearPaceNanoseconds,
+               Double(lastChunk.nanoseconds) * Double(range.upperBound - next.upperBound) / Double(lastChunk.items) >= 2 * Double(breakEven) {
+                break
+            }
             size = Self.nextSize(after: next.count, done: next.upperBound - range.lowerBound, elapsed: elapsed,
                                  aimingAt: decideAfter)
         }
@@ -139,7 +147,8 @@ struct HelperCost {
     /// that starts claiming after C (its cost, measured from the caller's reservation, so the caller's own
     /// part of it is included), two threads finish in about C + (R − C) / 2: sooner than R alone once R > C.
     var breakEven: Int64 { nanoseconds }
-    /// How long the caller works alone before it decides: half the break-even time, enough to measure the
-    /// pace, at least 1 µs (a clock read's error is tens of nanoseconds) and at most 1 ms.
-    var decideAfter: Int64 { min(max(breakEven / 2, 1_000), 1_000_000) }
+    /// How long the caller works alone before it decides: half the break-even time, at least 1 µs (a clock
+    /// read's error is tens of nanoseconds) and at most 50 µs (enough to measure the pace; where helpers
+    /// cost more, as on a busy machine, the caller need not work alone longer to see a job is small).
+    var decideAfter: Int64 { min(max(breakEven / 2, 1_000), 50_000) }
 }

@@ -109,13 +109,17 @@ enum MultithreadedJob {
             boost?.boostStarvedUntilDone()
             job.latch.wait()
             // What helpers cost the caller: the time until the first joined (or, none in time, until the caller
-            // was done), plus its wait for them at the end (a helper starved on a busy machine while it holds
-            // a claim). Not where a thread had to be started (once per ~10 s of idleness: not the next job's).
+            // was done), plus its wait for them at the end beyond two grains' time at the job's pace (a helper
+            // finishing its last claim is work; one starved on a busy machine while it holds a claim is cost).
+            // Not where a thread had to be started (once per ~10 s of idleness: not the next job's).
             if reserved.allSatisfy({ $0.reservation.toStart == 0 }) {
                 let joinedAt = job.firstJoin.load(ordering: .relaxed)
                 let finished = monotonicNanoseconds()
+                let items = job.plans.reduce(0) { $0 + $1.range.count }
+                let grainTime = Double(callerDone - reserving) * Double(job.slots) * Double(job.plans[0].grainSize) / Double(max(1, items))
+                let starvedWait = max(0, Double(finished - callerDone) - 2 * grainTime)
                 options.pool.noteHelperCost(nanoseconds: ((joinedAt > 0 ? min(joinedAt, callerDone) : callerDone) - reserving)
-                                                         + (finished - callerDone))
+                                                         + Int64(min(starvedWait, 1e15)))
             }
             if let error = job.error {
                 if let undo { job.undoCompletedClaims(undo) }
