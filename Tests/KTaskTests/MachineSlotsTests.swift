@@ -107,10 +107,14 @@ struct MachineSlotsTests {
             var template = Array((NSTemporaryDirectory() + "ktask-keep-XXXXXX").utf8CString)
             guard let made = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else { exit(2) }
             let parent = String(cString: made)
-            defer { try? FileManager.default.removeItem(atPath: parent) }
+            // exit() runs no defer: the folder is removed before each exit below.
+            func finish(_ code: Int32) -> Never {
+                try? FileManager.default.removeItem(atPath: parent)
+                exit(code)
+            }
             chmod(parent, 0o755)
             setenv("KTASK_SLOTS", parent + "/slots", 1)
-            guard let slots = MachineSlots.shared else { exit(3) }
+            guard let slots = MachineSlots.shared else { finish(3) }
             let pool = try KTask.Pool(name: "kt-keep", maxBusyHelpers: 1, isolateHelpers: false)
             // Jobs worth a helper, back to back (the helper polls between them and keeps its slot), some revoked.
             var helped = 0
@@ -120,11 +124,11 @@ struct MachineSlotsTests {
                 }
                 helped += report.threadsUsed - 1
             }
-            guard helped > 0 else { exit(4) }
+            guard helped > 0 else { finish(4) }
             // Parked (polling lasts 50 µs): no slot is held any more.
             usleep(50_000)
-            guard pool.state.idleThreads == pool.state.liveThreads else { exit(5) }
-            exit(slots.heldCount() == 0 ? 0 : 6)
+            guard pool.state.idleThreads == pool.state.liveThreads else { finish(5) }
+            finish(slots.heldCount() == 0 ? 0 : 6)
         }
     }
 
