@@ -50,6 +50,8 @@ struct CallerFirst {
     private(set) var claims = 0
     /// The largest chunk run so far.
     private(set) var largestChunk = 0
+    /// What ``run(start:decideAfter:breakEven:cancellation:_:)`` decided for the rest: run it inline.
+    private(set) var restInline = false
 
     /// Items done so far: the range's start up to here.
     var doneUpTo: Int { claims == 0 ? range.lowerBound : ends[claims - 1] }
@@ -105,7 +107,8 @@ struct CallerFirst {
         let left = range.upperBound - doneUpTo
         // At the last chunk's pace, without overflow for huge ranges.
         let estimate = Double(lastChunk.nanoseconds) * Double(left) / Double(lastChunk.items)
-        return (estimate < Double(breakEven) ? .restInline : .restParallel, now, estimate >= Double(Int64.max) ? Int64.max : Int64(estimate))
+        restInline = estimate < Double(breakEven)
+        return (restInline ? .restInline : .restParallel, now, estimate >= Double(Int64.max) ? Int64.max : Int64(estimate))
     }
 
     /// The chunk from `lower`: at least `size` items, ending on a multiple of `align` or at `upper`.
@@ -140,6 +143,8 @@ struct HelperCost {
     /// A sample is taken as at least this (a spinning helper) and at most this (a starved one).
     static let minimumNanoseconds: Int64 = 500
     static let maximumNanoseconds: Int64 = 50_000_000
+    /// How fast an average above the initial one falls back without samples (``KTask/Pool/helperCost(now:)``).
+    static let excessHalfLifeNanoseconds: Int64 = 1_000_000_000
 
     let nanoseconds: Int64
 

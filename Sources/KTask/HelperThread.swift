@@ -122,6 +122,15 @@ final class HelperThread: @unchecked Sendable {
             let woken = wake.wait(pool.lock, until: deadline)
             parked = false
             if !woken && assignment == nil && !reserved {
+                // A job may have reserved this thread and taken it back while its wait was timing out: the
+                // permits that came back with it go back before it leaves.
+                if holdsPermit {
+                    holdsPermit = false
+                    pool.lock.unlock()
+                    pool.permits?.give()
+                    pool.lock.lock()
+                    continue
+                }
                 pool.retireLocked(self)
                 return nil
             }

@@ -124,15 +124,26 @@ extension KTask {
         /// helper's first claim (or to the caller's last claim, where no helper came in time), plus the
         /// caller's wait for its helpers at the end, a moving average over jobs. Read by ``CallerFirst`` to tell whether a job's rest is worth a helper.
         private let helperCostNanoseconds = Atomic<Int64>(HelperCost.initialNanoseconds)
+        /// When the last sample was taken (CLOCK_MONOTONIC nanoseconds).
+        private let helperCostSampledAt = Atomic<Int64>(0)
 
-        /// A helper's recent cost, as the times ``CallerFirst`` decides with.
-        var helperCost: HelperCost { HelperCost(nanoseconds: helperCostNanoseconds.load(ordering: .relaxed)) }
+        /// A helper's recent cost at `now`, as the times ``CallerFirst`` decides with. An average above the
+        /// initial one halves its excess every second without a sample: a burst of load once measured does
+        /// not keep small jobs alone after it is gone, even where no job is near the break-even.
+        func helperCost(now: Int64) -> HelperCost {
+            let average = helperCostNanoseconds.load(ordering: .relaxed)
+            guard average > HelperCost.initialNanoseconds else { return HelperCost(nanoseconds: average) }
+            let halvings = (now - helperCostSampledAt.load(ordering: .relaxed)) / HelperCost.excessHalfLifeNanoseconds
+            return HelperCost(nanoseconds: HelperCost.initialNanoseconds + ((average - HelperCost.initialNanoseconds) >> min(62, max(0, halvings))))
+        }
 
         /// Adds one job's measured helper cost to the average (one in 8; racing jobs may drop a sample).
         func noteHelperCost(nanoseconds sample: Int64) {
+            let now = monotonicNanoseconds()
             let clamped = min(max(sample, HelperCost.minimumNanoseconds), HelperCost.maximumNanoseconds)
-            let average = helperCostNanoseconds.load(ordering: .relaxed)
+            let average = helperCost(now: now).nanoseconds
             helperCostNanoseconds.store(average + (clamped - average) / 8, ordering: .relaxed)
+            helperCostSampledAt.store(now, ordering: .relaxed)
         }
 
         /// A job ran its rest inline with at least half the break-even time of work left: the average comes

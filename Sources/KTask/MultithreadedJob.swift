@@ -23,9 +23,9 @@ enum MultithreadedJob {
             return try runInline(range, start: start, limit: limit, chunk)
         case .parallel, .callerFirst: break
         }
-        if case .callerFirst(let range, let limits) = shape {
+        if case .callerFirst(let range, _) = shape {
             var first = CallerFirst(range: range, minChunk: options.minChunk, align: options.align)
-            let cost = options.pool.helperCost
+            let cost = options.pool.helperCost(now: start)
             let outcome: CallerFirst.Outcome, finished: Int64, estimate: Int64
             do {
                 (outcome, finished, estimate) = try first.run(start: start, decideAfter: cost.decideAfter, breakEven: cost.breakEven,
@@ -39,17 +39,21 @@ enum MultithreadedJob {
                                       + "\(outcome) (a helper breaks even at \(cost.breakEven) ns of work left)")
             }
             if outcome == .restInline && estimate >= cost.breakEven / 2 { options.pool.noteNearMiss() }
-            let rest = first.doneUpTo..<range.upperBound
-            switch outcome {
-            case .done:
+            if outcome == .done {
                 return KTask.Report(threadsUsed: 1, chunkSize: first.largestChunk, claimCount: first.claims, helperNice: nil,
                                     wallTime: .nanoseconds(finished - start), threadLimit: .helperCost, perThread: nil)
-            case .restInline: shape = .inline(rest, .helperCost)
-            case .restParallel: shape = try ThreadPlan.sized(rest, options: options, limits: limits)
             }
             head = first
         }
         do {
+            if let head, case .callerFirst(let range, let limits) = shape {
+                // Sized in here: an error reading the limits (a tuning profile changed meanwhile) undoes the
+                // caller's first chunks like any other failure.
+                let rest = head.doneUpTo..<range.upperBound
+                shape = head.restInline ? .inline(rest, .helperCost) : try ThreadPlan.sized(rest, options: options, limits: limits)
+                // The first chunks checked before each; the rest, inline or not, starts only if not cancelled since.
+                guard !cancellation.isCancelled(onCaller: true) else { throw KTask.Error.cancelled }
+            }
             let (planned, log) = try runPlanned(shape, options: options, cancellation: cancellation, start: start, undo: undo, chunk)
             let report = head.map { planned.addingCallerClaims($0.claims, largestChunk: $0.largestChunk,
                                                                wallTime: .nanoseconds(monotonicNanoseconds() - start)) } ?? planned
@@ -112,7 +116,8 @@ enum MultithreadedJob {
             // was done), plus its wait for them at the end beyond two grains' time at the job's pace (a helper
             // finishing its last claim is work; one starved on a busy machine while it holds a claim is cost).
             // Not where a thread had to be started (once per ~10 s of idleness: not the next job's).
-            if reserved.allSatisfy({ $0.reservation.toStart == 0 }) {
+            // Nor for adaptive mode (its helpers wait on purpose) or a job that got none.
+            if helpers > 0 && adaptive == nil && reserved.allSatisfy({ $0.reservation.toStart == 0 }) {
                 let joinedAt = job.firstJoin.load(ordering: .relaxed)
                 let finished = monotonicNanoseconds()
                 let items = job.plans.reduce(0) { $0 + $1.range.count }

@@ -31,15 +31,21 @@ struct CallerFirstTests {
         #expect(HelperCost(nanoseconds: 500).decideAfter == 1_000)
         #expect(HelperCost(nanoseconds: 50_000_000).decideAfter == 50_000)
         let pool = try! KTask.Pool(name: "kt-cost", isolateHelpers: false)
-        #expect(pool.helperCost.nanoseconds == HelperCost.initialNanoseconds)
+        #expect(pool.helperCost(now: monotonicNanoseconds()).nanoseconds == HelperCost.initialNanoseconds)
         for _ in 0..<100 { pool.noteHelperCost(nanoseconds: 1_000_000) }
-        #expect(pool.helperCost.nanoseconds > 900_000, "the average follows what helpers cost")
+        #expect(pool.helperCost(now: monotonicNanoseconds()).nanoseconds > 900_000, "the average follows what helpers cost")
         for _ in 0..<100 { pool.noteHelperCost(nanoseconds: 1) }
-        #expect(pool.helperCost.nanoseconds < 2 * HelperCost.minimumNanoseconds)
+        #expect(pool.helperCost(now: monotonicNanoseconds()).nanoseconds < 2 * HelperCost.minimumNanoseconds)
         // Jobs kept inline near the break-even bring an inflated average down, so that helpers are tried again.
         for _ in 0..<100 { pool.noteHelperCost(nanoseconds: 1_000_000) }
         for _ in 0..<64 { pool.noteNearMiss() }
-        #expect(pool.helperCost.nanoseconds < 50_000)
+        #expect(pool.helperCost(now: monotonicNanoseconds()).nanoseconds < 50_000)
+        // Without samples an inflated average falls back: its excess halves every second.
+        for _ in 0..<100 { pool.noteHelperCost(nanoseconds: 10_000_000) }
+        let inflated = pool.helperCost(now: monotonicNanoseconds()).nanoseconds
+        #expect(inflated > 9_000_000)
+        #expect(pool.helperCost(now: monotonicNanoseconds() + 3 * HelperCost.excessHalfLifeNanoseconds).nanoseconds
+                < HelperCost.initialNanoseconds + (inflated - HelperCost.initialNanoseconds) / 7)
     }
 
     @Test("16 items of arithmetic run on the caller alone: no helper reserved or started")
@@ -81,18 +87,23 @@ struct CallerFirstTests {
     func coarseWorkStartsHelpersAtOnce() throws {
         let pool = try KTask.Pool(name: "kt-coarse", isolateHelpers: false)
         let callerTID = Int(CKTask_gettid())
-        // When the helper's first chunk started, and when the caller's first chunk ended.
-        let helperStart = Locked<Int64?>(nil), callerFirstEnd = Locked<Int64?>(nil)
-        // 4 items of 20 ms on 2 threads: 2 chunks per thread, under CallerFirst.minChunksPerThread.
-        let report = try KTask.run(0..<4, options: KTask.Options(maxThreads: 2, pool: pool)) { chunk in
-            let onCaller = Int(CKTask_gettid()) == callerTID
-            if !onCaller { helperStart.withLock { $0 = $0 ?? monotonicNanoseconds() } }
-            usleep(20_000)
-            if onCaller { callerFirstEnd.withLock { $0 = $0 ?? monotonicNanoseconds() } }
+        // A helper starved by other suites' load may start late, rightly: a few tries, one must show it.
+        var seen: [String] = []
+        for _ in 0..<5 {
+            // When the helper's first chunk started, and when the caller's first chunk ended.
+            let helperStart = Locked<Int64?>(nil), callerFirstEnd = Locked<Int64?>(nil)
+            // 4 items of 20 ms on 2 threads: 2 chunks per thread, under CallerFirst.minChunksPerThread.
+            let report = try KTask.run(0..<4, options: KTask.Options(maxThreads: 2, pool: pool)) { chunk in
+                let onCaller = Int(CKTask_gettid()) == callerTID
+                if !onCaller { helperStart.withLock { $0 = $0 ?? monotonicNanoseconds() } }
+                usleep(20_000)
+                if onCaller { callerFirstEnd.withLock { $0 = $0 ?? monotonicNanoseconds() } }
+            }
+            #expect(report.threadLimit != .helperCost, "\(report)")
+            if let helper = helperStart.current, let caller = callerFirstEnd.current, helper < caller { return }
+            seen.append("\(report)")
         }
-        #expect(report.threadsUsed == 2 && report.threadLimit != .helperCost, "\(report)")
-        let (helper, caller) = (try #require(helperStart.current), try #require(callerFirstEnd.current))
-        #expect(helper < caller, "the helper started while the caller ran its first item: \(report)")
+        Issue.record("the helper never started while the caller ran its first item: \(seen)")
     }
 
     @Test("a failure after the caller's first chunks undoes them too, each chunk once")
@@ -109,6 +120,37 @@ struct CallerFirstTests {
         let sortedCompleted = completed.current.sorted { $0.lowerBound < $1.lowerBound }
         #expect(sortedCompleted.first?.lowerBound == 0, "the caller's first chunk completed: \(sortedCompleted)")
         #expect(undone.current.sorted { $0.lowerBound < $1.lowerBound } == sortedCompleted)
+    }
+
+    @Test("a job cancelled in the caller's first chunks runs none of the rest, inline or with helpers",
+          arguments: [0, 1])
+    func cancelBeforeTheRest(helperCap: Int) throws {
+        // A pool whose helper cost makes the rest inline (cap 0: the plan gets no helper either); cancelled in
+        // the first chunk, which is the whole of what the caller decides on (items of 100 µs).
+        let pool = try KTask.Pool(name: "kt-cancel", maxBusyHelpers: helperCap, isolateHelpers: false)
+        if helperCap == 1 { for _ in 0..<100 { pool.noteHelperCost(nanoseconds: HelperCost.maximumNanoseconds) } }
+        let token = KTask.Cancellation()
+        let ran = Locked<[Range<Int>]>([]), undone = Locked<[Range<Int>]>([])
+        #expect(throws: KTask.Error.cancelled) {
+            try KTask.run(0..<64, options: KTask.Options(maxThreads: 2, cancellation: token, pool: pool),
+                          undo: { chunk in undone.withLock { $0.append(chunk) } }) { chunk in
+                ran.withLock { $0.append(chunk) }
+                token.cancel()
+                usleep(100)
+            }
+        }
+        #expect(ran.current == [0..<1], "\(ran.current)")
+        #expect(undone.current == [0..<1])
+    }
+
+    @Test("adaptive jobs, whose helpers wait on purpose, do not raise the pool's helper cost")
+    func adaptiveJobsTakeNoSample() throws {
+        let pool = try KTask.Pool(name: "kt-adapt", isolateHelpers: false)
+        let before = pool.helperCost(now: monotonicNanoseconds()).nanoseconds
+        for _ in 0..<3 {
+            try KTask.run(0..<64, options: KTask.Options(maxThreads: 2, pool: pool, adaptiveThreads: KTask.AdaptiveThreads())) { _ in usleep(500) }
+        }
+        #expect(pool.helperCost(now: monotonicNanoseconds()).nanoseconds == before)
     }
 
     @Test("a job cancelled while the caller runs its first chunks starts no more and undoes them")

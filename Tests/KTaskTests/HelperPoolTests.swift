@@ -189,7 +189,8 @@ struct HelperPoolTests {
         #expect(report.starvationGuard == .smallerHelperChunks)
         #expect(tilingProblems(chunks.current, range: 0..<1_048_576, align: 1, minChunk: 1).isEmpty)
         #expect(sizes.current.caller.max() == report.chunkSize)
-        if let helperSize = sizes.current.helper.max() { #expect(helperSize == report.chunkSize / 64) }
+        // A helper that joined late may only have had a shorter piece at the range's end.
+        if let helperSize = sizes.current.helper.max() { #expect(helperSize <= report.chunkSize / 64) }
     }
 
     @Test("idle helpers are parked: asleep and using no CPU")

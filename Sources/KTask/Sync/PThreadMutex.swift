@@ -65,8 +65,6 @@ final class PThreadCondition: @unchecked Sendable {
     func signal() { pthread_cond_signal(condition) }
 }
 
-/// CLOCK_MONOTONIC in nanoseconds (the clock ``monotonicDeadline(afterNanoseconds:)`` counts on).
-@inline(__always)
 /// The calling thread's CPU time (CLOCK_THREAD_CPUTIME_ID), in nanoseconds.
 func threadCPUNanoseconds() -> Int64 {
     var now = timespec()
@@ -74,6 +72,8 @@ func threadCPUNanoseconds() -> Int64 {
     return Int64(now.tv_sec) * 1_000_000_000 + Int64(now.tv_nsec)
 }
 
+/// CLOCK_MONOTONIC in nanoseconds (the clock ``monotonicDeadline(afterNanoseconds:)`` counts on).
+@inline(__always)
 func monotonicNanoseconds() -> Int64 {
     var now = timespec()
     clock_gettime(CLOCK_MONOTONIC, &now)
