@@ -58,7 +58,13 @@ struct ThreadLimitTests {
             func job() throws -> KTask.Report { try runJob(0..<2000, options: options) { chunk in usleep(UInt32(chunk.count) * 50) } }
             // The calling thread's nice and affinity are now cached (``ThreadPriority/cacheNanoseconds``).
             let nice = Int(ThreadPriority.currentThreadNice())
-            let before = try job()
+            // A helper may come too late on a busy machine: a few tries.
+            func helped() throws -> KTask.Report {
+                var report = try job()
+                for _ in 0..<5 where report.threadsUsed < 2 { report = try job() }
+                return report
+            }
+            let before = try helped()
             guard before.threadsUsed == 2, before.helperNice == nice else { exit(2) }
             let tid = String(CKTask_gettid())
             func run(_ tool: String, _ arguments: [String]) -> Bool {
@@ -78,7 +84,7 @@ struct ThreadLimitTests {
             // Back on both CPUs, the helper inherits the new nice.
             guard run("/usr/bin/taskset", ["-p", "-c", "0-1", tid]) else { exit(3) }
             usleep(20_000)
-            let reniced = try job()
+            let reniced = try helped()
             exit(reniced.threadsUsed == 2 && reniced.helperNice == min(19, nice + 5) ? 0 : 5)
         }
     }
