@@ -95,9 +95,10 @@ struct CallerFirst {
             if next.upperBound == range.upperBound { return (.done, now, 0) }
             let elapsed = now - start
             if elapsed >= decideAfter { break }
-            // A chunk long enough to time well (2 µs: the clock's own cost is tens of nanoseconds) that shows
-            // the rest clearly worth helpers: they start now, not after the caller's first ``decideAfter``.
-            if lastChunk.nanoseconds >= Self.clearPaceNanoseconds,
+            // A chunk after the first (which may hold a cold start: a page fault, code paged in), long enough to
+            // time well (2 µs: the clock's own cost is tens of nanoseconds), that shows the rest clearly worth
+            // helpers: they start now, not after the caller's first ``decideAfter``.
+            if claims >= 2, lastChunk.nanoseconds >= Self.clearPaceNanoseconds,
                Double(lastChunk.nanoseconds) * Double(range.upperBound - next.upperBound) / Double(lastChunk.items) >= 2 * Double(breakEven) {
                 break
             }
