@@ -50,8 +50,6 @@ struct CallerFirst {
     private(set) var claims = 0
     /// The largest chunk run so far.
     private(set) var largestChunk = 0
-    /// What ``run(start:decideAfter:breakEven:cancellation:_:)`` decided for the rest: run it inline.
-    private(set) var restInline = false
 
     /// Items done so far: the range's start up to here.
     var doneUpTo: Int { claims == 0 ? range.lowerBound : ends[claims - 1] }
@@ -108,8 +106,8 @@ struct CallerFirst {
         let left = range.upperBound - doneUpTo
         // At the last chunk's pace, without overflow for huge ranges.
         let estimate = Double(lastChunk.nanoseconds) * Double(left) / Double(lastChunk.items)
-        restInline = estimate < Double(breakEven)
-        return (restInline ? .restInline : .restParallel, now, estimate >= Double(Int64.max) ? Int64.max : Int64(estimate))
+        return (estimate < Double(breakEven) ? .restInline : .restParallel, now,
+                estimate >= Double(Int64.max) ? Int64.max : Int64(estimate))
     }
 
     /// The chunk from `lower`: at least `size` items, ending on a multiple of `align` or at `upper`.

@@ -12,6 +12,7 @@ enum MultithreadedJob {
 
         // Plan: inline, parallel, or first the caller alone (``CallerFirst``) and then the rest.
         var head: CallerFirst?
+        var restInline = false
         var shape = try ThreadPlan.make(input, options: options)
         switch shape {
         case .noWork: return .noWork
@@ -44,13 +45,14 @@ enum MultithreadedJob {
                                     wallTime: .nanoseconds(finished - start), threadLimit: .helperCost, perThread: nil)
             }
             head = first
+            restInline = outcome == .restInline
         }
         do {
             if let head, case .callerFirst(let range, let limits) = shape {
                 // Sized in here: an error reading the limits (a tuning profile changed meanwhile) undoes the
                 // caller's first chunks like any other failure.
                 let rest = head.doneUpTo..<range.upperBound
-                shape = head.restInline ? .inline(rest, .helperCost) : try ThreadPlan.sized(rest, options: options, limits: limits)
+                shape = restInline ? .inline(rest, .helperCost) : try ThreadPlan.sized(rest, options: options, limits: limits)
                 // The first chunks checked before each; the rest, inline or not, starts only if not cancelled since.
                 guard !cancellation.isCancelled(onCaller: true) else { throw KTask.Error.cancelled }
             }

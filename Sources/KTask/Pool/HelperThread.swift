@@ -108,13 +108,9 @@ final class HelperThread: @unchecked Sendable {
     /// thread has been idle for the pool's timeout and has retired.
     private func nextAssignmentLocked() -> PoolAssignment? {
         while assignment == nil {
-            // Done polling: the permits kept since the last job go back before the thread parks (system calls,
-            // outside the lock; a job may take the thread meanwhile, and then takes permits of its own).
+            // Done polling: the permits kept since the last job go back before the thread parks.
             if holdsPermit {
-                holdsPermit = false
-                pool.lock.unlock()
-                pool.permits?.give()
-                pool.lock.lock()
+                givePermitsBackLocked()
                 continue
             }
             let deadline = monotonicDeadline(afterNanoseconds: pool.idleTimeoutNanoseconds)
@@ -123,13 +119,10 @@ final class HelperThread: @unchecked Sendable {
             parked = false
             if !woken && assignment == nil && !reserved {
                 // A job may have reserved this thread and taken it back while its wait was timing out: the
-                // permits that came back with it go back before it leaves.
+                // permits that came back with it go back before it leaves (unless work came meanwhile).
                 if holdsPermit {
-                    holdsPermit = false
-                    pool.lock.unlock()
-                    pool.permits?.give()
-                    pool.lock.lock()
-                    continue
+                    givePermitsBackLocked()
+                    if assignment != nil || reserved { continue }
                 }
                 pool.retireLocked(self)
                 return nil
@@ -140,6 +133,15 @@ final class HelperThread: @unchecked Sendable {
         reserved = false
         hasAssignment.store(false, ordering: .relaxed)
         return work
+    }
+
+    /// Gives back the permits kept since the last job (pool lock held on entry and return; the system calls
+    /// run without it, so a job may reserve the thread meanwhile, and then takes permits of its own).
+    private func givePermitsBackLocked() {
+        holdsPermit = false
+        pool.lock.unlock()
+        pool.permits?.give()
+        pool.lock.lock()
     }
 
     /// Polls for an assignment until `deadline` (the pool lock not held); false if none came.
