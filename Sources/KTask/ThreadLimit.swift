@@ -1,5 +1,8 @@
 extension KTask {
     /// What bounded a job's thread count: the answer to "why only 1 thread?" (``KTask/Report/threadLimit``).
+    ///
+    /// The cases are in the order the limits narrow a job's count (<doc:PlacementAndLimits>); the report
+    /// names the last one that cut it.
     public enum ThreadLimit: String, Sendable, Equatable, CaseIterable {
         /// Nothing held the job back: it got every thread it could use.
         case none = "nothing"
@@ -14,15 +17,15 @@ extension KTask {
         case cpuBudget = "CPU budget (affinity, cpuset, quota)"
         /// The tuning profile's cap for the job's ``KTask/Options/workClass``.
         case tuningProfile = "tuning profile"
-        /// The pool's cap on busy helpers, set through the API.
-        case poolCap = "the pool's cap on busy helpers"
-        /// `KTASK_MAX_THREADS`.
-        case environment = "KTASK_MAX_THREADS"
         /// The machine saves energy: no helpers by default.
         case energySaving = "energy saving"
         /// The per-node cap on busy helpers (API or `KTASK_NODE_MAX_THREADS`), or a node's CPUs.
         case nodeCap = "per-node cap"
-        /// Other jobs held the pool's helpers.
+        /// The pool's cap on busy helpers, set through the API.
+        case poolCap = "the pool's cap on busy helpers"
+        /// `KTASK_MAX_THREADS`.
+        case environment = "KTASK_MAX_THREADS"
+        /// Other jobs held the helpers the caps allow.
         case helpersBusy = "helpers busy with other jobs"
         /// Every machine-wide slot was held, by other processes or this one's other jobs (`ktask info` shows
         /// the holders).
@@ -31,9 +34,9 @@ extension KTask {
         case jobserverTokens = "make jobserver tokens held by other jobs"
         /// Adaptive mode stopped adding helpers (``KTask/Options/adaptiveThreads``).
         case adaptive = "adaptive mode"
-        /// The caller ran out of work before a reserved helper joined.
-        case helpersNotNeeded = "the caller finished before a helper joined"
         /// The system would not start a thread.
         case threadStart = "a thread could not be started"
+        /// The caller ran out of work before a reserved helper joined.
+        case helpersNotNeeded = "the caller finished before a helper joined"
     }
 }

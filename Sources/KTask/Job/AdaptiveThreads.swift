@@ -129,15 +129,15 @@ struct AdaptiveController {
 /// a time, between the caller's claims, as the controller asks; the ones not needed go back to the pool.
 struct AdaptiveDriver {
     private var controller: AdaptiveController
-    private var waiting: [ThreadPlan.LaneReservation]
+    private var waiting: [Admission.LaneReservation]
     private let job: JobState
     private let start: ContinuousClock.Instant
 
-    init(_ settings: KTask.AdaptiveThreads, job: JobState, start: ContinuousClock.Instant, waiting: [ThreadPlan.LaneReservation]) {
+    init(_ settings: KTask.AdaptiveThreads, job: JobState, start: ContinuousClock.Instant, waiting: [Admission.LaneReservation]) {
         self.job = job
         self.start = start
         self.waiting = waiting.flatMap { entry in
-            entry.reservation.singles().map { ThreadPlan.LaneReservation(lane: entry.lane, reservation: $0) }
+            entry.reservation.singles().map { Admission.LaneReservation(lane: entry.lane, reservation: $0) }
         }
         controller = AdaptiveController(settings: settings, maxThreads: 1 + self.waiting.count)
     }

@@ -13,7 +13,7 @@ enum MultithreadedJob {
         // Plan: inline, parallel, or first the caller alone (``CallerFirst``) and then the rest.
         var head: CallerFirst?
         var restInline = false
-        var shape = try ThreadPlan.make(input, options: options)
+        var shape = try Admission.make(input, options: options)
         switch shape {
         case .noWork: return .noWork
         case .inline(let range, let limit):
@@ -52,7 +52,7 @@ enum MultithreadedJob {
                 // Sized in here: an error reading the limits (a tuning profile changed meanwhile) undoes the
                 // caller's first chunks like any other failure.
                 let rest = head.doneUpTo..<range.upperBound
-                shape = restInline ? .inline(rest, .helperCost) : try ThreadPlan.sized(rest, options: options, limits: limits)
+                shape = restInline ? .inline(rest, .helperCost) : try Admission.sized(rest, options: options, limits: limits)
                 // The first chunks checked before each; the rest, inline or not, starts only if not cancelled since.
                 guard !cancellation.isCancelled(onCaller: true) else { throw KTask.Error.cancelled }
             }
@@ -68,35 +68,33 @@ enum MultithreadedJob {
     }
 
     /// The job once sized: inline, or parallel (reserve, dispatch, participate, finish).
-    private static func runPlanned(_ shape: ThreadPlan.Shape, options: KTask.Options, cancellation: JobCancellation,
+    private static func runPlanned(_ shape: Admission.Shape, options: KTask.Options, cancellation: JobCancellation,
                                    start: Int64, undo: ((Range<Int>) -> Void)?,
                                    _ chunk: (Range<Int>) throws -> Void) throws -> (KTask.Report, JobLog?) {
-        let plan: ThreadPlan
+        var admission: Admission
         switch shape {
         case .noWork: return (.noWork, nil)
         case .inline(let range, let limit):
-            // The ~100 ns path: no JobLog at all unless a logger is set.
-            if options.logger != nil || options.pool.logger != nil {
-                JobLog(options).debug("\(range.count) items run inline on the calling thread: limited by \(limit.rawValue)")
-            }
-            return (try runInline(range, start: start, limit: limit, chunk), nil)
-        case .parallel(let parallel): plan = parallel
+            // The rest of a job the caller started alone: no JobLog at all unless a logger is set.
+            let log = options.logger != nil || options.pool.logger != nil ? JobLog(options) : nil
+            log?.debug("\(range.count) items run inline on the calling thread: limited by \(limit.rawValue)")
+            return (try runInline(range, start: start, limit: limit, chunk), log)
+        case .parallel(let parallel): admission = parallel
         case .callerFirst: preconditionFailure("sized before it runs")
         }
-        let log = plan.log
-        // Reserve.
+        let log = admission.log
+        // Reserve: the admission's last step.
         let reserving = monotonicNanoseconds()
-        let (reserved, refusedBy) = plan.reserve(in: options.pool)
+        let reserved = admission.reserve(in: options.pool)
         let helpers = reserved.reduce(0) { $0 + $1.reservation.count }
-        let limit = plan.limit(reserving: helpers, refusedBy: refusedBy)
-        log.debug(plan.account(reserved: helpers, limit: limit, options: options))
-        if helpers == 0 && plan.parts.count == 1 {
-            let report = try runInline(plan.parts[0], start: start, limit: limit, refusedBy: refusedBy, chunk)
+        log.debug(admission.account(options: options))
+        if helpers == 0 && admission.parts.count == 1 {
+            let report = try runInline(admission.parts[0], start: start, limit: admission.limit, refusedBy: admission.refusedBy, chunk)
             return (report, log)
         }
 
         return try withoutActuallyEscaping(chunk) { chunk in
-            let job = makeState(plan, reserved, helpers: helpers, options: options, cancellation: cancellation, chunk: chunk)
+            let job = makeState(admission, reserved, helpers: helpers, options: options, cancellation: cancellation, chunk: chunk)
             var dispatcher = HelperDispatcher(job: job, pool: options.pool, log: log)
             let startInstant = ContinuousClock.now - .nanoseconds(monotonicNanoseconds() - start)
             var adaptive = options.adaptiveThreads.map { AdaptiveDriver($0, job: job, start: startInstant, waiting: reserved) }
@@ -133,10 +131,12 @@ enum MultithreadedJob {
                 throw error
             }
             let perThread = job.claimsPerThread
+            admission.finished(adaptive: adaptive, startFailures: dispatcher.startFailures, threadsUsed: perThread.count,
+                               dispatched: dispatcher.dispatched)
             let report = KTask.Report(threadsUsed: perThread.count, chunkSize: job.plans[0].chunkSize,
                                claimCount: perThread.reduce(0, +), helperNice: perThread.count > 1 ? Int(job.helperNice) : nil,
-                               wallTime: .nanoseconds(monotonicNanoseconds() - start), threadLimit: dispatcher.limit(planned: limit, adaptive: adaptive, used: perThread.count),
-                               helpersRefusedBy: refusedBy, starvationGuard: job.starvationGuard, boostedHelpers: boost?.boosted ?? 0,
+                               wallTime: .nanoseconds(monotonicNanoseconds() - start), threadLimit: admission.limit,
+                               helpersRefusedBy: admission.refusedBy, starvationGuard: job.starvationGuard, boostedHelpers: boost?.boosted ?? 0,
                                adaptiveThreads: adaptive?.threads, adaptiveThroughput: adaptive?.rates ?? [], perThread: perThread,
                                cpuTimePerThread: job.cpuTimePerThread)
             return (report, log)
@@ -154,7 +154,7 @@ enum MultithreadedJob {
 
     /// The job's shared state: chunk plans sized for the threads each part got, the claim policy the
     /// starvation guard and adaptive mode call for, and each slot's home part.
-    private static func makeState(_ plan: ThreadPlan, _ reserved: [ThreadPlan.LaneReservation], helpers: Int, options: KTask.Options,
+    private static func makeState(_ plan: Admission, _ reserved: [Admission.LaneReservation], helpers: Int, options: KTask.Options,
                                   cancellation: JobCancellation, chunk: @escaping (Range<Int>) throws -> Void) -> JobState {
         let callerNice = ThreadPriority.callerNice()
         let nice = options.helperPriority.resolved(callerNice: callerNice)
@@ -200,7 +200,7 @@ struct HelperDispatcher {
 
     /// Dispatches a lane's reserved helpers; returns how many the system started.
     @discardableResult
-    mutating func dispatch(_ entry: ThreadPlan.LaneReservation) -> Int {
+    mutating func dispatch(_ entry: Admission.LaneReservation) -> Int {
         let wanted = entry.reservation.count
         job.latch.add(wanted)
         let started = pool.dispatch(entry.reservation, work: job.work, firstArgument: nextSlot, nice: job.helperNice,
@@ -211,13 +211,8 @@ struct HelperDispatcher {
         return started
     }
 
-    /// Why the job used the threads it did: the plan's limit, unless adaptive mode stopped early, a thread
-    /// could not start, or helpers were not needed after all.
-    func limit(planned: KTask.ThreadLimit, adaptive: AdaptiveDriver?, used: Int) -> KTask.ThreadLimit {
-        if adaptive?.stoppedEarly == true { return .adaptive }
-        if startFailures > 0 { return .threadStart }
-        return used < nextSlot ? .helpersNotNeeded : planned
-    }
+    /// Helpers dispatched so far.
+    var dispatched: Int { nextSlot - 1 }
 
     /// Takes back (once) the assignments helpers have not picked up: the job needs them no more.
     mutating func revokeUnstarted() {

@@ -67,7 +67,7 @@ extension KTask {
                       logger: logger)
         }
 
-        private init(validatedName name: String, maxBusyHelpers: Int?, idleTimeout: Duration, isolatesHelpers: Bool = true,
+        init(validatedName name: String, maxBusyHelpers: Int?, idleTimeout: Duration, isolatesHelpers: Bool = true,
                      logger: Logger? = nil, permits: HelperPermits? = .process) {
             self.name = name
             self.logger = logger
