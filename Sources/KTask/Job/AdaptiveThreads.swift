@@ -1,3 +1,5 @@
+import Synchronization
+
 extension KTask {
     /// Adaptive mode: the job starts on the calling thread alone, measures its throughput, adds one helper
     /// at a time, and stops adding (dropping the last one) once a helper adds less than `minimumGain` of
@@ -125,16 +127,40 @@ struct AdaptiveController {
     }
 }
 
+/// Adaptive mode's view of the claim loop: items and claims completed by all threads, and the
+/// participants still admitted (a settled job lets the newest leave after their current claim).
+final class AdaptiveProgress: ClaimHook, @unchecked Sendable {
+    private let itemsDone = Atomic<Int>(0)
+    private let claimsDone = Atomic<Int>(0)
+    private let admittedSlots = Atomic<Int>(Int.max)
+
+    func mayClaim(slot: Int) -> Bool { slot < admittedSlots.load(ordering: .relaxed) }
+
+    func claimed(slot: Int, items: Int) {
+        itemsDone.add(items, ordering: .relaxed)
+        claimsDone.add(1, ordering: .relaxed)
+    }
+
+    /// Items and claims completed so far by all threads.
+    var done: (items: Int, claims: Int) { (itemsDone.load(ordering: .relaxed), claimsDone.load(ordering: .relaxed)) }
+
+    /// Lets only participants 0 ..< `slots` claim from now on; the others leave after their current claim.
+    func admit(upTo slots: Int) { admittedSlots.store(slots, ordering: .relaxed) }
+}
+
 /// The caller's side of adaptive mode: the job's reserved helpers wait here and are dispatched one at
 /// a time, between the caller's claims, as the controller asks; the ones not needed go back to the pool.
 struct AdaptiveDriver {
     private var controller: AdaptiveController
     private var waiting: [Admission.LaneReservation]
     private let job: JobState
+    private let progress: AdaptiveProgress
     private let start: ContinuousClock.Instant
 
-    init(_ settings: KTask.AdaptiveThreads, job: JobState, start: ContinuousClock.Instant, waiting: [Admission.LaneReservation]) {
+    init(_ settings: KTask.AdaptiveThreads, job: JobState, progress: AdaptiveProgress, start: ContinuousClock.Instant,
+         waiting: [Admission.LaneReservation]) {
         self.job = job
+        self.progress = progress
         self.start = start
         self.waiting = waiting.flatMap { entry in
             entry.reservation.singles().map { Admission.LaneReservation(lane: entry.lane, reservation: $0) }
@@ -151,7 +177,7 @@ struct AdaptiveDriver {
 
     /// After each of the caller's claims: measure, and add or drop a helper as the controller decides.
     mutating func afterClaim(dispatcher: inout HelperDispatcher) {
-        let (items, claims) = job.progress
+        let (items, claims) = progress.done
         switch controller.observe(now: .now - start, items: items, claims: claims) {
         case .keep: break
         case .addHelper:
@@ -165,7 +191,7 @@ struct AdaptiveDriver {
                 controller.stop(at: controller.threads - 1)
             }
         case .settle(let threads):
-            job.admit(upTo: threads)
+            progress.admit(upTo: threads)
             giveBackWaiting(to: dispatcher.pool)
         }
     }

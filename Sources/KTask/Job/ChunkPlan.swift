@@ -111,11 +111,6 @@ struct ClaimPolicy {
     }
 
     let grainClaimers: GrainClaimers
-    /// Helpers note the time of each completed claim, so the caller can tell a starved one
-    /// (``KTask/StarvationGuard/priorityBoost`` only).
-    let helpersReportProgress: Bool
-    /// Participants count completed items and claims (adaptive mode's throughput).
-    var countsProgress: Bool { grainClaimers == .everyone }
     /// Whether plans must cut grains smaller than chunks.
     var smallGrains: Bool { grainClaimers != .nobody }
 
@@ -125,7 +120,6 @@ struct ClaimPolicy {
 
     init(starvationGuard: KTask.StarvationGuard, adaptive: Bool) {
         grainClaimers = adaptive ? .everyone : starvationGuard == .none ? .nobody : .helpers
-        helpersReportProgress = starvationGuard == .priorityBoost
     }
 
     /// Grains to claim next from a part with `left` grains left, for participant `slot` (0: the caller)

@@ -24,21 +24,16 @@ final class JobState: @unchecked Sendable {
     private let cancellation: JobCancellation
     /// The part each slot starts on; empty for a single-part job (every slot starts on part 0).
     private let homes: [Int]
-    /// What keeps helpers from holding the job up (decided with the claim policy).
-    let starvationGuard: KTask.StarvationGuard
-    /// The nice value helpers run at (a boosted helper returns to it) and whether they sit in the idle cgroup.
-    let helperNice: Int32
-    /// The caller's nice value, which a boosted helper is lent.
-    let callerNice: Int32
-    let helpersIsolated: Bool
+    /// The policies that follow the claims (priority boost, adaptive mode); empty for most jobs.
+    private let hooks: [any ClaimHook]
 
     /// Set once a chunk failed or the job was cancelled: no claim starts after it.
     private let stopped = Atomic<Bool>(false)
-    /// The first chunk error; read and written only inside ``withParticipantsLocked(_:)``.
+    /// The first chunk error; read and written only under `errorMutex`.
     private var firstError: (any Error)?
 
     // The per-part and per-slot arrays below share one allocation with the mutex (a job's cost is partly
-    // its mallocs); `participantsMutex` is its start.
+    // its mallocs); `errorMutex` is its start.
     /// cursors[p]: the next grain of part p to hand out.
     private let cursors: UnsafeMutablePointer<Atomic<Int>>
     /// firstGrain[p]: where part p's grains start in `claimed`.
@@ -48,71 +43,42 @@ final class JobState: @unchecked Sendable {
     /// cpuTime[slot]: the CPU time (nanoseconds) participant `slot`'s thread got while in the job: on a busy
     /// machine, what a helper actually got.
     private let cpuTime: UnsafeMutablePointer<Int64>
-    /// Priority boost: each helper's thread id once it joined, and the time of its last completed claim.
-    let tids: UnsafeMutablePointer<Atomic<Int32>>
-    let lastProgress: UnsafeMutablePointer<Atomic<Int64>>
     /// claimed[firstGrain[p] + g]: the grains in the completed claim that starts at grain g of part p
     /// (0: none starts there). Written only by the claimer; read by the caller after the latch reached
     /// zero (which orders the two).
     private let claimed: UnsafeMutablePointer<Int32>
-    /// Priority boost: whether each participant left, and whether the caller lent it its priority (and
-    /// took it out of the idle cgroup). Read and written only inside ``withParticipantsLocked(_:)``, as is
-    /// `firstError`.
-    let participantFlags: UnsafeMutablePointer<ParticipantFlags>
     /// A pthread mutex in the arena (no allocation of its own; ThreadSanitizer understands it, where it
     /// does not understand Synchronization.Mutex on this toolchain).
-    private let participantsMutex: UnsafeMutablePointer<pthread_mutex_t>
-
-    struct ParticipantFlags: OptionSet {
-        let rawValue: UInt8
-        static let done = ParticipantFlags(rawValue: 1)
-        /// The caller lent it its nice value.
-        static let boosted = ParticipantFlags(rawValue: 2)
-        /// The caller also took it out of the helpers' idle cgroup.
-        static let released = ParticipantFlags(rawValue: 4)
-    }
+    private let errorMutex: UnsafeMutablePointer<pthread_mutex_t>
 
     /// Helpers that have picked their assignment up (the caller need not take any back once all have).
     let joined = Atomic<Int>(0)
     /// When the first helper joined (CLOCK_MONOTONIC nanoseconds; 0: none yet): what a helper cost this job.
     let firstJoin = Atomic<Int64>(0)
 
-    /// Adaptive mode: items and claims completed so far, all threads, and the slots still admitted.
-    private let itemsDone = Atomic<Int>(0)
-    private let claimsDone = Atomic<Int>(0)
-    private let admittedSlots = Atomic<Int>(Int.max)
-
-    init(plans: [ChunkPlan], policy: ClaimPolicy, starvationGuard: KTask.StarvationGuard, slots: Int, homes: [Int],
-         helperNice: Int32, callerNice: Int32, helpersIsolated: Bool, cancellation: JobCancellation,
-         chunk: @escaping (Range<Int>) throws -> Void) {
+    init(plans: [ChunkPlan], policy: ClaimPolicy, slots: Int, homes: [Int], hooks: [any ClaimHook],
+         cancellation: JobCancellation, chunk: @escaping (Range<Int>) throws -> Void) {
         self.plans = plans
-        self.starvationGuard = starvationGuard
         self.policy = policy
         self.homes = homes
         self.slots = slots
-        self.helperNice = helperNice
-        self.callerNice = callerNice
-        self.helpersIsolated = helpersIsolated
+        self.hooks = hooks
         self.cancellation = cancellation
         self.chunkFunction = chunk
         let parts = plans.count
         let grainTotal = plans.reduce(0) { $0 + $1.grainCount }
-        // The mutex and the 8-byte arrays first, then the 4-byte ones, then the flags: all aligned.
+        // The mutex and the 8-byte arrays first, then the 4-byte one: all aligned.
         let mutexBytes = (MemoryLayout<pthread_mutex_t>.size + 7) / 8 * 8
-        let words = 2 * parts + 3 * slots
-        let allocation = UnsafeMutableRawPointer.allocate(byteCount: mutexBytes + 8 * words + 4 * (slots + grainTotal) + slots,
-                                                          alignment: 8)
-        participantsMutex = allocation.bindMemory(to: pthread_mutex_t.self, capacity: 1)
-        pthread_mutex_init(participantsMutex, nil)
+        let words = 2 * parts + 2 * slots
+        let allocation = UnsafeMutableRawPointer.allocate(byteCount: mutexBytes + 8 * words + 4 * grainTotal, alignment: 8)
+        errorMutex = allocation.bindMemory(to: pthread_mutex_t.self, capacity: 1)
+        pthread_mutex_init(errorMutex, nil)
         let arena = allocation + mutexBytes
         cursors = arena.bindMemory(to: Atomic<Int>.self, capacity: parts)
         firstGrain = (arena + 8 * parts).bindMemory(to: Int.self, capacity: parts)
         claimsRun = (arena + 16 * parts).bindMemory(to: Int.self, capacity: slots)
-        lastProgress = (arena + 16 * parts + 8 * slots).bindMemory(to: Atomic<Int64>.self, capacity: slots)
-        cpuTime = (arena + 16 * parts + 16 * slots).bindMemory(to: Int64.self, capacity: slots)
-        tids = (arena + 8 * words).bindMemory(to: Atomic<Int32>.self, capacity: slots)
-        claimed = (arena + 8 * words + 4 * slots).bindMemory(to: Int32.self, capacity: grainTotal)
-        participantFlags = (arena + 8 * words + 4 * (slots + grainTotal)).bindMemory(to: ParticipantFlags.self, capacity: slots)
+        cpuTime = (arena + 16 * parts + 8 * slots).bindMemory(to: Int64.self, capacity: slots)
+        claimed = (arena + 8 * words).bindMemory(to: Int32.self, capacity: grainTotal)
         var offset = 0
         for (part, plan) in plans.enumerated() {
             (cursors + part).initialize(to: Atomic(0))
@@ -122,28 +88,12 @@ final class JobState: @unchecked Sendable {
         claimed.initialize(repeating: 0, count: grainTotal)
         claimsRun.initialize(repeating: -1, count: slots)
         cpuTime.initialize(repeating: 0, count: slots)
-        participantFlags.initialize(repeating: [], count: slots)
-        // A helper that has not started yet counts as having made progress when the job began.
-        let created = policy.helpersReportProgress ? monotonicNanoseconds() : 0
-        for slot in 0..<slots {
-            (tids + slot).initialize(to: Atomic(0))
-            (lastProgress + slot).initialize(to: Atomic(created))
-        }
     }
 
     deinit {
         cursors.deinitialize(count: plans.count)
-        tids.deinitialize(count: slots)
-        lastProgress.deinitialize(count: slots)
-        pthread_mutex_destroy(participantsMutex)
-        UnsafeMutableRawPointer(participantsMutex).deallocate()
-    }
-
-    /// Runs `body` holding the participants' lock (the priority boost's flags).
-    func withParticipantsLocked<T>(_ body: () throws -> T) rethrows -> T {
-        pthread_mutex_lock(participantsMutex)
-        defer { pthread_mutex_unlock(participantsMutex) }
-        return try body()
+        pthread_mutex_destroy(errorMutex)
+        UnsafeMutableRawPointer(errorMutex).deallocate()
     }
 
     /// The job as pool work: each helper's share, then its count-down on the latch.
@@ -161,40 +111,34 @@ final class JobState: @unchecked Sendable {
                  })
     }
 
-    /// A helper's share: claim until nothing is left; then note a boost the caller lent it, for the pool
-    /// thread to give back once the job has heard this helper is done (``HelperThread``): given back
+    /// A helper's share: claim until nothing is left; then note what a hook lent it (a boost) for the
+    /// pool thread to give back once the job has heard this helper is done (``HelperThread``): given back
     /// before, it would be starved again at nice 19 in the idle cgroup before it could say so, and the
     /// caller would wait for that (0.7-1.2 s for a 40 ms job under a load on every CPU).
     private func helperShare(slot: Int) {
         if joined.add(1, ordering: .relaxed).oldValue == 0 { firstJoin.store(monotonicNanoseconds(), ordering: .relaxed) }
-        if policy.helpersReportProgress {
-            tids[slot].store(CKTask_gettid(), ordering: .relaxed)
-            lastProgress[slot].store(monotonicNanoseconds(), ordering: .relaxed)
-        }
+        for hook in hooks { hook.helperJoined(slot: slot) }
         participate(slot: slot)
-        guard policy.helpersReportProgress else { return }
-        // Under the lock: the caller cannot boost this helper any more once it is marked done.
-        let flags = withParticipantsLocked {
-            participantFlags[slot].insert(.done)
-            return participantFlags[slot]
-        }
-        CKTask_note_helper_restore((flags.contains(.boosted) ? HelperRestore.nice : 0) | (flags.contains(.released) ? HelperRestore.idleCgroup : 0))
+        guard !hooks.isEmpty else { return }
+        let restore = hooks.reduce(Int32(0)) { $0 | $1.helperLeaving(slot: slot) }
+        if restore != 0 { CKTask_note_helper_restore(restore) }
     }
 
     /// The claim loop: claim the next grains of the slot's home part and run them until the part runs
     /// out; then help the other parts in turn; stop early if the job stops. `onLastClaim` runs once, when
-    /// this participant claims the job's last grains; `afterClaim` after each completed claim in
-    /// adaptive mode. Both are non-escaping, so that what they capture stays on the caller's stack.
+    /// this participant claims the job's last grains; `afterClaim` after each completed claim of a job with
+    /// hooks (adaptive mode adds helpers there). Both are non-escaping, so that what they capture stays on
+    /// the caller's stack.
     func participate(slot: Int, onLastClaim: () -> Void = {}, afterClaim: () -> Void = {}) {
         var count = 0
         let cpuStart = threadCPUNanoseconds()
         let home = homes.isEmpty ? 0 : homes[slot]
-        let reportsProgress = slot > 0 && policy.helpersReportProgress
+        let hooked = !hooks.isEmpty
         parts: for offset in 0..<plans.count {
             let part = (home + offset) % plans.count
             let plan = plans[part]
             while !stopped.load(ordering: .relaxed) {
-                if slot >= admittedSlots.load(ordering: .relaxed) { break parts }
+                if hooked && !hooks.allSatisfy({ $0.mayClaim(slot: slot) }) { break parts }
                 if cancellation.isCancelled(onCaller: slot == 0) {
                     record(KTask.Error.cancelled)
                     break parts
@@ -210,10 +154,8 @@ final class JobState: @unchecked Sendable {
                     try chunkFunction(items)
                     claimed[firstGrain[part] + first] = Int32(grains.count)
                     count += 1
-                    if reportsProgress { lastProgress[slot].store(monotonicNanoseconds(), ordering: .relaxed) }
-                    if policy.countsProgress {
-                        itemsDone.add(items.count, ordering: .relaxed)
-                        claimsDone.add(1, ordering: .relaxed)
+                    if hooked {
+                        for hook in hooks { hook.claimed(slot: slot, items: items.count) }
                         afterClaim()
                     }
                 } catch {
@@ -232,23 +174,19 @@ final class JobState: @unchecked Sendable {
             && plans.indices.contains { cursors[$0].load(ordering: .relaxed) < plans[$0].grainCount }
     }
 
-    /// Adaptive mode: items and claims completed so far by all threads.
-    var progress: (items: Int, claims: Int) {
-        (itemsDone.load(ordering: .relaxed), claimsDone.load(ordering: .relaxed))
-    }
-
-    /// Lets only participants 0 ..< `slots` claim from now on; the others leave after their current claim.
-    func admit(upTo slots: Int) { admittedSlots.store(slots, ordering: .relaxed) }
-
     private func record(_ error: any Error) {
-        withParticipantsLocked {
-            if firstError == nil { firstError = error }
-        }
+        pthread_mutex_lock(errorMutex)
+        if firstError == nil { firstError = error }
+        pthread_mutex_unlock(errorMutex)
         stopped.store(true, ordering: .relaxed)
     }
 
     /// After the latch reached zero: the first error, if any.
-    var error: (any Error)? { withParticipantsLocked { firstError } }
+    var error: (any Error)? {
+        pthread_mutex_lock(errorMutex)
+        defer { pthread_mutex_unlock(errorMutex) }
+        return firstError
+    }
 
     /// After the latch reached zero: undoes every completed claim exactly once, with the range it ran,
     /// on the calling thread.
@@ -270,12 +208,6 @@ final class JobState: @unchecked Sendable {
     var cpuTimePerThread: [Duration] {
         (0..<slots).filter { claimsRun[$0] >= 0 }.map { .nanoseconds(cpuTime[$0]) }
     }
-}
-
-/// What a boosted helper gives back after its job (``CKTask_note_helper_restore``'s bits).
-enum HelperRestore {
-    static let nice: Int32 = 1
-    static let idleCgroup: Int32 = 2
 }
 
 /// What stops a job: its options' token, an async job's task, or (on the caller, for the blocking

@@ -94,11 +94,15 @@ enum MultithreadedJob {
         }
 
         return try withoutActuallyEscaping(chunk) { chunk in
-            let job = makeState(admission, reserved, helpers: helpers, options: options, cancellation: cancellation, chunk: chunk)
-            var dispatcher = HelperDispatcher(job: job, pool: options.pool, log: log)
             let startInstant = ContinuousClock.now - .nanoseconds(monotonicNanoseconds() - start)
-            var adaptive = options.adaptiveThreads.map { AdaptiveDriver($0, job: job, start: startInstant, waiting: reserved) }
-            var boost = job.policy.helpersReportProgress ? PriorityBoost(job: job, start: startInstant) : nil
+            let setup = JobSetup(admission, reserved, helpers: helpers, options: options, start: startInstant)
+            let job = JobState(plans: setup.plans, policy: setup.policy, slots: 1 + helpers, homes: setup.homes, hooks: setup.hooks,
+                               cancellation: cancellation, chunk: chunk)
+            var dispatcher = HelperDispatcher(job: job, pool: options.pool, nice: setup.helperNice,
+                                              idleCgroup: setup.helpersIsolated, log: log)
+            var adaptive = setup.adaptiveProgress.map { AdaptiveDriver(options.adaptiveThreads!, job: job, progress: $0,
+                                                                        start: startInstant, waiting: reserved) }
+            let boost = setup.boost
             // Dispatch: every helper now, or in adaptive mode one at a time as its controller asks.
             if adaptive == nil { for entry in reserved { dispatcher.dispatch(entry) } }
             // Participate: the caller claims like any helper. Once it has claimed the last grains, helpers
@@ -110,7 +114,7 @@ enum MultithreadedJob {
             let callerDone = monotonicNanoseconds()
             adaptive?.giveBackWaiting(to: options.pool)
             dispatcher.revokeUnstarted()
-            boost?.boostStarvedUntilDone()
+            boost?.boostStarvedUntilDone(latch: job.latch)
             job.latch.wait()
             // What helpers cost the caller: the time until the first joined (or, none in time, until the caller
             // was done), plus its wait for them at the end beyond two grains' time at the job's pace (a helper
@@ -134,9 +138,9 @@ enum MultithreadedJob {
             admission.finished(adaptive: adaptive, startFailures: dispatcher.startFailures, threadsUsed: perThread.count,
                                dispatched: dispatcher.dispatched)
             let report = KTask.Report(threadsUsed: perThread.count, chunkSize: job.plans[0].chunkSize,
-                               claimCount: perThread.reduce(0, +), helperNice: perThread.count > 1 ? Int(job.helperNice) : nil,
+                               claimCount: perThread.reduce(0, +), helperNice: perThread.count > 1 ? Int(setup.helperNice) : nil,
                                wallTime: .nanoseconds(monotonicNanoseconds() - start), threadLimit: admission.limit,
-                               helpersRefusedBy: admission.refusedBy, starvationGuard: job.starvationGuard, boostedHelpers: boost?.boosted ?? 0,
+                               helpersRefusedBy: admission.refusedBy, starvationGuard: setup.starvationGuard, boostedHelpers: boost?.boosted ?? 0,
                                adaptiveThreads: adaptive?.threads, adaptiveThroughput: adaptive?.rates ?? [], perThread: perThread,
                                cpuTimePerThread: job.cpuTimePerThread)
             return (report, log)
@@ -152,30 +156,48 @@ enum MultithreadedJob {
                            wallTime: .nanoseconds(monotonicNanoseconds() - start), threadLimit: limit, helpersRefusedBy: refusedBy, perThread: nil)
     }
 
-    /// The job's shared state: chunk plans sized for the threads each part got, the claim policy the
-    /// starvation guard and adaptive mode call for, and each slot's home part.
-    private static func makeState(_ plan: Admission, _ reserved: [Admission.LaneReservation], helpers: Int, options: KTask.Options,
-                                  cancellation: JobCancellation, chunk: @escaping (Range<Int>) throws -> Void) -> JobState {
+}
+
+/// What a parallel job is set up with once its helpers are reserved: chunk plans sized for the threads each
+/// part got, the claim policy and hooks the starvation guard and adaptive mode call for, each slot's home
+/// part, and the priority its helpers run at.
+private struct JobSetup {
+    let plans: [ChunkPlan]
+    let policy: ClaimPolicy
+    let homes: [Int]
+    let starvationGuard: KTask.StarvationGuard
+    let helperNice: Int32
+    /// Below the caller only: helpers at its priority run outside the idle cgroup (``HelperThread``).
+    let helpersIsolated: Bool
+    let boost: PriorityBoost?
+    let adaptiveProgress: AdaptiveProgress?
+    var hooks: [any ClaimHook] { [boost as (any ClaimHook)?, adaptiveProgress].compactMap { $0 } }
+
+    init(_ admission: Admission, _ reserved: [Admission.LaneReservation], helpers: Int, options: KTask.Options,
+         start: ContinuousClock.Instant) {
         let callerNice = ThreadPriority.callerNice()
-        let nice = options.helperPriority.resolved(callerNice: callerNice)
-        let starvationGuard = KTask.StarvationGuard.resolve(options.starvationGuard, helperNice: nice, callerNice: callerNice)
-        let policy = ClaimPolicy(starvationGuard: starvationGuard, adaptive: options.adaptiveThreads != nil)
+        helperNice = options.helperPriority.resolved(callerNice: callerNice)
+        starvationGuard = KTask.StarvationGuard.resolve(options.starvationGuard, helperNice: helperNice, callerNice: callerNice)
+        policy = ClaimPolicy(starvationGuard: starvationGuard, adaptive: options.adaptiveThreads != nil)
+        helpersIsolated = options.pool.isolatesHelpers && helperNice > callerNice
         let slots = 1 + helpers
         // Each slot's home part (a single-part job needs no list: every slot starts on part 0).
         var homes: [Int] = []
-        if plan.parts.count > 1 {
-            homes = [plan.lanes.callerPart]
+        if admission.parts.count > 1 {
+            homes = [admission.lanes.callerPart]
             for entry in reserved { homes += repeatElement(entry.lane.part, count: entry.reservation.count) }
         }
-        let plans = plan.parts.indices.map { part in
-            ChunkPlan(range: plan.parts[part], minChunk: options.minChunk, align: options.align,
+        self.homes = homes
+        let policy = policy
+        plans = admission.parts.indices.map { part in
+            ChunkPlan(range: admission.parts[part], minChunk: options.minChunk, align: options.align,
                       threads: homes.isEmpty ? slots : max(1, homes.count(where: { $0 == part })), smallHelperClaims: policy.smallGrains)
         }
-        return JobState(plans: plans, policy: policy, starvationGuard: starvationGuard, slots: slots, homes: homes,
-                        helperNice: nice, callerNice: callerNice,
-                        // Below the caller only: helpers at its priority run outside the idle cgroup (HelperThread).
-                        helpersIsolated: options.pool.isolatesHelpers && nice > callerNice,
-                        cancellation: cancellation, chunk: chunk)
+        boost = starvationGuard == .priorityBoost
+            ? PriorityBoost(slots: slots, grains: plans.reduce(0) { $0 + $1.grainCount }, callerNice: callerNice,
+                            helpersIsolated: helpersIsolated, start: start)
+            : nil
+        adaptiveProgress = options.adaptiveThreads == nil ? nil : AdaptiveProgress()
     }
 }
 
@@ -184,6 +206,9 @@ enum MultithreadedJob {
 struct HelperDispatcher {
     let job: JobState
     let pool: KTask.Pool
+    /// The nice value helpers run at, and whether in the pool's idle cgroup.
+    let nice: Int32
+    let idleCgroup: Bool
     /// The slot the next helper gets (1 + helpers dispatched so far).
     private var nextSlot = 1
     private var revoked = false
@@ -192,9 +217,11 @@ struct HelperDispatcher {
 
     private let log: JobLog
 
-    init(job: JobState, pool: KTask.Pool, log: JobLog) {
+    init(job: JobState, pool: KTask.Pool, nice: Int32, idleCgroup: Bool, log: JobLog) {
         self.job = job
         self.pool = pool
+        self.nice = nice
+        self.idleCgroup = idleCgroup
         self.log = log
     }
 
@@ -203,8 +230,8 @@ struct HelperDispatcher {
     mutating func dispatch(_ entry: Admission.LaneReservation) -> Int {
         let wanted = entry.reservation.count
         job.latch.add(wanted)
-        let started = pool.dispatch(entry.reservation, work: job.work, firstArgument: nextSlot, nice: job.helperNice,
-                                    cpus: entry.lane.cpus, idleCgroup: job.helpersIsolated, log: log)
+        let started = pool.dispatch(entry.reservation, work: job.work, firstArgument: nextSlot, nice: nice,
+                                    cpus: entry.lane.cpus, idleCgroup: idleCgroup, log: log)
         job.latch.countDown(wanted - started)
         startFailures += wanted - started
         nextSlot += wanted
