@@ -17,13 +17,5 @@ extension KTask {
             }
         }
 
-        /// The nice value to run helpers at for a job started by a thread at `callerNice`.
-        func resolved(callerNice: Int32) -> Int32 {
-            switch self {
-            case .lowest: Int32(ThreadPriority.lowestNice)
-            case .nice(let value): Int32(value)
-            case .inheritCaller: callerNice
-            }
-        }
     }
 }

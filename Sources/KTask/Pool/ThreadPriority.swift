@@ -29,3 +29,48 @@ enum ThreadPriority {
         CKTask_set_thread_nice(nice) == 0
     }
 }
+
+extension KTask.HelperPriority {
+        /// The nice value to run helpers at for a job started by a thread at `callerNice`.
+        func resolved(callerNice: Int32) -> Int32 {
+            switch self {
+            case .lowest: Int32(ThreadPriority.lowestNice)
+            case .nice(let value): Int32(value)
+            case .inheritCaller: callerNice
+            }
+        }
+}
+
+extension KTask.StarvationGuard {
+        /// The guard `automatic` stands for in this process, for helpers at `helperNice` under a caller at
+        /// `callerNice`.
+        static func resolve(_ requested: KTask.StarvationGuard, helperNice: Int32, callerNice: Int32) -> KTask.StarvationGuard {
+            guard helperNice > callerNice else { return .none }
+            guard requested == .automatic else { return requested }
+            return mayRaisePriority(to: callerNice) ? .priorityBoost : .smallerHelperChunks
+        }
+
+        /// What `automatic` chooses in this process for default helpers (nice 19) under the calling thread.
+        package static var inForce: KTask.StarvationGuard {
+            resolve(.automatic, helperNice: Int32(ThreadPriority.lowestNice), callerNice: ThreadPriority.currentThreadNice())
+        }
+
+        /// Whether a thread of this process may lower a nice value to `nice`: CAP_SYS_NICE (root has it), or
+        /// RLIMIT_NICE allowing it (the limit is 20 − the lowest nice allowed).
+        static func mayRaisePriority(to nice: Int32) -> Bool {
+            if hasCapSysNice { return true }
+            let limit = CKTask_rlimit_nice()
+            if limit == -1 { return true }
+            return limit >= 0 && 20 - Int(limit) <= Int(nice)
+        }
+
+        /// CAP_SYS_NICE (bit 23) in the effective set, from /proc/self/status.
+        static let hasCapSysNice: Bool = {
+            guard let status = readSmallFile("/proc/self/status") else { return geteuid() == 0 }
+            for line in status.split(separator: "\n") where line.hasPrefix("CapEff:") {
+                let hex = line.dropFirst("CapEff:".count).trimmingCharacters(in: " \t")
+                if let bits = UInt64(hex, radix: 16) { return bits & (1 << 23) != 0 }
+            }
+            return geteuid() == 0
+        }()
+}
