@@ -14,6 +14,27 @@ struct CompareCommand: ParsableCommand {
             run ktask's inner loop on ktask's chunks. The C/C++ peers are built by scripts/build-peers.sh \
             (scripts/compare.sh builds them and runs this); a peer that is not built is listed with the reason. \
             ratio = the peer's median seconds / ktask's: above 1, ktask was faster.
+
+            Systems run alternating, run by run (ktask, openmp, tbb, dispatch, taskgroup, ktask, ...) at each \
+            thread count after one untimed run of each; each round starts with the next system in turn, so \
+            that one run's after-effects do not always fall on the same system. qemu (prefault only; by \
+            default with --workload prefault) is qemu-system-x86_64 -machine none with a memory-backend-ram \
+            (THP) or a memory-backend-file on a hugetlbfs mount, prealloc=on,prealloc-threads=N, timed from \
+            process start to exit; it is listed missing where qemu-system is not installed, or for 4 KiB pages \
+            while THP is on. The C/C++ peers stay running for the whole comparison, so that their thread pools \
+            stay warm as ktask's do; their inner loops are compiled by clang, the LLVM Swift uses. Every run's \
+            result is checked (the compute sum, pages resident, descriptors written); a peer that fails or \
+            gives a wrong result is listed missing with the reason.
+
+            The table's +- (JSON ratio_uncertainty_pct) is how far the ratio would move in a second run of the \
+            same command, about 95% of the time (2 sqrt(2) x the standard error of a ratio of medians, from the \
+            runs' robust spread): a ratio within it of 1.000 is parity as far as the run can tell. \
+            paired_ratio_vs_ktask is the median over rounds of the system's time / ktask's in the same round, \
+            which cancels a noisy machine's drift between rounds.
+
+            JSON (--format json): {"schema", "workload", "size", "runs", "summary", "steal_s", "rows": \
+            [{"system", "threads", "median_s", "min_s", "max_s", "ratio_vs_ktask", "ratio_uncertainty_pct", \
+            "paired_ratio_vs_ktask"}], "missing": [{"system", "reason"}]}.
             """)
 
     @Option(help: WorkloadKind.help)

@@ -13,7 +13,8 @@ struct KTaskCommand: ParsableCommand {
             KTASK_NODE_MAX_THREADS caps busy helpers on any one node (0: no limit); KTASK_PROFILE names the \
             tuning profile; KTASK_NO_HELPER_CGROUP keeps helpers out of the idle cgroup; KTASK_SLOTS=off|DIR turns the \
             machine-wide helper slots off or puts them in DIR; MAKEFLAGS' --jobserver-auth makes helpers take make's tokens. The tool refuses a \
-            malformed limit (exit 2); the library ignores it with one warning.
+            malformed limit (exit 2); the library ignores it with one warning. Bad flags: one line on stderr, \
+            exit status 2. Each subcommand's --help says what it prints and its JSON keys.
             """,
         version: ktaskVersion,
         subcommands: [BenchCommand.self, CompareCommand.self, TuneCommand.self, PopulateCommand.self, InfoCommand.self, CheckPlacementCommand.self, ForegroundLoadCommand.self])
