@@ -33,15 +33,15 @@ struct ScalingBenchCommand: ParsableCommand {
             few is an error that says how to reserve more. The seed's 4 KiB table is --pages 4k. init (default \
             8 GiB) initialises 64-byte page descriptors in memory faulted in beforehand, as deferred struct-page \
             init does at boot. compute (default 200M items) runs eight rounds of the SplitMix64 finaliser per \
-            item; each run's sum must equal the first's.
+            item; each run's sum must equal the first's. The defaults are sized so that a default run takes \
+            10-40 s on a 2-core machine.
 
             JSON (--format json): {"schema", "workload", "size", "runs", "summary", "steal_s", "noise": \
             {"steady", "verdict", "wall_s", "cpu_pressure_s"}, "rows": [{"threads", "mean_s", "stddev_pct", \
             "median_s", "min_s", "max_s", "speedup", "speedup_median", "speedup_uncertainty_pct", "cpu_s", \
             "threads_used", "thread_limit", "chunks", "starvation_guard"}]}. speedup is the ratio of means, as \
             in the seed; speedup_median the ratio of medians; steal_s the CPU time a hypervisor took from this \
-            machine during the timed runs. Every JSON document of ktask has "schema": 1, snake_case keys, values \
-            rounded to 4 significant digits and null for what was not measured.
+            machine during the timed runs.
             """)
 
     @Option(help: WorkloadKind.help)
