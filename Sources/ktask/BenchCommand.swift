@@ -18,8 +18,30 @@ struct ScalingBenchCommand: ParsableCommand {
         commandName: "scaling",
         abstract: "Run a workload at several thread counts and print the seed's scaling table.",
         discussion: """
-            Each thread count runs --runs times, interleaved (1, 2, 1, 2, ...). The table shows the median \
-            seconds with the standard deviation as a percentage of the mean, and the speedup over 1 thread.
+            Each thread count runs --runs times, interleaved (1, 2, 1, 2, ...) after one untimed warm-up run; \
+            1 thread is always measured. The table shows, per thread count, the median speedup over 1 thread \
+            and the median time with its robust spread (1.4826 x the median absolute deviation) as a \
+            percentage: on a VM one run in ten can be several times slower, which moves a mean by tens of \
+            percent and a median hardly at all. Under the table a verdict says whether a second run of the same \
+            command should give every speedup within +-10% ("steady"), or which rows to distrust and why \
+            ("noisy": the runs' spread, steal time, other work waiting for CPUs per /proc/pressure/cpu).
+
+            Workloads: prefault (default 1 GiB, 11 runs) maps fresh anonymous memory and faults it in, a 2 MiB \
+            chunk at a time, with MADV_POPULATE_WRITE where the kernel has it, else a byte written per page; \
+            every page is checked resident after. --pages picks its pages (default thp, as QEMU asks for guest \
+            RAM, unless transparent huge pages are never); hugetlb pages come from the reserved pool, and too \
+            few is an error that says how to reserve more. The seed's 4 KiB table is --pages 4k. init (default \
+            8 GiB) initialises 64-byte page descriptors in memory faulted in beforehand, as deferred struct-page \
+            init does at boot. compute (default 200M items) runs eight rounds of the SplitMix64 finaliser per \
+            item; each run's sum must equal the first's. The defaults are sized so that a default run takes \
+            10-40 s on a 2-core machine.
+
+            JSON (--format json): {"schema", "workload", "size", "runs", "summary", "steal_s", "noise": \
+            {"steady", "verdict", "wall_s", "cpu_pressure_s"}, "rows": [{"threads", "mean_s", "stddev_pct", \
+            "median_s", "min_s", "max_s", "speedup", "speedup_median", "speedup_uncertainty_pct", "cpu_s", \
+            "threads_used", "thread_limit", "chunks", "starvation_guard"}]}. speedup is the ratio of means, as \
+            in the seed; speedup_median the ratio of medians; steal_s the CPU time a hypervisor took from this \
+            machine during the timed runs.
             """)
 
     @Option(help: WorkloadKind.help)
@@ -114,6 +136,11 @@ struct DisturbanceBenchCommand: ParsableCommand {
             The foreground counts its work alone, then while compute jobs run with helpers at nice 19 \
             (ktask's defaults), with helpers at nice 0, and with the calling thread only; in this session \
             and in another one (setsid). Rates are medians over the runs; slowdowns relative to alone.
+
+            JSON (--format json): foreground_alone, with_ktask_nice19, with_ktask_nice0, with_caller_only \
+            (median items/s), each with a *_spread_pct, slowdown_pct_nice19, slowdown_pct_nice0, \
+            slowdown_pct_caller_only; each again with the suffix _other_session; seconds, runs, \
+            foreground_threads.
             """)
 
     @Option(help: "Seconds the foreground counts in each case.")
@@ -148,7 +175,16 @@ struct DisturbanceBenchCommand: ParsableCommand {
 struct StarvationBenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "starvation",
-        abstract: "Time a job while a foreground load keeps every CPU busy: 1 thread, no guard, ktask's guard, unprivileged.")
+        abstract: "Time a job while a foreground load keeps every CPU busy: 1 thread, no guard, ktask's guard, unprivileged.",
+        discussion: """
+            A compute job under a foreground load (one thread per CPU at nice 0, in a process of its own), \
+            timed on one thread, on all CPUs with nice-19 helpers and no guard, with ktask's defaults (the \
+            starvation guard in force here), and as an unprivileged process gets it (smaller helper chunks). \
+            The table shows each case's median, p90, min - max and the CPU time its helpers got.
+
+            JSON (--format json): single_thread_s, no_boost_s, boost_s, unprivileged_s (medians), spread_pct, \
+            p90_s and helper_cpu_s (each keyed by case), default_guard, runs, items.
+            """)
 
     @Option(parsing: .unconditional, help: "Runs of every case.")
     var runs: Int = 5

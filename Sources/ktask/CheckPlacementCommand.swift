@@ -9,7 +9,16 @@ import Synchronization
 struct CheckPlacementCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "check-placement",
-        abstract: "Check that a job placed on a node runs on its CPUs and puts its pages there.")
+        abstract: "Check that a job placed on a node runs on its CPUs and puts its pages there.",
+        discussion: """
+            Runs a job placed on node N (the calling thread moved there too) over memory bound to N, then reads \
+            back where each chunk ran (sched_getcpu), each thread's affinity mask, and where each page is \
+            (move_pages). Exit status 1 if any is off the node. scripts/numa-vm-check.sh runs it inside a \
+            2-node qemu guest.
+
+            JSON (--format json): {"schema", "node", "node_cpus", "process_affinity", "cpus_seen", \
+            "thread_masks_seen", "threads_used", "pages", "pages_on_node", "ok"}.
+            """)
 
     @Option(help: "The node to place the job on.")
     var node: Int

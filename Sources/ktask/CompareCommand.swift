@@ -9,11 +9,37 @@ struct CompareCommand: ParsableCommand {
         commandName: "compare",
         abstract: "Run a workload with ktask and its peers, alternating run by run, and print each peer's time over ktask's.",
         discussion: """
-            Peers: openmp (C, gcc -fopenmp, schedule(dynamic)), tbb (C++, oneTBB parallel_for), dispatch \
-            (Swift concurrentPerform striding by chunk), taskgroup (Swift TaskGroup, N tasks in flight). All \
-            run ktask's inner loop on ktask's chunks. The C/C++ peers are built by scripts/build-peers.sh \
+            Peers: openmp (C, gcc -fopenmp, schedule(dynamic) over the chunks), tbb (C++, oneTBB parallel_for \
+            with simple_partitioner, one task per chunk, in a task_arena of N threads kept across runs), \
+            dispatch (Swift concurrentPerform with N iterations, each striding over every N-th chunk), taskgroup \
+            (Swift TaskGroup, one child task per chunk, at most N in flight). All run ktask's inner loop on \
+            ktask's chunks (the same chunk formula). The C/C++ peers are built by scripts/build-peers.sh \
             (scripts/compare.sh builds them and runs this); a peer that is not built is listed with the reason. \
             ratio = the peer's median seconds / ktask's: above 1, ktask was faster.
+
+            Systems run alternating, run by run (ktask, openmp, tbb, dispatch, taskgroup, ktask, ...) at each \
+            thread count after one untimed run of each; each round starts with the next system in turn, so \
+            that one run's after-effects do not always fall on the same system. qemu (prefault only; by \
+            default with --workload prefault) is qemu-system-x86_64 -machine none with a memory-backend-ram \
+            (THP) or a memory-backend-file on a hugetlbfs mount, prealloc=on,prealloc-threads=N, timed from \
+            process start to exit; it is listed missing where qemu-system is not installed, or for 4 KiB pages \
+            while THP is on. The C/C++ peers stay running for the whole comparison, so that their thread pools \
+            stay warm as ktask's do; their inner loops are compiled by clang, the LLVM Swift uses (gcc's compute loop was 25% \
+            slower on the 2-vCPU VM where this was measured: that would compare compilers, not threading). Every run's \
+            result is checked (the compute sum, pages resident, descriptors written); a peer that fails or \
+            gives a wrong result is listed missing with the reason.
+
+            The table's +- (JSON ratio_uncertainty_pct) is how far the ratio would move in a second run of the \
+            same command, about 95% of the time (2 sqrt(2) x the standard error of a ratio of medians, from the \
+            runs' robust spread): a ratio within it of 1.000 is parity as far as the run can tell (on a 2-vCPU \
+            VM two 9-run 4 KiB prefault compares in a row gave +-13-36% at 2 threads: a 2% difference needs a \
+            quieter machine or far more runs). \
+            paired_ratio_vs_ktask is the median over rounds of the system's time / ktask's in the same round, \
+            which cancels a noisy machine's drift between rounds.
+
+            JSON (--format json): {"schema", "workload", "size", "runs", "summary", "steal_s", "rows": \
+            [{"system", "threads", "median_s", "min_s", "max_s", "ratio_vs_ktask", "ratio_uncertainty_pct", \
+            "paired_ratio_vs_ktask"}], "missing": [{"system", "reason"}]}.
             """)
 
     @Option(help: WorkloadKind.help)

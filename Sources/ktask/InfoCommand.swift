@@ -7,7 +7,21 @@ struct InfoCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "info",
         abstract: "Show the CPUs ktask may use and why: nodes, limits, CPU budget, helper cap, energy state, pool.",
-        discussion: "Reads sysfs and procfs under --root (or KTASK_SYSFS_ROOT), / by default.")
+        discussion: """
+            Reads sysfs and procfs under --root (or KTASK_SYSFS_ROOT), / by default; a snapshot's affinity comes \
+            from its proc/self/status, else all CPUs. Shows the nodes with their usable CPUs and memory, offline \
+            CPUs, every limit with the file it came from, the CPU budget, the helper cap and its source, the \
+            energy state and why, the helpers' idle cgroup, the starvation guard in force, the tuning profile, \
+            the machine-wide slots and their holders (pid, uid, user), make's jobserver, the pool's threads, and \
+            every fallback taken.
+
+            JSON (--format json): root, nodes (id, cpus, memory_bytes, memory_allowed, kind, serving_cpus, \
+            serving_reason), allowed_memory_nodes (nodes, source), usable_cpus, offline_cpus, cpu_budget, \
+            limits (kind, source, value), energy (restricted, reason), helper_cap (max_busy_helpers, source), \
+            pool (live_threads, idle_threads, busy_helpers), helper_isolation (kind, detail), starvation_guard, \
+            tuning_profile (path, classes: name -> max threads), machine_slots (folder, slots, held, holders, \
+            holder_processes, access, trust, reason, jobserver), notes.
+            """)
 
     @Option(help: ArgumentHelp("Read /sys and /proc under this folder (a machine snapshot).", valueName: "dir"))
     var root: String?

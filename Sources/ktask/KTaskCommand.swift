@@ -13,7 +13,14 @@ struct KTaskCommand: ParsableCommand {
             KTASK_NODE_MAX_THREADS caps busy helpers on any one node (0: no limit); KTASK_PROFILE names the \
             tuning profile; KTASK_NO_HELPER_CGROUP keeps helpers out of the idle cgroup; KTASK_SLOTS=off|DIR turns the \
             machine-wide helper slots off or puts them in DIR; MAKEFLAGS' --jobserver-auth makes helpers take make's tokens. The tool refuses a \
-            malformed limit (exit 2); the library ignores it with one warning.
+            malformed limit (exit 2); the library ignores it with one warning. Bad flags: one line on stderr, \
+            exit status 2. Each subcommand's --help says what it prints and its JSON keys.
+
+            Output: every table has "# " notes above and below its rows, and times in a unit that fits (s, ms, \
+            us; 3-4 significant digits); every JSON document (--format json) has "schema": 1, snake_case keys, \
+            values rounded to 4 significant digits and null for what was not measured or is unknown. On a \
+            terminal a progress line on stderr names the warm-up and shows the time elapsed and an estimate of \
+            the time left.
             """,
         version: ktaskVersion,
         subcommands: [BenchCommand.self, CompareCommand.self, TuneCommand.self, PopulateCommand.self, InfoCommand.self, CheckPlacementCommand.self, ForegroundLoadCommand.self])

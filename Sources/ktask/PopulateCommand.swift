@@ -17,6 +17,20 @@ struct PopulateCommand: ParsableCommand {
             The file is opened once, never through a symbolic link; a FIFO or device is refused, as is writing \
             another user's file or one with several links unless --allow-other-owner is given. A failed populate removes \
             the file it created, or truncates back the file it extended.
+
+            Refused before anything is extended (exit 1, with the reason): a missing file without --size, a \
+            folder, a symbolic link, a FIFO or device, a file it may not read or write, another user's file or \
+            one with several links for --write (unless --allow-other-owner; another user's file is still never \
+            extended or bound to nodes), --write on a disk file, more than the hugetlb pool, free memory or the \
+            cgroup's memory limit can hold (checked once for the whole file), a hugetlbfs mount of a page size \
+            other than 2 MiB or 1 GiB. A --pages the filesystem does not hold exits 2. Nodes are bound only with \
+            --write, on a file the caller owns or created; error offsets are the file's. Reading a disk file is \
+            bound by the device (give --threads 1 where a second thread does not help); tmpfs and hugetlbfs files \
+            scale with the CPUs.
+
+            JSON (--format json): {"schema", "path", "kind", "pages", "write", "bytes", "resident_before", \
+            "resident_after", "seconds", "bytes_per_s", "threads_used", "thread_limit", "pages_per_node", \
+            "cpus_seen"}.
             """)
 
     @Argument(help: "The file.")

@@ -13,7 +13,15 @@ struct TuneCommand: ParsableCommand {
             knee: the last thread count before one more thread adds less than --min-gain of one thread's \
             throughput. The knee is saved as the class's thread cap in the profile (--output, else \
             KTASK_PROFILE, else $XDG_CONFIG_HOME/ktask/profile.json, else ~/.config/ktask/profile.json); \
-            jobs that set KTask.Options.workClass to the class get at most that many threads.
+            jobs that set KTask.Options.workClass to the class get at most that many threads. A knee measured \
+            while machine-wide slots or make's jobserver refused helpers is printed but not saved (exit 1): it \
+            would measure the other processes. --workload rate-limited --permits K is the test workload whose \
+            knee is K.
+
+            The table shows each thread count's median seconds, items/s and gain (in units of one thread's \
+            throughput), and marks the knee. JSON (--format json): {"schema", "work_class", "summary", "runs", \
+            "min_gain", "knee", "points": [{"threads", "median_s", "min_s", "max_s", "items_per_s", \
+            "threads_used", "refused_by"}], "saved_to"}.
             """)
 
     @Option(help: WorkloadKind.help)

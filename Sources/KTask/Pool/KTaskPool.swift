@@ -33,7 +33,7 @@ extension KTask {
 
         let name: String
         let idleTimeoutNanoseconds: Int64
-        /// Whether its threads go into the helpers' idle cgroup (see the README's "Staying out of the way"); not for threads
+        /// Whether its threads go into the helpers' idle cgroup (see the article "Staying out of the way"); not for threads
         /// that run a caller's own share.
         let isolatesHelpers: Bool
         /// Guards every mutable field below and each thread's assignment.
