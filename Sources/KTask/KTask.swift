@@ -13,8 +13,9 @@ public enum KTask {
     ///
     /// If a chunk throws, no new chunk starts, chunks already running finish, `undo` is called once for
     /// every chunk that completed (on the calling thread), and the first error thrown is rethrown.
-    /// Cancellation (``KTask/Options/cancellation``, or the current task's) ends the job the same way
-    /// with ``KTask/Error/cancelled``.
+    /// Cancellation ends the job the same way: with ``KTask/Error/cancelled`` for the options' token
+    /// (``KTask/Options/cancellation``), with `CancellationError` for the current task's. It takes effect
+    /// between chunks: ``KTask/Options/maxChunk`` bounds how long that is.
     ///
     /// A job that fits in one chunk, or gets one thread, runs inline as one call on the calling thread.
     ///

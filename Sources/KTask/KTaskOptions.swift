@@ -12,6 +12,12 @@ extension KTask {
         /// Chunk boundaries fall on multiples of `align`, except the two ends of the range. Must be at least 1.
         public var align: Int
 
+        /// The largest chunk, in items (cut down to a multiple of `align`, never below `minChunk`); nil: the
+        /// kernel's formula alone (about four chunks per thread). A cancelled job stops after each thread's
+        /// current chunk, so this bounds how long cancelling a long job takes: with chunks of 1 ms of work,
+        /// cancelling stops it within about 1 ms. Must be at least `minChunk`.
+        public var maxChunk: Int?
+
         /// The most threads the job may use, the calling thread included; `nil` means every usable CPU.
         /// Must be at least 1.
         public var maxThreads: Int?
@@ -26,7 +32,8 @@ extension KTask {
         public var starvationGuard: KTask.StarvationGuard
 
         /// A token that stops the job: once cancelled, no new chunk starts, completed chunks are undone
-        /// and the job throws ``KTask/Error/cancelled``.
+        /// and the job throws ``KTask/Error/cancelled``. (Cancelling the task the job runs in stops it the
+        /// same way, with Swift's `CancellationError`.) How soon: see ``maxChunk``.
         public var cancellation: KTask.Cancellation?
 
         /// The pool the job's helper threads come from, and whose cap on busy helpers the job shares.
@@ -48,6 +55,13 @@ extension KTask {
         /// warnings go to standard error and nothing else is logged. ktask never makes a logger of its own.
         public var logger: Logger?
 
+        /// Called with the job's report once it succeeded, on the calling thread (an async job's: one of
+        /// ktask's threads), before the entry point returns: how ``KTask/map(_:options:_:)-5g1uv``,
+        /// ``KTask/reduce(_:options:_:_:_:)-1u6qv`` and ``KTask/update(_:options:undo:_:)-6shut``, which
+        /// return their results, tell how many threads ran and what limited them (for `reduce`, the job
+        /// over its blocks). Not called for a job that throws.
+        public var onReport: (@Sendable (KTask.Report) -> Void)?
+
         /// Options for a job; every field as documented on its property, validated when the job starts.
         public init(
             minChunk: Int = 1,
@@ -60,9 +74,13 @@ extension KTask {
             pool: KTask.Pool = .shared,
             workClass: String? = nil,
             adaptiveThreads: KTask.AdaptiveThreads? = nil,
-            logger: Logger? = nil
+            logger: Logger? = nil,
+            maxChunk: Int? = nil,
+            onReport: (@Sendable (KTask.Report) -> Void)? = nil
         ) {
             self.logger = logger
+            self.maxChunk = maxChunk
+            self.onReport = onReport
             self.workClass = workClass
             self.adaptiveThreads = adaptiveThreads
             self.placement = placement
@@ -79,6 +97,9 @@ extension KTask {
         public func validate() throws(KTask.Error) {
             guard minChunk >= 1 else { throw .invalidMinChunk(minChunk) }
             guard align >= 1 else { throw .invalidAlign(align) }
+            if let maxChunk, maxChunk < minChunk {
+                throw .invalidParameter(name: "maxChunk", value: String(maxChunk), allowed: "at least minChunk (\(minChunk))")
+            }
             if let maxThreads, maxThreads < 1 { throw .invalidMaxThreads(maxThreads) }
             if case .nice(let value) = helperPriority, !(ThreadPriority.niceRange ~= value) {
                 throw .invalidNice(value)

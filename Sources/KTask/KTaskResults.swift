@@ -132,6 +132,8 @@ extension KTask {
         let blocks = ReductionBlocks(range: range, minChunk: options.minChunk, align: options.align)
         var blockOptions = options
         (blockOptions.minChunk, blockOptions.align) = (1, 1)
+        // maxChunk counts items; the block job's items are blocks.
+        blockOptions.maxChunk = options.maxChunk.map { max(1, $0 / blocks.size) }
         let partials = try mapJob(0..<blocks.count, options: blockOptions, cancellation: cancellation) { block in
             try partial(blocks.items(of: block))
         }

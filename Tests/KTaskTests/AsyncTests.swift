@@ -32,7 +32,7 @@ struct AsyncTests {
             }
         }
         cancel(task, after: 2, of: completed)
-        await #expect(throws: KTask.Error.cancelled) { try await task.value }
+        await #expect(throws: CancellationError.self) { try await task.value }
         #expect(completed.current.count < 8)
         #expect(Set(undone.current) == Set(completed.current))
         #expect(undone.current.count == completed.current.count)

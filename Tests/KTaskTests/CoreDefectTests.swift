@@ -77,7 +77,7 @@ struct CoreDefectTests {
             withUnsafeCurrentTask { $0?.cancel() }
             try Self.runBlocking(pool: pool, calls: calls)
         }
-        await #expect(throws: KTask.Error.cancelled) { try await task.value }
+        await #expect(throws: CancellationError.self) { try await task.value }
         #expect(calls.current == 0)
         #expect(pool.state.liveThreads == 0, "a helper was started for a job cancelled before it began")
     }

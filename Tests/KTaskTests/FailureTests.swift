@@ -116,7 +116,7 @@ struct FailureTests {
         let undone = Locked<[Range<Int>]>([])
         let task = Task.detached { try Self.runBlocking(completed, undone) }
         cancel(task, after: 2, of: completed)
-        await #expect(throws: KTask.Error.cancelled) { try await task.value }
+        await #expect(throws: CancellationError.self) { try await task.value }
         #expect(completed.current.count < 8)
         #expect(Set(undone.current) == Set(completed.current))
     }

@@ -81,7 +81,7 @@ struct CallerFirst {
         var lastChunk: (items: Int, nanoseconds: Int64) = (1, 0)
         while claims < Self.maxChunks {
             // As the claim loop does before each claim: a cancelled job starts no more chunks.
-            guard !cancellation.isCancelled(onCaller: true) else { throw KTask.Error.cancelled }
+            guard !cancellation.isCancelled(onCaller: true) else { throw cancellation.error }
             let next = Self.step(from: doneUpTo, size: size, align: align, upTo: range.upperBound)
             try chunk(next)
             ends[claims] = next.upperBound

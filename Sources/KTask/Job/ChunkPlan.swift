@@ -31,11 +31,15 @@ struct ChunkPlan: Equatable {
         min(limit, ceilDivide(size, max(minChunk, align)))
     }
 
-    init(range: Range<Int>, minChunk: Int, align: Int, threads: Int, smallHelperClaims: Bool = false) {
+    init(range: Range<Int>, minChunk: Int, align: Int, threads: Int, maxChunk: Int? = nil, smallHelperClaims: Bool = false) {
         precondition(!range.isEmpty && range.lowerBound >= 0 && minChunk > 0 && align > 0 && threads > 0)
         let size = range.count
         let (wantedChunks, overflow) = threads.multipliedReportingOverflow(by: Self.loadBalanceFactor)
-        let chunk = roundUp(max(minChunk, size / (overflow ? Int.max : wantedChunks)), toMultipleOf: align)
+        var chunk = roundUp(max(minChunk, size / (overflow ? Int.max : wantedChunks)), toMultipleOf: align)
+        if let maxChunk {
+            // At most maxChunk, cut down to a multiple of align, but never below the smallest aligned chunk.
+            chunk = min(chunk, max(roundUp(minChunk, toMultipleOf: align), maxChunk - maxChunk % align))
+        }
         let grain = smallHelperClaims
             ? roundUp(max(minChunk, chunk / Self.helperGrainDivisor), toMultipleOf: align) : chunk
         self.range = range

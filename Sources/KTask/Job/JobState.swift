@@ -140,7 +140,7 @@ final class JobState: @unchecked Sendable {
             while !stopped.load(ordering: .relaxed) {
                 if hooked && !hooks.allSatisfy({ $0.mayClaim(slot: slot) }) { break parts }
                 if cancellation.isCancelled(onCaller: slot == 0) {
-                    record(KTask.Error.cancelled)
+                    record(cancellation.error)
                     break parts
                 }
                 let left = plan.grainCount - cursors[part].load(ordering: .relaxed)
@@ -224,4 +224,8 @@ struct JobCancellation: Sendable {
     func isCancelled(onCaller: Bool) -> Bool {
         token?.isCancelled == true || asyncTask?.isCancelled == true || (onCaller && observesCurrentTask && Task.isCancelled)
     }
+
+    /// What a cancelled job throws: the options' token stops it with ``KTask/Error/cancelled``; a cancelled
+    /// task with Swift's `CancellationError`, as `Task.checkCancellation()` would.
+    var error: any Error { token?.isCancelled == true ? KTask.Error.cancelled : CancellationError() }
 }

@@ -8,7 +8,7 @@ enum MultithreadedJob {
         // CLOCK_MONOTONIC nanoseconds: one clock read serves the caller's first chunks and the report.
         let start = monotonicNanoseconds()
         // A job cancelled before it starts runs no chunk, on any thread.
-        guard !cancellation.isCancelled(onCaller: true) else { throw KTask.Error.cancelled }
+        guard !cancellation.isCancelled(onCaller: true) else { throw cancellation.error }
 
         // Plan: inline, parallel, or first the caller alone (``CallerFirst``) and then the rest.
         var head: CallerFirst?
@@ -21,7 +21,9 @@ enum MultithreadedJob {
             if options.logger != nil || options.pool.logger != nil {
                 JobLog(options).debug("\(range.count) items run inline on the calling thread: limited by \(limit.rawValue)")
             }
-            return try runInline(range, start: start, limit: limit, chunk)
+            let report = try runInline(range, options: options, cancellation: cancellation, start: start, limit: limit, undo: undo, chunk)
+            options.onReport?(report)
+            return report
         case .parallel, .callerFirst: break
         }
         if case .callerFirst(let range, _) = shape {
@@ -41,8 +43,10 @@ enum MultithreadedJob {
             }
             if outcome == .restInline && estimate >= cost.breakEven / 2 { options.pool.noteNearMiss() }
             if outcome == .done {
-                return KTask.Report(threadsUsed: 1, chunkSize: first.largestChunk, claimCount: first.claims, helperNice: nil,
+                let report = KTask.Report(threadsUsed: 1, chunkSize: first.largestChunk, claimCount: first.claims, helperNice: nil,
                                     wallTime: .nanoseconds(finished - start), threadLimit: .helperCost, perThread: nil)
+                options.onReport?(report)
+                return report
             }
             head = first
             restInline = outcome == .restInline
@@ -54,12 +58,13 @@ enum MultithreadedJob {
                 let rest = head.doneUpTo..<range.upperBound
                 shape = restInline ? .inline(rest, .helperCost) : try Admission.sized(rest, options: options, limits: limits)
                 // The first chunks checked before each; the rest, inline or not, starts only if not cancelled since.
-                guard !cancellation.isCancelled(onCaller: true) else { throw KTask.Error.cancelled }
+                guard !cancellation.isCancelled(onCaller: true) else { throw cancellation.error }
             }
             let (planned, log) = try runPlanned(shape, options: options, cancellation: cancellation, start: start, undo: undo, chunk)
             let report = head.map { planned.addingCallerClaims($0.claims, largestChunk: $0.largestChunk,
                                                                wallTime: .nanoseconds(monotonicNanoseconds() - start)) } ?? planned
             log?.debug("job done: \(report)")
+            options.onReport?(report)
             return report
         } catch {
             if let undo { head?.undo(undo) }
@@ -78,7 +83,7 @@ enum MultithreadedJob {
             // The rest of a job the caller started alone: no JobLog at all unless a logger is set.
             let log = options.logger != nil || options.pool.logger != nil ? JobLog(options) : nil
             log?.debug("\(range.count) items run inline on the calling thread: limited by \(limit.rawValue)")
-            return (try runInline(range, start: start, limit: limit, chunk), log)
+            return (try runInline(range, options: options, cancellation: cancellation, start: start, limit: limit, undo: undo, chunk), log)
         case .parallel(let parallel): admission = parallel
         case .callerFirst: preconditionFailure("sized before it runs")
         }
@@ -89,7 +94,8 @@ enum MultithreadedJob {
         let helpers = reserved.reduce(0) { $0 + $1.reservation.count }
         log.debug(admission.account(options: options))
         if helpers == 0 && admission.parts.count == 1 {
-            let report = try runInline(admission.parts[0], start: start, limit: admission.limit, refusedBy: admission.refusedBy, chunk)
+            let report = try runInline(admission.parts[0], options: options, cancellation: cancellation, start: start, limit: admission.limit,
+                                       refusedBy: admission.refusedBy, undo: undo, chunk)
             return (report, log)
         }
 
@@ -147,13 +153,34 @@ enum MultithreadedJob {
         }
     }
 
-    /// One call on the calling thread: no helper, no system call, nothing allocated.
+    /// One call on the calling thread: no helper, no system call, nothing allocated; or, for a range
+    /// longer than ``KTask/Options/maxChunk``, chunks of that size one after the other, each checking
+    /// cancellation first, so that a job on one thread stops as soon as one on several would.
     @inline(__always)
-    private static func runInline(_ range: Range<Int>, start: Int64, limit: KTask.ThreadLimit,
-                                  refusedBy: KTask.ThreadLimit? = nil, _ chunk: (Range<Int>) throws -> Void) throws -> KTask.Report {
-        try chunk(range)
-        return KTask.Report(threadsUsed: 1, chunkSize: range.count, claimCount: 1, helperNice: nil,
-                           wallTime: .nanoseconds(monotonicNanoseconds() - start), threadLimit: limit, helpersRefusedBy: refusedBy, perThread: nil)
+    private static func runInline(_ range: Range<Int>, options: KTask.Options, cancellation: JobCancellation, start: Int64,
+                                  limit: KTask.ThreadLimit, refusedBy: KTask.ThreadLimit? = nil,
+                                  undo: ((Range<Int>) -> Void)?, _ chunk: (Range<Int>) throws -> Void) throws -> KTask.Report {
+        guard let maxChunk = options.maxChunk, range.count > maxChunk else {
+            try chunk(range)
+            return KTask.Report(threadsUsed: 1, chunkSize: range.count, claimCount: 1, helperNice: nil,
+                                wallTime: .nanoseconds(monotonicNanoseconds() - start), threadLimit: limit, helpersRefusedBy: refusedBy,
+                                perThread: nil)
+        }
+        let plan = ChunkPlan(range: range, minChunk: options.minChunk, align: options.align, threads: 1, maxChunk: maxChunk)
+        var done = 0
+        do {
+            while done < plan.chunkCount {
+                if done > 0, cancellation.isCancelled(onCaller: true) { throw cancellation.error }
+                try chunk(plan.chunk(done))
+                done += 1
+            }
+        } catch {
+            if let undo { for index in 0..<done { undo(plan.chunk(index)) } }
+            throw error
+        }
+        return KTask.Report(threadsUsed: 1, chunkSize: plan.chunkSize, claimCount: done, helperNice: nil,
+                            wallTime: .nanoseconds(monotonicNanoseconds() - start), threadLimit: limit, helpersRefusedBy: refusedBy,
+                            perThread: nil)
     }
 
 }
@@ -191,7 +218,8 @@ private struct JobSetup {
         let policy = policy
         plans = admission.parts.indices.map { part in
             ChunkPlan(range: admission.parts[part], minChunk: options.minChunk, align: options.align,
-                      threads: homes.isEmpty ? slots : max(1, homes.count(where: { $0 == part })), smallHelperClaims: policy.smallGrains)
+                      threads: homes.isEmpty ? slots : max(1, homes.count(where: { $0 == part })), maxChunk: options.maxChunk,
+                      smallHelperClaims: policy.smallGrains)
         }
         boost = starvationGuard == .priorityBoost
             ? PriorityBoost(slots: slots, grains: plans.reduce(0) { $0 + $1.grainCount }, callerNice: callerNice,
