@@ -15,6 +15,15 @@ struct ChunkBoundTests {
         #expect(guarded.chunkSize == 640 && guarded.grainSize == 10)
     }
 
+    @Test("the caller's first chunks grow by their pace, but not past maxChunk")
+    func callerFirstWithinBound() throws {
+        var first = CallerFirst(range: 0..<10_000_000, minChunk: 1, align: 1, maxChunk: 100)
+        let cancellation = JobCancellation(token: nil, asyncTask: nil, observesCurrentTask: false)
+        // Items that cost nothing, and 50 µs to decide in: unbounded, the chunks would grow ×16 each time.
+        _ = try first.run(start: monotonicNanoseconds(), decideAfter: 50_000, breakEven: Int64.max / 4, cancellation: cancellation) { _ in }
+        #expect(first.claims > 3 && first.largestChunk == 100, "\(first.claims) chunks, largest \(first.largestChunk)")
+    }
+
     @Test("maxChunk below minChunk is refused before any work")
     func maxChunkBelowMinChunk() {
         #expect(throws: KTask.Error.invalidParameter(name: "maxChunk", value: "5", allowed: "at least minChunk (10)")) {
@@ -26,12 +35,13 @@ struct ChunkBoundTests {
     func chunksWithinBound(maxThreads: Int) throws {
         let sizes = Locked<[Int]>([])
         let covered = Atomic<Int>(0)
-        let report = try KTask.run(0..<50_000, options: KTask.Options(maxThreads: maxThreads, maxChunk: 700)) { chunk in
+        let report = try KTask.run(0..<500_000, options: KTask.Options(maxThreads: maxThreads, maxChunk: 700)) { chunk in
             sizes.withLock { $0.append(chunk.count) }
             covered.add(chunk.count, ordering: .relaxed)
         }
+        // The caller's first chunks too (``CallerFirst``): items of ~1 ns would grow them to thousands.
         #expect(sizes.current.allSatisfy { $0 <= 700 }, "\(sizes.current.max() ?? 0)")
-        #expect(covered.load(ordering: .relaxed) == 50_000)
+        #expect(covered.load(ordering: .relaxed) == 500_000)
         #expect(report.claimCount == sizes.current.count)
     }
 

@@ -64,10 +64,14 @@ struct CallerFirst {
         case restParallel
     }
 
-    init(range: Range<Int>, minChunk: Int, align: Int) {
+    /// The largest chunk (``KTask/Options/maxChunk``, cut to a multiple of `align`, at least `minChunk`).
+    let maxChunk: Int
+
+    init(range: Range<Int>, minChunk: Int, align: Int, maxChunk: Int? = nil) {
         self.range = range
         self.minChunk = minChunk
         self.align = align
+        self.maxChunk = maxChunk.map { max(minChunk, $0 - $0 % align) } ?? Int.max
     }
 
     /// Runs first chunks from `start` (CLOCK_MONOTONIC nanoseconds) until the caller has worked `decideAfter`
@@ -100,8 +104,8 @@ struct CallerFirst {
                Double(lastChunk.nanoseconds) * Double(range.upperBound - next.upperBound) / Double(lastChunk.items) >= 2 * Double(breakEven) {
                 break
             }
-            size = Self.nextSize(after: next.count, done: next.upperBound - range.lowerBound, elapsed: elapsed,
-                                 aimingAt: decideAfter)
+            size = min(maxChunk, Self.nextSize(after: next.count, done: next.upperBound - range.lowerBound, elapsed: elapsed,
+                                               aimingAt: decideAfter))
         }
         let left = range.upperBound - doneUpTo
         // At the last chunk's pace, without overflow for huge ranges.

@@ -27,7 +27,7 @@ enum MultithreadedJob {
         case .parallel, .callerFirst: break
         }
         if case .callerFirst(let range, _) = shape {
-            var first = CallerFirst(range: range, minChunk: options.minChunk, align: options.align)
+            var first = CallerFirst(range: range, minChunk: options.minChunk, align: options.align, maxChunk: options.maxChunk)
             let cost = options.pool.helperCost(now: start)
             let outcome: CallerFirst.Outcome, finished: Int64, estimate: Int64
             do {
