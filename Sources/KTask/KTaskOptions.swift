@@ -93,23 +93,5 @@ extension KTask {
             self.pool = pool
         }
 
-        /// Throws the ``KTask/Error`` for the first field that is out of range.
-        public func validate() throws(KTask.Error) {
-            guard minChunk >= 1 else { throw .invalidMinChunk(minChunk) }
-            guard align >= 1 else { throw .invalidAlign(align) }
-            if let maxChunk, maxChunk < minChunk {
-                throw .invalidParameter(name: "maxChunk", value: String(maxChunk), allowed: "at least minChunk (\(minChunk))")
-            }
-            if let maxThreads, maxThreads < 1 { throw .invalidMaxThreads(maxThreads) }
-            if case .nice(let value) = helperPriority, !(ThreadPriority.niceRange ~= value) {
-                throw .invalidNice(value)
-            }
-            if workClass?.isEmpty == true { throw .emptyWorkClass }
-            try adaptiveThreads?.validate()
-            if case .nodes(let ids) = placement {
-                guard !ids.isEmpty else { throw .noNodes }
-                if let repeated = ids.first(where: { id in ids.filter { $0 == id }.count > 1 }) { throw .duplicateNode(repeated) }
-            }
-        }
     }
 }

@@ -28,16 +28,8 @@ package enum Affinity {
         }
     }
 
-    /// How many CPUs the calling thread's mask holds: the per-job read, at most ``ThreadPriority/cacheNanoseconds``
-    /// old (no system call most of the time, no allocation).
-    static func currentCount() -> Int {
-        let cached = CKTask_cached_affinity_count(ThreadPriority.cacheNanoseconds)
-        if cached > 0 { return Int(cached) }
-        return withMask(of: 0) { words in words.reduce(0) { $0 + $1.nonzeroBitCount } } ?? 1
-    }
-
     /// Calls `body` with the thread's mask; tries 1024 CPUs on the stack, then larger masks.
-    private static func withMask<T>(of tid: Int32, _ body: (UnsafeBufferPointer<UInt>) -> T) -> T? {
+    static func withMask<T>(of tid: Int32, _ body: (UnsafeBufferPointer<UInt>) -> T) -> T? {
         var words = smallWords
         while words * UInt.bitWidth <= largestCPUCount {
             let result: T?? = withUnsafeTemporaryAllocation(of: UInt.self, capacity: words) { mask in

@@ -1,3 +1,4 @@
+import CKTaskShims
 
 /// What bounds a job's threads on the live machine, from one reading shared by the engine, `ktask info`
 /// and the tests: the usable CPUs (online ∩ affinity ∩ cgroup cpuset, ``CPUBudget/usable(online:affinity:cpuset:)``),
@@ -52,7 +53,7 @@ package struct SystemLimits: Sendable {
         let ids = files.topology.map(\.id)
         guard withNodes || files.cpuset != nil else {
             // The common case: no cpuset restriction, and node CPUs not needed. One system call.
-            return SystemLimits(budget: budget(usable: Affinity.currentCount(), quota: files.quotaCPUCount),
+            return SystemLimits(budget: budget(usable: affinityCount(), quota: files.quotaCPUCount),
                                 energyRestricted: files.energyRestricted, nodes: [], nodeIDs: ids,
                                 severalNodes: files.severalNodes, allowedMemoryNodes: files.allowedMemoryNodes)
         }
@@ -65,6 +66,14 @@ package struct SystemLimits: Sendable {
         return SystemLimits(budget: budget(usable: usable.count, quota: files.quotaCPUCount),
                             energyRestricted: files.energyRestricted, nodes: nodes, nodeIDs: ids,
                             severalNodes: files.severalNodes, allowedMemoryNodes: files.allowedMemoryNodes)
+    }
+
+    /// How many CPUs the calling thread's mask holds: the per-job read, at most ``ThreadPriority/cacheNanoseconds``
+    /// old (no system call most of the time, no allocation).
+    private static func affinityCount() -> Int {
+        let cached = CKTask_cached_affinity_count(ThreadPriority.cacheNanoseconds)
+        if cached > 0 { return Int(cached) }
+        return Affinity.withMask(of: 0) { words in words.reduce(0) { $0 + $1.nonzeroBitCount } } ?? 1
     }
 
     private static func budget(usable: Int, quota: Int?) -> Int { max(1, min(usable, quota ?? Int.max)) }
