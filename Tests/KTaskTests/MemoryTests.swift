@@ -107,10 +107,13 @@ struct NodePopulateTests {
     func onNodes() throws {
         let memory = try KTask.Memory(bytes: 32 << 20, pages: .base)
         let before = Affinity.current()
-        let placed = try KTask.populate(memory.buffer, pageMode: .base, onNodes: [0], options: KTask.Options(maxThreads: 2))
-        #expect(placed.pagesPerNode == [0: 8192])
+        let record = KTask.ChunkPlacementRecord()
+        try KTask.populate(memory.buffer, pageMode: .base, onNodes: [0], write: true, bindMemory: true, options: KTask.Options(maxThreads: 2),
+                           recording: record)
+        #expect(KTask.NodeMemory.pageCounts(in: UnsafeRawBufferPointer(memory.buffer), pageSize: memory.pageMode.pageSize) == [0: 8192])
         let nodeCPUs = SystemLimits.current(nodeCPUs: .always).nodes.first { $0.id == 0 }?.cpus.cpus ?? []
-        #expect(!placed.cpusUsed.isEmpty && placed.cpusUsed.allSatisfy(nodeCPUs.contains), "\(placed.cpusUsed)")
+        #expect(!record.cpus.isEmpty && record.cpus.allSatisfy(nodeCPUs.contains), "\(record.cpus)")
+        #expect(!record.masks.isEmpty && record.masks.allSatisfy { $0.allSatisfy(nodeCPUs.contains) }, "\(record.masks)")
         #expect(Affinity.current() == before)
     }
 
