@@ -23,6 +23,17 @@ struct WorkloadTests {
         #expect(workload.items == (64 << 20) / AnonymousMapping.pageSize)
     }
 
+    @Test("prefault: ktask's run is the public KTask.populate, placed on nodes too; the peers get the same chunk function")
+    func prefaultThroughPopulate() throws {
+        let workload = try PrefaultWorkload(bytes: 16 << 20, nodes: [0])
+        #expect(try workload.prepareRun().job != nil)
+        let measurement = try workload.runOnce(threads: 2, options: KTask.Options())
+        #expect(measurement.seconds >= measurement.report.wallTime.seconds * 0.99, "the call, checks included")
+        let run = try workload.prepareRun()
+        try run.body(0..<workload.items)
+        try run.check()
+    }
+
     @Test("prefault by touching works where MADV_POPULATE_WRITE is missing")
     func prefaultByTouching() throws {
         let mapping = try AnonymousMapping(bytes: 8 << 20)

@@ -82,19 +82,27 @@ extension KTask {
     /// The one populate, behind every public one and `ktask populate`/`check-placement`: the pages of `region`
     /// (checked) faulted in by `populator` in chunks of at least 2 MiB, as one job; with `placement`, as one
     /// range per node, each bound to its node first where `bindMemory`, the caller working from the nodes' CPUs.
-    /// Chunks do nothing else unless asked: `progress` hears the bytes done (``PopulateProgress``), `record`
-    /// where each chunk ran.
+    /// Chunks do nothing else unless asked: `progress` hears the bytes done, `record` where each chunk ran.
     static func populate(_ region: UnsafeMutableRawBufferPointer, pageMode: PageMode, with populator: MemoryPopulator,
                          placement: NodePlacement?, bindMemory: Bool, options: KTask.Options,
-                         progress: ((_ bytesDone: Int) -> Void)?, recording record: ChunkPlacementRecord?) throws -> KTask.Report {
+                         progress: PopulateProgress?, recording record: ChunkPlacementRecord?) throws -> KTask.Report {
         let pageSize = pageMode.pageSize
         let options = chunkOptions(options, pageSize: pageSize)
-        let pages = region.count / pageSize
-        let progress = progress.map { PopulateProgress(pageSize: pageSize, minChunk: options.minChunk, report: $0) }
+        // At most 64 MiB per call (whole 2 MiB units): the kernel finishes a MADV_POPULATE call before a signal
+        // with a handler runs (Ctrl-C's undo of `ktask populate`), and a one-thread job is one chunk.
+        let unit = pagesPerPopulateChunk(pageSize: pageSize)
+        let piecePages = max(unit, (64 << 20) / pageSize / unit * unit)
         let chunk: @Sendable (Range<Int>) throws -> Void = { pages in
-            if let progress { try progress.populate(pages, with: populator) } else { try populator(pages) }
+            var start = pages.lowerBound
+            while start < pages.upperBound {
+                let end = pages.upperBound - start > piecePages ? start + piecePages : pages.upperBound
+                try populator(start..<end)
+                progress?.add(bytes: (end - start) * pageSize)
+                start = end
+            }
             record?.record()
         }
+        let pages = region.count / pageSize
         guard let placement else { return try run(0..<pages, options: options, chunk) }
         let ranges = NodeRange.split(pages, across: placement.nodes, align: options.align)
         for part in ranges where bindMemory && !part.range.isEmpty {
@@ -158,43 +166,29 @@ struct NodePlacement {
 }
 
 /// A populate's progress, told to `report` (bytes done) at most every 100 ms, by one thread at a time and
-/// without a lock per chunk: each chunk adds its bytes to a counter; the thread that ends one once the
-/// interval is up and wins the compare-exchange of the last report's time reports, and the time reads
-/// "reporting" until it is done, so no other thread reports meanwhile. A chunk is populated in pieces of
-/// 64 MiB at most, so that a job of few large chunks (one thread: one chunk) still moves.
+/// without a lock per chunk: each chunk (or 64 MiB piece of one) adds its bytes to a counter; the thread that
+/// ends one once the interval is up and wins the compare-exchange of the last report's time reports, and the
+/// time reads "reporting" until it is done, so no other thread reports meanwhile.
 final class PopulateProgress: @unchecked Sendable {
     // Unchecked: `report` is not Sendable, but it is called by one thread at a time, each call ordered after
     // the last one by the acquire and release on `lastReport`: as if from one thread.
-    static let interval: Int64 = 100_000_000
     /// `lastReport` while a thread reports.
     private static let reporting = Int64.max
     private let bytesDone = Atomic<Int>(0)
     private let lastReport: Atomic<Int64>
+    private let intervalNanoseconds: Int64
     private let report: (Int) -> Void
-    private let pageSize: Int
-    private let piecePages: Int
 
-    init(pageSize: Int, minChunk: Int, report: @escaping (Int) -> Void) {
-        self.pageSize = pageSize
+    init(intervalNanoseconds: Int64 = 100_000_000, report: @escaping (_ bytesDone: Int) -> Void) {
+        self.intervalNanoseconds = intervalNanoseconds
         self.report = report
-        piecePages = max(minChunk, (64 << 20) / pageSize) / minChunk * minChunk
         lastReport = Atomic(monotonicNanoseconds())
-    }
-
-    func populate(_ pages: Range<Int>, with populator: MemoryPopulator) throws(KTask.Error) {
-        var start = pages.lowerBound
-        while start < pages.upperBound {
-            let end = pages.upperBound - start > piecePages ? start + piecePages : pages.upperBound
-            try populator(start..<end)
-            add(bytes: (end - start) * pageSize)
-            start = end
-        }
     }
 
     func add(bytes: Int) {
         bytesDone.add(bytes, ordering: .relaxed)
         let last = lastReport.load(ordering: .relaxed)
-        guard last != Self.reporting, monotonicNanoseconds() - last >= Self.interval,
+        guard last != Self.reporting, monotonicNanoseconds() - last >= intervalNanoseconds,
               lastReport.compareExchange(expected: last, desired: Self.reporting, ordering: .acquiring).exchanged else { return }
         // Read after the claim: each report is at least the last one.
         report(bytesDone.load(ordering: .relaxed))
