@@ -10,8 +10,8 @@ struct CheckPlacementCommand: ParsableCommand {
         commandName: "check-placement",
         abstract: "Check that a job placed on a node runs on its CPUs and puts its pages there.",
         discussion: """
-            Runs a job placed on node N (the calling thread moved there too) over memory bound to N, then reads \
-            back where each chunk ran (sched_getcpu), each thread's affinity mask, and where each page is \
+            Populates memory bound to node N with the library's populate placed on N (the calling thread moved \
+            there too; chunks of at least 2 MiB), then reads back where each chunk ran (sched_getcpu), each thread's affinity mask, and where each page is \
             (move_pages). Exit status 1 if any is off the node. scripts/numa-vm-check.sh runs it inside a \
             2-node qemu guest.
 

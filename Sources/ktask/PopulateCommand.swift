@@ -26,7 +26,7 @@ struct PopulateCommand: ParsableCommand {
             other than 2 MiB or 1 GiB. A --pages the filesystem does not hold exits 2. Nodes are bound only with \
             --write, on a file the caller owns or created; error offsets are the file's. Reading a disk file is \
             bound by the device (give --threads 1 where a second thread does not help); tmpfs and hugetlbfs files \
-            scale with the CPUs.
+            scale with the CPUs. The file is one job; on a terminal a progress line shows its bytes done.
 
             JSON (--format json): {"schema", "path", "kind", "pages", "write", "bytes", "resident_before", \
             "resident_after", "seconds", "bytes_per_s", "threads_used", "thread_limit", "pages_per_node", \
