@@ -114,7 +114,7 @@ public struct BenchRunner {
                 progress(run, runs, threads)
                 let measurement = try instance.runOnce(threads: threads, options: options)
                 let report = measurement.report
-                seconds[threads, default: []].append(report.wallTime.seconds)
+                seconds[threads, default: []].append(measurement.seconds)
                 cpuSeconds[threads, default: []].append(measurement.cpuSeconds)
                 if report.threadsUsed < threadsUsed[threads] ?? Int.max { limits[threads] = report.threadLimit }
                 threadsUsed[threads] = min(threadsUsed[threads] ?? Int.max, report.threadsUsed)

@@ -44,7 +44,7 @@ public final class ComputeWorkload: BenchWorkload, Sendable {
     public func prepareRun() throws -> PreparedRun {
         let total = Atomic<UInt64>(0)
         return PreparedRun(
-            perNode: nodes.map { splitPerNode(items, nodes: $0, align: 1) },
+            perNode: nodes.map { KTask.NodeRange.split(items, across: $0, align: 1) },
             body: { chunk in total.wrappingAdd(Self.sum(chunk), ordering: .relaxed) },
             check: { try self.check(sum: total.load(ordering: .relaxed)) })
     }

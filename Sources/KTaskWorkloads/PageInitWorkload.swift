@@ -59,7 +59,9 @@ public final class PageInitWorkload: BenchWorkload, Sendable {
         let flags = generation << 32 | 0x2  // generation tag | PG_referenced-like bit
         let base = UInt(bitPattern: mapping.base)
         // Per node: the same split as the memory's (64 descriptors per page), so page boundaries line up.
-        let perNode = nodes.map { splitPerNode(items, nodes: $0, align: Self.alignDescriptors * PrefaultWorkload.pagesPerPageTable) }
+        let perNode = nodes.map {
+            KTask.NodeRange.split(items, across: $0, align: Self.alignDescriptors * KTask.pagesPerPopulateChunk(pageSize: AnonymousMapping.pageSize))
+        }
         return PreparedRun(
             perNode: perNode,
             body: { descriptors in Self.initialise(base: base, descriptors: descriptors, flags: flags) },

@@ -70,8 +70,9 @@ public struct TuneRunner {
         for run in 1...runs {
             for threads in counts {
                 progress(run, runs, threads)
-                let report = try workload.runOnce(threads: threads, options: options).report
-                seconds[threads].append(report.wallTime.seconds)
+                let measurement = try workload.runOnce(threads: threads, options: options)
+                let report = measurement.report
+                seconds[threads].append(measurement.seconds)
                 used[threads] = min(used[threads], report.threadsUsed)
                 // Read from its own field: threadLimit may name a later cause (a granted helper not needed).
                 if let refusedBy = report.helpersRefusedBy { refused[threads] = refused[threads] ?? refusedBy }

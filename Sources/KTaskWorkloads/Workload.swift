@@ -25,11 +25,19 @@ public struct PreparedRun: Sendable {
     public let body: @Sendable (Range<Int>) throws -> Void
     /// Throws ``WorkloadError/wrongResult(workload:detail:)`` unless every item was done by this run.
     public let check: @Sendable () throws -> Void
+    /// The whole job as a user of ktask runs it, where that is a call of its own (prefault:
+    /// `KTask.populate`); nil: `KTask.run` of `body` over the items or `perNode`.
+    public let job: (@Sendable (KTask.Options) throws -> KTask.Report)?
+
+    init(perNode: [KTask.NodeRange]?, body: @escaping @Sendable (Range<Int>) throws -> Void, check: @escaping @Sendable () throws -> Void,
+         job: (@Sendable (KTask.Options) throws -> KTask.Report)? = nil) {
+        (self.perNode, self.body, self.check, self.job) = (perNode, body, check, job)
+    }
 }
 
 extension BenchWorkload {
     /// Runs the whole job once with ktask, with at most `threads` threads, and checks its result. The
-    /// report's wall time and the CPU time are the job's alone, without set-up or checks.
+    /// time and CPU time are the ktask call's alone, without set-up or checks.
     public func runOnce(threads: Int, options: KTask.Options) throws -> JobMeasurement {
         let run = try prepareRun()
         var options = options
@@ -37,7 +45,9 @@ extension BenchWorkload {
         options.minChunk = minChunk
         options.align = align
         let measurement = try JobMeasurement.measure {
-            if let perNode = run.perNode {
+            if let job = run.job {
+                try job(options)
+            } else if let perNode = run.perNode {
                 try KTask.run(perNode: perNode, options: options, run.body)
             } else {
                 try KTask.run(0..<items, options: options, run.body)
@@ -48,17 +58,22 @@ extension BenchWorkload {
     }
 }
 
-/// One run of a workload's job: what the engine reported, and the CPU time (user + system, all threads
-/// of the process) it took.
+/// One run of a workload's job: what the engine reported, and the wall and CPU time (user + system, all
+/// threads of the process) the call took.
 public struct JobMeasurement: Sendable {
     public let report: KTask.Report
+    /// From the call to its return: what a user of ktask waits (the report's wall time is the engine's job
+    /// alone, without a populate's checks before it).
+    public let seconds: Double
     public let cpuSeconds: Double
 
-    /// Runs `job`, measuring the process's CPU time around it.
+    /// Runs `job`, measuring the time and the process's CPU time around it.
     static func measure(_ job: () throws -> KTask.Report) rethrows -> JobMeasurement {
         let before = CKTask_process_cpu_time_ns()
+        let start = ContinuousClock.now
         let report = try job()
-        return JobMeasurement(report: report, cpuSeconds: Double(CKTask_process_cpu_time_ns() - before) / 1e9)
+        let seconds = (ContinuousClock.now - start).seconds
+        return JobMeasurement(report: report, seconds: seconds, cpuSeconds: Double(CKTask_process_cpu_time_ns() - before) / 1e9)
     }
 }
 
@@ -132,17 +147,4 @@ public enum NodeChoice: Sendable, Equatable {
     case any
     /// One range per listed node, its memory bound there (the kernel's `ktask_run_numa`).
     case list([Int])
-}
-
-/// Splits `count` items into one range per node, boundaries on multiples of `align`.
-func splitPerNode(_ count: Int, nodes: [Int], align: Int) -> [KTask.NodeRange] {
-    var ranges: [KTask.NodeRange] = []
-    var start = 0
-    for (index, node) in nodes.enumerated() {
-        var end = count * (index + 1) / nodes.count
-        end = index == nodes.count - 1 ? count : min(count, end - end % align)
-        ranges.append(KTask.NodeRange(node: node, range: start..<max(start, end)))
-        start = max(start, end)
-    }
-    return ranges
 }

@@ -1,18 +1,17 @@
 import ArgumentParser
 import Foundation
 import KTask
-import Synchronization
 
-/// `ktask check-placement --node N`: runs a job placed on node N over memory bound to N and checks,
-/// by reading the kernel back, that every chunk ran on N's CPUs (sched_getcpu) and that every page
-/// landed on N (move_pages). For checking a multi-node machine or VM; exits 1 when either is off.
+/// `ktask check-placement --node N`: populates memory placed on node N (bound there) with `KTask.populate`
+/// and checks, by reading the kernel back, that every chunk ran on N's CPUs (sched_getcpu) and that every
+/// page landed on N (move_pages). For checking a multi-node machine or VM; exits 1 when either is off.
 struct CheckPlacementCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "check-placement",
         abstract: "Check that a job placed on a node runs on its CPUs and puts its pages there.",
         discussion: """
-            Runs a job placed on node N (the calling thread moved there too) over memory bound to N, then reads \
-            back where each chunk ran (sched_getcpu), each thread's affinity mask, and where each page is \
+            Populates memory bound to node N with the library's populate placed on N (the calling thread moved \
+            there too; chunks of at least 2 MiB), then reads back where each chunk ran (sched_getcpu), each thread's affinity mask, and where each page is \
             (move_pages). Exit status 1 if any is off the node. scripts/numa-vm-check.sh runs it inside a \
             2-node qemu guest.
 
@@ -38,35 +37,15 @@ struct CheckPlacementCommand: ParsableCommand {
         // The CPUs a job placed on the node runs on: its own, or a memory-only node's serving CPUs.
         let nodeCPUs = budget.servingCPUs(of: numaNode).cpus
         guard !nodeCPUs.isEmpty else { throw KTask.Error.nodeWithoutUsableCPUs(node) }
-        // The caller works on the job too: run it from the node, as a thread placed there would.
         let processMask = Affinity.process() ?? nodeCPUs
-        Affinity.pinCurrentThread(to: nodeCPUs)
-
-        let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
-        let bytes = (size.value + pageSize - 1) / pageSize * pageSize
-        guard let base = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), base != MAP_FAILED else {
-            throw ValidationError("could not map \(bytes) bytes")
-        }
-        defer { munmap(base, bytes) }
-        try KTask.NodeMemory.bind(UnsafeMutableRawBufferPointer(start: base, count: bytes), to: [node])
-
-        let seen = Mutex<Set<Int>>([])
-        // The CPUs each chunk's thread may run on: where it ran can be luck, where it may run is not.
-        let masks = Mutex<Set<[Int]>>([])
-        let address = UInt(bitPattern: base)
-        let report = try KTask.run(perNode: [KTask.NodeRange(node: node, range: 0..<(bytes / pageSize))],
-                                   options: KTask.Options(minChunk: 16)) { pages in
-            let cpu = Affinity.currentCPU()
-            let mask = Affinity.current()?.cpus ?? []
-            seen.withLock { _ = $0.insert(cpu) }
-            masks.withLock { _ = $0.insert(mask) }
-            for page in pages {
-                UnsafeMutableRawPointer(bitPattern: address + UInt(page * pageSize))!.storeBytes(of: 1, as: UInt8.self)
-            }
-        }
-        let pageNodes = try KTask.NodeMemory.nodes(ofPagesIn: UnsafeRawBufferPointer(start: base, count: bytes), pageSize: pageSize)
-        let cpusSeen = seen.withLock { $0.sorted() }
-        let masksSeen = masks.withLock { $0.sorted { $0.lexicographicallyPrecedes($1) } }
+        // The library's populate placed on the node (the caller works from the node's CPUs too), each chunk's
+        // CPU and thread mask recorded: where a chunk ran can be luck, where its thread may run is not.
+        let memory = try KTask.Memory(bytes: size.value, pages: .base)
+        let record = KTask.ChunkPlacementRecord()
+        let report = try KTask.populate(memory.buffer, pageMode: .base, onNodes: [node], write: true, bindMemory: true,
+                                        options: KTask.Options(), recording: record)
+        let pageNodes = try KTask.NodeMemory.nodes(ofPagesIn: UnsafeRawBufferPointer(memory.buffer), pageSize: memory.pageMode.pageSize)
+        let cpusSeen = record.cpus, masksSeen = record.masks
         let onNode = pageNodes.filter { $0 == node }.count
         // Every chunk on the node's usable CPUs, and no thread even allowed outside them or outside the
         // process's affinity mask (taskset).
@@ -84,7 +63,7 @@ struct CheckPlacementCommand: ParsableCommand {
                                         thread_masks_seen: masksSeen, threads_used: report.threadsUsed, pages: pageNodes.count,
                                         pages_on_node: onNode, ok: ok)))
         case .table:
-            var table = TextTable(notes: ["a job placed on node \(node) over \(Units.bytes(bytes)) bound there, read back from the kernel"],
+            var table = TextTable(notes: ["a job placed on node \(node) over \(Units.bytes(memory.count)) bound there, read back from the kernel"],
                                   columns: ["check", "expected", "seen", "result"])
             let cpusOK = cpusSeen.allSatisfy(allowed.contains), masksOK = masksSeen.allSatisfy { $0.allSatisfy(allowed.contains) }
             table.add(["CPUs chunks ran on", "\(CPUList(allowed.sorted()))", "\(CPUList(cpusSeen))", cpusOK ? "ok" : "OFF NODE"])

@@ -26,7 +26,7 @@ struct PopulateCommand: ParsableCommand {
             other than 2 MiB or 1 GiB. A --pages the filesystem does not hold exits 2. Nodes are bound only with \
             --write, on a file the caller owns or created; error offsets are the file's. Reading a disk file is \
             bound by the device (give --threads 1 where a second thread does not help); tmpfs and hugetlbfs files \
-            scale with the CPUs.
+            scale with the CPUs. The file is one job; on a terminal a progress line shows its bytes done.
 
             JSON (--format json): {"schema", "path", "kind", "pages", "write", "bytes", "resident_before", \
             "resident_after", "seconds", "bytes_per_s", "threads_used", "thread_limit", "pages_per_node", \
@@ -77,21 +77,26 @@ struct PopulateCommand: ParsableCommand {
         }
         var options = KTask.Options(maxThreads: threads)
         if nodes == .any { options.placement = .anywhere }
+        // Where chunks ran (sched_getcpu) is recorded only where the job is placed on nodes.
+        let placement: (nodes: [Int], record: KTask.ChunkPlacementRecord)? = if case .list(let ids) = nodes {
+            (ids, KTask.ChunkPlacementRecord())
+        } else { nil }
         // A failed or killed populate frees what this call made: the file it created, or the part it
         // extended; nothing else. From right after the mapping, so the residency count before is covered too.
-        let (before, start, report, cpusSeen, placedPages) = try file.undoingChangesIfStopped {
+        let (before, seconds, report) = try file.undoingChangesIfStopped {
             let before = file.residentBytes
+            let label = "populate \(path)"
+            let progress = ProgressLine(jobs: 1)
+            defer { progress.clear() }
+            progress.bytes(label, done: 0, of: file.count)
             let start = ContinuousClock.now
-            // The CPUs chunks ran on, read back (sched_getcpu) where the job was placed on nodes.
-            if case .list(let ids) = nodes {
-                let placed = try KTask.populate(file, onNodes: ids, write: write, options: options)
-                return (before, start, placed.report, Optional(placed.cpusUsed), Optional(placed.pagesPerNode))
-            }
-            return (before, start, try populateInSegments(file, options: options), [Int]?.none, [Int: Int]?.none)
+            let report = try KTask.populate(file, onNodes: placement?.nodes, write: write, options: options,
+                                            progress: progress.enabled ? { progress.bytes(label, done: $0, of: file.count) } : nil,
+                                            recording: placement?.record)
+            return (before, (ContinuousClock.now - start).seconds, report)
         }
-        // The job alone: a placed populate also reads back where its pages are, which is not populating.
-        let seconds = placedPages == nil ? (ContinuousClock.now - start).seconds : report.wallTime.seconds
-        let perNode = placedPages ?? KTask.NodeMemory.pageCounts(in: UnsafeRawBufferPointer(file.buffer), pageSize: file.pageMode.pageSize)
+        let cpusSeen = placement?.record.cpus
+        let perNode = KTask.NodeMemory.pageCounts(in: UnsafeRawBufferPointer(file.buffer), pageSize: file.pageMode.pageSize)
         let after = file.residentBytes
         switch format {
         case .table:
@@ -122,25 +127,6 @@ struct PopulateCommand: ParsableCommand {
                                           pages_per_node: Nullable(perNode.isEmpty ? nil : Dictionary(uniqueKeysWithValues: perNode.map { ("\($0.key)", $0.value) })),
                                           cpus_seen: Nullable(cpusSeen))))
         }
-    }
-
-    /// The file in up to 16 sequential jobs of at least 64 MiB, so that the progress line moves; the memory
-    /// check is made once for the whole file, and error offsets are the file's. The report of the job that
-    /// used the most threads.
-    func populateInSegments(_ file: KTask.MappedFile, options: KTask.Options) throws -> KTask.Report {
-        try KTask.checkMemory(file, write: write)
-        let pageSize = file.pageMode.pageSize
-        let segmentBytes = max(64 << 20, (file.count / 16 + pageSize - 1) / pageSize * pageSize)
-        let segments = stride(from: 0, to: file.count, by: segmentBytes).map { $0..<min(file.count, $0 + segmentBytes) }
-        let progress = ProgressLine(jobs: segments.count)
-        defer { progress.clear() }
-        var widest: KTask.Report?
-        for (index, bytes) in segments.enumerated() {
-            progress.job("populate \(path): \(Units.bytes(bytes.upperBound)) of \(Units.bytes(file.count)) (\(index + 1)/\(segments.count))")
-            let report = try KTask.populate(file, bytes: bytes, write: write, options: options)
-            if widest == nil || report.threadsUsed > widest!.threadsUsed { widest = report }
-        }
-        return widest!
     }
 
     func percent(_ part: Int, _ whole: Int) -> String {

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 @testable import KTask
 import CKTaskShims
@@ -107,11 +108,26 @@ struct NodePopulateTests {
     func onNodes() throws {
         let memory = try KTask.Memory(bytes: 32 << 20, pages: .base)
         let before = Affinity.current()
-        let placed = try KTask.populate(memory.buffer, pageMode: .base, onNodes: [0], options: KTask.Options(maxThreads: 2))
-        #expect(placed.pagesPerNode == [0: 8192])
+        let record = KTask.ChunkPlacementRecord()
+        try KTask.populate(memory.buffer, pageMode: .base, onNodes: [0], write: true, bindMemory: true, options: KTask.Options(maxThreads: 2),
+                           recording: record)
+        #expect(KTask.NodeMemory.pageCounts(in: UnsafeRawBufferPointer(memory.buffer), pageSize: memory.pageMode.pageSize) == [0: 8192])
         let nodeCPUs = SystemLimits.current(nodeCPUs: .always).nodes.first { $0.id == 0 }?.cpus.cpus ?? []
-        #expect(!placed.cpusUsed.isEmpty && placed.cpusUsed.allSatisfy(nodeCPUs.contains), "\(placed.cpusUsed)")
+        #expect(!record.cpus.isEmpty && record.cpus.allSatisfy(nodeCPUs.contains), "\(record.cpus)")
+        #expect(!record.masks.isEmpty && record.masks.allSatisfy { $0.allSatisfy(nodeCPUs.contains) }, "\(record.masks)")
         #expect(Affinity.current() == before)
+    }
+
+    @Test("the per-node split covers every item once, in order, on aligned boundaries, the last node taking the rest")
+    func split() {
+        #expect(KTask.NodeRange.split(10_000, across: [1, 0], align: 512)
+                == [KTask.NodeRange(node: 1, range: 0..<4608), KTask.NodeRange(node: 0, range: 4608..<10_000)])
+        for (count, nodes, align) in [(0, [0], 1), (5, [0, 1, 2], 4), (1 << 20, [3, 1, 2], 512), (1000, [0, 1], 1)] {
+            let ranges = KTask.NodeRange.split(count, across: nodes, align: align)
+            #expect(ranges.map(\.node) == nodes)
+            #expect(ranges.first?.range.lowerBound == 0 && ranges.last?.range.upperBound == count)
+            #expect(zip(ranges, ranges.dropFirst()).allSatisfy { $0.range.upperBound == $1.range.lowerBound && $0.range.upperBound % align == 0 })
+        }
     }
 
     @Test("an unknown node or no node is a typed error before any work")
@@ -120,6 +136,57 @@ struct NodePopulateTests {
         #expect(throws: KTask.Error.self) { try KTask.populate(memory.buffer, pageMode: .base, onNodes: [99]) }
         #expect(throws: KTask.Error.self) { try KTask.populate(memory.buffer, pageMode: .base, onNodes: []) }
         #expect(KTask.residentBytes(memory.buffer) == 0)
+    }
+}
+
+@Suite("Populate progress")
+struct PopulateProgressTests {
+    /// What the progress callback saw: the values, and whether two calls ever overlapped.
+    final class Seen: @unchecked Sendable {
+        let inside = Atomic<Int>(0)
+        let overlapped = Atomic<Bool>(false)
+        let lock = NSLock()
+        var values: [Int] = []
+
+        func report(_ bytes: Int) {
+            if inside.add(1, ordering: .relaxed).newValue > 1 { overlapped.store(true, ordering: .relaxed) }
+            lock.withLock { values.append(bytes) }
+            usleep(50)
+            inside.subtract(1, ordering: .relaxed)
+        }
+    }
+
+    @Test("told from one thread at a time, each report at least the last, never more than was done")
+    func oneThreadAtATime() {
+        let seen = Seen()
+        let progress = PopulateProgress(intervalNanoseconds: 0) { seen.report($0) }
+        DispatchQueue.concurrentPerform(iterations: 4) { _ in
+            for _ in 0..<2000 { progress.add(bytes: 4096) }
+        }
+        let overlapped = seen.overlapped.load(ordering: .relaxed)
+        #expect(!overlapped)
+        #expect(!seen.values.isEmpty && zip(seen.values, seen.values.dropFirst()).allSatisfy { $0 <= $1 })
+        #expect(seen.values.allSatisfy { $0 <= 8000 * 4096 })
+    }
+
+    @Test("a large chunk is populated in pieces of 64 MiB, each one counted: one thread's job (one chunk) still moves")
+    func pieces() throws {
+        // A read populate of fresh anonymous memory maps the zero page: nothing allocated.
+        let memory = try KTask.Memory(bytes: 256 << 20, pages: .base)
+        let seen = Seen()
+        let report = try KTask.populate(memory.buffer, pageMode: .base, with: KTask.prepare(memory.buffer, pageMode: .base, write: false),
+                                        placement: nil, bindMemory: false, options: KTask.Options(maxThreads: 1),
+                                        progress: PopulateProgress(intervalNanoseconds: 0) { seen.report($0) }, recording: nil)
+        #expect(report.claimCount == 1)
+        #expect(seen.values == [64 << 20, 128 << 20, 192 << 20, 256 << 20])
+    }
+
+    @Test("at most one report per interval")
+    func interval() {
+        let seen = Seen()
+        let progress = PopulateProgress(intervalNanoseconds: 1_000_000_000) { seen.report($0) }
+        for _ in 0..<1000 { progress.add(bytes: 4096) }
+        #expect(seen.values.isEmpty, "the first report comes an interval after the start: \(seen.values)")
     }
 }
 

@@ -283,45 +283,34 @@ extension KTask {
     @discardableResult
     @available(*, noasync, message: "blocks the calling thread; run it from a synchronous context")
     public static func populate(_ file: MappedFile, write: Bool = false, options: KTask.Options = KTask.Options()) throws -> KTask.Report {
-        try checkMemory(file, write: write)
-        return try populate(file, bytes: 0..<file.count, write: write, options: options)
-    }
-
-    /// The memory check of ``populate(_:write:options:)-(KTask.MappedFile,_,_)``, for a caller that then
-    /// populates the file in parts.
-    package static func checkMemory(_ file: MappedFile, write: Bool) throws(KTask.Error) {
-        if write && !file.writable { throw .fileUnusable(path: file.path, reason: "is mapped read-only; open it writable to allocate its pages") }
-        try MemoryHeadroom.check(needed: file.memoryNeeded(write: write))
-    }
-
-    /// Populates `bytes` of the file (page-aligned), without the memory check; error offsets are file offsets.
-    package static func populate(_ file: MappedFile, bytes: Range<Int>, write: Bool, options: KTask.Options) throws -> KTask.Report {
-        let pageSize = file.pageMode.pageSize
-        guard bytes.lowerBound >= 0, bytes.upperBound <= file.count, bytes.lowerBound % pageSize == 0, bytes.upperBound % pageSize == 0 else {
-            throw KTask.Error.invalidParameter(name: "bytes", value: "\(bytes)", allowed: "a part of 0..<\(file.count) on \(pageSize)-byte pages")
-        }
-        let populate = file.populator(write: write)
-        return try KTask.run(bytes.lowerBound / pageSize..<bytes.upperBound / pageSize, options: chunkOptions(options, pageSize: pageSize)) {
-            try populate($0)
-        }
+        try populate(file, onNodes: nil, write: write, options: options, progress: nil, recording: nil)
     }
 
     /// Populates the file as one range per node (as ``populate(_:pageMode:onNodes:write:bindMemory:options:)``),
     /// binding each range to its node only for a write of a tmpfs or hugetlbfs file the caller owns or created:
     /// a NUMA policy set on a shared file applies to everyone who maps it.
+    @discardableResult
     @available(*, noasync, message: "blocks the calling thread; run it from a synchronous context")
     public static func populate(_ file: MappedFile, onNodes nodes: [Int], write: Bool = false,
-                                options: KTask.Options = KTask.Options()) throws -> PopulateReport {
-        guard !nodes.isEmpty else { throw KTask.Error.noNodes }
-        _ = try LanePlan.resolve(nodes, nodes: SystemLimits.current(nodeCPUs: .always).nodes)
-        try checkMemory(file, write: write)
-        let bind = write && file.kind != .pageCache && file.ownedByCaller
-        return try populate(file.buffer, pageMode: file.pageMode, onNodes: nodes, with: file.populator(write: write), bindMemory: bind,
-                            options: chunkOptions(options, pageSize: file.pageMode.pageSize))
+                                options: KTask.Options = KTask.Options()) throws -> KTask.Report {
+        try populate(file, onNodes: nodes, write: write, options: options, progress: nil, recording: nil)
+    }
+
+    /// The file populates, placed on `nodes` or not, as one job: `progress` hears the bytes done so far (at
+    /// most every 100 ms, from one thread at a time, never after this returns), `record` where each chunk ran.
+    @discardableResult
+    package static func populate(_ file: MappedFile, onNodes nodes: [Int]?, write: Bool, options: KTask.Options,
+                                 progress: ((_ bytesDone: Int) -> Void)?, recording record: ChunkPlacementRecord?) throws -> KTask.Report {
+        let placement = try nodes.map { nodes throws(KTask.Error) in try NodePlacement(nodes) }
+        if write && !file.writable { throw KTask.Error.fileUnusable(path: file.path, reason: "is mapped read-only; open it writable to allocate its pages") }
+        try MemoryHeadroom.check(needed: file.memoryNeeded(write: write))
+        return try populate(file.buffer, pageMode: file.pageMode, with: file.populator(write: write), placement: placement,
+                            bindMemory: write && file.kind != .pageCache && file.ownedByCaller, options: options,
+                            progress: progress.map { PopulateProgress(report: $0) }, recording: record)
     }
 
     /// Bytes of `region` resident in memory (mincore, in base pages); 0 where mincore cannot tell.
-    static func residentBytes(_ region: UnsafeMutableRawBufferPointer) -> Int {
+    package static func residentBytes(_ region: UnsafeMutableRawBufferPointer) -> Int {
         guard let base = region.baseAddress, let vector = residency(base, bytes: region.count) else { return 0 }
         return vector.reduce(0) { $0 + Int($1 & 1) } * MemoryPopulator.basePageSize
     }

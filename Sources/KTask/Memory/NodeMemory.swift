@@ -35,9 +35,10 @@ extension KTask {
             }
         }
 
-        /// Pages of a region on each node (``nodes(ofPagesIn:pageSize:)`` counted); pages not faulted in or
-        /// not queryable are left out, and a region that cannot be queried gives none.
-        package static func pageCounts(in region: UnsafeRawBufferPointer, pageSize: Int) -> [Int: Int] {
+        /// Pages of a region on each node (``nodes(ofPagesIn:pageSize:)`` counted): where a populate placed on
+        /// nodes put its pages. Pages not faulted in or not queryable are left out, and a region that cannot be
+        /// queried gives none. One `move_pages` query per page: not free for a large region.
+        public static func pageCounts(in region: UnsafeRawBufferPointer, pageSize: Int) -> [Int: Int] {
             var counts: [Int: Int] = [:]
             for node in (try? nodes(ofPagesIn: region, pageSize: pageSize)) ?? [] {
                 if let node { counts[node, default: 0] += 1 }
@@ -55,6 +56,20 @@ extension KTask {
             let rc = CKTask_move_pages_query(UInt(count), &pages, &status)
             if rc != 0 { throw .memoryPolicyFailed(call: "move_pages", errno: errno) }
             return status.map { $0 >= 0 ? Int($0) : nil }
+        }
+    }
+}
+
+extension KTask.NodeRange {
+    /// `count` items cut into one range per node, in order, each about `count / nodes.count` items with
+    /// boundaries on multiples of `align` (the last range takes the rest): how a populate placed on nodes
+    /// cuts its pages (2 MiB-aligned, so no chunk straddles two nodes' memory), and how the workloads cut
+    /// their items to match.
+    package static func split(_ count: Int, across nodes: [Int], align: Int) -> [KTask.NodeRange] {
+        nodes.indices.map { index in
+            let lower = count * index / nodes.count / align * align
+            let upper = index == nodes.count - 1 ? count : count * (index + 1) / nodes.count / align * align
+            return KTask.NodeRange(node: nodes[index], range: lower..<upper)
         }
     }
 }

@@ -1,4 +1,5 @@
 import CKTaskShims
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -29,49 +30,14 @@ extension KTask {
     @available(*, noasync, message: "blocks the calling thread; run it from a synchronous context")
     public static func populate(_ region: UnsafeMutableRawBufferPointer, pageMode: PageMode, write: Bool = true,
                                 options: KTask.Options = KTask.Options()) throws -> KTask.Report {
-        let (populate, options) = try prepare(region, pageMode: pageMode, write: write, options: options)
-        return try KTask.run(0..<(region.count / pageMode.pageSize), options: options) { pages in try populate(pages) }
-    }
-
-    /// What both populates need: the region checked (page boundaries), memory that is not resident yet
-    /// checked to fit (the OOM killer gives no reason; hugetlb pages are already promised to the mapping by
-    /// the pool), the chunk function, and chunks of at least 2 MiB.
-    static func prepare(_ region: UnsafeMutableRawBufferPointer, pageMode: PageMode, write: Bool,
-                        options: KTask.Options) throws(KTask.Error) -> (MemoryPopulator, KTask.Options) {
-        let pageSize = pageMode.pageSize
-        guard let base = region.baseAddress, Int(bitPattern: base) % pageSize == 0, region.count % pageSize == 0 else {
-            throw .invalidParameter(name: "region", value: "\(region.count) bytes at \(region.baseAddress.map { "\($0)" } ?? "nil")",
-                                    allowed: "a non-empty region on \(pageSize)-byte page boundaries")
-        }
-        if write && !pageMode.isHugetlb { try MemoryHeadroom.check(needed: region.count - residentBytes(region)) }
-        return (MemoryPopulator(base: UInt(bitPattern: base), pageSize: pageSize, write: write), chunkOptions(options, pageSize: pageSize))
-    }
-
-    /// Chunks of at least 2 MiB: a page-table page of base pages, or whole huge pages.
-    package static func chunkOptions(_ options: KTask.Options, pageSize: Int) -> KTask.Options {
-        var options = options
-        let pagesPerChunk = max(1, (2 << 20) / pageSize)
-        options.minChunk = max(options.minChunk, pagesPerChunk)
-        options.align = max(options.align, pagesPerChunk)
-        return options
-    }
-}
-
-extension KTask {
-    /// What a populate placed on nodes did: the job's report, and the pages of the region on each node
-    /// afterwards (read back from the kernel with `move_pages`).
-    public struct PopulateReport: Sendable {
-        public let report: KTask.Report
-        /// Pages of the region's page mode on each node; a page the kernel could not place is not counted.
-        public let pagesPerNode: [Int: Int]
-        /// The CPUs the chunks ran on (`sched_getcpu`), to check that they stayed on the nodes.
-        public let cpusUsed: [Int]
+        try populate(region, pageMode: pageMode, onNodes: nil, write: write, bindMemory: false, options: options, recording: nil)
     }
 
     /// Populates `region` as one range per node in `nodes` (equal, 2 MiB-aligned parts, in order), each bound
     /// to its node first (mbind) and worked by threads on that node, as ``run(perNode:options:undo:_:)-954zg``
     /// does; the calling thread works from the nodes' CPUs for the job and gets its own mask back after, so
-    /// every chunk runs on the nodes asked for.
+    /// every chunk runs on the nodes asked for. ``KTask/NodeMemory/pageCounts(in:pageSize:)`` says afterwards
+    /// where the pages are.
     ///
     /// - Parameters:
     ///   - region: the memory, on page boundaries of `pageMode`.
@@ -83,55 +49,151 @@ extension KTask {
     ///   - options: the job's options (chunks are at least 2 MiB whatever `minChunk` says).
     /// - Throws: ``KTask/Error/unknownNode(_:available:)`` and the other placement errors, before any work;
     ///   else as ``populate(_:pageMode:write:options:)``.
+    @discardableResult
     @available(*, noasync, message: "blocks the calling thread; run it from a synchronous context")
     public static func populate(_ region: UnsafeMutableRawBufferPointer, pageMode: PageMode, onNodes nodes: [Int], write: Bool = true,
-                                bindMemory: Bool = true, options: KTask.Options = KTask.Options()) throws -> PopulateReport {
-        guard !nodes.isEmpty else { throw KTask.Error.noNodes }
-        _ = try LanePlan.resolve(nodes, nodes: SystemLimits.current(nodeCPUs: .always).nodes)
-        let (populator, options) = try prepare(region, pageMode: pageMode, write: write, options: options)
-        return try populate(region, pageMode: pageMode, onNodes: nodes, with: populator, bindMemory: bindMemory, options: options)
+                                bindMemory: Bool = true, options: KTask.Options = KTask.Options()) throws -> KTask.Report {
+        try populate(region, pageMode: pageMode, onNodes: nodes, write: write, bindMemory: bindMemory, options: options, recording: nil)
     }
 
-    /// The part after the checks: `region` cut into one range per node, each bound (when asked) and
-    /// populated by `populate` (whose base is the region's).
-    package static func populate(_ region: UnsafeMutableRawBufferPointer, pageMode: PageMode, onNodes nodes: [Int], with populate: MemoryPopulator,
-                                 bindMemory: Bool, options: KTask.Options) throws -> PopulateReport {
-        guard !nodes.isEmpty else { throw KTask.Error.noNodes }
-        let system = SystemLimits.current(nodeCPUs: .always)
-        _ = try LanePlan.resolve(nodes, nodes: system.nodes)
+    /// The region populates, placed on `nodes` or not, with where each chunk ran recorded into `record`
+    /// where given (for `ktask check-placement`).
+    @discardableResult
+    package static func populate(_ region: UnsafeMutableRawBufferPointer, pageMode: PageMode, onNodes nodes: [Int]?, write: Bool,
+                                 bindMemory: Bool, options: KTask.Options, recording record: ChunkPlacementRecord?) throws -> KTask.Report {
+        let placement = try nodes.map { nodes throws(KTask.Error) in try NodePlacement(nodes) }
+        return try populate(region, pageMode: pageMode, with: prepare(region, pageMode: pageMode, write: write), placement: placement,
+                            bindMemory: bindMemory, options: options, progress: nil, recording: record)
+    }
+
+    /// The chunk function for a region the caller mapped, after the checks: the region on page boundaries,
+    /// and memory that is not resident yet fitting in what is free (the OOM killer gives no reason; hugetlb
+    /// pages are already promised to the mapping by the pool).
+    static func prepare(_ region: UnsafeMutableRawBufferPointer, pageMode: PageMode, write: Bool) throws(KTask.Error) -> MemoryPopulator {
         let pageSize = pageMode.pageSize
+        guard let base = region.baseAddress, Int(bitPattern: base) % pageSize == 0, region.count % pageSize == 0 else {
+            throw .invalidParameter(name: "region", value: "\(region.count) bytes at \(region.baseAddress.map { "\($0)" } ?? "nil")",
+                                    allowed: "a non-empty region on \(pageSize)-byte page boundaries")
+        }
+        if write && !pageMode.isHugetlb { try MemoryHeadroom.check(needed: region.count - residentBytes(region)) }
+        return MemoryPopulator(base: UInt(bitPattern: base), pageSize: pageSize, write: write)
+    }
+
+    /// The one populate, behind every public one and `ktask populate`/`check-placement`: the pages of `region`
+    /// (checked) faulted in by `populator` in chunks of at least 2 MiB, as one job; with `placement`, as one
+    /// range per node, each bound to its node first where `bindMemory`, the caller working from the nodes' CPUs.
+    /// Chunks do nothing else unless asked: `progress` hears the bytes done, `record` where each chunk ran.
+    static func populate(_ region: UnsafeMutableRawBufferPointer, pageMode: PageMode, with populator: MemoryPopulator,
+                         placement: NodePlacement?, bindMemory: Bool, options: KTask.Options,
+                         progress: PopulateProgress?, recording record: ChunkPlacementRecord?) throws -> KTask.Report {
+        let pageSize = pageMode.pageSize
+        let options = chunkOptions(options, pageSize: pageSize)
+        // At most 64 MiB per call (whole 2 MiB units): the kernel finishes a MADV_POPULATE call before a signal
+        // with a handler runs (Ctrl-C's undo of `ktask populate`), and a one-thread job is one chunk.
+        let unit = pagesPerPopulateChunk(pageSize: pageSize)
+        let piecePages = max(unit, (64 << 20) / pageSize / unit * unit)
+        let chunk: @Sendable (Range<Int>) throws -> Void = { pages in
+            var start = pages.lowerBound
+            while start < pages.upperBound {
+                let end = pages.upperBound - start > piecePages ? start + piecePages : pages.upperBound
+                try populator(start..<end)
+                progress?.add(bytes: (end - start) * pageSize)
+                start = end
+            }
+            record?.record()
+        }
         let pages = region.count / pageSize
-        let step = options.align
-        var ranges: [KTask.NodeRange] = []
-        for (index, node) in nodes.enumerated() {
-            let lower = pages * index / nodes.count / step * step
-            let upper = index == nodes.count - 1 ? pages : pages * (index + 1) / nodes.count / step * step
-            ranges.append(KTask.NodeRange(node: node, range: lower..<upper))
-            if bindMemory && upper > lower {
-                try NodeMemory.bind(UnsafeMutableRawBufferPointer(rebasing: region[lower * pageSize..<upper * pageSize]), to: [node])
+        guard let placement else { return try run(0..<pages, options: options, chunk) }
+        let ranges = NodeRange.split(pages, across: placement.nodes, align: options.align)
+        for part in ranges where bindMemory && !part.range.isEmpty {
+            try NodeMemory.bind(UnsafeMutableRawBufferPointer(rebasing: region[part.range.lowerBound * pageSize..<part.range.upperBound * pageSize]),
+                                to: [part.node])
+        }
+        let own = Affinity.current()
+        let pinned = own != nil && !placement.cpus.isEmpty && Affinity.pinCurrentThread(to: placement.cpus)
+        defer { if pinned, let own { _ = Affinity.pinCurrentThread(to: own) } }
+        return try run(perNode: ranges, options: options, chunk)
+    }
+
+    /// Pages in a populate's smallest chunk, which chunks are also aligned to: 2 MiB, a page-table page of
+    /// base pages or whole huge pages.
+    package static func pagesPerPopulateChunk(pageSize: Int) -> Int { max(1, (2 << 20) / pageSize) }
+
+    /// The options with chunks of at least ``pagesPerPopulateChunk(pageSize:)``, aligned to it.
+    static func chunkOptions(_ options: KTask.Options, pageSize: Int) -> KTask.Options {
+        var options = options
+        let pagesPerChunk = pagesPerPopulateChunk(pageSize: pageSize)
+        options.minChunk = max(options.minChunk, pagesPerChunk)
+        options.align = max(options.align, pagesPerChunk)
+        return options
+    }
+
+    /// Where a populate's chunks ran, for a placement check (`ktask check-placement`, `ktask populate
+    /// --nodes`): each chunk's CPU (`sched_getcpu`) and its thread's affinity mask (where it may run, which
+    /// luck does not decide). Only where asked: a lock and a system call per chunk that a plain populate
+    /// does not pay.
+    package final class ChunkPlacementRecord: Sendable {
+        private let seen = Locked<(cpus: Set<Int>, masks: Set<[Int]>)>(([], []))
+
+        package init() {}
+
+        func record() {
+            let cpu = Affinity.currentCPU(), mask = Affinity.current()?.cpus ?? []
+            seen.withLock { seen in
+                seen.cpus.insert(cpu)
+                seen.masks.insert(mask)
             }
         }
-        let cpus = CPUsSeen()
-        // The caller runs from the nodes' CPUs (their serving CPUs for memory-only nodes).
-        let placed = CPUList(Array(Set(system.nodes.filter { nodes.contains($0.id) }.flatMap(\.cpus.cpus))).sorted())
-        let own = Affinity.current()
-        let pinned = own != nil && !placed.isEmpty && Affinity.pinCurrentThread(to: placed)
-        defer { if pinned, let own { _ = Affinity.pinCurrentThread(to: own) } }
-        let report = try run(perNode: ranges, options: options) { range in
-            cpus.insert(Affinity.currentCPU())
-            try populate(range)
-        }
-        return PopulateReport(report: report, pagesPerNode: NodeMemory.pageCounts(in: UnsafeRawBufferPointer(region), pageSize: pageSize),
-                              cpusUsed: cpus.sorted())
+
+        /// The CPUs chunks ran on, ascending.
+        package var cpus: [Int] { seen.current.cpus.sorted() }
+        /// The affinity masks of the threads that ran chunks.
+        package var masks: [[Int]] { seen.current.masks.sorted { $0.lexicographicallyPrecedes($1) } }
     }
 }
 
-/// The CPUs a job's chunks ran on, added to from any thread (a pthread lock, which TSan models).
-private final class CPUsSeen: @unchecked Sendable {
-    private let lock = PThreadMutex()
-    private var cpus = Set<Int>()
-    func insert(_ cpu: Int) { lock.withLock { _ = cpus.insert(cpu) } }
-    func sorted() -> [Int] { lock.withLock { cpus.sorted() } }
+/// The nodes a populate is placed on, checked before anything is done: each known, with CPUs to run on.
+struct NodePlacement {
+    let nodes: [Int]
+    /// The nodes' usable CPUs (a memory-only node's: those that serve it): the caller works from them.
+    let cpus: CPUList
+
+    init(_ nodes: [Int]) throws(KTask.Error) {
+        let resolved = try LanePlan.resolve(nodes, nodes: SystemLimits.current(nodeCPUs: .always).nodes)
+        self.nodes = nodes
+        cpus = CPUList(resolved.flatMap(\.cpus.cpus))
+    }
+}
+
+/// A populate's progress, told to `report` (bytes done) at most every 100 ms, by one thread at a time and
+/// without a lock per chunk: each chunk (or 64 MiB piece of one) adds its bytes to a counter; the thread that
+/// ends one once the interval is up and wins the compare-exchange of the last report's time reports, and the
+/// time reads "reporting" until it is done, so no other thread reports meanwhile.
+final class PopulateProgress: @unchecked Sendable {
+    // Unchecked: `report` is not Sendable, but it is called by one thread at a time, each call ordered after
+    // the last one by the acquire and release on `lastReport`: as if from one thread.
+    /// `lastReport` while a thread reports.
+    private static let reporting = Int64.max
+    private let bytesDone = Atomic<Int>(0)
+    private let lastReport: Atomic<Int64>
+    private let intervalNanoseconds: Int64
+    private let report: (Int) -> Void
+
+    init(intervalNanoseconds: Int64 = 100_000_000, report: @escaping (_ bytesDone: Int) -> Void) {
+        self.intervalNanoseconds = intervalNanoseconds
+        self.report = report
+        lastReport = Atomic(monotonicNanoseconds())
+    }
+
+    func add(bytes: Int) {
+        bytesDone.add(bytes, ordering: .relaxed)
+        let last = lastReport.load(ordering: .relaxed)
+        guard last != Self.reporting, monotonicNanoseconds() - last >= intervalNanoseconds,
+              lastReport.compareExchange(expected: last, desired: Self.reporting, ordering: .acquiring).exchanged else { return }
+        // Read after the claim: each report is at least the last one.
+        report(bytesDone.load(ordering: .relaxed))
+        lastReport.store(monotonicNanoseconds(), ordering: .releasing)
+    }
 }
 
 /// One chunk's populate: a pure function of the page range, callable from any thread.

@@ -49,7 +49,7 @@ final class KTaskRunner: SystemRunner {
     }
 
     func runOnce(threads: Int) throws -> Double {
-        try workload.runOnce(threads: threads, options: options).report.wallTime.seconds
+        try workload.runOnce(threads: threads, options: options).seconds
     }
 }
 

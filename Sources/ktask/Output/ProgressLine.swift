@@ -1,7 +1,8 @@
 import Foundation
 
 /// A one-line progress display on stderr, redrawn in place, with the time elapsed and an estimate of the
-/// time left; silent when stderr is not a terminal. The warm-up is shown as such and not counted.
+/// time left; silent when stderr is not a terminal. The warm-up is shown as such and not counted. A
+/// populate's line moves with its bytes done instead of by jobs.
 final class ProgressLine {
     let enabled: Bool
     /// Measured jobs in the whole command.
@@ -30,6 +31,14 @@ final class ProgressLine {
         measuredStarted += 1
         let left = done > 0 ? (now - firstMeasured!).seconds / Double(done) * Double(max(0, jobs - done)) : nil
         return show(Self.text(label, elapsed: (now - started).seconds, left: left))
+    }
+
+    /// While a job of `total` bytes runs, `done` of them done (from the job's progress); returns the line shown.
+    @discardableResult
+    func bytes(_ label: String, done: Int, of total: Int) -> String {
+        let elapsed = (ContinuousClock.now - started).seconds
+        let left = done > 0 ? elapsed / Double(done) * Double(max(0, total - done)) : nil
+        return show(Self.text("\(label): \(Units.bytes(done)) of \(Units.bytes(total))", elapsed: elapsed, left: left))
     }
 
     /// `label · 12.3 s elapsed, about 45.0 s left` (no estimate before the first measured job ends).
