@@ -126,7 +126,7 @@ func asyncJob(_ seed: UInt64) async throws {
 
 let jobs = Int(ProcessInfo.processInfo.environment["KTASK_STRESS_JOBS"] ?? "") ?? 20_000
 // A soak asked to run with machine-wide slots in a folder must have them: off, it would not exercise them.
-if ProcessInfo.processInfo.environment["KTASK_SLOTS"]?.hasPrefix("/") == true && MachineSlots.shared == nil {
+if case .folder = Settings.current.slots.value, MachineSlots.shared == nil {
     print("ktask-stress: machine-wide slots are off: \(MachineSlots.offReason ?? "")")
     exit(2)
 }

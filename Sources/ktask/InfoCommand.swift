@@ -12,15 +12,17 @@ struct InfoCommand: ParsableCommand {
             from its proc/self/status, else all CPUs. Shows the nodes with their usable CPUs and memory, offline \
             CPUs, every limit with the file it came from, the CPU budget, the helper cap and its source, the \
             energy state and why, the helpers' idle cgroup, the starvation guard in force, the tuning profile, \
-            the machine-wide slots and their holders (pid, uid, user), make's jobserver, the pool's threads, and \
-            every fallback taken.
+            the machine-wide slots and their holders (pid, uid, user), make's jobserver, the pool's threads, every \
+            environment variable ktask reads (its value or unset, environment or default, and what ktask made of \
+            it), and every fallback taken.
 
             JSON (--format json): root, nodes (id, cpus, memory_bytes, memory_allowed, kind, serving_cpus, \
             serving_reason), allowed_memory_nodes (nodes, source), usable_cpus, offline_cpus, cpu_budget, \
             limits (kind, source, value), energy (restricted, reason), helper_cap (max_busy_helpers, source), \
             pool (live_threads, idle_threads, busy_helpers), helper_isolation (kind, detail), starvation_guard, \
             tuning_profile (path, classes: name -> max threads), machine_slots (folder, slots, held, holders, \
-            holder_processes, access, trust, reason, jobserver), notes.
+            holder_processes, access, trust, reason, jobserver), settings (name, value: null when unset, source: \
+            environment or default, meaning, note), notes.
             """)
 
     @Option(help: ArgumentHelp("Read /sys and /proc under this folder (a machine snapshot).", valueName: "dir"))
@@ -30,7 +32,7 @@ struct InfoCommand: ParsableCommand {
     var format: OutputFormat = .table
 
     func run() throws {
-        let rootPath = root ?? ProcessInfo.processInfo.environment["KTASK_SYSFS_ROOT"] ?? "/"
+        let rootPath = root ?? Settings.current.sysfsRoot.value ?? "/"
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: rootPath, isDirectory: &isDirectory), isDirectory.boolValue else {
             throw ValidationError("--root \(rootPath) is not a folder; give a folder holding sys/ and proc/")
@@ -43,7 +45,7 @@ struct InfoCommand: ParsableCommand {
         let info = MachineInfo(budget: budget, energy: energy, cap: cap, pool: pool.state, profile: try KTask.TuningProfile.inForce(),
                                isolation: systemRoot.isLive ? HelperIsolation.planned : nil,
                                starvationGuard: systemRoot.isLive ? KTask.StarvationGuard.inForce : nil,
-                               slots: systemRoot.isLive ? SlotsStatus.read() : nil)
+                               slots: systemRoot.isLive ? SlotsStatus.read() : nil, settings: Settings.current.all)
         switch format {
         case .table: print(info.table, terminator: "")
         case .json: print(try info.json())
@@ -64,6 +66,8 @@ struct MachineInfo {
     let starvationGuard: KTask.StarvationGuard?
     /// The machine-wide slots (nil for a snapshot).
     var slots: SlotsStatus?
+    /// Every environment variable ktask reads, as this process has it.
+    var settings: [SettingSummary] = []
 
     var table: String {
         var lines: [String] = []
@@ -108,6 +112,11 @@ struct MachineInfo {
         }
         lines.append("pool: \(pool.liveThreads) thread(s) live, \(pool.idleThreads) parked, \(pool.busyHelpers) busy")
         if let slots { lines += slots.lines }
+        lines.append("settings (read once per process):")
+        for setting in settings {
+            let value = setting.raw.map { "=\"\($0)\"" } ?? " unset"
+            lines.append("  \(setting.name)\(value) (\(setting.source)): \(setting.meaning)" + (setting.note.map { "; note: \($0)" } ?? ""))
+        }
         for note in budget.notes { lines.append("note: \(note)") }
         return lines.joined(separator: "\n") + "\n"
     }
@@ -144,6 +153,8 @@ struct MachineInfo {
             let access: Nullable<String>; let trust: String; let reason: String; let jobserver: String
         }
         let machine_slots: Nullable<Slots>
+        struct Setting: Encodable { let name: String; let value: Nullable<String>; let source: String; let meaning: String; let note: Nullable<String> }
+        let settings: [Setting]
         let notes: [String]
     }
 
@@ -171,6 +182,7 @@ struct MachineInfo {
                                                                   slots: $0.slots) },
                       access: Nullable(slots.access), trust: MachineSlots.trustModel, reason: slots.reason, jobserver: slots.jobserver)
             }),
+            settings: settings.map { .init(name: $0.name, value: Nullable($0.raw), source: $0.source, meaning: $0.meaning, note: Nullable($0.note)) },
             notes: budget.notes)
         return try encodeJSON(value)
     }

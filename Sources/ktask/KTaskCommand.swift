@@ -12,8 +12,10 @@ struct KTaskCommand: ParsableCommand {
             Environment: KTASK_MAX_THREADS caps threads per job, the calling thread included (0: no limit); \
             KTASK_NODE_MAX_THREADS caps busy helpers on any one node (0: no limit); KTASK_PROFILE names the \
             tuning profile; KTASK_NO_HELPER_CGROUP keeps helpers out of the idle cgroup; KTASK_SLOTS=off|DIR turns the \
-            machine-wide helper slots off or puts them in DIR; MAKEFLAGS' --jobserver-auth makes helpers take make's tokens. The tool refuses a \
-            malformed limit (exit 2); the library ignores it with one warning. Bad flags: one line on stderr, \
+            machine-wide helper slots off or puts them in DIR; MAKEFLAGS' --jobserver-auth makes helpers take make's tokens; \
+            KTASK_SYSFS_ROOT is info's default --root; XDG_RUNTIME_DIR and XDG_CONFIG_HOME (or HOME) hold the user's slots and \
+            profile. They are read once; the tool refuses a malformed one (exit 2), the library ignores it with one warning, \
+            and `ktask info` shows each with its source and what ktask made of it. Bad flags: one line on stderr, \
             exit status 2. Each subcommand's --help says what it prints and its JSON keys.
 
             Output: every table has "# " notes above and below its rows, and times in a unit that fits (s, ms, \
@@ -37,8 +39,9 @@ enum Main {
     static func main() {
         do {
             var command = try KTaskCommand.parseAsRoot()
-            // The library ignores a malformed limit variable (with a warning); the tool refuses it.
-            try HelperCap.validateEnvironment()
+            // The library ignores malformed variables (with one warning); the tool refuses them all, in one line.
+            let problems = Settings.current.problems
+            if !problems.isEmpty { fail(problems.map(\.description).joined(separator: "; "), code: usageExitCode) }
             try command.run()
         } catch let error as KTask.Error {
             switch error {

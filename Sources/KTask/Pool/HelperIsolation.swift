@@ -48,12 +48,13 @@ package struct HelperIsolation: Sendable, Equatable, CustomStringConvertible {
 
     package static let childName = "ktask-helpers"
 
-    /// Decides the kind without writing: no cgroup is created and no file written.
-    static func plan(root: SystemRoot) -> HelperIsolation {
+    /// Decides the kind without writing: no cgroup is created and no file written. `noHelperCgroup`
+    /// (`KTASK_NO_HELPER_CGROUP`, from ``Settings``) is a parameter for tests.
+    static func plan(root: SystemRoot, noHelperCgroup: Setting<Bool> = Settings.current.noHelperCgroup) -> HelperIsolation {
         func niceOnly(_ why: String) -> HelperIsolation {
             HelperIsolation(kind: .niceOnly, detail: why, tasksFile: nil, parentTasksFile: nil)
         }
-        if getenv("KTASK_NO_HELPER_CGROUP") != nil { return niceOnly("KTASK_NO_HELPER_CGROUP is set") }
+        if noHelperCgroup.value { return niceOnly("\(noHelperCgroup.name)=\(noHelperCgroup.raw ?? "")") }
         guard let (folder, isV2) = CgroupLimits.cpuCgroupFolder(root: root) else { return niceOnly("no cgroup cpu controller mounted") }
         // v2 places threads (not processes) only inside a threaded subtree, which would change how the
         // whole process is accounted: not done.

@@ -367,51 +367,23 @@ package struct HelperCap: Sendable, Equatable, CustomStringConvertible {
     /// The environment variable that caps busy helpers on any one node, for jobs placed on nodes.
     package static let nodeEnvironmentVariable = "KTASK_NODE_MAX_THREADS"
 
-    /// The variables as this process started with them: read once, like libgomp reads OMP_NUM_THREADS.
-    /// A malformed value is ignored, with one warning for the process (the `ktask` tool refuses it).
-    private static let environmentCap = readEnvironment(environmentVariable, parse(environmentValue:))
-    private static let nodeEnvironmentCap = readEnvironment(nodeEnvironmentVariable, parse(nodeEnvironmentValue:))
-    /// Set once the malformed variables were reported: one warning per process, to the first job's logger.
-    private static let warnedEnvironment = Atomic<Bool>(false)
-
-    private static func readEnvironment(_ name: String, _ parse: (String) throws(KTask.Error) -> HelperCap?) -> Result<HelperCap?, KTask.Error> {
-        guard let raw = getenv(name) else { return .success(nil) }
-        return Result { () throws(KTask.Error) in try parse(String(cString: raw)) }
-    }
-
-    /// The variables' caps; a malformed one is nil, after one warning for the process (to `log`).
-    static func environment(_ log: JobLog) -> (cap: HelperCap?, nodeCap: HelperCap?) {
-        func valid(_ result: Result<HelperCap?, KTask.Error>) -> HelperCap? {
-            switch result {
-            case .success(let cap): return cap
-            case .failure(let error):
-                if !warnedEnvironment.exchange(true, ordering: .relaxed) { log.warning("\(error.description); the variable is ignored") }
-                return nil
-            }
-        }
-        return (valid(environmentCap), valid(nodeEnvironmentCap))
-    }
-
-    /// Throws for a malformed `KTASK_MAX_THREADS` or `KTASK_NODE_MAX_THREADS` (the `ktask` tool refuses them
-    /// before it runs; the library ignores them).
-    package static func validateEnvironment() throws(KTask.Error) {
-        if let raw = getenv(environmentVariable) { _ = try parse(environmentValue: String(cString: raw)) }
-        if let raw = getenv(nodeEnvironmentVariable) { _ = try parse(nodeEnvironmentValue: String(cString: raw)) }
-    }
-
-    /// The pool cap in force: one set by API, else `KTASK_MAX_THREADS`, else none while the machine
-    /// saves energy, else the CPU budget − 1.
+    /// The pool cap in force: one set by API, else `KTASK_MAX_THREADS` (from ``Settings``: read once, a
+    /// malformed one ignored after one warning for the process, to `log`), else none while the machine saves
+    /// energy, else the CPU budget − 1.
     package static func resolve(apiCap: Int?, cpuBudget: Int, energyRestricted: Bool, log: JobLog = JobLog(logger: nil)) throws(KTask.Error) -> HelperCap {
+        Settings.reportProblems(to: log)
         if let apiCap { return HelperCap(maxBusyHelpers: apiCap, source: .api) }
-        if let cap = environment(log).cap { return cap }
+        if let cap = Settings.current.maxThreads.value { return cap }
         if energyRestricted { return HelperCap(maxBusyHelpers: 0, source: .energy) }
         return HelperCap(maxBusyHelpers: max(0, cpuBudget - 1), source: .cpuBudget)
     }
 
-    /// The per-node cap in force: one set by API, else `KTASK_NODE_MAX_THREADS`, else the node's usable CPUs.
+    /// The per-node cap in force: one set by API, else `KTASK_NODE_MAX_THREADS` (from ``Settings``), else the
+    /// node's usable CPUs.
     package static func resolveNode(apiCap: Int?, usableCPUs: Int, log: JobLog = JobLog(logger: nil)) throws(KTask.Error) -> HelperCap {
+        Settings.reportProblems(to: log)
         if let apiCap { return HelperCap(maxBusyHelpers: apiCap, source: .api) }
-        if let cap = environment(log).nodeCap { return cap }
+        if let cap = Settings.current.nodeMaxThreads.value { return cap }
         return HelperCap(maxBusyHelpers: usableCPUs, source: .nodeCPUs)
     }
 

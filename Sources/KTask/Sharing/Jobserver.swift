@@ -31,31 +31,36 @@ package final class Jobserver: Sendable {
         case pipe(read: Int32, write: Int32)
     }
 
-    /// What MAKEFLAGS says: the jobserver (nil: none) and whether make runs a dry run (`n` in the first word:
-    /// it changes nothing for ktask, whose recipe make runs anyway when it is marked `+`).
-    package static func parse(makeflags: String) -> (auth: Auth?, dryRun: Bool) {
+    /// What MAKEFLAGS says: the jobserver (nil: none), whether make runs a dry run (`n` in the first word:
+    /// it changes nothing for ktask, whose recipe make runs anyway when it is marked `+`), and the last
+    /// option's value when it is no form ktask reads (nil for negative descriptors, make's "none").
+    package static func parse(makeflags: String) -> (auth: Auth?, dryRun: Bool, unreadable: String?) {
         let words = makeflags.split(separator: " ")
         let first = words.first.map(String.init) ?? ""
         let dryRun = !first.hasPrefix("-") && first.contains("n")
         var auth: Auth?
+        var unreadable: String?
         for word in words {
             let value: Substring
             if word.hasPrefix("--jobserver-auth=") { value = word.dropFirst("--jobserver-auth=".count) }
             else if word.hasPrefix("--jobserver-fds=") { value = word.dropFirst("--jobserver-fds=".count) }
             else { continue }
+            // The last option decides, also when it names no jobserver.
+            (auth, unreadable) = (nil, nil)
             if value.hasPrefix("fifo:") {
                 let path = String(value.dropFirst("fifo:".count))
-                auth = path.isEmpty ? nil : .fifo(path)
+                if path.isEmpty { unreadable = String(value) } else { auth = .fifo(path) }
             } else {
                 let parts = value.split(separator: ",", omittingEmptySubsequences: false)
-                if parts.count == 2, let read = Int32(parts[0]), let write = Int32(parts[1]), read >= 0, write >= 0 {
-                    auth = .pipe(read: read, write: write)
+                if parts.count == 2, let read = Int32(parts[0]), let write = Int32(parts[1]) {
+                    // Negative: make's "no jobserver".
+                    if read >= 0 && write >= 0 { auth = .pipe(read: read, write: write) }
                 } else {
-                    auth = nil  // negative (make's "no jobserver") or garbage: the last option decides
+                    unreadable = String(value)
                 }
             }
         }
-        return (auth, dryRun)
+        return (auth, dryRun, unreadable)
     }
 
     /// This process's jobserver, opened at the first job; nil without one.
@@ -64,15 +69,17 @@ package final class Jobserver: Sendable {
     package static var status: String {
         shared.map { "\($0.description) (\(CKTask_jobserver_held()) token(s) held)" } ?? connection.note ?? "none"
     }
-    /// The jobserver, or why MAKEFLAGS names one that cannot be used; read once.
+    /// The jobserver, or why MAKEFLAGS names one that cannot be used; connected once, from ``Settings``.
     private static let connection = connect()
 
     package let description: String
 
     private init(description: String) { self.description = description }
 
-    static func connect() -> (jobserver: Jobserver?, note: String?) {
-        guard let raw = getenv("MAKEFLAGS"), let auth = parse(makeflags: String(cString: raw)).auth else { return (nil, nil) }
+    static func connect(_ makeflags: Setting<Auth?> = Settings.current.makeflags) -> (jobserver: Jobserver?, note: String?) {
+        // A form ktask does not read: never refused (make, not the user, wrote it), but not silent either.
+        if let note = makeflags.note { return unusable("MAKEFLAGS' " + note) }
+        guard let auth = makeflags.value else { return (nil, nil) }
         switch auth {
         case .fifo(let path): return connect(fifo: path)
         case .pipe(let read, let write): return connect(read: read, write: write)

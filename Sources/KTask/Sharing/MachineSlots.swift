@@ -22,7 +22,7 @@ import Glibc
 /// one user's processes. `KTASK_SLOTS=off` turns them off; `KTASK_SLOTS=/a/folder` uses that folder (made
 /// 0755 by root, 0700 by another user).
 package final class MachineSlots: @unchecked Sendable {
-    /// The slots, opened once per process (read at the first job, like the other variables).
+    /// The slots, opened once per process (at the first job that wants a helper), from ``Settings``.
     private static let opened = open()
 
     /// The slots of this machine; nil when off or no folder could be used (``offReason`` says why).
@@ -91,24 +91,26 @@ package final class MachineSlots: @unchecked Sendable {
     /// Why these slots were turned off (a lock error), or nil.
     package var offReason: String? { lock.withLock { lockError } }
 
-    /// The slots for this process's settings (the process keeps the files open; its locks go with it when it
-    /// exits). `sharedFolder` is a parameter for tests only.
-    static func open(environment: [String: String] = environment(),
+    /// The slots for these settings (the process keeps the files open; its locks go with it when it exits).
+    /// `environment` (``Settings/current``'s by default) and `sharedFolder` are parameters for tests.
+    static func open(environment: [String: String] = Settings.current.environment,
                      onlineCPUs: Int = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))),
                      sharedFolder: String = sharedFolder) -> Result<MachineSlots, Reason> {
-        let setting = environment["KTASK_SLOTS"] ?? ""
-        if setting == "off" || setting == "0" { return .failure(Reason(text: "off (KTASK_SLOTS=off)")) }
+        let settings = Settings(environment: environment)
+        // Malformed: off, as the settings say (the library's warning names it; the tool refuses it).
+        if let problem = settings.slots.problem { return .failure(Reason(text: "off: \(problem.description)")) }
         let count = max(0, onlineCPUs - 1)
         var candidates: [(folder: String, mayMake: Bool)] = []
         var reasons: [String] = []
-        if setting.hasPrefix("/") {
-            candidates = [(setting, true)]
-        } else if !setting.isEmpty && setting != "on" {
-            return .failure(Reason(text: "off: KTASK_SLOTS=\(setting) is not off, on or an absolute folder"))
-        } else {
+        switch settings.slots.value {
+        case .off:
+            return .failure(Reason(text: "off (KTASK_SLOTS=off)"))
+        case .folder(let folder):
+            candidates = [(folder, true)]
+        case .sharedFolder:
             // Only root makes the shared folder (a user's would be that user's alone).
             candidates.append((sharedFolder, geteuid() == 0))
-            if let runtime = environment["XDG_RUNTIME_DIR"], runtime.hasPrefix("/") {
+            if let runtime = settings.runtimeDirectory.value {
                 // Only this user's own runtime folder: under `su` root keeps the user's variable, and would
                 // otherwise make root's files in that user's folder.
                 if let problem = runtimeFolderProblem(runtime) { reasons.append(problem) } else { candidates.append((runtime + "/ktask", true)) }
@@ -132,15 +134,6 @@ package final class MachineSlots: @unchecked Sendable {
             return "XDG_RUNTIME_DIR \(runtime) is not a folder of uid \(geteuid())'s own: not used"
         }
         return nil
-    }
-
-    /// The variables the slots read, as this process has them (read once, like the other limits).
-    static func environment() -> [String: String] {
-        var environment: [String: String] = [:]
-        for name in ["KTASK_SLOTS", "XDG_RUNTIME_DIR"] {
-            if let value = getenv(name) { environment[name] = String(cString: value) }
-        }
-        return environment
     }
 
     /// What a take found.

@@ -91,17 +91,21 @@ extension KTask {
             return throughput.count
         }
 
-        /// The profile file for this environment: `KTASK_PROFILE`, else `$XDG_CONFIG_HOME/ktask/profile.json`,
-        /// else `$HOME/.config/ktask/profile.json`; nil if none of them is set.
+        /// The profile file for this environment: `KTASK_PROFILE`, else `$XDG_CONFIG_HOME/ktask/profile.json`
+        /// (an absolute one), else `$HOME/.config/ktask/profile.json`; nil if none of them is set.
         public static func defaultPath(environment: [String: String]) -> String? {
-            if let path = environment[environmentVariable], !path.isEmpty { return path }
-            if let config = environment["XDG_CONFIG_HOME"], config.hasPrefix("/") { return config + "/ktask/profile.json" }
-            if let home = environment["HOME"], !home.isEmpty { return home + "/.config/ktask/profile.json" }
-            return nil
+            defaultPath(Settings(environment: environment))
         }
 
-        /// ``defaultPath(environment:)`` for this process.
-        public static var defaultPath: String? { defaultPath(environment: processEnvironment()) }
+        /// ``defaultPath(environment:)`` for this process's environment, as it was at the first job (or the
+        /// first call): read once per process, like every variable ktask reads.
+        public static var defaultPath: String? { defaultPath(Settings.current) }
+
+        static func defaultPath(_ settings: Settings) -> String? {
+            if let path = settings.profile.value { return path }
+            if let config = settings.configHome.value { return config + "/ktask/profile.json" }
+            return settings.home.value.map { $0 + "/.config/ktask/profile.json" }
+        }
 
         /// Reads a profile; throws ``KTask/Error/invalidProfile(path:reason:)`` if it is unreadable or malformed.
         public static func load(from path: String) throws(KTask.Error) -> KTask.TuningProfile {
@@ -167,14 +171,6 @@ extension KTask {
         /// The thread cap for jobs of `workClass`, if the profile in force measured it.
         static func threadCap(for workClass: String) throws(KTask.Error) -> Int? {
             try inForce()?.profile.classes[workClass]?.maxThreads
-        }
-
-        private static func processEnvironment() -> [String: String] {
-            var environment: [String: String] = [:]
-            for name in [environmentVariable, "XDG_CONFIG_HOME", "HOME"] {
-                if let value = getenv(name) { environment[name] = String(cString: value) }
-            }
-            return environment
         }
     }
 }
