@@ -120,7 +120,8 @@ struct OutputCLITests {
     @Test("--help names every environment variable the tool and library read")
     func helpListsEnvironment() throws {
         let help = try runKTask(["--help"]).stdout.replacingOccurrences(of: "\\s+", with: " ", options: .regularExpression)
-        for variable in ["KTASK_MAX_THREADS", "KTASK_NODE_MAX_THREADS", "KTASK_PROFILE", "KTASK_NO_HELPER_CGROUP", "KTASK_SLOTS", "MAKEFLAGS"] {
+        for variable in ["KTASK_MAX_THREADS", "KTASK_NODE_MAX_THREADS", "KTASK_PROFILE", "KTASK_NO_HELPER_CGROUP", "KTASK_SLOTS", "MAKEFLAGS",
+                         "KTASK_SYSFS_ROOT", "XDG_RUNTIME_DIR", "XDG_CONFIG_HOME"] {
             #expect(help.contains(variable), "\(variable): \(help)")
         }
     }

@@ -12,7 +12,7 @@ package struct Setting<Value: Sendable>: Sendable {
     package let raw: String?
     /// What ktask uses: the parsed value, or the default when unset or malformed.
     package let value: Value
-    /// Set when the text is malformed: the library uses `value` (the fallback its doc names) after one warning
+    /// Set when the text is malformed: the library uses `value` (what ``Settings`` documents for it) after one warning
     /// for the process; the `ktask` tool refuses to run.
     package let problem: KTask.Error?
     /// Something worth knowing that is no error (a relative `XDG_RUNTIME_DIR` is ignored, as the XDG spec says).
@@ -20,20 +20,23 @@ package struct Setting<Value: Sendable>: Sendable {
     /// What ktask made of it, in words (`ktask info`).
     package let meaning: String
 
-    /// Parses `raw` (nil: unset, `fallback`); a thrown error makes it malformed, with `fallback` in force.
-    init(_ name: String, raw: String?, fallback: Value, describe: (Value) -> String,
+    /// Parses `raw` (nil: unset, `unset` in force); a thrown error makes it malformed, with `malformed` in force.
+    init(_ name: String, raw: String?, unset: Value, malformed: Value, describe: (Value) -> String,
          parse: (String) throws(KTask.Error) -> (value: Value, note: String?)) {
         self.name = name
         self.raw = raw
-        var parsed = (value: fallback, note: String?.none)
+        var parsed = (value: unset, note: String?.none)
         var problem: KTask.Error?
         if let raw {
-            do throws(KTask.Error) { parsed = try parse(raw) } catch { problem = error }
+            do throws(KTask.Error) { parsed = try parse(raw) } catch {
+                problem = error
+                parsed.value = malformed
+            }
         }
         value = parsed.value
         note = parsed.note
         self.problem = problem
-        meaning = problem == nil ? describe(parsed.value) : "ignored: " + describe(fallback)
+        meaning = (problem == nil ? "" : "ignored: ") + describe(parsed.value)
     }
 
     /// Without the value's type, for listing.
@@ -120,25 +123,26 @@ package struct Settings: Sendable {
     /// Parses `environment` (variable → text, unset ones absent): for tests, and for ``current``.
     package init(environment: [String: String]) {
         self.environment = environment.filter { Self.names.contains($0.key) }
-        func read<Value>(_ name: String, fallback: Value, describe: (Value) -> String,
+        /// `malformed`: what the library uses instead of a malformed value; by default the same as unset.
+        func read<Value>(_ name: String, unset: Value, malformed: Value? = nil, describe: (Value) -> String,
                          parse: (String) throws(KTask.Error) -> (value: Value, note: String?)) -> Setting<Value> {
-            Setting(name, raw: environment[name], fallback: fallback, describe: describe, parse: parse)
+            Setting(name, raw: environment[name], unset: unset, malformed: malformed ?? unset, describe: describe, parse: parse)
         }
         func noNote<Value>(_ parse: @escaping (String) throws(KTask.Error) -> Value) -> (String) throws(KTask.Error) -> (value: Value, note: String?) {
             { text throws(KTask.Error) in (try parse(text), nil) }
         }
-        maxThreads = read(HelperCap.environmentVariable, fallback: nil, describe: Self.describeThreads,
+        maxThreads = read(HelperCap.environmentVariable, unset: nil, describe: Self.describeThreads,
                           parse: noNote(HelperCap.parse(environmentValue:)))
-        nodeMaxThreads = read(HelperCap.nodeEnvironmentVariable, fallback: nil, describe: Self.describeNodeHelpers,
+        nodeMaxThreads = read(HelperCap.nodeEnvironmentVariable, unset: nil, describe: Self.describeNodeHelpers,
                               parse: noNote(HelperCap.parse(nodeEnvironmentValue:)))
-        slots = read(Self.slotsVariable, fallback: .off, describe: Self.describeSlots, parse: noNote(Self.parse(slots:)))
-        profile = read(KTask.TuningProfile.environmentVariable, fallback: nil, describe: { path in
+        slots = read(Self.slotsVariable, unset: .sharedFolder, malformed: .off, describe: Self.describeSlots, parse: noNote(Self.parse(slots:)))
+        profile = read(KTask.TuningProfile.environmentVariable, unset: nil, describe: { path in
             path.map { "the tuning profile is \($0)" } ?? "the tuning profile is in XDG_CONFIG_HOME or HOME"
         }, parse: { text in (text.isEmpty ? nil : text, text.hasPrefix("/") || text.isEmpty ? nil : "relative to the working folder") })
-        noHelperCgroup = read(Self.noHelperCgroupVariable, fallback: false, describe: { off in
+        noHelperCgroup = read(Self.noHelperCgroupVariable, unset: false, malformed: true, describe: { off in
             off ? "helpers stay out of the idle cgroup (nice only)" : "helpers run in an idle cgroup where the process may make one"
         }, parse: noNote(Self.parse(noHelperCgroup:)))
-        makeflags = read("MAKEFLAGS", fallback: nil, describe: { auth in
+        makeflags = read("MAKEFLAGS", unset: nil, describe: { auth in
             switch auth {
             case .fifo(let path): "make's jobserver is fifo:\(path)"
             case .pipe(let read, let write): "make's jobserver is descriptors \(read),\(write)"
@@ -148,16 +152,16 @@ package struct Settings: Sendable {
             let parsed = Jobserver.parse(makeflags: text)
             return (parsed.auth, parsed.unreadable.map { "--jobserver-auth=\($0) is not a form ktask reads (fifo:PATH or R,W)" })
         })
-        sysfsRoot = read(Self.sysfsRootVariable, fallback: nil, describe: { root in
+        sysfsRoot = read(Self.sysfsRootVariable, unset: nil, describe: { root in
             "ktask info reads sysfs and procfs under \(root ?? "/")"
         }, parse: noNote(Self.parse(sysfsRoot:)))
-        runtimeDirectory = read("XDG_RUNTIME_DIR", fallback: nil, describe: { folder in
+        runtimeDirectory = read("XDG_RUNTIME_DIR", unset: nil, describe: { folder in
             folder.map { "user slots may be in \($0)/ktask" } ?? "no user slot folder"
         }, parse: Self.absoluteOrNote)
-        configHome = read("XDG_CONFIG_HOME", fallback: nil, describe: { folder in
+        configHome = read("XDG_CONFIG_HOME", unset: nil, describe: { folder in
             folder.map { "the default profile is \($0)/ktask/profile.json" } ?? "the default profile is under HOME"
         }, parse: Self.absoluteOrNote)
-        home = read("HOME", fallback: nil, describe: { folder in
+        home = read("HOME", unset: nil, describe: { folder in
             folder.map { "the default profile is \($0)/.config/ktask/profile.json unless XDG_CONFIG_HOME is set" } ?? "no home folder"
         }, parse: { text in (text.isEmpty ? nil : text, nil) })
     }
