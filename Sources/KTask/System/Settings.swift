@@ -235,15 +235,19 @@ package struct Settings: Sendable {
 
     // MARK: The process's settings
 
+    /// Every malformed variable and what is used instead, in one line; nil when none is.
+    private static let problemsWarning: String? = {
+        let malformed = current.all.filter { $0.problem != nil }
+        return malformed.isEmpty ? nil : malformed.map { "\($0.problem!.description) (\($0.meaning))" }.joined(separator: "; ")
+    }()
     /// Set once the problems were reported: one warning per process.
     private static let reportedProblems = Atomic<Bool>(false)
 
     /// Warns once per process, to `log` (the first job's logger, else standard error), of every malformed
-    /// variable and what is used instead. Called where a job reads its caps.
+    /// variable and what is used instead. Called where each job reads its caps: without problems, one load.
     static func reportProblems(to log: JobLog) {
-        let problems = current.all.filter { $0.problem != nil }
-        guard !problems.isEmpty, !reportedProblems.exchange(true, ordering: .relaxed) else { return }
-        log.warning(problems.map { "\($0.problem!.description) (\($0.meaning))" }.joined(separator: "; "))
+        guard let problemsWarning, !reportedProblems.exchange(true, ordering: .relaxed) else { return }
+        log.warning(problemsWarning)
     }
 
     private static func processEnvironment() -> [String: String] {
