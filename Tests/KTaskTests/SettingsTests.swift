@@ -49,7 +49,7 @@ struct SettingsTests {
     @Test("KTASK_SLOTS malformed: off, with the error that names what is allowed", arguments: ["sometimes", "slots", "OFF", "1"])
     func malformedSlots(text: String) {
         let setting = Settings(environment: ["KTASK_SLOTS": text]).slots
-        #expect(setting.value == .off && setting.meaning == "ignored: machine-wide slots off")
+        #expect(setting.value == .off && setting.meaning == "ignored: helper slots off")
         #expect(setting.problem == .invalidEnvironmentVariable(
             name: "KTASK_SLOTS", value: text, allowed: "on (or empty), off (or 0), or an absolute folder for slots of a group's own"))
         #expect(throws: MachineSlots.Reason.self) { try MachineSlots.open(environment: ["KTASK_SLOTS": text], onlineCPUs: 4).get() }

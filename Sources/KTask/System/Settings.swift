@@ -227,9 +227,9 @@ package struct Settings: Sendable {
 
     static func describeSlots(_ choice: SlotsChoice) -> String {
         switch choice {
-        case .sharedFolder: "machine-wide slots in \(MachineSlots.sharedFolder), else $XDG_RUNTIME_DIR/ktask"
-        case .off: "machine-wide slots off"
-        case .folder(let folder): "machine-wide slots in \(folder)"
+        case .sharedFolder: "helper slots shared in \(MachineSlots.sharedFolder), else in $XDG_RUNTIME_DIR/ktask"
+        case .off: "helper slots off"
+        case .folder(let folder): "helper slots in \(folder)"
         }
     }
 
