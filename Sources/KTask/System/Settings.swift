@@ -63,9 +63,10 @@ package struct SettingSummary: Sendable {
 ///
 /// A malformed value is ignored by the library, with one warning for the process to the first job's
 /// logger (``reportProblems(to:)``); the `ktask` tool refuses it (exit 2). Each property says what
-/// "malformed" means and what the library uses instead. `MAKEFLAGS`, `XDG_RUNTIME_DIR` and
-/// `XDG_CONFIG_HOME` are never malformed: what ktask cannot use in them is a note, since make and the
-/// desktop session set them, and ktask must run inside every make recipe and session.
+/// "malformed" means and what the library uses instead. `MAKEFLAGS`, `XDG_RUNTIME_DIR`, `XDG_CONFIG_HOME`
+/// and `HOME` are never malformed: what ktask cannot use in them is a note, since make and the desktop
+/// session set them, and ktask must run inside every make recipe and session; nor is `KTASK_PROFILE` (any
+/// path names a file, or none).
 package struct Settings: Sendable {
     /// This process's settings.
     package static let current = Settings(environment: processEnvironment())
@@ -87,8 +88,8 @@ package struct Settings: Sendable {
     /// `KTASK_NODE_MAX_THREADS`: busy helpers on any one node; nil: none set, or 0. Malformed: as if unset.
     package let nodeMaxThreads: Setting<HelperCap?>
     /// `KTASK_SLOTS`: `on`, `""` or unset (the shared folder, else the user's), `off` or `0`, or an absolute
-    /// folder. Malformed (anything else, e.g. a relative folder): off, as before there was a snapshot — it
-    /// asked for something other than the shared slots, and off coordinates with no one wrongly.
+    /// folder. Malformed (anything else, e.g. a relative folder): off, as before — it asked for something
+    /// other than the shared slots, and off joins no budget it was not asked to.
     package let slots: Setting<SlotsChoice>
     /// `KTASK_PROFILE`: the tuning profile's path (relative to the working folder if relative); `""`: unset.
     /// Never malformed: a missing file is no profile.
