@@ -22,8 +22,6 @@ let package = Package(
             name: "CKTaskShims",
             cSettings: [.define("_GNU_SOURCE")]
         ),
-        // Wrappers only the benchmark workloads need (process CPU time).
-        .target(name: "CKTaskWorkloadShims"),
         // The engine: job parameters, chunk planning, the claim loop with undo, the helper pool, priority.
         .target(
             name: "KTask",
@@ -35,7 +33,7 @@ let package = Package(
         // The seed's real workloads (prefault, init, compute) and the benchmark driver, shared by the CLI and tests.
         .target(
             name: "KTaskWorkloads",
-            dependencies: ["KTask", "CKTaskWorkloadShims"]
+            dependencies: ["KTask"]
         ),
         .executableTarget(
             name: "ktask",
@@ -47,7 +45,8 @@ let package = Package(
         ),
         // A random-job soak for ThreadSanitizer (scripts/tsan-stress.sh); not a product.
         .executableTarget(name: "ktask-stress", dependencies: ["KTask"]),
-        // Sets the test processes' environment before any test runs (machine-wide slots off: tests count threads).
+        // Sets the test processes' environment before any test runs (machine-wide slots off: tests count threads);
+        // the C calls only tests make (memfd_create).
         .target(name: "CKTaskTestEnvironment"),
         .testTarget(
             name: "KTaskTests",

@@ -1,6 +1,7 @@
 // The helpers' child cgroup (`<cpu cgroup>/ktask-helpers`, cgroup v1) is removed when the process ends,
 // also on a fatal signal: the paths are recorded here at setup and the admitted threads in a fixed list,
 // so that the removal needs only open, write, close, access and rmdir (async-signal-safe).
+#include "CKTaskShims_helper_cgroup.h"
 #include "CKTaskShims_signals.h"
 
 #include <fcntl.h>

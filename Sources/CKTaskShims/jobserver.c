@@ -1,6 +1,7 @@
 // GNU make jobserver tokens ("Sharing Job Slots" in the GNU make manual): every token read is written back,
 // the same byte, exactly once: when its helper finishes, or all at once when the process ends (exit or a
 // fatal signal, through the fatal-exit actions; not in a forked child, which holds none of them).
+#include "CKTaskShims_jobserver.h"
 #include "CKTaskShims_signals.h"
 
 #include <errno.h>

@@ -1,5 +1,8 @@
-import CKTaskWorkloadShims
 import KTask
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// One of the seed's real workloads, ready to run as a ktask job at a given thread count.
 public protocol BenchWorkload: AnyObject {
@@ -69,11 +72,18 @@ public struct JobMeasurement: Sendable {
 
     /// Runs `job`, measuring the time and the process's CPU time around it.
     static func measure(_ job: () throws -> KTask.Report) rethrows -> JobMeasurement {
-        let before = CKTask_process_cpu_time_ns()
+        let before = processCPUSeconds()
         let start = ContinuousClock.now
         let report = try job()
         let seconds = (ContinuousClock.now - start).seconds
-        return JobMeasurement(report: report, seconds: seconds, cpuSeconds: Double(CKTask_process_cpu_time_ns() - before) / 1e9)
+        return JobMeasurement(report: report, seconds: seconds, cpuSeconds: processCPUSeconds() - before)
+    }
+
+    /// Total CPU time (user + system) the whole process has used (CLOCK_PROCESS_CPUTIME_ID).
+    private static func processCPUSeconds() -> Double {
+        var now = timespec()
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &now)
+        return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
     }
 }
 

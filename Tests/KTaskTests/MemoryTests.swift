@@ -3,6 +3,7 @@ import Synchronization
 import Testing
 @testable import KTask
 import CKTaskShims
+import CKTaskTestEnvironment
 
 #if canImport(Glibc)
 import Glibc

@@ -19,23 +19,4 @@ int CKTask_at_fatal_exit(void (*action)(void));
 /// fault where the signal was ignored takes the default action). `claimer` must be async-signal-safe.
 void CKTask_claim_faults(int signal, void (*claimer)(int signal, siginfo_t *info));
 
-/// The GNU make jobserver client's token accounting, in C so that the fatal-signal handler can give every
-/// held token back. `setup` records the descriptors (reads must be non-blocking; both checked by the
-/// caller to be the two ends of one pipe or fifo) and registers the return of all tokens at exit.
-void CKTask_jobserver_setup(int readFd, int writeFd);
-/// Reads one token without waiting: its byte (0-255), or -1 when none is free.
-int CKTask_jobserver_take(void);
-/// Writes a held token back (the same byte); does nothing for one already given back (after a signal).
-void CKTask_jobserver_give(unsigned char token);
-/// Tokens this process holds now.
-int CKTask_jobserver_held(void);
-
-/// The helpers' child cgroup, removed when the process ends: its threads there (those recorded with
-/// `admitted`) are moved back to the parent cgroup's tasks file and the child folder removed (the kernel
-/// refuses while another process's threads are in it; that process removes it when it ends). Returns 0, or
-/// -1 when a path is too long (then nothing is registered).
-int CKTask_helper_cgroup_setup(const char *childFolder, const char *parentTasksFile);
-/// Records a thread moved into the child cgroup, for the move back when the process ends.
-void CKTask_helper_cgroup_admitted(int tid);
-
 #endif

@@ -158,7 +158,7 @@ final class PriorityBoost: ClaimHook, @unchecked Sendable {
                     && now - lastProgress[slot].load(ordering: .relaxed) > starvedAfter
             }) else { return false }
             let tid = tids[slot].load(ordering: .relaxed)
-            guard CKTask_set_nice_of(tid, callerNice) == 0 else { return false }
+            guard ThreadPriority.setNice(callerNice, ofThread: tid) else { return false }
             flags[slot].insert(.boosted)
             if helpersIsolated && HelperIsolation.current.release(tid: tid) { flags[slot].insert(.released) }
             return true

@@ -11,8 +11,14 @@ enum ThreadPriority {
 
     /// The calling thread's nice value (0 if it cannot be read).
     static func currentThreadNice() -> Int32 {
-        var nice: Int32 = 0
-        return CKTask_get_thread_nice(0, &nice) == 0 ? nice : 0
+        errno = 0
+        let nice = getpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0)  // -1 is also a nice value: errno tells
+        return nice == -1 && errno != 0 ? 0 : nice
+    }
+
+    /// Sets another thread's nice value (setpriority(2) on its tid); false where the process may not.
+    static func setNice(_ nice: Int32, ofThread tid: Int32) -> Bool {
+        setpriority(__priority_which_t(PRIO_PROCESS.rawValue), id_t(tid), nice) == 0
     }
 
     /// How stale a job's reading of its caller's nice and affinity may be: a `renice` or `taskset` of the
@@ -59,9 +65,10 @@ extension KTask.StarvationGuard {
         /// RLIMIT_NICE allowing it (the limit is 20 − the lowest nice allowed).
         static func mayRaisePriority(to nice: Int32) -> Bool {
             if hasCapSysNice { return true }
-            let limit = CKTask_rlimit_nice()
-            if limit == -1 { return true }
-            return limit >= 0 && 20 - Int(limit) <= Int(nice)
+            var limit = rlimit()
+            guard getrlimit(__rlimit_resource_t(__RLIMIT_NICE.rawValue), &limit) == 0 else { return false }
+            if limit.rlim_cur == rlim_t.max { return true }  // RLIM_INFINITY, whose cast of -1 Swift cannot import
+            return 20 - Int(clamping: limit.rlim_cur) <= Int(nice)
         }
 
         /// CAP_SYS_NICE (bit 23) in the effective set, from /proc/self/status.

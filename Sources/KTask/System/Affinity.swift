@@ -1,5 +1,9 @@
 import CKTaskShims
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// CPU affinity masks: read and set with the kernel's bitmask, built and walked here.
 package enum Affinity {
     /// Words of the first mask tried: 1024 CPUs, on the stack.
@@ -11,7 +15,7 @@ package enum Affinity {
     package static func current() -> CPUList? { of(thread: 0) }
 
     /// The main thread's mask: what `taskset` set for the process, as opposed to one thread's pinning.
-    package static func process() -> CPUList? { of(thread: CKTask_getpid()) }
+    package static func process() -> CPUList? { of(thread: getpid()) }
 
     /// The mask of a thread (0: the calling one) as a list; nil if the call fails.
     static func of(thread tid: Int32) -> CPUList? {
