@@ -30,7 +30,8 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        // The seed's real workloads (prefault, init, compute) and the benchmark driver, shared by the CLI and tests.
+        // The seed's real workloads (prefault, init, compute) and the benchmark driver, shared by the CLI and tests;
+        // not a product, so its API is `package`.
         .target(
             name: "KTaskWorkloads",
             dependencies: ["KTask"]

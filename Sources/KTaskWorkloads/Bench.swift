@@ -2,49 +2,49 @@ import Foundation
 import KTask
 
 /// One row of the scaling table: a thread count and its timings.
-public struct BenchRow: Sendable {
-    public let threads: Int
-    public let seconds: Sample
+package struct BenchRow: Sendable {
+    package let threads: Int
+    package let seconds: Sample
     /// CPU time (user + system, all threads) per run.
-    public let cpuSeconds: Sample
+    package let cpuSeconds: Sample
     /// Mean seconds at 1 thread ÷ mean seconds at this thread count.
-    public let speedup: Double
+    package let speedup: Double
     /// Median seconds at 1 thread ÷ median seconds at this thread count (less swayed by one slow run).
-    public let medianSpeedup: Double
+    package let medianSpeedup: Double
     /// Threads the jobs really used (fewest over the runs): below `threads` where CPUs or the cap are short.
-    public let threadsUsed: Int
+    package let threadsUsed: Int
     /// Chunks in each job (from the last run).
-    public let chunkCount: Int
+    package let chunkCount: Int
     /// What kept helpers from holding the job up (from the last run).
-    public let starvationGuard: KTask.StarvationGuard
+    package let starvationGuard: KTask.StarvationGuard
     /// What bounded the thread count in the run that used the fewest threads.
-    public let threadLimit: KTask.ThreadLimit
+    package let threadLimit: KTask.ThreadLimit
 }
 
 /// A finished benchmark: the seed's table for one workload.
-public struct BenchResult: Sendable {
-    public let workload: WorkloadKind
-    public let size: Int
-    public let runs: Int
-    public let summary: String
-    public let rows: [BenchRow]
+package struct BenchResult: Sendable {
+    package let workload: WorkloadKind
+    package let size: Int
+    package let runs: Int
+    package let summary: String
+    package let rows: [BenchRow]
     /// CPU time the hypervisor took from this guest during the timed runs (nil: not a VM, or unknown).
-    public let stealSeconds: Double?
+    package let stealSeconds: Double?
     /// Wall time of the timed runs, set-up between them included.
-    public var wallSeconds: Double = 0
+    package var wallSeconds: Double = 0
     /// Time some task waited for a CPU during the timed runs (PSI; nil: no PSI here).
-    public var pressureSeconds: Double?
+    package var pressureSeconds: Double?
 
     /// How far each row's median speedup would move in a second run of the same command (about 95% of
     /// the time; ``Sample/ratioUncertaintyPercent(_:_:)``).
-    public func speedupUncertaintyPercent(_ row: BenchRow) -> Double {
+    package func speedupUncertaintyPercent(_ row: BenchRow) -> Double {
         guard let baseline = rows.first(where: { $0.threads == 1 }), runs > 1 else { return .infinity }
         return row.threads == 1 ? 0 : Sample.ratioUncertaintyPercent(baseline.seconds, row.seconds)
     }
 
     /// Whether two runs of this command would agree within `tolerancePercent` on every speedup, and if
     /// not, why: the rows to distrust, steal time, other work waiting for CPUs.
-    public func noiseVerdict(tolerancePercent: Double = 10) -> (steady: Bool, lines: [String]) {
+    package func noiseVerdict(tolerancePercent: Double = 10) -> (steady: Bool, lines: [String]) {
         let noisy = rows.filter { $0.threads != 1 && speedupUncertaintyPercent($0) > tolerancePercent }
         var reasons: [String] = []
         let cpuSeconds = wallSeconds * Double(max(1, rows.map(\.threads).max() ?? 1))
@@ -67,18 +67,18 @@ public struct BenchResult: Sendable {
 
 /// Runs a workload at several thread counts, the counts interleaved run by run (1, 2, 1, 2, ...) so that
 /// a change in the machine's state during the bench affects every row alike.
-public struct BenchRunner {
-    public let workload: WorkloadKind
-    public let size: Int
-    public let threadCounts: [Int]
-    public let runs: Int
-    public let nodes: NodeChoice
-    public let options: KTask.Options
+package struct BenchRunner {
+    package let workload: WorkloadKind
+    package let size: Int
+    package let threadCounts: [Int]
+    package let runs: Int
+    package let nodes: NodeChoice
+    package let options: KTask.Options
     /// The prefault workload's pages.
-    public let pageMode: KTask.PageMode
+    package let pageMode: KTask.PageMode
 
     /// - Parameter threadCounts: the rows; 1 is always measured, as the speedup baseline.
-    public init(workload: WorkloadKind, size: Int, threadCounts: [Int], runs: Int, nodes: NodeChoice = .local,
+    package init(workload: WorkloadKind, size: Int, threadCounts: [Int], runs: Int, nodes: NodeChoice = .local,
                 options: KTask.Options = KTask.Options(), pageMode: KTask.PageMode = .base) {
         self.workload = workload
         self.pageMode = pageMode
@@ -92,7 +92,7 @@ public struct BenchRunner {
     }
 
     /// Runs the bench; `progress` is told (run, of runs, threads) before each job (run 0 is the warm-up).
-    public func run(progress: (Int, Int, Int) -> Void = { _, _, _ in }) throws -> BenchResult {
+    package func run(progress: (Int, Int, Int) -> Void = { _, _, _ in }) throws -> BenchResult {
         var nodeList: [Int]?
         if case .list(let ids) = nodes { nodeList = ids }
         let instance = try workload.make(size: size, nodes: nodeList, pageMode: pageMode)

@@ -8,8 +8,8 @@ import KTask
 /// back to back: none (alone), with helpers at nice 19 (ktask's defaults), with helpers at nice 0 (no
 /// isolation, no starvation guard: what a naive pool does), and with the calling thread alone (a
 /// 1-thread job, the least any job can cost). Cases are interleaved run by run.
-public struct DisturbanceBench {
-    public enum Case: String, CaseIterable, Sendable {
+package struct DisturbanceBench {
+    package enum Case: String, CaseIterable, Sendable {
         case alone = "foreground_alone"
         case helpersNice19 = "with_ktask_nice19"
         case helpersNice0 = "with_ktask_nice0"
@@ -17,30 +17,30 @@ public struct DisturbanceBench {
     }
 
     /// The foreground's rate (items per second) in each case, one sample per run.
-    public struct Result: Sendable {
-        public let seconds: Double
-        public let runs: Int
-        public let foregroundThreads: Int
-        public let sameSession: [Case: Sample]
-        public let otherSession: [Case: Sample]
+    package struct Result: Sendable {
+        package let seconds: Double
+        package let runs: Int
+        package let foregroundThreads: Int
+        package let sameSession: [Case: Sample]
+        package let otherSession: [Case: Sample]
 
         /// Foreground slowdown in percent of its rate alone (medians).
-        public func slowdownPercent(_ rates: [Case: Sample], _ which: Case) -> Double {
+        package func slowdownPercent(_ rates: [Case: Sample], _ which: Case) -> Double {
             guard let alone = rates[.alone]?.median, alone > 0, let with = rates[which]?.median else { return 0 }
             return (1 - with / alone) * 100
         }
     }
 
-    public let foregroundCommand: [String]
-    public let foregroundThreads: Int
-    public let seconds: Double
-    public let runs: Int
+    package let foregroundCommand: [String]
+    package let foregroundThreads: Int
+    package let seconds: Double
+    package let runs: Int
     /// Items per compute job run while the foreground counts.
-    public let jobItems: Int
+    package let jobItems: Int
 
     /// - Parameter foregroundCommand: runs ``ForegroundLoad`` and prints its count (`ktask foreground-load`
     ///   with its threads and seconds).
-    public init(foregroundCommand: [String], foregroundThreads: Int, seconds: Double, runs: Int, jobItems: Int = 20_000_000) {
+    package init(foregroundCommand: [String], foregroundThreads: Int, seconds: Double, runs: Int, jobItems: Int = 20_000_000) {
         self.foregroundCommand = foregroundCommand
         self.foregroundThreads = foregroundThreads
         self.seconds = seconds
@@ -49,9 +49,9 @@ public struct DisturbanceBench {
     }
 
     /// The jobs `run` measures, for a progress estimate.
-    public var jobCount: Int { runs * 2 * Case.allCases.count }
+    package var jobCount: Int { runs * 2 * Case.allCases.count }
 
-    public func run(progress: (String) -> Void = { _ in }) throws -> Result {
+    package func run(progress: (String) -> Void = { _ in }) throws -> Result {
         let naivePool = try KTask.Pool(name: "ktask-n0", isolateHelpers: false)
         let workload = try ComputeWorkload(items: jobItems)
         var same: [Case: [Double]] = [:]
@@ -90,41 +90,41 @@ public struct DisturbanceBench {
 /// nice 0, same session): on one thread; on all CPUs with nice-19 helpers and no starvation guard; with
 /// ktask's defaults (priority boost where the process may); and as an unprivileged process gets it
 /// (no cgroup, no boost: smaller helper chunks).
-public struct StarvationBench {
-    public enum Case: String, CaseIterable, Sendable {
+package struct StarvationBench {
+    package enum Case: String, CaseIterable, Sendable {
         case singleThread = "single_thread_s"
         case noBoost = "no_boost_s"
         case boost = "boost_s"
         case unprivileged = "unprivileged_s"
     }
 
-    public struct Result: Sendable {
-        public let runs: Int
-        public let jobItems: Int
-        public let seconds: [Case: Sample]
+    package struct Result: Sendable {
+        package let runs: Int
+        package let jobItems: Int
+        package let seconds: [Case: Sample]
         /// The CPU time the job's helpers got in each run (all helpers together), by case: what a helper
         /// actually got beside the load.
-        public let helperCPUSeconds: [Case: Sample]
+        package let helperCPUSeconds: [Case: Sample]
         /// The guard ktask's defaults chose for the `boost_s` case.
-        public let defaultGuard: KTask.StarvationGuard
+        package let defaultGuard: KTask.StarvationGuard
     }
 
-    public let foregroundCommand: [String]
-    public let runs: Int
-    public let jobItems: Int
+    package let foregroundCommand: [String]
+    package let runs: Int
+    package let jobItems: Int
 
     /// - Parameter foregroundCommand: a foreground load that runs longer than any job here (it is stopped
     ///   when the job ends).
-    public init(foregroundCommand: [String], runs: Int, jobItems: Int = 50_000_000) {
+    package init(foregroundCommand: [String], runs: Int, jobItems: Int = 50_000_000) {
         self.foregroundCommand = foregroundCommand
         self.runs = runs
         self.jobItems = jobItems
     }
 
     /// The jobs `run` measures, for a progress estimate.
-    public var jobCount: Int { runs * Case.allCases.count }
+    package var jobCount: Int { runs * Case.allCases.count }
 
-    public func run(progress: (String) -> Void = { _ in }) throws -> Result {
+    package func run(progress: (String) -> Void = { _ in }) throws -> Result {
         let nicePool = try KTask.Pool(name: "ktask-s19", isolateHelpers: false)
         let workload = try ComputeWorkload(items: jobItems)
         var seconds: [Case: [Double]] = [:], helperCPU: [Case: [Double]] = [:]

@@ -4,9 +4,9 @@ import Synchronization
 /// A CPU-bound foreground load: one thread per CPU, each mixing numbers as fast as it can, counting the
 /// items it mixed, for a fixed time. The disturbance and starvation benches run it in a process of its
 /// own (`ktask foreground-load`), in this session or another one, and compare its rate.
-public enum ForegroundLoad {
+package enum ForegroundLoad {
     /// Runs `threads` threads for `seconds` and returns the items mixed in all.
-    public static func run(threads: Int, seconds: Double) -> UInt64 {
+    package static func run(threads: Int, seconds: Double) -> UInt64 {
         final class Total: Sendable { let items = Atomic<UInt64>(0) }
         let total = Total()
         let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))

@@ -21,11 +21,11 @@ struct PageDescriptor {
 
 /// Initialises an array of 64-byte page descriptors in a buffer that is already faulted in: what
 /// the kernel's deferred struct-page initialisation does at boot. Memory-bandwidth bound.
-public final class PageInitWorkload: BenchWorkload, Sendable {
-    public let bytes: Int
-    public let items: Int
+package final class PageInitWorkload: BenchWorkload, Sendable {
+    package let bytes: Int
+    package let items: Int
     /// One range of descriptors per node, its memory bound there; nil: one range.
-    public let nodes: [Int]?
+    package let nodes: [Int]?
     private let mapping: AnonymousMapping
     /// Changes every run, so a check can tell this run's writes from the last one's.
     private let nextGeneration = Atomic<UInt64>(0)
@@ -33,10 +33,10 @@ public final class PageInitWorkload: BenchWorkload, Sendable {
     /// Descriptors per chunk at least, and chunk alignment: 64 descriptors fill one 4 KiB page.
     static let minChunkDescriptors = 4096
     static let alignDescriptors = 64
-    public var minChunk: Int { Self.minChunkDescriptors }
-    public var align: Int { Self.alignDescriptors }
+    package var minChunk: Int { Self.minChunkDescriptors }
+    package var align: Int { Self.alignDescriptors }
 
-    public init(bytes: Int, nodes: [Int]? = nil) throws {
+    package init(bytes: Int, nodes: [Int]? = nil) throws {
         let stride = MemoryLayout<PageDescriptor>.stride
         guard bytes >= stride else { throw WorkloadError.sizeTooSmall(workload: "init", size: bytes, minimum: stride) }
         self.items = bytes / stride
@@ -49,12 +49,12 @@ public final class PageInitWorkload: BenchWorkload, Sendable {
         try PrefaultWorkload.prefault(mapping, nodes: nodes)
     }
 
-    public var summary: String {
+    package var summary: String {
         "initialise \(items) 64-byte page descriptors (\(bytes) bytes)"
             + (nodes.map { ", a range per node \($0.map(String.init).joined(separator: ","))" } ?? "")
     }
 
-    public func prepareRun() throws -> PreparedRun {
+    package func prepareRun() throws -> PreparedRun {
         let generation = nextGeneration.add(1, ordering: .relaxed).newValue
         let flags = generation << 32 | 0x2  // generation tag | PG_referenced-like bit
         let base = UInt(bitPattern: mapping.base)

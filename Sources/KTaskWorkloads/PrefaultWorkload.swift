@@ -5,26 +5,26 @@ import KTask
 /// transparent huge pages (as QEMU asks for guest RAM) or hugetlb 2 MiB / 1 GiB. `MADV_POPULATE_WRITE` where
 /// the kernel has it (one system call per chunk), else one touch per page (an atomic OR of 0: a write fault
 /// that changes no byte). `ktask compare`'s peers run the same chunk function over the same chunks.
-public final class PrefaultWorkload: BenchWorkload, Sendable {
+package final class PrefaultWorkload: BenchWorkload, Sendable {
     /// How pages are faulted in.
-    public enum Method: String, Sendable {
+    package enum Method: String, Sendable {
         case populateWrite = "MADV_POPULATE_WRITE"
         case touch = "touching one byte per page"
     }
 
-    public let bytes: Int
+    package let bytes: Int
     /// Pages of `pageMode`.
-    public let items: Int
-    public let method: Method
-    public let pageMode: KTask.PageMode
+    package let items: Int
+    package let method: Method
+    package let pageMode: KTask.PageMode
     /// One range of pages per node, each bound to its node; nil: one range, placed by the options.
-    public let nodes: [Int]?
+    package let nodes: [Int]?
 
     /// KTask.populate's chunks: at least 2 MiB, aligned to it.
-    public var minChunk: Int { KTask.pagesPerPopulateChunk(pageSize: pageMode.pageSize) }
-    public var align: Int { minChunk }
+    package var minChunk: Int { KTask.pagesPerPopulateChunk(pageSize: pageMode.pageSize) }
+    package var align: Int { minChunk }
 
-    public init(bytes: Int, nodes: [Int]? = nil, pageMode: KTask.PageMode = .base) throws(WorkloadError) {
+    package init(bytes: Int, nodes: [Int]? = nil, pageMode: KTask.PageMode = .base) throws(WorkloadError) {
         let pageSize = pageMode.pageSize
         guard bytes >= pageSize else { throw .sizeTooSmall(workload: "prefault", size: bytes, minimum: pageSize) }
         self.bytes = bytes - bytes % pageSize
@@ -34,12 +34,12 @@ public final class PrefaultWorkload: BenchWorkload, Sendable {
         self.pageMode = pageMode
     }
 
-    public var summary: String {
+    package var summary: String {
         "prefault \(bytes) bytes (\(items) pages of \(pageMode)) by \(method.rawValue)"
             + (nodes.map { ", a range per node \($0.map(String.init).joined(separator: ","))" } ?? "")
     }
 
-    public func prepareRun() throws -> PreparedRun {
+    package func prepareRun() throws -> PreparedRun {
         let memory = try KTask.Memory(bytes: bytes, pages: pageMode)
         // A size beyond free memory or the cgroup's limit is an error with numbers, not an OOM kill: checked
         // here for the peers, which run the chunks without KTask.populate (which checks again, as for any user).

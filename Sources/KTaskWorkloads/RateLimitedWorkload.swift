@@ -11,15 +11,15 @@ import Glibc
 /// or a saturated memory bus). More threads than permits only wait, so its knee is exactly `permits`:
 /// the test case for `ktask tune` and adaptive mode. Items sleep rather than spin, so the knee shows on
 /// a machine with fewer CPUs than permits, or one busy with other work.
-public final class RateLimitedWorkload: BenchWorkload, Sendable {
-    public let items: Int
-    public let permits: Int
-    public let itemDuration: Duration
-    public let minChunk = 1
-    public let align = 1
+package final class RateLimitedWorkload: BenchWorkload, Sendable {
+    package let items: Int
+    package let permits: Int
+    package let itemDuration: Duration
+    package let minChunk = 1
+    package let align = 1
     private let limiter: DispatchSemaphore
 
-    public init(items: Int, permits: Int, itemDuration: Duration = .microseconds(250)) throws(WorkloadError) {
+    package init(items: Int, permits: Int, itemDuration: Duration = .microseconds(250)) throws(WorkloadError) {
         guard items >= 1 else { throw .sizeTooSmall(workload: "rate-limited", size: items, minimum: 1) }
         guard permits >= 1 else { throw .invalidParameter(name: "permits", value: permits, allowed: "at least 1") }
         self.items = items
@@ -28,7 +28,7 @@ public final class RateLimitedWorkload: BenchWorkload, Sendable {
         limiter = DispatchSemaphore(value: permits)
     }
 
-    public var summary: String {
+    package var summary: String {
         "\(items) items that each wait \(Int((itemDuration.seconds * 1e6).rounded())) µs, at most \(permits) at a time"
     }
 
@@ -39,7 +39,7 @@ public final class RateLimitedWorkload: BenchWorkload, Sendable {
         while nanosleep(&request, &remaining) != 0 && errno == EINTR { request = remaining }
     }
 
-    public func prepareRun() throws -> PreparedRun {
+    package func prepareRun() throws -> PreparedRun {
         let done = Atomic<Int>(0)
         let itemDuration = itemDuration
         return PreparedRun(

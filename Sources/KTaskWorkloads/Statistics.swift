@@ -1,13 +1,13 @@
 import Foundation
 /// Summary statistics of repeated timings.
-public struct Sample: Sendable, Equatable {
-    public let values: [Double]
+package struct Sample: Sendable, Equatable {
+    package let values: [Double]
 
-    public init(_ values: [Double]) { self.values = values }
+    package init(_ values: [Double]) { self.values = values }
 
-    public var mean: Double { values.isEmpty ? 0 : values.reduce(0, +) / Double(values.count) }
+    package var mean: Double { values.isEmpty ? 0 : values.reduce(0, +) / Double(values.count) }
 
-    public var median: Double {
+    package var median: Double {
         guard !values.isEmpty else { return 0 }
         let sorted = values.sorted()
         let middle = sorted.count / 2
@@ -15,18 +15,18 @@ public struct Sample: Sendable, Equatable {
     }
 
     /// The value below which a fraction `p` (0...1) of the values lie (nearest rank); 0 for no values.
-    public func percentile(_ p: Double) -> Double {
+    package func percentile(_ p: Double) -> Double {
         guard !values.isEmpty else { return 0 }
         let sorted = values.sorted()
         let rank = Int((p * Double(sorted.count)).rounded(.up))
         return sorted[Swift.min(sorted.count, Swift.max(1, rank)) - 1]
     }
 
-    public var min: Double { values.min() ?? 0 }
-    public var max: Double { values.max() ?? 0 }
+    package var min: Double { values.min() ?? 0 }
+    package var max: Double { values.max() ?? 0 }
 
     /// Sample standard deviation (n − 1).
-    public var standardDeviation: Double {
+    package var standardDeviation: Double {
         guard values.count > 1 else { return 0 }
         let mean = self.mean
         let squares = values.reduce(0) { $0 + ($1 - mean) * ($1 - mean) }
@@ -34,21 +34,21 @@ public struct Sample: Sendable, Equatable {
     }
 
     /// Standard deviation as a percentage of the mean: the seed table's "± %".
-    public var standardDeviationPercent: Double { mean > 0 ? standardDeviation / mean * 100 : 0 }
+    package var standardDeviationPercent: Double { mean > 0 ? standardDeviation / mean * 100 : 0 }
 
     /// The spread of the runs that one slow run cannot inflate: 1.4826 × the median absolute deviation
     /// (which equals the standard deviation for normally distributed timings).
-    public var robustStandardDeviation: Double {
+    package var robustStandardDeviation: Double {
         guard values.count > 1 else { return 0 }
         let median = self.median
         return 1.4826 * Sample(values.map { abs($0 - median) }).median
     }
 
     /// ``robustStandardDeviation`` as a percentage of the median: the table's "± %".
-    public var robustSpreadPercent: Double { median > 0 ? robustStandardDeviation / median * 100 : 0 }
+    package var robustSpreadPercent: Double { median > 0 ? robustStandardDeviation / median * 100 : 0 }
 
     /// The standard error of the median (≈ 1.2533 σ/√n), relative to the median.
-    public var relativeErrorOfMedian: Double {
+    package var relativeErrorOfMedian: Double {
         guard values.count > 1, median > 0 else { return .infinity }
         return 1.2533 * robustStandardDeviation / median / Double(values.count).squareRoot()
     }
@@ -57,7 +57,7 @@ public struct Sample: Sendable, Equatable {
     /// (about 95% of the time): 2 × √2 × the ratio's relative standard error, from both samples' robust
     /// spread (one slow run, e.g. the host faulting memory back in, does not decide it). Infinite for a
     /// sample of one run.
-    public static func ratioUncertaintyPercent(_ numerator: Sample, _ denominator: Sample) -> Double {
+    package static func ratioUncertaintyPercent(_ numerator: Sample, _ denominator: Sample) -> Double {
         let error = (pow(numerator.relativeErrorOfMedian, 2) + pow(denominator.relativeErrorOfMedian, 2)).squareRoot()
         return 2 * 2.0.squareRoot() * error * 100
     }

@@ -4,9 +4,9 @@ import Glibc
 
 /// CPU time the hypervisor gave to others while this guest's CPUs wanted to run (`steal` in
 /// /proc/stat), summed over all CPUs. On a VM it explains timings that vary for no reason inside it.
-public enum StealTime {
+package enum StealTime {
     /// Seconds of steal since boot, or nil where /proc/stat has no steal field.
-    public static func total() -> Double? {
+    package static func total() -> Double? {
         guard let text = firstLine(of: "/proc/stat") else { return nil }
         // "cpu  user nice system idle iowait irq softirq steal ..."
         let fields = text.split(separator: " ")
@@ -17,9 +17,9 @@ public enum StealTime {
 
 /// Time some runnable task waited for a CPU (`/proc/pressure/cpu`, "some" total), summed since boot: other
 /// work competing with the benchmark shows here, on a VM or not.
-public enum CPUPressure {
+package enum CPUPressure {
     /// Seconds of "some" CPU pressure since boot, or nil where the kernel has no PSI.
-    public static func total() -> Double? {
+    package static func total() -> Double? {
         guard let text = firstLine(of: "/proc/pressure/cpu") else { return nil }
         guard text.hasPrefix("some"), let field = text.split(separator: " ").first(where: { $0.hasPrefix("total=") }),
               let microseconds = Double(field.dropFirst("total=".count).trimmingCharacters(in: .whitespacesAndNewlines)) else { return nil }

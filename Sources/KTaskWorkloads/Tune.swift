@@ -1,38 +1,38 @@
 import KTask
 
 /// One thread count of a tuning run.
-public struct TunePoint: Sendable {
-    public let threads: Int
-    public let seconds: Sample
+package struct TunePoint: Sendable {
+    package let threads: Int
+    package let seconds: Sample
     /// Items per second at the median time.
-    public let itemsPerSecond: Double
+    package let itemsPerSecond: Double
     /// Threads the jobs really used (fewest over the runs).
-    public let threadsUsed: Int
+    package let threadsUsed: Int
     /// What refused this count's helpers in some run: other processes' machine-wide slots or make's tokens
     /// (the curve then measures them, not the work); nil when nothing outside this process did.
-    public let refusedBy: KTask.ThreadLimit?
+    package let refusedBy: KTask.ThreadLimit?
 }
 
 /// A finished tuning run: the throughput curve of one class of work and its knee.
-public struct TuneResult: Sendable {
-    public let workClass: String
-    public let summary: String
-    public let runs: Int
-    public let minimumGain: Double
-    public let cpuBudget: Int
-    public let points: [TunePoint]
+package struct TuneResult: Sendable {
+    package let workClass: String
+    package let summary: String
+    package let runs: Int
+    package let minimumGain: Double
+    package let cpuBudget: Int
+    package let points: [TunePoint]
     /// ``KTask/TuningProfile/knee(throughput:minimumGain:)`` of the points.
-    public let knee: Int
+    package let knee: Int
 
     /// The first thread count whose helpers were refused by other processes (machine-wide slots, make's
     /// jobserver), and by what; nil when none was. Such a knee must not be saved: it would cap every later job
     /// of the class at what was free during the measurement.
-    public var refusal: (threads: Int, by: KTask.ThreadLimit)? {
+    package var refusal: (threads: Int, by: KTask.ThreadLimit)? {
         points.lazy.compactMap { point in point.refusedBy.map { (point.threads, $0) } }.first
     }
 
     /// The profile entry this measurement makes.
-    public var profileEntry: KTask.TuningProfile.WorkClass {
+    package var profileEntry: KTask.TuningProfile.WorkClass {
         KTask.TuningProfile.WorkClass(maxThreads: knee, minimumGain: minimumGain, cpuBudget: cpuBudget,
                                 itemsPerSecond: points.map(\.itemsPerSecond))
     }
@@ -41,15 +41,15 @@ public struct TuneResult: Sendable {
 /// `ktask tune`: runs one workload at 1 ... N threads (interleaved run by run, after a warm-up) and
 /// finds the thread count past which one more thread adds less than `minimumGain` of one thread's
 /// throughput: the measured answer to "how many threads is this work worth here".
-public struct TuneRunner {
-    public let workload: any BenchWorkload
-    public let workClass: String
-    public let maxThreads: Int
-    public let runs: Int
-    public let minimumGain: Double
-    public let options: KTask.Options
+package struct TuneRunner {
+    package let workload: any BenchWorkload
+    package let workClass: String
+    package let maxThreads: Int
+    package let runs: Int
+    package let minimumGain: Double
+    package let options: KTask.Options
 
-    public init(workload: any BenchWorkload, workClass: String, maxThreads: Int, runs: Int, minimumGain: Double,
+    package init(workload: any BenchWorkload, workClass: String, maxThreads: Int, runs: Int, minimumGain: Double,
                 options: KTask.Options = KTask.Options()) {
         self.workload = workload
         self.workClass = workClass
@@ -60,7 +60,7 @@ public struct TuneRunner {
     }
 
     /// `progress` hears (run, of runs, threads) before each job (run 0: the warm-up).
-    public func run(progress: (Int, Int, Int) -> Void = { _, _, _ in }) throws -> TuneResult {
+    package func run(progress: (Int, Int, Int) -> Void = { _, _, _ in }) throws -> TuneResult {
         let counts = Array(1...maxThreads)
         var seconds = Array(repeating: [Double](), count: maxThreads + 1)
         var used = Array(repeating: Int.max, count: maxThreads + 1)

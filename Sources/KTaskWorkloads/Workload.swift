@@ -5,7 +5,7 @@ import Glibc
 #endif
 
 /// One of the seed's real workloads, ready to run as a ktask job at a given thread count.
-public protocol BenchWorkload: AnyObject {
+package protocol BenchWorkload: AnyObject {
     /// Work items in one job (pages, descriptors, or hash inputs): a run's body covers `0..<items`.
     var items: Int { get }
     /// The smallest chunk worth a thread, and the chunk alignment, in items (ktask's options, and the
@@ -21,16 +21,16 @@ public protocol BenchWorkload: AnyObject {
 
 /// One run of a workload, set up and ready: the chunk body and the check of the result. ktask runs it
 /// in ``BenchWorkload/runOnce(threads:options:)``; `ktask compare`'s Swift peers run the same body.
-public struct PreparedRun: Sendable {
+package struct PreparedRun: Sendable {
     /// One range per node (memory bound there); nil: the one range `0..<items` of the workload.
-    public let perNode: [KTask.NodeRange]?
+    package let perNode: [KTask.NodeRange]?
     /// Does the work for one chunk of items.
-    public let body: @Sendable (Range<Int>) throws -> Void
+    package let body: @Sendable (Range<Int>) throws -> Void
     /// Throws ``WorkloadError/wrongResult(workload:detail:)`` unless every item was done by this run.
-    public let check: @Sendable () throws -> Void
+    package let check: @Sendable () throws -> Void
     /// The whole job as a user of ktask runs it, where that is a call of its own (prefault:
     /// `KTask.populate`); nil: `KTask.run` of `body` over the items or `perNode`.
-    public let job: (@Sendable (KTask.Options) throws -> KTask.Report)?
+    package let job: (@Sendable (KTask.Options) throws -> KTask.Report)?
 
     init(perNode: [KTask.NodeRange]?, body: @escaping @Sendable (Range<Int>) throws -> Void, check: @escaping @Sendable () throws -> Void,
          job: (@Sendable (KTask.Options) throws -> KTask.Report)? = nil) {
@@ -41,7 +41,7 @@ public struct PreparedRun: Sendable {
 extension BenchWorkload {
     /// Runs the whole job once with ktask, with at most `threads` threads, and checks its result. The
     /// time and CPU time are the ktask call's alone, without set-up or checks.
-    public func runOnce(threads: Int, options: KTask.Options) throws -> JobMeasurement {
+    package func runOnce(threads: Int, options: KTask.Options) throws -> JobMeasurement {
         let run = try prepareRun()
         var options = options
         options.maxThreads = threads
@@ -63,12 +63,12 @@ extension BenchWorkload {
 
 /// One run of a workload's job: what the engine reported, and the wall and CPU time (user + system, all
 /// threads of the process) the call took.
-public struct JobMeasurement: Sendable {
-    public let report: KTask.Report
+package struct JobMeasurement: Sendable {
+    package let report: KTask.Report
     /// From the call to its return: what a user of ktask waits (the report's wall time is the engine's job
     /// alone, without a populate's checks before it).
-    public let seconds: Double
-    public let cpuSeconds: Double
+    package let seconds: Double
+    package let cpuSeconds: Double
 
     /// Runs `job`, measuring the time and the process's CPU time around it.
     static func measure(_ job: () throws -> KTask.Report) rethrows -> JobMeasurement {
@@ -88,7 +88,7 @@ public struct JobMeasurement: Sendable {
 }
 
 /// The workloads `ktask bench` knows.
-public enum WorkloadKind: String, CaseIterable, Sendable {
+package enum WorkloadKind: String, CaseIterable, Sendable {
     /// Fault in a fresh anonymous mapping page by page, as starting a VM with pinned memory does.
     case prefault
     /// Initialise 64-byte page descriptors in a faulted buffer, as deferred struct-page init does at boot.
@@ -100,12 +100,12 @@ public enum WorkloadKind: String, CaseIterable, Sendable {
     case rateLimited = "rate-limited"
 
     /// What `--size` counts for this workload.
-    public var sizeUnit: String { self == .compute || self == .rateLimited ? "items" : "bytes" }
+    package var sizeUnit: String { self == .compute || self == .rateLimited ? "items" : "bytes" }
 
     /// The default size: about 2 s on one thread of a 2-core machine for init and compute (threads 1 and 2,
     /// 5 runs each: 10-40 s), 1 GiB for prefault (about 0.1 s a run in THP pages, so 11 runs keep the
     /// table's speedups within ±10% run to run on a noisy VM).
-    public var defaultSize: Int {
+    package var defaultSize: Int {
         switch self {
         case .prefault: 1 << 30
         case .pageInit: 8 << 30
@@ -118,7 +118,7 @@ public enum WorkloadKind: String, CaseIterable, Sendable {
     /// With `nodes`, the work (and its memory) is split into one range per node, bound there.
     /// `permits`: the rate-limited workload's cap on threads doing work at once.
     /// `pageMode`: the prefault workload's pages (the others ignore it).
-    public func make(size: Int, nodes: [Int]? = nil, permits: Int = 1, pageMode: KTask.PageMode = .base) throws -> any BenchWorkload {
+    package func make(size: Int, nodes: [Int]? = nil, permits: Int = 1, pageMode: KTask.PageMode = .base) throws -> any BenchWorkload {
         switch self {
         case .rateLimited: try RateLimitedWorkload(items: size, permits: permits)
         case .prefault: try PrefaultWorkload(bytes: size, nodes: nodes, pageMode: pageMode)
@@ -129,13 +129,13 @@ public enum WorkloadKind: String, CaseIterable, Sendable {
 }
 
 /// Why a workload could not be set up or produced a wrong result.
-public enum WorkloadError: Error, Equatable, CustomStringConvertible {
+package enum WorkloadError: Error, Equatable, CustomStringConvertible {
     case sizeTooSmall(workload: String, size: Int, minimum: Int)
     case mapFailed(bytes: Int, errno: Int32)
     case wrongResult(workload: String, detail: String)
     case invalidParameter(name: String, value: Int, allowed: String)
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .sizeTooSmall(let workload, let size, let minimum):
             "size \(size) is too small for \(workload); it must be at least \(minimum)"
@@ -150,7 +150,7 @@ public enum WorkloadError: Error, Equatable, CustomStringConvertible {
 }
 
 /// Where `ktask bench` runs a workload's threads.
-public enum NodeChoice: Sendable, Equatable {
+package enum NodeChoice: Sendable, Equatable {
     /// On the caller's node (the engine's default placement).
     case local
     /// Anywhere.

@@ -2,50 +2,50 @@ import Foundation
 import KTask
 
 /// One system at one thread count: its timings and how it compares with ktask.
-public struct CompareRow: Sendable {
-    public let system: ComparedSystem
-    public let threads: Int
-    public let seconds: Sample
+package struct CompareRow: Sendable {
+    package let system: ComparedSystem
+    package let threads: Int
+    package let seconds: Sample
     /// This system's median seconds ÷ ktask's at the same thread count: above 1, ktask was faster.
-    public let ratioVsKTask: Double
+    package let ratioVsKTask: Double
     /// How far `ratioVsKTask` would move in a second run of the same command, in percent (about 95% of the
     /// time; 0 for ktask's own row, infinite with one run): a ratio within it of 1 is parity on this machine.
-    public let ratioUncertaintyPercent: Double
+    package let ratioUncertaintyPercent: Double
     /// The median over runs of (this system's seconds ÷ ktask's in the same round): the two ran
     /// back to back, so drift of the machine between rounds cancels out.
-    public let pairedRatioVsKTask: Double
+    package let pairedRatioVsKTask: Double
 }
 
 /// A finished comparison of one workload.
-public struct CompareResult: Sendable {
-    public let workload: WorkloadKind
-    public let size: Int
-    public let runs: Int
-    public let summary: String
-    public let rows: [CompareRow]
+package struct CompareResult: Sendable {
+    package let workload: WorkloadKind
+    package let size: Int
+    package let runs: Int
+    package let summary: String
+    package let rows: [CompareRow]
     /// Systems without rows, and why (not built, failed, wrong result).
-    public let missing: [(system: ComparedSystem, reason: String)]
+    package let missing: [(system: ComparedSystem, reason: String)]
     /// CPU time the hypervisor took from this guest during the timed runs (nil: unknown).
-    public let stealSeconds: Double?
+    package let stealSeconds: Double?
 }
 
 /// Runs ktask and its peers on the same workload instance, alternating run by run (ktask, openmp, tbb,
 /// dispatch, taskgroup, then openmp, tbb, ..., ktask: each run rotated by one) at each thread count, so
 /// that the machine's drift and each run's after-effects hit all alike.
-public struct CompareRunner {
-    public let workload: WorkloadKind
-    public let size: Int
-    public let threadCounts: [Int]
-    public let runs: Int
-    public let systems: [ComparedSystem]
+package struct CompareRunner {
+    package let workload: WorkloadKind
+    package let size: Int
+    package let threadCounts: [Int]
+    package let runs: Int
+    package let systems: [ComparedSystem]
     /// Where `scripts/build-peers.sh` put the C/C++ peers.
-    public let peersDirectory: String
+    package let peersDirectory: String
     /// ktask's options (its defaults unless a comparison asks otherwise, e.g. helpers at the caller's nice).
-    public let options: KTask.Options
+    package let options: KTask.Options
     /// The prefault workload's pages (QEMU's backend gets the same).
-    public let pageMode: KTask.PageMode
+    package let pageMode: KTask.PageMode
 
-    public init(workload: WorkloadKind, size: Int, threadCounts: [Int], runs: Int,
+    package init(workload: WorkloadKind, size: Int, threadCounts: [Int], runs: Int,
                 systems: [ComparedSystem] = ComparedSystem.allCases, peersDirectory: String,
                 options: KTask.Options = KTask.Options(), pageMode: KTask.PageMode = .base) {
         self.options = options
@@ -59,7 +59,7 @@ public struct CompareRunner {
     }
 
     /// Runs the comparison; `progress` hears (run, of runs, system, threads) before each job (run 0: warm-up).
-    public func run(progress: (Int, Int, ComparedSystem, Int) -> Void = { _, _, _, _ in }) throws -> CompareResult {
+    package func run(progress: (Int, Int, ComparedSystem, Int) -> Void = { _, _, _, _ in }) throws -> CompareResult {
         let instance = try workload.make(size: size, pageMode: pageMode)
         var missing: [(system: ComparedSystem, reason: String)] = []
         var runners: [(ComparedSystem, any SystemRunner)] = []

@@ -2,7 +2,7 @@ import KTask
 
 /// A threading system `ktask compare` measures on the same work: ktask, or a peer a user would
 /// otherwise reach for.
-public enum ComparedSystem: String, CaseIterable, Sendable {
+package enum ComparedSystem: String, CaseIterable, Sendable {
     case ktask
     /// C + OpenMP, `schedule(dynamic)` over ktask's chunks (gcc `-fopenmp`, an external program).
     case openmp
@@ -17,12 +17,12 @@ public enum ComparedSystem: String, CaseIterable, Sendable {
     case qemu
 
     /// The systems a comparison of `workload` runs when none are named: QEMU only for prefault.
-    public static func defaults(for workload: WorkloadKind) -> [ComparedSystem] {
+    package static func defaults(for workload: WorkloadKind) -> [ComparedSystem] {
         allCases.filter { $0 != .qemu || workload == .prefault }
     }
 
     /// The external program that runs this peer, built by `scripts/build-peers.sh`; nil for Swift ones.
-    public var executableName: String? {
+    package var executableName: String? {
         switch self {
         case .openmp: "ktask-peer-openmp"
         case .tbb: "ktask-peer-tbb"

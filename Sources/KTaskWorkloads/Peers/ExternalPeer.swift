@@ -65,13 +65,13 @@ final class ExternalPeer: SystemRunner {
 }
 
 /// Why a peer has no row in a comparison.
-public enum PeerError: Error, CustomStringConvertible {
+package enum PeerError: Error, CustomStringConvertible {
     /// The peer's program is not there (e.g. `scripts/build-peers.sh` has not run, or could not build it).
     case missing(system: String, reason: String)
     /// The peer started but failed or gave a wrong result.
     case failed(system: String, reason: String)
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .missing(let system, let reason): "\(system) is missing: \(reason)"
         case .failed(let system, let reason): "\(system) failed: \(reason)"
