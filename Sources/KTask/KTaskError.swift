@@ -58,7 +58,9 @@ extension KTask {
         /// read from `source`): refused before the kernel's OOM killer would end the process.
         case notEnoughMemory(needed: Int, available: Int, source: String)
         /// A file cannot be populated as asked; `reason` says why (missing, a folder, no permission, a
-        /// filesystem that cannot hold huge pages, writing where only reading is allowed).
+        /// filesystem that cannot hold huge pages, writing where only reading is allowed). A parameter of
+        /// ``KTask/MappedFile/init(path:size:writable:allowOtherOwner:)`` to give or drop is named in backticks
+        /// (`size`, `writable`, `allowOtherOwner`), so that a tool can name its own option instead.
         case fileUnusable(path: String, reason: String)
         /// Populating memory failed at byte `offset` of the region (no memory left, hugetlb pool exhausted,
         /// the cgroup's memory limit).

@@ -65,6 +65,27 @@ struct PopulateCommand: ParsableCommand {
     }
 
     func run() throws {
+        do { try populate() } catch let error as KTask.Error { throw Self.inFlagTerms(error) }
+    }
+
+    /// The library's parameters as this command's flags: a refusal names the flag to give or drop.
+    static let flagsByParameter = ["size": "--size", "writable": "--write", "allowOtherOwner": "--allow-other-owner"]
+
+    /// `error` as the tool's user reads it: a parameter the library names in backticks (`size`), or as an
+    /// invalid parameter, becomes its flag.
+    static func inFlagTerms(_ error: KTask.Error) -> KTask.Error {
+        switch error {
+        case .fileUnusable(let path, var reason):
+            for (parameter, flag) in flagsByParameter { reason = reason.replacingOccurrences(of: "`\(parameter)`", with: flag) }
+            return .fileUnusable(path: path, reason: reason)
+        case .invalidParameter(let name, let value, let allowed):
+            return .invalidParameter(name: flagsByParameter[name] ?? name, value: value, allowed: allowed)
+        default:
+            return error
+        }
+    }
+
+    func populate() throws {
         if case .list(let ids) = nodes {
             let known = CPUBudget.read().topology.nodes.map(\.id)
             if let unknown = ids.first(where: { !known.contains($0) }) { throw KTask.Error.unknownNode(unknown, available: known) }

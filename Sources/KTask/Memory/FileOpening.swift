@@ -88,7 +88,7 @@ struct FileOpening {
 
     static func reason(openErrno code: Int32, write: Bool) -> String {
         switch code {
-        case ENOENT: "does not exist; give --size to create a tmpfs or hugetlbfs file"
+        case ENOENT: "does not exist; give `size` to create a tmpfs or hugetlbfs file"
         case ELOOP: "is a symbolic link; give the file itself (links are not followed, so another user cannot redirect the populate)"
         case EISDIR: "is a folder; give a file"
         case ENXIO, EWOULDBLOCK: "is not a regular file (a FIFO, device or socket is never populated)"

@@ -136,19 +136,19 @@ extension KTask {
             if allocates && !file.created && !allowOtherOwner {
                 if owner != caller {
                     throw unusable("is owned by uid \(owner), not by this user (uid \(caller)): another user may have planted it for this "
-                                   + "user to fill; give allowOtherOwner (--allow-other-owner) to use it anyway")
+                                   + "user to fill; give `allowOtherOwner` to use it anyway")
                 }
                 // A hard link to another of this user's files, made by someone else (protected_hardlinks=0).
                 if file.status.st_nlink > 1 {
                     throw unusable("has \(file.status.st_nlink) links (a hard link may lead to another of this user's files); "
-                                   + "give allowOtherOwner (--allow-other-owner) to use it anyway")
+                                   + "give `allowOtherOwner` to use it anyway")
                 }
             }
             if kind == .pageCache && (writable || file.created || wanted > fileSize) {
-                throw unusable(writable ? "is on a disk filesystem: it is only read into the page cache, never written (drop --write)"
-                               : "is on a disk filesystem: only tmpfs or hugetlbfs files are created or extended (drop --size or make it at most the file's size)")
+                throw unusable(writable ? "is on a disk filesystem: it is only read into the page cache, never written (drop `writable`)"
+                               : "is on a disk filesystem: only tmpfs or hugetlbfs files are created or extended (drop `size` or make it at most the file's size)")
             }
-            guard wanted > 0 else { throw unusable("is empty; give --size to extend a tmpfs or hugetlbfs file") }
+            guard wanted > 0 else { throw unusable("is empty; give `size` to extend a tmpfs or hugetlbfs file") }
             let (rounded, overflow) = wanted.addingReportingOverflow(pageMode.pageSize - 1)
             guard !overflow else { throw .invalidParameter(name: "size", value: "\(wanted)", allowed: "at most \(Int.max - pageMode.pageSize + 1)") }
             // Mapped in whole pages (the last may reach past the end: mapping it is fine); extended only where
@@ -156,7 +156,7 @@ extension KTask {
             let length = rounded / pageMode.pageSize * pageMode.pageSize
             let newSize = wanted <= fileSize ? fileSize : kind == .tmpfs ? wanted : length
             if newSize > fileSize && !file.created && owner != caller {
-                throw unusable("is owned by uid \(owner): only a file this user owns or creates is extended (drop --size or make it at most the file's size)")
+                throw unusable("is owned by uid \(owner): only a file this user owns or creates is extended (drop `size` or make it at most the file's size)")
             }
             if newSize > fileSize && !file.readWrite { throw unusable("no permission to write it (to extend it to \(newSize) bytes)") }
             try checkPool(kind, length: length, allocated: allocatedBytes(file.status))

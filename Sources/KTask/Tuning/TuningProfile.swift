@@ -108,7 +108,7 @@ extension KTask {
         }
 
         /// Reads a profile; throws ``KTask/Error/invalidProfile(path:reason:)`` if it is unreadable or malformed.
-        public static func load(from path: String) throws(KTask.Error) -> KTask.TuningProfile {
+        package static func load(from path: String) throws(KTask.Error) -> KTask.TuningProfile {
             let data: Data
             do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
                 throw .invalidProfile(path: path, reason: "cannot be read")
@@ -122,7 +122,7 @@ extension KTask {
         }
 
         /// Writes the profile (creating its folder), replacing the file atomically.
-        public func save(to path: String) throws(KTask.Error) {
+        package func save(to path: String) throws(KTask.Error) {
             try validate(path: path)
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
