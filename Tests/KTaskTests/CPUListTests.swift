@@ -29,7 +29,17 @@ struct CPUListTests {
         #expect(!budget.usable.isEmpty)
         #expect(Set(budget.usable.cpus).isSubset(of: affinity.cpus))
         #expect(Set(budget.usable.cpus).isSubset(of: budget.topology.online.cpus))
-        #expect(budget.budget <= budget.usable.count)
+        // Read here from the kernel's own lists, not through CPUBudget: online CPUs, and this thread's allowed
+        // CPUs (the affinity mask, already inside the cgroup's cpuset).
+        let online = try #require(readSmallFile("/sys/devices/system/cpu/online").flatMap(CPUList.init(parsing:)))
+        let status = try #require(readSmallFile("/proc/thread-self/status"))
+        let allowedLine = try #require(status.split(separator: "\n").first { $0.hasPrefix("Cpus_allowed_list:") })
+        let allowed = try #require(allowedLine.split(whereSeparator: { $0 == " " || $0 == "\t" }).last.flatMap { CPUList(parsing: String($0)) })
+        let expected = online.intersection(allowed)
+        #expect(budget.usable == expected)
+        // The budget is that count, or fewer where a cgroup CPU quota allows fewer (⌈quota⌉).
+        let quota = budget.cgroup.quotaCPUs.flatMap { Int(exactly: $0.rounded(.up)) } ?? Int.max
+        #expect(budget.budget == max(1, min(expected.count, quota)), "\(budget.budget) of \(expected), quota \(String(describing: budget.cgroup.quotaCPUs))")
         #expect(SystemLimits.current().budget == budget.budget)
     }
 

@@ -33,7 +33,19 @@ struct MemoryTests {
         #expect(memory.count == 66 << 20, "rounded up to whole 2 MiB pages")
         let report = try KTask.populate(memory, options: KTask.Options(maxThreads: 2))
         #expect(KTask.residentBytes(memory.buffer) == memory.count)
-        #expect(report.claimCount >= 1 && report.chunkSize >= 1)
+        // The job's items are the 33 huge pages, so a chunk is 1 to 33 of them (in base pages it would be
+        // 512 or more), never part of one.
+        #expect((1...33).contains(report.chunkSize), "\(report)")
+        // And the kernel backed all 33 with huge pages: the region is its own mapping in smaps (advised
+        // MADV_HUGEPAGE, with the unadvised alignment slack around it), whose AnonHugePages says so.
+        guard KTask.PageMode.preferred().mode == .transparentHuge else { return }  // THP off here: base pages
+        let smaps = try #require(readSmallFile("/proc/self/smaps")).split(separator: "\n")
+        let start = String(UInt(bitPattern: memory.base), radix: 16), end = String(UInt(bitPattern: memory.base + memory.count), radix: 16)
+        let header = try #require(smaps.firstIndex { $0.hasPrefix(start + "-") }, "no mapping starts at the region")
+        #expect(smaps[header].hasPrefix("\(start)-\(end) "), "the region is one mapping: \(smaps[header])")
+        let hugeLine = try #require(smaps[(header + 1)...].first { $0.hasPrefix("AnonHugePages:") })
+        let hugeKiB = Int(hugeLine.dropFirst("AnonHugePages:".count).split(separator: " ").first ?? "")
+        #expect(hugeKiB == 33 * 2048, "\(hugeLine)")
     }
 
     @Test("hugetlb: asking for more pages than the pool has is a typed error that says how to reserve more")
