@@ -56,8 +56,6 @@ int CKTask_futex_wake(uint32_t *address, int count) {
 #endif
 int CKTask_MADV_POPULATE_READ(void) { return MADV_POPULATE_READ; }
 int CKTask_MADV_POPULATE_WRITE(void) { return MADV_POPULATE_WRITE; }
-int CKTask_MADV_HUGEPAGE(void) { return MADV_HUGEPAGE; }
-int CKTask_MAP_HUGETLB(void) { return MAP_HUGETLB; }
 int CKTask_MAP_HUGE_SIZE(int log2PageSize) { return log2PageSize << MAP_HUGE_SHIFT; }
 
 int CKTask_fstatfs(int fd, long *type, long *blockSize) {

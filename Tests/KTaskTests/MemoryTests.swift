@@ -65,7 +65,7 @@ struct MemoryTests {
         // MAP_NORESERVE: nothing reserved at mmap, so the pool runs dry while faulting, as with a VM's
         // memory-backend-file on a hugetlbfs mount another process drained.
         let length = (pool.available + 2) * (2 << 20)
-        let flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | CKTask_MAP_HUGETLB() | CKTask_MAP_HUGE_SIZE(21)
+        let flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_HUGETLB | CKTask_MAP_HUGE_SIZE(21)
         let address = try #require(mmap(nil, length, PROT_READ | PROT_WRITE, flags, -1, 0).flatMap { $0 == MAP_FAILED ? nil : $0 })
         defer { munmap(address, length) }
         #expect {

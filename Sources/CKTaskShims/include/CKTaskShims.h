@@ -33,12 +33,11 @@ int CKTask_set_thread_name(const char *name);
 int CKTask_sched_getaffinity(int tid, size_t bytes, unsigned long *mask);
 
 /// madvise(2) advice values the engine's populate uses, defined even where the headers lack them
-/// (MADV_POPULATE_READ/WRITE: Linux 5.14+; MADV_HUGEPAGE), and the mmap flags for hugetlb page sizes.
+/// (MADV_POPULATE_READ/WRITE: Linux 5.14+, glibc 2.35+).
 int CKTask_MADV_POPULATE_READ(void);
 int CKTask_MADV_POPULATE_WRITE(void);
-int CKTask_MADV_HUGEPAGE(void);
-int CKTask_MAP_HUGETLB(void);
-/// MAP_HUGE_2MB / MAP_HUGE_1GB: log2(page size) << MAP_HUGE_SHIFT.
+/// The mmap flag for a hugetlb page size, MAP_HUGE_2MB / MAP_HUGE_1GB (linux/mman.h, which Glibc does not
+/// bring into Swift): log2(page size) << MAP_HUGE_SHIFT, the shift defined where older headers lack it.
 int CKTask_MAP_HUGE_SIZE(int log2PageSize);
 
 /// fstatfs(2)'s filesystem type (e.g. TMPFS_MAGIC) and block size (a hugetlbfs mount's page size); -1 on error.

@@ -48,7 +48,7 @@ extension KTask {
                 guard pool.available >= needed else {
                     throw .hugePagesUnavailable(pageSize: pageSize, needed: needed, available: pool.available)
                 }
-                flags |= CKTask_MAP_HUGETLB() | CKTask_MAP_HUGE_SIZE(Int32(pageSize.trailingZeroBitCount))
+                flags |= MAP_HUGETLB | CKTask_MAP_HUGE_SIZE(Int32(pageSize.trailingZeroBitCount))
             }
             guard let address = mmap(nil, mapLength, PROT_READ | PROT_WRITE, flags, -1, 0), address != MAP_FAILED else {
                 let reason = String(cString: strerror(errno))
@@ -63,7 +63,7 @@ extension KTask {
                 let misalignment = Int(bitPattern: address) % pageSize
                 if misalignment != 0 { start = address + (pageSize - misalignment) }
                 // Advice only: where THP is off for this VMA the memory still works, in base pages.
-                _ = madvise(start, length, CKTask_MADV_HUGEPAGE())
+                _ = madvise(start, length, MADV_HUGEPAGE)
             }
             base = start
             count = length
