@@ -128,16 +128,26 @@ extension KTask {
                              _ combine: (T, T) throws -> T, _ partial: @Sendable (Range<Int>) throws -> T) throws -> T {
         try options.validate()
         guard range.lowerBound >= 0 else { throw KTask.Error.negativeRangeStart(range.lowerBound) }
-        guard !range.isEmpty else { return initial }
-        let blocks = ReductionBlocks(range: range, minChunk: options.minChunk, align: options.align)
+        guard !range.isEmpty else {
+            options.onReport?(.noWork)
+            return initial
+        }
+        let blocks = ReductionBlocks(range: range, minChunk: options.minChunk, align: options.align, maxChunk: options.maxChunk)
         var blockOptions = options
         (blockOptions.minChunk, blockOptions.align) = (1, 1)
         // maxChunk counts items; the block job's items are blocks.
         blockOptions.maxChunk = options.maxChunk.map { max(1, $0 / blocks.size) }
+        // The report goes to the user once the fold has succeeded too, not when the blocks are done.
+        let report = ReportBox()
+        if options.onReport != nil {
+            blockOptions.onReport = { @Sendable (blocksReport: KTask.Report) in report.value = blocksReport }
+        }
         let partials = try mapJob(0..<blocks.count, options: blockOptions, cancellation: cancellation) { block in
             try partial(blocks.items(of: block))
         }
-        return try partials.reduce(initial, combine)
+        let result = try partials.reduce(initial, combine)
+        if let onReport = options.onReport, let blocksReport = report.value { onReport(blocksReport) }
+        return result
     }
 
     @inlinable
@@ -157,6 +167,14 @@ extension KTask {
             }
         }
     }
+}
+
+/// The block job's report, kept until `reduce`'s fold has succeeded (written once, on the job's caller thread,
+/// before the job returns: no lock needed).
+@usableFromInline
+final class ReportBox: @unchecked Sendable {
+    @usableFromInline var value: KTask.Report?
+    @inlinable init() {}
 }
 
 /// A buffer that chunks on several threads write, each to its own elements only: disjoint ranges, so
@@ -209,11 +227,15 @@ struct ReductionBlocks: Sendable {
     @usableFromInline let origin: Int
     @usableFromInline let count: Int
 
+    /// Blocks of at most `maxChunk` items where one is given (cut to a multiple of `align`, at least
+    /// `minChunk`): a partial is a chunk, and `maxChunk` bounds how long a cancelled job runs on.
     @inlinable
-    init(range: Range<Int>, minChunk: Int, align: Int) {
+    init(range: Range<Int>, minChunk: Int, align: Int, maxChunk: Int? = nil) {
         self.range = range
         let amortised = min(Self.minItemsPerBlock, ceilDivide(range.count, Self.minBlocks))
-        size = roundUp(max(minChunk, ceilDivide(range.count, Self.maxBlocks), amortised), toMultipleOf: align)
+        var size = roundUp(max(minChunk, ceilDivide(range.count, Self.maxBlocks), amortised), toMultipleOf: align)
+        if let maxChunk { size = min(size, max(roundUp(minChunk, toMultipleOf: align), maxChunk - maxChunk % align)) }
+        self.size = size
         origin = range.lowerBound - range.lowerBound % size
         count = ceilDivide(range.upperBound - origin, size)
     }

@@ -38,8 +38,11 @@ struct Admission {
     /// Where the job logs (made once per parallel job; the inline paths make none).
     let log: JobLog
 
-    /// Threads admitted, the caller included.
-    var threads: Int { 1 + lanes.helpers }
+    /// Helpers reserved (step 8); nil before the reservation.
+    private(set) var reservedHelpers: Int?
+
+    /// Threads admitted, the caller included: as reserved once reserved, else as planned.
+    var threads: Int { 1 + (reservedHelpers ?? lanes.helpers) }
 
     /// What a job turns out to be once validated and sized.
     enum Shape {
@@ -103,8 +106,9 @@ struct Admission {
             }
             guard !range.isEmpty else { return .noWork }
             // A job that fits in one chunk needs no other thread and no system call.
-            if options.maxThreads == 1 { return .inline(range, .maxThreads) }
+            // In the admission's order: one chunk (useful threads) before maxThreads.
             if range.count <= max(options.minChunk, options.align) { return .inline(range, .tooLittleWork) }
+            if options.maxThreads == 1 { return .inline(range, .maxThreads) }
             // Adaptive mode measures its own way, from the first claims of every thread. A range of few
             // chunks per thread is coarse work: the caller's first chunk alone could be a large share of the
             // job (16 items of 100 ms on 16 CPUs would take twice as long), so its helpers start at once.
@@ -202,6 +206,7 @@ struct Admission {
             if reservation.count < lane.helpers { limit = reservation.refusedBy ?? .helpersBusy }
             if reservation.count > 0 { reserved.append(LaneReservation(lane: lane, reservation: reservation)) }
         }
+        reservedHelpers = reserved.reduce(0) { $0 + $1.reservation.count }
         return reserved
     }
 

@@ -86,7 +86,7 @@ struct CallerFirst {
         while claims < Self.maxChunks {
             // As the claim loop does before each claim: a cancelled job starts no more chunks.
             guard !cancellation.isCancelled(onCaller: true) else { throw cancellation.error }
-            let next = Self.step(from: doneUpTo, size: size, align: align, upTo: range.upperBound)
+            let next = Self.step(from: doneUpTo, size: size, align: align, upTo: range.upperBound, maxChunk: maxChunk)
             try chunk(next)
             ends[claims] = next.upperBound
             claims += 1
@@ -114,10 +114,16 @@ struct CallerFirst {
                 estimate >= Double(Int64.max) ? Int64.max : Int64(estimate))
     }
 
-    /// The chunk from `lower`: at least `size` items, ending on a multiple of `align` or at `upper`.
-    static func step(from lower: Int, size: Int, align: Int, upTo upper: Int) -> Range<Int> {
+    /// The chunk from `lower`: at least `size` items, ending on a multiple of `align` or at `upper`; at most
+    /// `maxChunk` items where that still reaches the next multiple of `align` (an unaligned start).
+    static func step(from lower: Int, size: Int, align: Int, upTo upper: Int, maxChunk: Int = Int.max) -> Range<Int> {
         let (wanted, overflow) = lower.addingReportingOverflow(size)
-        return lower..<(overflow ? upper : min(upper, roundUp(wanted, toMultipleOf: align)))
+        var end = overflow ? upper : min(upper, roundUp(wanted, toMultipleOf: align))
+        if end - lower > maxChunk {
+            let (bound, boundOverflow) = lower.addingReportingOverflow(maxChunk)
+            if !boundOverflow { end = min(end, max(roundUp(lower + 1, toMultipleOf: align), bound - bound % align)) }
+        }
+        return lower..<end
     }
 
     /// The next chunk's size: the items that would bring the work done to `aimingAt` nanoseconds at the pace

@@ -24,8 +24,12 @@ final class JobState: @unchecked Sendable {
     private let cancellation: JobCancellation
     /// The part each slot starts on; empty for a single-part job (every slot starts on part 0).
     private let homes: [Int]
-    /// The policies that follow the claims (priority boost, adaptive mode); empty for most jobs.
-    private let hooks: [any ClaimHook]
+    /// The policies that follow the claims (``ClaimHook``); nil for most jobs. Held as their own types, not
+    /// as a list of `any ClaimHook`: a call through an existential retains and releases the shared object
+    /// on every claim of every thread (seen in the release build's code), a cache line they would all
+    /// write.
+    private let boost: PriorityBoost?
+    private let adaptive: AdaptiveProgress?
 
     /// Set once a chunk failed or the job was cancelled: no claim starts after it.
     private let stopped = Atomic<Bool>(false)
@@ -56,13 +60,14 @@ final class JobState: @unchecked Sendable {
     /// When the first helper joined (CLOCK_MONOTONIC nanoseconds; 0: none yet): what a helper cost this job.
     let firstJoin = Atomic<Int64>(0)
 
-    init(plans: [ChunkPlan], policy: ClaimPolicy, slots: Int, homes: [Int], hooks: [any ClaimHook],
+    init(plans: [ChunkPlan], policy: ClaimPolicy, slots: Int, homes: [Int], boost: PriorityBoost?, adaptive: AdaptiveProgress?,
          cancellation: JobCancellation, chunk: @escaping (Range<Int>) throws -> Void) {
         self.plans = plans
         self.policy = policy
         self.homes = homes
         self.slots = slots
-        self.hooks = hooks
+        self.boost = boost
+        self.adaptive = adaptive
         self.cancellation = cancellation
         self.chunkFunction = chunk
         let parts = plans.count
@@ -117,28 +122,26 @@ final class JobState: @unchecked Sendable {
     /// caller would wait for that (0.7-1.2 s for a 40 ms job under a load on every CPU).
     private func helperShare(slot: Int) {
         if joined.add(1, ordering: .relaxed).oldValue == 0 { firstJoin.store(monotonicNanoseconds(), ordering: .relaxed) }
-        for hook in hooks { hook.helperJoined(slot: slot) }
+        boost?.helperJoined(slot: slot)
         participate(slot: slot)
-        guard !hooks.isEmpty else { return }
-        let restore = hooks.reduce(Int32(0)) { $0 | $1.helperLeaving(slot: slot) }
-        if restore != 0 { CKTask_note_helper_restore(restore) }
+        if let restore = boost?.helperLeaving(slot: slot), restore != 0 { CKTask_note_helper_restore(restore) }
     }
 
     /// The claim loop: claim the next grains of the slot's home part and run them until the part runs
     /// out; then help the other parts in turn; stop early if the job stops. `onLastClaim` runs once, when
-    /// this participant claims the job's last grains; `afterClaim` after each completed claim of a job with
-    /// hooks (adaptive mode adds helpers there). Both are non-escaping, so that what they capture stays on
+    /// this participant claims the job's last grains; `afterClaim` after each completed claim in adaptive
+    /// mode (which adds helpers there). Both are non-escaping, so that what they capture stays on
     /// the caller's stack.
     func participate(slot: Int, onLastClaim: () -> Void = {}, afterClaim: () -> Void = {}) {
         var count = 0
         let cpuStart = threadCPUNanoseconds()
         let home = homes.isEmpty ? 0 : homes[slot]
-        let hooked = !hooks.isEmpty
+        let (boost, adaptive) = (self.boost, self.adaptive)
         parts: for offset in 0..<plans.count {
             let part = (home + offset) % plans.count
             let plan = plans[part]
             while !stopped.load(ordering: .relaxed) {
-                if hooked && !hooks.allSatisfy({ $0.mayClaim(slot: slot) }) { break parts }
+                if let adaptive, !adaptive.mayClaim(slot: slot) { break parts }
                 if cancellation.isCancelled(onCaller: slot == 0) {
                     record(cancellation.error)
                     break parts
@@ -154,8 +157,9 @@ final class JobState: @unchecked Sendable {
                     try chunkFunction(items)
                     claimed[firstGrain[part] + first] = Int32(grains.count)
                     count += 1
-                    if hooked {
-                        for hook in hooks { hook.claimed(slot: slot, items: items.count) }
+                    boost?.claimed(slot: slot, items: items.count)
+                    if let adaptive {
+                        adaptive.claimed(slot: slot, items: items.count)
                         afterClaim()
                     }
                 } catch {

@@ -20,7 +20,9 @@ enum MultithreadedJob {
         var restInline = false
         var shape = try Admission.make(input, options: options)
         switch shape {
-        case .noWork: return .noWork
+        case .noWork:
+            options.onReport?(.noWork)
+            return .noWork
         case .inline(let range, let limit):
             // The ~100 ns path: no JobLog at all unless a logger is set.
             if options.logger != nil || options.pool.logger != nil {
@@ -107,7 +109,8 @@ enum MultithreadedJob {
         return try withoutActuallyEscaping(chunk) { chunk in
             let startInstant = ContinuousClock.now - .nanoseconds(monotonicNanoseconds() - start)
             let setup = JobSetup(admission, reserved, helpers: helpers, options: options, start: startInstant)
-            let job = JobState(plans: setup.plans, policy: setup.policy, slots: 1 + helpers, homes: setup.homes, hooks: setup.hooks,
+            let job = JobState(plans: setup.plans, policy: setup.policy, slots: 1 + helpers, homes: setup.homes, boost: setup.boost,
+                               adaptive: setup.adaptiveProgress,
                                cancellation: cancellation, chunk: chunk)
             var dispatcher = HelperDispatcher(job: job, pool: options.pool, nice: setup.helperNice,
                                               idleCgroup: setup.helpersIsolated, log: log)
@@ -203,7 +206,6 @@ private struct JobSetup {
     let helpersIsolated: Bool
     let boost: PriorityBoost?
     let adaptiveProgress: AdaptiveProgress?
-    var hooks: [any ClaimHook] { [boost as (any ClaimHook)?, adaptiveProgress].compactMap { $0 } }
 
     init(_ admission: Admission, _ reserved: [Admission.LaneReservation], helpers: Int, options: KTask.Options,
          start: ContinuousClock.Instant) {
@@ -226,7 +228,8 @@ private struct JobSetup {
                       threads: homes.isEmpty ? slots : max(1, homes.count(where: { $0 == part })), maxChunk: options.maxChunk,
                       smallHelperClaims: policy.smallGrains)
         }
-        boost = starvationGuard == .priorityBoost
+        // No helper, nothing to boost (a per-node job whose lanes got none).
+        boost = starvationGuard == .priorityBoost && helpers > 0
             ? PriorityBoost(slots: slots, grains: plans.reduce(0) { $0 + $1.grainCount }, callerNice: callerNice,
                             helpersIsolated: helpersIsolated, start: start)
             : nil
@@ -285,7 +288,7 @@ struct HelperDispatcher {
 }
 
 extension KTask.Report {
-    static let noWork = KTask.Report(threadsUsed: 1, chunkSize: 0, claimCount: 0, helperNice: nil, wallTime: .zero,
+    @usableFromInline static let noWork = KTask.Report(threadsUsed: 1, chunkSize: 0, claimCount: 0, helperNice: nil, wallTime: .zero,
                                     threadLimit: .tooLittleWork, perThread: nil)
 }
 

@@ -125,6 +125,8 @@ extension KTask {
         let pagesPerChunk = pagesPerPopulateChunk(pageSize: pageSize)
         options.minChunk = max(options.minChunk, pagesPerChunk)
         options.align = max(options.align, pagesPerChunk)
+        // A maxChunk below the 2 MiB floor bounds a chunk at the floor: the populate's own unit, not an error.
+        options.maxChunk = options.maxChunk.map { max($0, options.minChunk) }
         return options
     }
 
