@@ -44,13 +44,13 @@ extension KTask {
     }
 
     /// The hugetlb pool for one page size, as `/sys/kernel/mm/hugepages` shows it.
-    package struct HugePagePool: Equatable {
+    struct HugePagePool: Equatable {
         package let pageSize: Int
         /// Pages neither in use nor promised to a mapping.
         package let available: Int
         package let total: Int
 
-        package var sysfsFolder: String { Self.sysfsFolder(pageSize: pageSize) }
+        var sysfsFolder: String { Self.sysfsFolder(pageSize: pageSize) }
 
         static func sysfsFolder(pageSize: Int) -> String { "/sys/kernel/mm/hugepages/hugepages-\(pageSize >> 10)kB" }
 

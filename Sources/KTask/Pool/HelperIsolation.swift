@@ -46,7 +46,7 @@ package struct HelperIsolation: Sendable, Equatable, CustomStringConvertible {
     private static let plannedShared: HelperIsolation = plan(root: .live)
     private static let prepared: HelperIsolation = plannedShared.prepare()
 
-    package static let childName = "ktask-helpers"
+    static let childName = "ktask-helpers"
 
     /// Decides the kind without writing: no cgroup is created and no file written. `noHelperCgroup`
     /// (`KTASK_NO_HELPER_CGROUP`, from ``Settings``) is a parameter for tests.

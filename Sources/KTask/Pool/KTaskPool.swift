@@ -107,7 +107,7 @@ extension KTask {
         }
 
         /// The per-node cap in force for a node with `usableCPUs` CPUs the process may use.
-        package func nodeCap(usableCPUs: Int, log: JobLog? = nil) throws(KTask.Error) -> HelperCap {
+        func nodeCap(usableCPUs: Int, log: JobLog? = nil) throws(KTask.Error) -> HelperCap {
             let override = nodeCapOverride.load(ordering: .relaxed)
             return try HelperCap.resolveNode(apiCap: override >= 0 ? override : nil, usableCPUs: usableCPUs, log: log ?? JobLog(logger: logger))
         }
@@ -363,14 +363,14 @@ package struct HelperCap: Sendable, Equatable, CustomStringConvertible {
     package var description: String { "\(maxBusyHelpers) busy helpers (\(source.rawValue))" }
 
     /// The environment variable that caps threads: like OMP_NUM_THREADS, it counts the caller.
-    package static let environmentVariable = "KTASK_MAX_THREADS"
+    static let environmentVariable = "KTASK_MAX_THREADS"
     /// The environment variable that caps busy helpers on any one node, for jobs placed on nodes.
-    package static let nodeEnvironmentVariable = "KTASK_NODE_MAX_THREADS"
+    static let nodeEnvironmentVariable = "KTASK_NODE_MAX_THREADS"
 
     /// The pool cap in force: one set by API, else `KTASK_MAX_THREADS` (from ``Settings``: read once, a
     /// malformed one ignored after one warning for the process, to `log`), else none while the machine saves
     /// energy, else the CPU budget − 1.
-    package static func resolve(apiCap: Int?, cpuBudget: Int, energyRestricted: Bool, log: JobLog = JobLog(logger: nil)) throws(KTask.Error) -> HelperCap {
+    static func resolve(apiCap: Int?, cpuBudget: Int, energyRestricted: Bool, log: JobLog = JobLog(logger: nil)) throws(KTask.Error) -> HelperCap {
         Settings.reportProblems(to: log)
         if let apiCap { return HelperCap(maxBusyHelpers: apiCap, source: .api) }
         if let cap = Settings.current.maxThreads.value { return cap }
@@ -380,7 +380,7 @@ package struct HelperCap: Sendable, Equatable, CustomStringConvertible {
 
     /// The per-node cap in force: one set by API, else `KTASK_NODE_MAX_THREADS` (from ``Settings``), else the
     /// node's usable CPUs.
-    package static func resolveNode(apiCap: Int?, usableCPUs: Int, log: JobLog = JobLog(logger: nil)) throws(KTask.Error) -> HelperCap {
+    static func resolveNode(apiCap: Int?, usableCPUs: Int, log: JobLog = JobLog(logger: nil)) throws(KTask.Error) -> HelperCap {
         Settings.reportProblems(to: log)
         if let apiCap { return HelperCap(maxBusyHelpers: apiCap, source: .api) }
         if let cap = Settings.current.nodeMaxThreads.value { return cap }

@@ -3,7 +3,7 @@
 /// job reserves helpers, without waiting (a job runs with the helpers it gets; its caller is its own
 /// implicit slot and token), and gives one back each time a helper finishes, is taken back unstarted, or
 /// cannot start. Parked helpers hold none.
-package final class HelperPermits: @unchecked Sendable {
+final class HelperPermits: @unchecked Sendable {
     /// This process's permits; nil when neither machine-wide slots nor a jobserver are in use (every cap
     /// is then this process's own).
     package static let process: HelperPermits? = {
@@ -24,7 +24,7 @@ package final class HelperPermits: @unchecked Sendable {
     }
 
     /// What ``take(upTo:)`` got.
-    package struct Grant {
+    struct Grant {
         package var count = 0
         /// What refused the helpers not had: ``KTask/ThreadLimit/machineSlots`` or ``KTask/ThreadLimit/jobserverTokens``.
         package var refusedBy: KTask.ThreadLimit?

@@ -36,10 +36,10 @@ package final class MachineSlots: @unchecked Sendable {
         }
     }
 
-    package struct Reason: Error { package let text: String }
+    struct Reason: Error { package let text: String }
 
     /// The folder everyone's ktask processes share.
-    package static let sharedFolder = "/run/ktask"
+    static let sharedFolder = "/run/ktask"
 
     /// Who may do what with the slots, in one line (`ktask info`).
     package static let trustModel = "root alone makes \(sharedFolder) (0755) and its read-only slot files; a user takes a slot by "
@@ -213,7 +213,7 @@ package final class MachineSlots: @unchecked Sendable {
     }
 
     /// Slots held now by any process (this one's included).
-    package func heldCount() -> Int { Set(holders().flatMap(\.slots)).count }
+    func heldCount() -> Int { Set(holders().flatMap(\.slots)).count }
 
     /// The processes that hold slots now, from `/proc/locks` (world-readable: every flock with its pid and
     /// its file's device and inode), each with its uid. Read line by line to its end, keeping only the slot

@@ -94,7 +94,7 @@ func monotonicDeadline(afterNanoseconds nanoseconds: Int64) -> timespec {
 /// swift-nio's `NIOLockedValueBox`). ktask uses this instead of `Synchronization.Mutex`: ThreadSanitizer on
 /// this toolchain does not model `Mutex`, so a program that runs its tests under TSan would see ktask's
 /// correctly locked accesses reported as races; it understands pthread mutexes.
-package final class Locked<Value>: @unchecked Sendable {
+final class Locked<Value>: @unchecked Sendable {
     private let mutex = PThreadMutex()
     private var value: Value
 

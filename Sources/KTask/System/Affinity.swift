@@ -51,7 +51,7 @@ package enum Affinity {
 
     /// Pins the calling thread to `cpus`; false if the kernel refused (e.g. none of them allowed).
     @discardableResult
-    package static func pinCurrentThread(to cpus: CPUList) -> Bool {
+    static func pinCurrentThread(to cpus: CPUList) -> Bool {
         let highest = cpus.cpus.last ?? 0
         let words = max(smallWords, highest / UInt.bitWidth + 1)
         return withUnsafeTemporaryAllocation(of: UInt.self, capacity: words) { mask in
@@ -62,7 +62,7 @@ package enum Affinity {
     }
 
     /// The CPU the calling thread is running on now (`sched_getcpu`), or −1.
-    package static func currentCPU() -> Int { Int(CKTask_sched_getcpu()) }
+    static func currentCPU() -> Int { Int(CKTask_sched_getcpu()) }
 }
 
 #if canImport(Glibc)

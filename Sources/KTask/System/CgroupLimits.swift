@@ -19,11 +19,11 @@ package struct CgroupLimits: Sendable, Equatable {
     /// CPUs the cgroup cpuset allows (nil: no cpuset found, so no restriction).
     package let cpuset: CPUList?
     /// The tightest quota as CPUs (quota ÷ period), nil where none is set.
-    package let quotaCPUs: Double?
+    let quotaCPUs: Double?
     /// The NUMA nodes the cpuset lets the process place memory on (its mems); nil: no restriction found.
-    package var memoryNodes: CPUList?
+    var memoryNodes: CPUList?
     /// The file ``memoryNodes`` came from.
-    package var memoryNodesSource = ""
+    var memoryNodesSource = ""
     /// Each limit found, with its file.
     package let limits: [CPULimit]
     /// What could not be read.

@@ -7,10 +7,10 @@ package struct NUMANode: Sendable, Equatable {
     /// MemTotal of the node, nil where `nodeN/meminfo` is missing.
     package let memoryBytes: Int?
     /// Distance to each node id (10 = local), empty where `nodeN/distance` is missing.
-    package let distances: [Int: Int]
+    let distances: [Int: Int]
     /// The nodes whose CPUs access this node's memory best, per access class (`access0/initiators`, then
     /// `access1/initiators`; empty where sysfs has none): how a memory-only node is served.
-    package var accessInitiators: [[Int]] = []
+    var accessInitiators: [[Int]] = []
 }
 
 /// CPUs and NUMA nodes of a machine, read from sysfs under a ``SystemRoot``, with a note for every
@@ -21,14 +21,14 @@ package struct NUMATopology: Sendable, Equatable {
     /// Online CPUs.
     package let online: CPUList
     /// Where `online` came from (a file, or the per-CPU files it was pieced from).
-    package let onlineSource: String
+    let onlineSource: String
     /// CPUs present but offline: `cpu/present` (else the `cpuN` folders) minus the online ones. Unlike
     /// the kernel's `cpu/offline`, this leaves out CPUs that are possible but absent.
     package let offline: CPUList
     /// What could not be read and what was assumed instead.
     package let notes: [String]
     /// Node id → its memory tier (`/sys/devices/virtual/memory_tiering/memory_tierN/nodelist`), where present.
-    package var memoryTiers: [Int: Int] = [:]
+    var memoryTiers: [Int: Int] = [:]
 
     package static func read(root: SystemRoot) -> NUMATopology {
         var notes: [String] = []

@@ -14,7 +14,7 @@ package struct Setting<Value: Sendable>: Sendable {
     package let value: Value
     /// Set when the text is malformed: the library uses `value` (what ``Settings`` documents for it) after one warning
     /// for the process; the `ktask` tool refuses to run.
-    package let problem: KTask.Error?
+    let problem: KTask.Error?
     /// Something worth knowing that is no error (a relative `XDG_RUNTIME_DIR` is ignored, as the XDG spec says).
     package let note: String?
     /// What ktask made of it, in words (`ktask info`).
@@ -50,7 +50,7 @@ package struct SettingSummary: Sendable {
     package let name: String
     package let raw: String?
     package let meaning: String
-    package let problem: KTask.Error?
+    let problem: KTask.Error?
     package let note: String?
     /// "environment" when the variable is set (even to ""), else "default".
     package var source: String { raw == nil ? "default" : "environment" }
@@ -75,9 +75,9 @@ package struct Settings: Sendable {
     package static let names = [HelperCap.environmentVariable, HelperCap.nodeEnvironmentVariable, slotsVariable,
                                 KTask.TuningProfile.environmentVariable, noHelperCgroupVariable, "MAKEFLAGS", sysfsRootVariable,
                                 "XDG_RUNTIME_DIR", "XDG_CONFIG_HOME", "HOME"]
-    package static let slotsVariable = "KTASK_SLOTS"
-    package static let noHelperCgroupVariable = "KTASK_NO_HELPER_CGROUP"
-    package static let sysfsRootVariable = "KTASK_SYSFS_ROOT"
+    static let slotsVariable = "KTASK_SLOTS"
+    static let noHelperCgroupVariable = "KTASK_NO_HELPER_CGROUP"
+    static let sysfsRootVariable = "KTASK_SYSFS_ROOT"
 
     /// The variables' text (only those set), as read: what the parsers were given.
     package let environment: [String: String]
@@ -86,7 +86,7 @@ package struct Settings: Sendable {
     /// number ≥ 0): ignored, as if unset.
     package let maxThreads: Setting<HelperCap?>
     /// `KTASK_NODE_MAX_THREADS`: busy helpers on any one node; nil: none set, or 0. Malformed: as if unset.
-    package let nodeMaxThreads: Setting<HelperCap?>
+    let nodeMaxThreads: Setting<HelperCap?>
     /// `KTASK_SLOTS`: `on`, `""` or unset (the shared folder, else the user's), `off` or `0`, or an absolute
     /// folder. Malformed (anything else, e.g. a relative folder): off, as before — it asked for something
     /// other than the shared slots, and off joins no budget it was not asked to.
@@ -97,21 +97,21 @@ package struct Settings: Sendable {
     /// `KTASK_NO_HELPER_CGROUP`: true keeps helpers out of the idle cgroup (nice only). `1`, `true`, `yes`,
     /// `on` or `""` (set, as before, when any value counted): true; `0`, `false`, `no`, `off`: false (any case).
     /// Malformed (anything else): true, as any value did before — the choice that writes no cgroup.
-    package let noHelperCgroup: Setting<Bool>
+    let noHelperCgroup: Setting<Bool>
     /// `MAKEFLAGS`: make's jobserver (``Jobserver/parse(makeflags:)``). Never malformed: a form ktask does not
     /// read is a note, and no jobserver (the tool must run in any recipe, and a newer make may add forms).
     /// Descriptors that are not open (make passes them only to `+` recipes) are found when connecting.
-    package let makeflags: Setting<Jobserver.Auth?>
+    let makeflags: Setting<Jobserver.Auth?>
     /// `KTASK_SYSFS_ROOT`: where `ktask info` reads sysfs and procfs (the library always reads the live
     /// machine); `""`: unset. Malformed (not absolute, so it would depend on the working folder): as if unset.
     package let sysfsRoot: Setting<String?>
     /// `XDG_RUNTIME_DIR`: the user's slot folder's parent; a relative one is ignored (a note), as the XDG
     /// Base Directory spec says.
-    package let runtimeDirectory: Setting<String?>
+    let runtimeDirectory: Setting<String?>
     /// `XDG_CONFIG_HOME`: the default profile's folder's parent; a relative one is ignored (a note).
-    package let configHome: Setting<String?>
+    let configHome: Setting<String?>
     /// `HOME`: `~/.config/ktask/profile.json` where `XDG_CONFIG_HOME` is unset; `""`: unset.
-    package let home: Setting<String?>
+    let home: Setting<String?>
 
     /// Where the machine-wide slots are (``MachineSlots``).
     package enum SlotsChoice: Sendable, Equatable {

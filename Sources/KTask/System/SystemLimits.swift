@@ -7,7 +7,7 @@ import CKTaskShims
 /// The affinity mask is read for every job (one system call). The cgroup, topology and energy files
 /// take a dozen reads, so they are re-read only when the last reading is older than ``refreshInterval``:
 /// a CPU hot-plugged or a process moved to another cgroup is seen within that time.
-package struct SystemLimits: Sendable {
+struct SystemLimits: Sendable {
     /// Threads the process may run at once: min(usable CPUs, ⌈quota⌉), at least 1.
     package let budget: Int
     package let energyRestricted: Bool
@@ -15,9 +15,9 @@ package struct SystemLimits: Sendable {
     /// when the job did not ask for them (see ``current(nodeCPUs:)``).
     package let nodes: [NodeCPUs]
     /// Every node id the machine has, whether or not the job asked for node CPUs.
-    package let nodeIDs: [Int]
+    let nodeIDs: [Int]
     /// More than one node has CPUs this process may use: where helpers run on the caller's node matters.
-    package let severalNodes: Bool
+    let severalNodes: Bool
     /// The nodes memory may be placed on; nil: every node (``CPUBudget/allowedMemoryNodes``).
     package let allowedMemoryNodes: CPUList?
 
@@ -39,7 +39,7 @@ package struct SystemLimits: Sendable {
     private static let cache = Locked<FileLimits?>(nil)
 
     /// When a job needs each node's usable CPUs (to pin helpers to nodes).
-    package enum NodeCPUsNeeded {
+    enum NodeCPUsNeeded {
         case always
         /// Only where more than one node has usable CPUs (placement on the caller's node).
         case ifSeveralNodes
@@ -105,11 +105,11 @@ package struct SystemLimits: Sendable {
 
 /// A node and the CPUs a job placed on it runs on: the node's own usable CPUs, or for a memory-only
 /// node those that serve it (``CPUBudget/servingCPUs(of:)``).
-package struct NodeCPUs: Sendable, Equatable {
+struct NodeCPUs: Sendable, Equatable {
     package let id: Int
     package let cpus: CPUList
     /// The node has memory and no CPU of its own (HBM, NVM, CXL, GPU memory).
-    package let memoryOnly: Bool
+    let memoryOnly: Bool
 
     package init(id: Int, cpus: CPUList, memoryOnly: Bool = false) {
         self.id = id

@@ -21,14 +21,14 @@ package struct SystemRoot: Sendable, Equatable {
     package var isLive: Bool { path.isEmpty }
 
     /// The full path of `absolute` (e.g. "/sys/devices/system/cpu/online") under this root.
-    package func resolve(_ absolute: String) -> String { path + absolute }
+    func resolve(_ absolute: String) -> String { path + absolute }
 
     /// The text of a small file, or nil if it is missing or unreadable.
     package func read(_ absolute: String) -> String? { readSmallFile(resolve(absolute)) }
 
     /// A file that holds one integer (sysfs counters, cgroup limits), or nil if it is missing or holds
     /// something else ("max", say).
-    package func integer(_ absolute: String) -> Int? {
+    func integer(_ absolute: String) -> Int? {
         read(absolute).flatMap { Int($0.trimmingCharacters(in: " \n")) }
     }
 
