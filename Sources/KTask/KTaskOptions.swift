@@ -62,6 +62,11 @@ extension KTask {
         /// over its blocks). Not called for a job that throws.
         public var onReport: (@Sendable (KTask.Report) -> Void)?
 
+        /// How far the job has got, told at most once per interval while it runs, and once at its end
+        /// (``KTask/Progress``): for a long job (a VM's memory, a file) a user watches. nil: no reports, and
+        /// nothing counted.
+        public var progress: KTask.Progress?
+
         /// Options for a job; every field as documented on its property, validated when the job starts.
         public init(
             minChunk: Int = 1,
@@ -76,8 +81,10 @@ extension KTask {
             adaptiveThreads: KTask.AdaptiveThreads? = nil,
             logger: Logger? = nil,
             maxChunk: Int? = nil,
-            onReport: (@Sendable (KTask.Report) -> Void)? = nil
+            onReport: (@Sendable (KTask.Report) -> Void)? = nil,
+            progress: KTask.Progress? = nil
         ) {
+            self.progress = progress
             self.logger = logger
             self.maxChunk = maxChunk
             self.onReport = onReport

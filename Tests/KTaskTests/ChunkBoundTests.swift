@@ -19,8 +19,9 @@ struct ChunkBoundTests {
     func callerFirstWithinBound() throws {
         var first = CallerFirst(range: 0..<10_000_000, minChunk: 1, align: 1, maxChunk: 100)
         let cancellation = JobCancellation(token: nil, asyncTask: nil, observesCurrentTask: false)
-        // Items that cost nothing, and 50 µs to decide in: unbounded, the chunks would grow ×16 each time.
-        _ = try first.run(start: monotonicNanoseconds(), decideAfter: 50_000, breakEven: Int64.max / 4, cancellation: cancellation) { _ in }
+        // Items that cost nothing, and 10 ms to decide in (a cold first chunk on a busy machine cannot end it early):
+        // unbounded, the chunks would grow ×16 each time.
+        _ = try first.run(start: monotonicNanoseconds(), decideAfter: 10_000_000, breakEven: Int64.max / 4, cancellation: cancellation) { _ in }
         #expect(first.claims > 3 && first.largestChunk == 100, "\(first.claims) chunks, largest \(first.largestChunk)")
     }
 

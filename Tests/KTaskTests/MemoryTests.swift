@@ -172,9 +172,9 @@ struct PopulateProgressTests {
     @Test("told from one thread at a time, each report at least the last, never more than was done")
     func oneThreadAtATime() {
         let seen = Seen()
-        let progress = PopulateProgress(intervalNanoseconds: 0) { seen.report($0) }
+        let progress = ProgressReporter(intervalNanoseconds: 0) { seen.report($0) }
         DispatchQueue.concurrentPerform(iterations: 4) { _ in
-            for _ in 0..<2000 { progress.add(bytes: 4096) }
+            for _ in 0..<2000 { progress.add(4096) }
         }
         let overlapped = seen.overlapped.load(ordering: .relaxed)
         #expect(!overlapped)
@@ -189,7 +189,7 @@ struct PopulateProgressTests {
         let seen = Seen()
         let report = try KTask.populate(memory.buffer, pageMode: .base, with: KTask.prepare(memory.buffer, pageMode: .base, write: false),
                                         placement: nil, bindMemory: false, options: KTask.Options(maxThreads: 1),
-                                        progress: PopulateProgress(intervalNanoseconds: 0) { seen.report($0) }, recording: nil)
+                                        progress: ProgressReporter(intervalNanoseconds: 0) { seen.report($0) }, recording: nil)
         #expect(report.claimCount == 1)
         #expect(seen.values == [64 << 20, 128 << 20, 192 << 20, 256 << 20])
     }
@@ -197,8 +197,8 @@ struct PopulateProgressTests {
     @Test("at most one report per interval")
     func interval() {
         let seen = Seen()
-        let progress = PopulateProgress(intervalNanoseconds: 1_000_000_000) { seen.report($0) }
-        for _ in 0..<1000 { progress.add(bytes: 4096) }
+        let progress = ProgressReporter(intervalNanoseconds: 1_000_000_000) { seen.report($0) }
+        for _ in 0..<1000 { progress.add(4096) }
         #expect(seen.values.isEmpty, "the first report comes an interval after the start: \(seen.values)")
     }
 }

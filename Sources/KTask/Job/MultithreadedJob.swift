@@ -10,6 +10,7 @@ enum MultithreadedJob {
     static func run(_ input: JobInput, options: KTask.Options, cancellation: JobCancellation,
                     undo: ((Range<Int>) -> Void)?, _ chunk: (Range<Int>) throws -> Void) throws -> KTask.Report {
         try options.validate()
+        if let progress = options.progress { return try runReportingProgress(progress, input, options: options, cancellation: cancellation, undo: undo, chunk) }
         // CLOCK_MONOTONIC nanoseconds: one clock read serves the caller's first chunks and the report.
         let start = monotonicNanoseconds()
         // A job cancelled before it starts runs no chunk, on any thread.
@@ -77,6 +78,26 @@ enum MultithreadedJob {
             if let undo { head?.undo(undo) }
             throw error
         }
+    }
+
+    /// A job with ``KTask/Options/progress``: the same job, each completed chunk counted (only such a job pays
+    /// for counting), and the last report once it succeeded.
+    private static func runReportingProgress(_ progress: KTask.Progress, _ input: JobInput, options: KTask.Options,
+                                             cancellation: JobCancellation, undo: ((Range<Int>) -> Void)?,
+                                             _ chunk: (Range<Int>) throws -> Void) throws -> KTask.Report {
+        let total = switch input {
+        case .range(let range): range.count
+        case .perNode(let ranges): ranges.reduce(0) { $0 + $1.range.count }
+        }
+        let reporter = ProgressReporter(progress, total: total)
+        var counted = options
+        counted.progress = nil
+        let report = try run(input, options: counted, cancellation: cancellation, undo: undo) { range in
+            try chunk(range)
+            reporter.add(range.count)
+        }
+        reporter.finish(total)
+        return report
     }
 
     /// The job once sized: inline, or parallel (reserve, dispatch, participate, finish).

@@ -306,7 +306,7 @@ extension KTask {
         try MemoryHeadroom.check(needed: file.memoryNeeded(write: write))
         return try populate(file.buffer, pageMode: file.pageMode, with: file.populator(write: write), placement: placement,
                             bindMemory: write && file.kind != .pageCache && file.ownedByCaller, options: options,
-                            progress: progress.map { PopulateProgress(report: $0) }, recording: record)
+                            progress: progress.map { ProgressReporter(report: $0) }, recording: record)
     }
 
     /// Bytes of `region` resident in memory (mincore, in base pages); 0 where mincore cannot tell.

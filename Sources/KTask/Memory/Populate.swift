@@ -85,7 +85,7 @@ extension KTask {
     /// Chunks do nothing else unless asked: `progress` hears the bytes done, `record` where each chunk ran.
     static func populate(_ region: UnsafeMutableRawBufferPointer, pageMode: PageMode, with populator: MemoryPopulator,
                          placement: NodePlacement?, bindMemory: Bool, options: KTask.Options,
-                         progress: PopulateProgress?, recording record: ChunkPlacementRecord?) throws -> KTask.Report {
+                         progress: ProgressReporter?, recording record: ChunkPlacementRecord?) throws -> KTask.Report {
         let pageSize = pageMode.pageSize
         let options = chunkOptions(options, pageSize: pageSize)
         // At most 64 MiB per call (whole 2 MiB units): the kernel finishes a MADV_POPULATE call before a signal
@@ -97,7 +97,7 @@ extension KTask {
             while start < pages.upperBound {
                 let end = pages.upperBound - start > piecePages ? start + piecePages : pages.upperBound
                 try populator(start..<end)
-                progress?.add(bytes: (end - start) * pageSize)
+                progress?.add((end - start) * pageSize)
                 start = end
             }
             record?.record()
@@ -167,36 +167,6 @@ struct NodePlacement {
     }
 }
 
-/// A populate's progress, told to `report` (bytes done) at most every 100 ms, by one thread at a time and
-/// without a lock per chunk: each chunk (or 64 MiB piece of one) adds its bytes to a counter; the thread that
-/// ends one once the interval is up and wins the compare-exchange of the last report's time reports, and the
-/// time reads "reporting" until it is done, so no other thread reports meanwhile.
-final class PopulateProgress: @unchecked Sendable {
-    // Unchecked: `report` is not Sendable, but it is called by one thread at a time, each call ordered after
-    // the last one by the acquire and release on `lastReport`: as if from one thread.
-    /// `lastReport` while a thread reports.
-    private static let reporting = Int64.max
-    private let bytesDone = Atomic<Int>(0)
-    private let lastReport: Atomic<Int64>
-    private let intervalNanoseconds: Int64
-    private let report: (Int) -> Void
-
-    init(intervalNanoseconds: Int64 = 100_000_000, report: @escaping (_ bytesDone: Int) -> Void) {
-        self.intervalNanoseconds = intervalNanoseconds
-        self.report = report
-        lastReport = Atomic(monotonicNanoseconds())
-    }
-
-    func add(bytes: Int) {
-        bytesDone.add(bytes, ordering: .relaxed)
-        let last = lastReport.load(ordering: .relaxed)
-        guard last != Self.reporting, monotonicNanoseconds() - last >= intervalNanoseconds,
-              lastReport.compareExchange(expected: last, desired: Self.reporting, ordering: .acquiring).exchanged else { return }
-        // Read after the claim: each report is at least the last one.
-        report(bytesDone.load(ordering: .relaxed))
-        lastReport.store(monotonicNanoseconds(), ordering: .releasing)
-    }
-}
 
 /// One chunk's populate: a pure function of the page range, callable from any thread.
 package struct MemoryPopulator: Sendable {
