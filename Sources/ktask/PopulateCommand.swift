@@ -13,7 +13,9 @@ struct PopulateCommand: ParsableCommand {
             A file on disk is read into the page cache (what vmtouch -t does on one thread); nothing in it changes. \
             A tmpfs or hugetlbfs file (e.g. a VM's memory-backend-file in /dev/shm or /dev/hugepages) is created or \
             extended to --size, and with --write every page is allocated (no byte changes), on the --nodes given; \
-            a read leaves a tmpfs file's holes unallocated. Resident bytes come from mincore before and after. \
+            a read leaves a tmpfs file's holes unallocated. Resident bytes come from mincore, before (0 for a file \
+            this call created) and after a read; after a --write that succeeded every page is allocated. Pages per \
+            node (move_pages) are counted with --nodes. --verify measures all of them whatever the populate says. \
             The file is opened once, never through a symbolic link; a FIFO or device is refused, as is writing \
             another user's file or one with several links unless --allow-other-owner is given. A failed populate removes \
             the file it created, or truncates back the file it extended.
@@ -56,6 +58,9 @@ struct PopulateCommand: ParsableCommand {
 
     @Option(help: "The most threads, the calling thread included (default: every usable CPU).")
     var threads: Int?
+
+    @Flag(help: "Measure what is resident before and after (mincore) and the pages per node (move_pages) even where the populate itself says it: a file this call created holds nothing before, and a --write that succeeded allocated every page.")
+    var verify = false
 
     @Option(help: "Output format.")
     var format: OutputFormat = .table
@@ -105,20 +110,28 @@ struct PopulateCommand: ParsableCommand {
         // A failed or killed populate frees what this call made: the file it created, or the part it
         // extended; nothing else. From right after the mapping, so the residency count before is covered too.
         let (before, seconds, report) = try file.undoingChangesIfStopped {
-            let before = file.residentBytes
+            // Known without a walk over every page: a file this call created holds none.
+            let before = file.created && !verify ? 0 : file.residentBytes
             let label = "populate \(path)"
             let progress = ProgressLine(jobs: 1)
             defer { progress.clear() }
             progress.bytes(label, done: 0, of: file.count)
+            // The library's progress API (bytes, for a populate), one report at a time: the line needs no lock.
+            if progress.enabled {
+                let line = UncheckedSendable(progress)
+                options.progress = KTask.Progress { done, total in line.value.bytes(label, done: done, of: total) }
+            }
             let start = ContinuousClock.now
-            let report = try KTask.populate(file, onNodes: placement?.nodes, write: write, options: options,
-                                            progress: progress.enabled ? { progress.bytes(label, done: $0, of: file.count) } : nil,
+            let report = try KTask.populate(file, onNodes: placement?.nodes, write: write, options: options, progress: nil,
                                             recording: placement?.record)
             return (before, (ContinuousClock.now - start).seconds, report)
         }
         let cpusSeen = placement?.record.cpus
-        let perNode = KTask.NodeMemory.pageCounts(in: UnsafeRawBufferPointer(file.buffer), pageSize: file.pageMode.pageSize)
-        let after = file.residentBytes
+        // A write that succeeded allocated every page; a read may leave a disk file's pages uncached (or
+        // evicted), so it is measured. Pages per node are counted where the job was placed or --verify asks.
+        let perNode = placement != nil || verify
+            ? KTask.NodeMemory.pageCounts(in: UnsafeRawBufferPointer(file.buffer), pageSize: file.pageMode.pageSize) : [:]
+        let after = write && !verify ? file.count : file.residentBytes
         switch format {
         case .table:
             var table = TextTable(notes: ["\(path): \(Units.bytes(file.count)) on \(file.kind.description), \(file.pageMode) pages, "
@@ -148,6 +161,12 @@ struct PopulateCommand: ParsableCommand {
                                           pages_per_node: Nullable(perNode.isEmpty ? nil : Dictionary(uniqueKeysWithValues: perNode.map { ("\($0.key)", $0.value) })),
                                           cpus_seen: Nullable(cpusSeen))))
         }
+    }
+
+    /// A value handed to a closure that is called by one thread at a time (``KTask/Progress``).
+    struct UncheckedSendable<Value>: @unchecked Sendable {
+        let value: Value
+        init(_ value: Value) { self.value = value }
     }
 
     func percent(_ part: Int, _ whole: Int) -> String {

@@ -54,6 +54,18 @@ struct ProgressTests {
         #expect(!reports.isEmpty && reports.allSatisfy { $0.done <= 500 }, "\(reports.map(\.done))")
     }
 
+    @Test("a populate counts bytes, 64 MiB pieces at a time: a one-thread job of one chunk still moves")
+    func populateCountsBytes() throws {
+        let memory = try KTask.Memory(bytes: 256 << 20, pages: .base)
+        let seen = Seen()
+        // A read of fresh anonymous memory maps the zero page: nothing allocated.
+        let report = try KTask.populate(memory, write: false,
+                                        options: KTask.Options(maxThreads: 1, progress: KTask.Progress(every: .zero) { seen.report($0, $1) }))
+        #expect(report.claimCount == 1)
+        #expect(seen.current.map(\.done) == [64 << 20, 128 << 20, 192 << 20, 256 << 20, 256 << 20], "\(seen.current.map(\.done))")
+        #expect(seen.current.allSatisfy { $0.total == 256 << 20 })
+    }
+
     @Test("map from async code reports its progress too")
     func asyncMap() async throws {
         let seen = Seen()

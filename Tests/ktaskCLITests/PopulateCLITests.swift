@@ -24,6 +24,23 @@ struct PopulateCLITests {
         #expect(try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int == 64 << 20)
     }
 
+    @Test("without --verify a new file's residency is known, not walked, and no pages are counted per node; --verify measures them")
+    func verifyMeasures() throws {
+        let path = folder + "-verify"
+        defer { unlink(path) }
+        let plain = try runKTask(["populate", path, "--size", "32M", "--write", "--format", "json"])
+        #expect(plain.status == 0, "\(plain.stderr)")
+        let known = try jsonObject(plain.stdout)
+        #expect(known["resident_before"] as? Int == 0 && known["resident_after"] as? Int == 32 << 20)
+        #expect(known["pages_per_node"] is NSNull, "not counted unless asked: \(plain.stdout)")
+        unlink(path)
+        let verified = try runKTask(["populate", path, "--size", "32M", "--write", "--verify", "--format", "json"])
+        #expect(verified.status == 0, "\(verified.stderr)")
+        let measured = try jsonObject(verified.stdout)
+        #expect(measured["resident_before"] as? Int == 0 && measured["resident_after"] as? Int == 32 << 20)
+        #expect((measured["pages_per_node"] as? [String: Int])?.values.reduce(0, +) == 8192, "\(verified.stdout)")
+    }
+
     @Test("--nodes: every page on the node, every chunk on its CPUs, the caller's own mask back afterwards")
     func perNode() throws {
         let path = folder + "-node0"

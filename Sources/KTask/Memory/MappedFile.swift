@@ -258,7 +258,8 @@ extension KTask {
         /// reclaimable and hugetlbfs pages were reserved at mmap: nothing to check.
         func memoryNeeded(write: Bool) -> Int {
             guard kind == .tmpfs else { return 0 }
-            let resident = residentBytes
+            // A file this call created holds no page yet: no mincore walk over it (1 Mi pages for 4 GiB).
+            let resident = created ? 0 : residentBytes
             if write { return max(0, count - resident) }
             var status = stat()
             guard fstat(file.descriptor, &status) == 0 else { return 0 }

@@ -87,7 +87,12 @@ extension KTask {
                          placement: NodePlacement?, bindMemory: Bool, options: KTask.Options,
                          progress: ProgressReporter?, recording record: ChunkPlacementRecord?) throws -> KTask.Report {
         let pageSize = pageMode.pageSize
-        let options = chunkOptions(options, pageSize: pageSize)
+        var options = chunkOptions(options, pageSize: pageSize)
+        // ``KTask/Options/progress`` counts a populate's bytes, piece by piece (not its chunks' pages): a
+        // one-thread job of one chunk still moves.
+        let fromOptions = progress == nil ? options.progress.map { ProgressReporter($0, total: region.count) } : nil
+        let progress = progress ?? fromOptions
+        options.progress = nil
         // At most 64 MiB per call (whole 2 MiB units): the kernel finishes a MADV_POPULATE call before a signal
         // with a handler runs (Ctrl-C's undo of `ktask populate`), and a one-thread job is one chunk.
         let unit = pagesPerPopulateChunk(pageSize: pageSize)
@@ -103,7 +108,11 @@ extension KTask {
             record?.record()
         }
         let pages = region.count / pageSize
-        guard let placement else { return try run(0..<pages, options: options, chunk) }
+        guard let placement else {
+            let report = try run(0..<pages, options: options, chunk)
+            fromOptions?.finish(region.count)
+            return report
+        }
         let ranges = NodeRange.split(pages, across: placement.nodes, align: options.align)
         for part in ranges where bindMemory && !part.range.isEmpty {
             try NodeMemory.bind(UnsafeMutableRawBufferPointer(rebasing: region[part.range.lowerBound * pageSize..<part.range.upperBound * pageSize]),
@@ -112,7 +121,9 @@ extension KTask {
         let own = Affinity.current()
         let pinned = own != nil && !placement.cpus.isEmpty && Affinity.pinCurrentThread(to: placement.cpus)
         defer { if pinned, let own { _ = Affinity.pinCurrentThread(to: own) } }
-        return try run(perNode: ranges, options: options, chunk)
+        let report = try run(perNode: ranges, options: options, chunk)
+        fromOptions?.finish(region.count)
+        return report
     }
 
     /// Pages in a populate's smallest chunk, which chunks are also aligned to: 2 MiB, a page-table page of
