@@ -7,19 +7,38 @@ import Testing
 /// for a memory-only node the CPUs that serve it.
 func fixtureNodes(_ name: String) -> [NodeCPUs] {
     let budget = CPUBudget.read(root: fixtureRoot(name))
-    return budget.topology.nodes.map { NodeCPUs(id: $0.id, cpus: budget.servingCPUs(of: $0).cpus, memoryOnly: $0.cpus.isEmpty) }
+    return budget.topology.nodes.map { NodeCPUs(id: $0.id, cpus: budget.servingCPUs(of: $0).cpus, memoryOnly: $0.cpus.isEmpty,
+                                             distances: $0.distances) }
 }
 
 @Suite("Placement plans on real multi-node machines")
 struct LanePlanTests {
     let arm = fixtureNodes("128arm-2pa2n8cluster4co")
 
-    @Test("the caller's node: helpers pinned to the node of the caller's CPU, at most its CPUs")
+    @Test("the caller's node only: helpers pinned to the node of the caller's CPU, at most its CPUs")
     func callerNode() throws {
-        let plan = try LanePlan.single(placement: .callerNode, threads: 64, callerCPU: 40, nodes: arm)
+        let plan = try LanePlan.single(placement: .callerNodeOnly, threads: 64, callerCPU: 40, nodes: arm)
         #expect(plan.lanes == [LanePlan.Lane(node: 1, cpus: CPUList(32...63), helpers: 31, part: 0)])
         let small = try LanePlan.single(placement: .callerNode, threads: 4, callerCPU: 100, nodes: arm)
         #expect(small.lanes == [LanePlan.Lane(node: 3, cpus: CPUList(96...127), helpers: 3, part: 0)])
+    }
+
+    @Test("the default spills past the caller's node as the kernel's ktask did: its node first, then the nearest by distance")
+    func spillsToNearestNodes() throws {
+        // 16 nodes of 8 CPUs; from node 0, nodes 1-3 are at distance 17, nodes 4-15 at 20; node 16 has no CPU.
+        let ia64 = fixtureNodes("128ia64-17n4s2c")
+        let sixteen = try LanePlan.single(placement: .callerNode, threads: 16, callerCPU: 3, nodes: ia64)
+        #expect(sixteen.lanes.map(\.node) == [0, 1, 2, 3])
+        #expect(sixteen.lanes.map(\.helpers) == [7, 3, 3, 2], "node 0's 8 CPUs (the caller's one of them), then its nearest")
+        #expect(sixteen.lanes[1].cpus == CPUList(8...15))
+        let strict = try LanePlan.single(placement: .callerNodeOnly, threads: 16, callerCPU: 3, nodes: ia64)
+        #expect(strict.lanes.map(\.helpers) == [7])
+        let all = try LanePlan.single(placement: .callerNode, threads: 128, callerCPU: 3, nodes: ia64)
+        #expect(all.helpers == 127 && all.lanes.count == 16 && !all.lanes.contains { $0.node == 16 })
+        // A per-node cap of 2: every node keeps to it, and the job still gets its threads elsewhere.
+        let capped = try LanePlan.single(placement: .callerNode, threads: 16, callerCPU: 3, nodes: ia64) { _ in 2 }
+        #expect(capped.helpers == 15 && capped.lanes.allSatisfy { $0.helpers <= 2 })
+        #expect(Array(capped.lanes.prefix(4).map(\.node)) == [0, 1, 2, 3], "the nearest nodes first")
     }
 
     @Test("given nodes: helpers spread by free CPUs, the caller's own CPU counted")
@@ -69,7 +88,8 @@ struct LanePlanTests {
         #expect(perNode.callerPart == 1, "the caller's CPU 0 serves node 5")
         // The caller's node is one with CPUs of its own, not a memory node its CPUs serve.
         let home = try LanePlan.single(placement: .callerNode, threads: 4, callerCPU: 2, nodes: tiers)
-        #expect(home.lanes.map(\.node) == [1])
+        #expect(home.lanes.first?.node == 1)
+        #expect(home.lanes.allSatisfy { lane in !tiers.contains { $0.id == lane.node && $0.memoryOnly } }, "a job spills to nodes with CPUs only")
         let ia64 = try LanePlan.single(placement: .nodes([16]), threads: 4, callerCPU: 0, nodes: fixtureNodes("128ia64-17n4s2c"))
         #expect(ia64.lanes.first?.cpus?.count == 128, "node 16 is served by every node at distance 14")
     }
@@ -128,9 +148,12 @@ struct LivePlacementTests {
         let node = try #require(SystemLimits.current().nodes.first { !$0.cpus.isEmpty }).id
         let pool = try KTask.Pool(name: "kt-ncap", maxBusyHelpers: 1, isolateHelpers: false)
         try pool.setMaxBusyHelpersPerNode(0)
-        let placed = try KTask.run(0..<16, options: KTask.Options(maxThreads: 2, placement: .nodes([node]), pool: pool)) { _ in usleep(1_000) }
+        // At the caller's priority: on a busy machine a nice-19 helper may come too late to join (the caps are the point).
+        let placed = try KTask.run(0..<16, options: KTask.Options(maxThreads: 2, helperPriority: .inheritCaller, placement: .nodes([node]),
+                                                                  pool: pool)) { _ in usleep(1_000) }
         #expect(placed.threadsUsed == 1)
-        let anywhere = try KTask.run(0..<16, options: KTask.Options(maxThreads: 2, placement: .anywhere, pool: pool)) { _ in usleep(1_000) }
+        let anywhere = try KTask.run(0..<16, options: KTask.Options(maxThreads: 2, helperPriority: .inheritCaller, placement: .anywhere,
+                                                                    pool: pool)) { _ in usleep(1_000) }
         #expect(anywhere.threadsUsed == 2)
         #expect(throws: KTask.Error.invalidHelperCap(-1)) { try pool.setMaxBusyHelpersPerNode(-1) }
     }

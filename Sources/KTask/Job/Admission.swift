@@ -153,8 +153,11 @@ struct Admission {
         var count = Count(useful: ChunkPlan.usefulThreads(size: range.count, minChunk: options.minChunk, align: options.align, limit: Int.max))
         try count.narrow(options: options, system: system, poolCap: poolCap)
         if count.threads == 1 { return .inline(range, count.limit) }
+        // A job that spills past the caller's node fills each node up to its per-node cap.
         let lanes = try LanePlan.single(placement: options.placement, threads: count.threads,
-                                        callerCPU: Int(CKTask_sched_getcpu()), nodes: system.nodes)
+                                        callerCPU: Int(CKTask_sched_getcpu()), nodes: system.nodes) { node in
+            (try? options.pool.nodeCap(usableCPUs: node.cpus.count, log: log).maxBusyHelpers) ?? node.cpus.count
+        }
         let admission = try Admission(parts: [range], count: count, lanes: lanes, system: system, poolCap: poolCap, options: options, log: log)
         return admission.lanes.helpers == 0 ? .inline(range, admission.limit) : .parallel(admission)
     }
@@ -266,18 +269,40 @@ struct LanePlan: Equatable {
 
     /// Spreads a single-range job. `threads` is already bounded by maxThreads, the budget and the
     /// useful thread count; a node placement bounds it further by the nodes' usable CPUs.
-    static func single(placement: KTask.Placement, threads: Int, callerCPU: Int, nodes: [NodeCPUs]) throws(KTask.Error) -> LanePlan {
+    /// `nodeCap`: the most helpers a node takes (its per-node cap, at most its CPUs), where a job spills.
+    static func single(placement: KTask.Placement, threads: Int, callerCPU: Int, nodes: [NodeCPUs],
+                       nodeCap: (NodeCPUs) -> Int = { $0.cpus.count }) throws(KTask.Error) -> LanePlan {
         // The caller's node is a node with CPUs of its own (a memory-only node's serving CPUs are another's).
         let usableNodes = nodes.filter { !$0.cpus.isEmpty && !$0.memoryOnly }
         switch placement {
         case .anywhere:
             return LanePlan(lanes: [Lane(node: nil, cpus: nil, helpers: threads - 1, part: 0)], callerPart: 0)
-        case .callerNode:
+        case .callerNode, .callerNodeOnly:
             guard usableNodes.count > 1, let home = usableNodes.first(where: { $0.cpus.contains(callerCPU) }) else {
                 return try single(placement: .anywhere, threads: threads, callerCPU: callerCPU, nodes: nodes)
             }
-            let helpers = min(threads, home.cpus.count) - 1
-            return LanePlan(lanes: [Lane(node: home.id, cpus: home.cpus, helpers: helpers, part: 0)], callerPart: 0)
+            guard placement == .callerNode else {
+                let helpers = min(threads, home.cpus.count) - 1
+                return LanePlan(lanes: [Lane(node: home.id, cpus: home.cpus, helpers: helpers, part: 0)], callerPart: 0)
+            }
+            // The caller's node up to its cap (the caller takes one of its CPUs), the rest elsewhere.
+            let helpers = max(0, min(threads - 1, home.cpus.count - 1, nodeCap(home)))
+            var lanes = [Lane(node: home.id, cpus: home.cpus, helpers: helpers, part: 0)]
+            var left = threads - 1 - helpers
+            // The rest spills to the other nodes, nearest first (the kernel's ktask queued work past a node's
+            // cap to any node); nodes at one distance share by their CPUs. Unknown distances count as far.
+            let others = usableNodes.filter { $0.id != home.id }
+            let tiers = Dictionary(grouping: others) { home.distances[$0.id] ?? Int.max }.sorted { $0.key < $1.key }
+            for (_, tier) in tiers where left > 0 {
+                let ordered = tier.sorted { $0.id < $1.id }
+                var capacity = ordered.map { max(0, min($0.cpus.count, nodeCap($0))) }
+                let given = spread(left, over: &capacity)
+                for (node, count) in zip(ordered, given) where count > 0 {
+                    lanes.append(Lane(node: node.id, cpus: node.cpus, helpers: count, part: 0))
+                    left -= count
+                }
+            }
+            return LanePlan(lanes: lanes.filter { $0.helpers > 0 || $0.node == home.id }, callerPart: 0)
         case .nodes(let ids):
             let chosen = try resolve(ids, nodes: nodes)
             var capacity = chosen.map { node in node.cpus.count - (node.cpus.contains(callerCPU) ? 1 : 0) }

@@ -61,7 +61,7 @@ struct SystemLimits: Sendable {
         // A memory-only node's CPUs are those that serve it (its initiators', else the nearest).
         let nodes = withNodes ? files.topology.map { node in
             NodeCPUs(id: node.id, cpus: CPUBudget.servingCPUs(of: node, nodes: files.topology, usable: usable).cpus,
-                     memoryOnly: node.cpus.isEmpty)
+                     memoryOnly: node.cpus.isEmpty, distances: node.distances)
         } : []
         return SystemLimits(budget: budget(usable: usable.count, quota: files.quotaCPUCount),
                             energyRestricted: files.energyRestricted, nodes: nodes, nodeIDs: ids,
@@ -110,10 +110,13 @@ struct NodeCPUs: Sendable, Equatable {
     package let cpus: CPUList
     /// The node has memory and no CPU of its own (HBM, NVM, CXL, GPU memory).
     let memoryOnly: Bool
+    /// Distance to each node id (10 = local; sysfs `nodeN/distance`); empty where unknown.
+    let distances: [Int: Int]
 
-    package init(id: Int, cpus: CPUList, memoryOnly: Bool = false) {
+    init(id: Int, cpus: CPUList, memoryOnly: Bool = false, distances: [Int: Int] = [:]) {
         self.id = id
         self.cpus = cpus
         self.memoryOnly = memoryOnly
+        self.distances = distances
     }
 }
