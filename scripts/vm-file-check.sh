@@ -38,12 +38,13 @@ for i in 0 1; do
   hosts+=("${host_nodes[i % ${#host_nodes[@]}]}")
 done
 
-log="$work/file-guest.log" monitor="$work/file-monitor" console="$work/file-console" pidfile="$work/file-qemu.pid"
-qemu= drain=
+log="$work/file-guest.log" fifos=$(mktemp -d)
+monitor="$fifos/monitor" console="$fifos/console" pidfile="$fifos/qemu.pid"
+qemu= drain= quiet=
 cleanup() {
   [ -n "$qemu" ] && kill "$qemu" 2>/dev/null && wait "$qemu" 2>/dev/null
   [ -n "$drain" ] && kill "$drain" 2>/dev/null
-  rm -f "${files[@]}" "$monitor.in" "$monitor.out" "$console" "$pidfile"
+  rm -f "${files[@]}"; rm -rf "$fifos"
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM HUP
@@ -61,7 +62,7 @@ resident_on_node() {
   out=$("$binary" populate "${files[i]}" --format json "$@") || { fail "$when: ktask populate ${files[i]} $*"; return; }
   local before after perNode
   before=$(field resident_before "$out") after=$(field resident_after "$out") perNode=$(field pages_per_node "$out")
-  echo "$when: file $i: populate $*: resident before $before, after $after, pages per node $perNode"
+  [ -n "$quiet" ] || echo "$when: file $i: populate ${*:-(read)}: resident before $before, after $after, pages per node $perNode"
   [ "$before" = $((pages * 4096)) ] || fail "$when: file $i: $before of $((pages * 4096)) bytes resident"
   [ "$perNode" = "{\"${hosts[i]}\":$pages}" ] || fail "$when: file $i: pages not all on host node ${hosts[i]}: $perNode"
   local res
@@ -88,13 +89,35 @@ status=0
 mkdir -p /dev/shm && mount -t tmpfs tmpfs /dev/shm
 # Data on each node (written from its CPU, so its pages are there: in the host's file for that node).
 for node in 0 1; do
-  taskset -c $((node * 2)) dd if=/dev/urandom of=/dev/shm/data$node bs=1M count=64 2>/dev/null
+  taskset -c $((node * 2)) dd if=/dev/urandom of=/dev/shm/data$node bs=1M count=16 2>/dev/null
 done
 sha256sum /dev/shm/data0 /dev/shm/data1 > /tmp/sums
-echo "=== data written; waiting for the host"
+# While the host populates, each node's first CPU copies its data over and over and checks each copy, so
+# guest writes race the host's populates (a populate that rewrote a page could lose some). The host is
+# told to go on once each has made its first copy.
+for node in 0 1; do
+  taskset -c $((node * 2)) sh -c 'want=$(grep data$1 /tmp/sums); want=${want%% *}; n=0; bad=0
+    while [ ! -e /tmp/stop ]; do
+      cat /dev/shm/data$1 > /dev/shm/copy$1
+      got=$(sha256sum /dev/shm/copy$1)
+      [ "${got%% *}" = "$want" ] || bad=$((bad + 1))
+      n=$((n + 1))
+      [ $n = 1 ] && touch /tmp/copied$1
+    done
+    echo "$n $bad" > /tmp/copies$1' sh $node &
+done
+while [ ! -e /tmp/copied0 ] || [ ! -e /tmp/copied1 ]; do sleep 0.1; done
+echo "=== data written, copying; waiting for the host"
 read -t 120 line
 echo "=== the host says: $line"
+touch /tmp/stop
+wait
 sha256sum -c /tmp/sums || { echo "the guest's data changed"; status=1; }
+for node in 0 1; do
+  read n bad < /tmp/copies$node
+  echo "node $node: $n copies of its data made while the host populated, $bad of them wrong"
+  [ "$n" -gt 1 ] && [ "$bad" = 0 ] || status=1
+done
 for node in 1 0; do
   echo "=== ktask check-placement --node $node"
   /bin/ktask check-placement --node $node --size 64M || status=1
@@ -106,7 +129,7 @@ vm_initramfs "$init" "$work/file-initramfs.gz"
 
 # The console on a FIFO the script writes to (qemu's stdin), the monitor on two more; read-write opens,
 # which do not wait for the other end.
-rm -f "$monitor.in" "$monitor.out" "$console" "$pidfile" "$log"
+rm -f "$log"
 mkfifo "$monitor.in" "$monitor.out" "$console"
 exec 3<>"$console" 4<>"$monitor.in" 5<>"$monitor.out"
 cat <&5 > "$work/file-monitor.log" &
@@ -132,7 +155,7 @@ qemu-system-x86_64 -machine q35,accel=tcg -m $((2 * node_mib))M -smp 4 "${memory
   -append "console=ttyS0 quiet panic=-1 rdinit=/init" -display none -serial stdio \
   -monitor "pipe:$monitor" -pidfile "$pidfile" -no-reboot <&3 > "$log" 2>&1 &
 qemu=$!
-wait_for "$log" "=== data written" 120
+wait_for "$log" "=== data written, copying" 120
 pid=$(cat "$pidfile")
 
 echo "=== host: the guest is running (qemu pid $pid)"
@@ -163,12 +186,19 @@ for i in 0 1; do
 done
 monitor cont
 
-echo "=== host: the guest running again: populate read and --write"
-for i in 0 1; do
-  resident_on_node "$i" "guest running"
-  resident_on_node "$i" "guest running" --write --nodes "${hosts[i]}"
+# While the guest copies: populate each file, read and --write, round after round for 5 s.
+echo "=== host: the guest running again: populate read and --write, round after round for 5 s"
+rounds=0 quiet=1 end=$((SECONDS + 5))
+while [ $SECONDS -lt $end ] || [ $rounds = 0 ]; do
+  for i in 0 1; do
+    resident_on_node "$i" "guest running, round $((rounds + 1))"
+    resident_on_node "$i" "guest running, round $((rounds + 1))" --write --nodes "${hosts[i]}"
+  done
+  rounds=$((rounds + 1))
 done
-echo "populated while running" >&3
+quiet=
+echo "guest running: $rounds rounds of populate read and --write on each file; every page resident and on its node before each"
+echo "populated $rounds rounds while running" >&3
 
 wait_for "$log" "=== exit status" 150
 echo "=== guest"

@@ -42,7 +42,7 @@ vm_initramfs() {
   rm -rf "$root" && mkdir -p "$root"/{bin,proc,sys,dev,tmp}
   cp "$binary" "$root/bin/ktask"
   cp /bin/busybox "$root/bin/busybox"
-  for tool in sh mount poweroff cat echo taskset grep mkdir dd sha256sum; do ln -s busybox "$root/bin/$tool"; done
+  for tool in sh mount poweroff cat echo taskset grep mkdir dd sha256sum touch; do ln -s busybox "$root/bin/$tool"; done
   # The shared libraries ktask needs, at the same paths, and the dynamic loader.
   for lib in $(ldd "$binary" | grep -o '/[^ ]*'); do
     mkdir -p "$root$(dirname "$lib")" && cp -L "$lib" "$root$lib"
