@@ -3,6 +3,7 @@
 # ktask built with the Swift stdlib linked in) and checks, by reading the kernel back inside it, that a
 # job placed on node 1 runs on node 1's CPUs (sched_getcpu) and puts its pages on node 1 (move_pages),
 # also under `taskset -c 0,3,4` (no chunk may run outside the mask).
+# scripts/vm-guest.sh makes the guest; scripts/vm-file-check.sh boots one on ktask-populated files.
 # Prints the guest's `ktask info` and `ktask check-placement` output; exits 0 only if the check passed.
 # Needs root for apt-get where qemu-system-x86, busybox-static or cpio are missing. Takes 1-5 minutes
 # (most of it the release build; the guest boots in about 10 s under software emulation).

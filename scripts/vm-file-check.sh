@@ -1,22 +1,24 @@
 #!/usr/bin/env bash
-# A real guest whose RAM is in files ktask populated (issue 20). Each of a 2-node guest's nodes gets its own
-# tmpfs file in /dev/shm, filled on the host by `ktask populate FILE --size S --write --nodes H` on the host
-# node H that guest node i maps to: H = the i-th host node with memory, modulo their count (here, on a
-# one-node host, node 0 for both; on a two-node host, guest node 0 on host node 0 and 1 on 1). qemu boots
-# on them with memory-backend-file,share=on,prealloc=off, so it allocates nothing itself.
+# A real guest whose RAM is in files ktask populated (issue 20). Each node of a 2-node guest has its own
+# tmpfs file in /dev/shm, filled on the host beforehand by `ktask populate FILE --size 512M --write --nodes H`
+# on the host node H that guest node i maps to: the i-th of the host's nodes with memory, modulo their
+# count. On a one-node host both files are on node 0; on a two-node host guest node 0 is on host node 0 and
+# guest node 1 on host node 1. qemu boots on them with memory-backend-file,share=on,prealloc=off, so it
+# allocates nothing itself (ktask's --nodes binding stays on the tmpfs file: qemu needs no host-nodes=).
 # Checks:
-#   - in the guest: it boots, its placement checks pass (check-placement on both nodes), and 64 MiB of
-#     random data it wrote on each node before the host's populates below still has its checksum after;
-#   - on the host, after the populate, while the guest runs and after it exits: every page of each file is
-#     resident (ktask populate's resident bytes, fincore) and on its host node (ktask populate's
-#     pages_per_node, which reads each page's node with move_pages; while the guest runs also qemu's own
-#     mapping, /proc/PID/numa_maps);
+#   - in the guest: it boots with both nodes, check-placement passes on each, and 16 MiB of random data it
+#     wrote on each node before the host's populates below keeps its checksum; while the host populates,
+#     each node's CPU copies its data over and over and every copy must match (guest writes racing them);
+#   - on the host, after the populate, while the guest runs, while it is paused and after it exits: every
+#     page of each file is resident (ktask populate's resident_before, and fincore) and on its host node
+#     (ktask populate's pages_per_node, read with move_pages; while the guest runs, also qemu's own mapping
+#     in /proc/PID/numa_maps, which holds the pages the guest touched);
 #   - ktask populate changes no byte of a file a running guest uses: with the guest paused (monitor `stop`),
-#     `ktask populate FILE` and `ktask populate FILE --write --nodes H` leave each file's checksum as it was;
-#     with the guest running, both again, and the guest's data checks afterwards.
-# Exit status: 0 passed, 1 a check failed, 77 this machine cannot run it (no packages, no kernel, no tmpfs
-# /dev/shm). Takes about a minute once numa-vm-check.sh has built the kernel and ktask. The files are removed
-# however the script ends (not on SIGKILL).
+#     `ktask populate FILE` and `ktask populate FILE --write --nodes H` leave each file's checksum (b2sum) as
+#     it was; with it running, both again, round after round for 5 s, while the guest's copies are checked.
+# Exit status: 0 passed, 1 a check failed, 77 this machine cannot run it (no packages, no kernel, /dev/shm
+# not a tmpfs). Takes about 30 s once numa-vm-check.sh has built the kernel and ktask (2 vCPUs, TCG). The
+# files are removed however the script ends (but SIGKILL), and qemu is stopped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 vm_name=vm-file-check
@@ -28,6 +30,7 @@ node_mib=512                       # each guest node's RAM, one file each
 pages=$((node_mib * 256))          # 4 KiB pages per file
 shm=/dev/shm
 [ "$(stat -f -c %T "$shm" 2>/dev/null)" = tmpfs ] || vm_cannot "$shm is not a tmpfs"
+for tool in fincore b2sum mkfifo; do command -v $tool >/dev/null || vm_cannot "no $tool"; done
 
 # Host nodes with memory ("0", "0-1", "0,2-3"); guest node i is on host_nodes[i % count].
 expand() { local part out=(); for part in ${1//,/ }; do out+=($(seq "${part%-*}" "${part#*-}")); done; echo "${out[@]}"; }
@@ -42,9 +45,11 @@ log="$work/file-guest.log" fifos=$(mktemp -d)
 monitor="$fifos/monitor" console="$fifos/console" pidfile="$fifos/qemu.pid"
 qemu= drain= quiet=
 cleanup() {
+  set +e
+  rm -f "${files[@]}"
   [ -n "$qemu" ] && kill "$qemu" 2>/dev/null && wait "$qemu" 2>/dev/null
   [ -n "$drain" ] && kill "$drain" 2>/dev/null
-  rm -f "${files[@]}"; rm -rf "$fifos"
+  rm -rf "$fifos"
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM HUP
@@ -70,7 +75,7 @@ resident_on_node() {
   [ "$res" = $((pages * 4096)) ] || fail "$when: file $i: fincore says $res bytes resident"
 }
 
-echo "=== host: guest node i on host node ${hosts[*]} (host nodes with memory: ${host_nodes[*]})"
+echo "=== host: guest node 0 on host node ${hosts[0]}, guest node 1 on host node ${hosts[1]} (host nodes with memory: ${host_nodes[*]})"
 for i in 0 1; do
   out=$("$binary" populate "${files[i]}" --size "${node_mib}M" --write --nodes "${hosts[i]}" --format json) \
     || { echo "vm-file-check: ktask populate ${files[i]} failed" >&2; exit 1; }
@@ -155,7 +160,7 @@ qemu-system-x86_64 -machine q35,accel=tcg -m $((2 * node_mib))M -smp 4 "${memory
   -append "console=ttyS0 quiet panic=-1 rdinit=/init" -display none -serial stdio \
   -monitor "pipe:$monitor" -pidfile "$pidfile" -no-reboot <&3 > "$log" 2>&1 &
 qemu=$!
-wait_for "$log" "=== data written, copying" 120
+wait_for "$log" "=== data written, copying" 100
 pid=$(cat "$pidfile")
 
 echo "=== host: the guest is running (qemu pid $pid)"
@@ -166,9 +171,9 @@ for i in 0 1; do
   onNodes=$(grep -o ' N[0-9]*=[0-9]*' <<<"$maps" | tr -d ' ' | tr '\n' ' ')
   echo "guest running: file $i: qemu's numa_maps: ${onNodes:-nothing mapped}"
   [ -n "$maps" ] || fail "guest running: file $i not in /proc/$pid/numa_maps"
-  for field in $onNodes; do
-    node=${field%%=*}
-    [ "${node#N}" = "${hosts[i]}" ] || fail "guest running: file $i: qemu maps ${field#*=} pages on host node ${node#N}"
+  for entry in $onNodes; do
+    node=${entry%%=*}
+    [ "${node#N}" = "${hosts[i]}" ] || fail "guest running: file $i: qemu maps ${entry#*=} pages on host node ${node#N}"
   done
 done
 
@@ -200,7 +205,7 @@ quiet=
 echo "guest running: $rounds rounds of populate read and --write on each file; every page resident and on its node before each"
 echo "populated $rounds rounds while running" >&3
 
-wait_for "$log" "=== exit status" 150
+wait_for "$log" "=== exit status" 60
 echo "=== guest"
 if wait "$qemu"; then :; else echo "qemu exited with status $?"; fi
 qemu=
