@@ -10,8 +10,8 @@
 #     wrote on each node before the host's populates below keeps its checksum; while the host populates,
 #     each node's CPU copies its data over and over and every copy must match (guest writes racing them);
 #   - on the host, after the populate, while the guest runs, while it is paused and after it exits: every
-#     page of each file is resident (ktask populate's resident_before, and fincore) and on its host node
-#     (ktask populate's pages_per_node, read with move_pages; while the guest runs, also qemu's own mapping
+#     page of each file is resident (ktask populate --verify's resident_before, and fincore) and on its host
+#     node (its pages_per_node, read with move_pages; while the guest runs, also qemu's own mapping
 #     in /proc/PID/numa_maps, which holds the pages the guest touched);
 #   - ktask populate changes no byte of a file a running guest uses: with the guest paused (monitor `stop`),
 #     `ktask populate FILE` and `ktask populate FILE --write --nodes H` leave each file's checksum (b2sum) as
@@ -60,11 +60,12 @@ fail() { echo "FAILED: $*"; status=1; }
 # A field of ktask's one-line JSON: a number, a string or a flat object.
 field() { sed -n "s/.*\"$1\":\({[^}]*}\|[^,}]*\).*/\1/p" <<<"$2"; }
 
-# `ktask populate` (read by default) on file i, as JSON; then checks that every page was resident before it
-# ran and is on host node hosts[i]. A read populate allocates nothing where every page is there already.
+# `ktask populate --verify` (read by default) on file i, as JSON; then checks that every page was resident
+# before it ran and is on host node hosts[i]. --verify measures both (mincore, move_pages) whatever the
+# populate says. A read populate allocates nothing where every page is there already.
 resident_on_node() {
   local i=$1 when=$2 out; shift 2
-  out=$("$binary" populate "${files[i]}" --format json "$@") || { fail "$when: ktask populate ${files[i]} $*"; return; }
+  out=$("$binary" populate "${files[i]}" --verify --format json "$@") || { fail "$when: ktask populate ${files[i]} $*"; return; }
   local before after perNode
   before=$(field resident_before "$out") after=$(field resident_after "$out") perNode=$(field pages_per_node "$out")
   [ -n "$quiet" ] || echo "$when: file $i: populate ${*:-(read)}: resident before $before, after $after, pages per node $perNode"
