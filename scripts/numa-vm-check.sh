@@ -3,48 +3,19 @@
 # ktask built with the Swift stdlib linked in) and checks, by reading the kernel back inside it, that a
 # job placed on node 1 runs on node 1's CPUs (sched_getcpu) and puts its pages on node 1 (move_pages),
 # also under `taskset -c 0,3,4` (no chunk may run outside the mask).
+# scripts/vm-guest.sh makes the guest; scripts/vm-file-check.sh boots one on ktask-populated files.
 # Prints the guest's `ktask info` and `ktask check-placement` output; exits 0 only if the check passed.
 # Needs root for apt-get where qemu-system-x86, busybox-static or cpio are missing. Takes 1-5 minutes
 # (most of it the release build; the guest boots in about 10 s under software emulation).
 # Exit status: 0 passed, 1 the check failed, 77 this machine cannot run it (no packages, no kernel).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-work=.build-vm
-mkdir -p "$work"
+vm_name=numa-vm-check
+. scripts/vm-guest.sh
+vm_prepare
 
-need=()
-command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
-[ -x /bin/busybox ] && /bin/busybox --list >/dev/null 2>&1 && ldd /bin/busybox 2>&1 | grep -q "not a dynamic" || need+=(busybox-static)
-command -v cpio >/dev/null || need+=(cpio)
-cannot() { echo "numa-vm-check: skipped: $*" >&2; exit 77; }
-if [ ${#need[@]} -gt 0 ]; then
-  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null; } \
-    || cannot "could not install ${need[*]}"
-fi
-
-# The kernel: Debian's current one, unpacked from its package (no install, no modules needed).
-if [ ! -f "$work/vmlinuz" ]; then
-  image=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
-  [ -n "$image" ] || cannot "no linux-image-amd64 package known to apt"
-  (cd "$work" && rm -f linux-image-*.deb && apt-get download "$image" >/dev/null 2>&1) || cannot "could not download $image"
-  rm -rf "$work/kernel" && dpkg-deb -x "$work"/linux-image-*.deb "$work/kernel"
-  cp "$work"/kernel/boot/vmlinuz-* "$work/vmlinuz"
-fi
-
-# ktask with the Swift runtime linked in: the guest has only glibc, copied below.
-swift build -c release --static-swift-stdlib --product ktask --scratch-path .build-static >/dev/null
-binary=.build-static/release/ktask
-
-root="$work/initramfs"
-rm -rf "$root" && mkdir -p "$root"/{bin,proc,sys,dev,tmp}
-cp "$binary" "$root/bin/ktask"
-cp /bin/busybox "$root/bin/busybox"
-for tool in sh mount poweroff cat echo taskset grep mkdir; do ln -s busybox "$root/bin/$tool"; done
-# The shared libraries ktask needs, at the same paths, and the dynamic loader.
-for lib in $(ldd "$binary" | grep -o '/[^ ]*'); do
-  mkdir -p "$root$(dirname "$lib")" && cp -L "$lib" "$root$lib"
-done
-cat > "$root/init" <<'INIT'
+init="$work/numa-init"
+cat > "$init" <<'INIT'
 #!/bin/sh
 mount -t proc proc /proc
 mount -t sysfs sys /sys
@@ -77,8 +48,7 @@ echo "$out" | grep -Eq '"cpus_seen":\[[345](,[345])*\]' || { echo "populate: a c
 echo "=== exit status $status"
 poweroff -f
 INIT
-chmod +x "$root/init"
-(cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) > "$work/initramfs.gz"
+vm_initramfs "$init" "$work/numa-initramfs.gz"
 
 # Software emulation: the guest boots in seconds, and nested KVM is not dependable (here it hangs).
 log="$work/guest.log"
@@ -96,8 +66,8 @@ timeout 300 qemu-system-x86_64 -machine q35,accel=tcg,hmat=on -m 2560M -smp 6 \
   -object memory-backend-ram,id=m2,size=512M \
   -numa node,nodeid=0,cpus=0-2,memdev=m0,initiator=0 -numa node,nodeid=1,cpus=3-5,memdev=m1,initiator=1 \
   -numa node,nodeid=2,memdev=m2,initiator=1 "${hmat[@]}" \
-  -kernel "$work/vmlinuz" -initrd "$work/initramfs.gz" \
+  -kernel "$work/vmlinuz" -initrd "$work/numa-initramfs.gz" \
   -append "console=ttyS0 quiet panic=-1 rdinit=/init" -nographic -no-reboot > "$log" 2>&1 || true
-sed -n '/=== nodes/,/=== exit status/p' "$log" | tr -d '\r' | sed 's/\x1bc//g; s/\x1b\[[0-9;?]*[a-zA-Z]//g'
+vm_console "$log"
 grep -q '=== exit status' "$log" || { echo "numa-vm-check: the guest did not finish; see $log" >&2; exit 1; }
 grep -q '=== exit status 0' "$log"

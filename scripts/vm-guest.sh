@@ -1,0 +1,56 @@
+# Sourced by the qemu checks (numa-vm-check.sh, vm-file-check.sh), from the repository root: what their
+# guests are made of. Debian's kernel, unpacked from its package (no install, no modules needed), a ktask
+# built with the Swift stdlib linked in, and a busybox initramfs around an init script.
+#   vm_prepare             installs qemu-system-x86, busybox-static, cpio where missing (apt-get, as root),
+#                          fetches the kernel and builds ktask; sets work, binary
+#   vm_initramfs INIT OUT  packs the init script INIT, ktask and busybox into the initramfs OUT
+#   vm_console LOG         the guest's console from "=== nodes" (its init's first line) to "=== exit status",
+#                          as plain text
+#   vm_cannot WHY          says why this machine cannot run the check and exits 77
+# Set vm_name (the messages' prefix) before sourcing.
+vm_name=${vm_name:-$(basename "$0" .sh)}
+work=.build-vm
+binary=.build-static/release/ktask
+mkdir -p "$work"
+
+vm_cannot() { echo "$vm_name: skipped: $*" >&2; exit 77; }
+
+vm_prepare() {
+  local need=() image
+  command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
+  [ -x /bin/busybox ] && /bin/busybox --list >/dev/null 2>&1 && ldd /bin/busybox 2>&1 | grep -q "not a dynamic" || need+=(busybox-static)
+  command -v cpio >/dev/null || need+=(cpio)
+  if [ ${#need[@]} -gt 0 ]; then
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null; } \
+      || vm_cannot "could not install ${need[*]}"
+  fi
+  # The kernel: Debian's current one.
+  if [ ! -f "$work/vmlinuz" ]; then
+    image=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
+    [ -n "$image" ] || vm_cannot "no linux-image-amd64 package known to apt"
+    (cd "$work" && rm -f linux-image-*.deb && apt-get download "$image" >/dev/null 2>&1) || vm_cannot "could not download $image"
+    rm -rf "$work/kernel" && dpkg-deb -x "$work"/linux-image-*.deb "$work/kernel"
+    cp "$work"/kernel/boot/vmlinuz-* "$work/vmlinuz"
+  fi
+  # ktask with the Swift runtime linked in: the guest has only glibc, copied below.
+  swift build -c release --static-swift-stdlib --product ktask --scratch-path .build-static >/dev/null
+}
+
+vm_initramfs() {
+  local init=$1 out=$2 root lib tool
+  root="$out.d"
+  rm -rf "$root" && mkdir -p "$root"/{bin,proc,sys,dev,tmp}
+  cp "$binary" "$root/bin/ktask"
+  cp /bin/busybox "$root/bin/busybox"
+  for tool in sh mount poweroff cat echo taskset grep mkdir dd sha256sum touch; do ln -s busybox "$root/bin/$tool"; done
+  # The shared libraries ktask needs, at the same paths, and the dynamic loader.
+  for lib in $(ldd "$binary" | grep -o '/[^ ]*'); do
+    mkdir -p "$root$(dirname "$lib")" && cp -L "$lib" "$root$lib"
+  done
+  cp "$init" "$root/init" && chmod +x "$root/init"
+  (cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) > "$out"
+}
+
+vm_console() {
+  sed -n '/=== nodes/,/=== exit status/p' "$1" | tr -d '\r' | sed 's/\x1bc//g; s/\x1b\[[0-9;?]*[a-zA-Z]//g'
+}
