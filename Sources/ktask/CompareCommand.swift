@@ -49,10 +49,12 @@ struct CompareCommand: ParsableCommand {
             --pages 4k (the default: a file in a new folder in /dev/shm), hugetlb-2M or hugetlb-1G (a new folder \
             on a hugetlbfs mount of that page size); --size defaults to 4G. Every run gets a fresh file (removed \
             after it, so its pages are freed), the first path alternates run by run after one untimed run of each, \
-            and the folder is removed at the end, on an error and on Ctrl-C. Without qemu-system, a hugetlbfs \
+            and the folder is removed at the end, on an error and on Ctrl-C. --settle S waits S seconds, untimed, \
+            after each run (on a VM with free page reporting the freed memory goes back to the host about 2 s later; \
+            a run that starts sooner finds some of it still backed, and its time depends on that race). Without qemu-system, a hugetlbfs \
             mount or enough free huge pages (free_hugepages) both paths are listed missing with the command that \
             fixes it. --systems, --peers, --helper-priority and --plot are for the other workloads. \
-            JSON: {"schema", "workload", "pages", "size", "runs", "location", "ktask_command", "qemu_command", \
+            JSON: {"schema", "workload", "pages", "size", "runs", "settle_s", "location", "ktask_command", "qemu_command", \
             "steal_s", "rows": [{"system", "threads", "median_s", "min_s", "max_s", "spread_pct", \
             "populate_median_s", "qemu_median_s", "ratio_vs_ktask", "ratio_uncertainty_pct", \
             "paired_ratio_vs_ktask"}], "missing": [{"system", "reason"}]}.
@@ -85,6 +87,9 @@ struct CompareCommand: ParsableCommand {
             transform: parseHelperPriority)
     var helperPriority: KTask.HelperPriority?
 
+    @Option(parsing: .unconditional, help: ArgumentHelp("vm-file: seconds to wait, untimed, after each run's file is removed (default 0): on a VM with free page reporting, so that every run finds its memory handed back to the host, not some of it.", valueName: "seconds"))
+    var settle: Double?
+
     @Option(help: "Output format.")
     var format: OutputFormat = .table
 
@@ -94,6 +99,7 @@ struct CompareCommand: ParsableCommand {
     func validate() throws {
         guard runs >= 1 && runs <= 10_000 else { throw ValidationError("--runs is \(runs); it must be between 1 and 10000") }
         guard case .bench(let workload) = workload else { return try validateVMFile() }
+        if settle != nil { throw ValidationError("--settle is for --workload vm-file") }
         if let plot { try SpeedupPlot.checkWritable(plot) }
         if pages != nil && workload != .prefault {
             throw ValidationError("--pages is for --workload prefault or vm-file; \(workload.rawValue) allocates its own memory")
@@ -109,6 +115,7 @@ struct CompareCommand: ParsableCommand {
         guard pageMode != .transparentHuge else {
             throw ValidationError("--pages thp: vm-file's RAM is a tmpfs (4k) or hugetlbfs (hugetlb-2M, hugetlb-1G) file; thp is for --workload prefault")
         }
+        if let settle, !(0...600).contains(settle) { throw ValidationError("--settle is \(settle); it must be between 0 and 600 seconds") }
         if let size = size?.value, size <= 0 || size % pageMode.pageSize != 0 {
             throw ValidationError("--size \(size) is not a whole number of \(pageMode) pages (\(pageMode.pageSize) bytes each)")
         }
@@ -139,7 +146,7 @@ struct CompareCommand: ParsableCommand {
     /// `--workload vm-file`: ktask populate + QEMU against QEMU's own preallocation, as processes.
     func runVMFile(threadCounts: [Int]) throws {
         let comparison = VMFileComparison(size: size?.value ?? 4 << 30, pageMode: pages ?? .base, threadCounts: threadCounts,
-                                          runs: runs, ktaskExecutable: Self.thisExecutable())
+                                          runs: runs, ktaskExecutable: Self.thisExecutable(), settleSeconds: settle ?? 0)
         let progress = ProgressLine(jobs: runs * VMStartPath.allCases.count * threadCounts.count)
         let result = try comparison.run { run, runs, path, threads in
             if run == 0 { progress.warmUp("vm-file, \(path.rawValue)"); return }

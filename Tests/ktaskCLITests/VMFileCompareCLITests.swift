@@ -16,7 +16,7 @@ func runInPrivateMounts(_ script: String) throws -> (status: Int32, stdout: Stri
 }
 
 /// The keys `compare --workload vm-file --format json` documents, and each row's.
-let vmFileKeys = ["schema", "workload", "pages", "size", "runs", "location", "ktask_command", "qemu_command", "steal_s", "rows", "missing"]
+let vmFileKeys = ["schema", "workload", "pages", "size", "runs", "settle_s", "location", "ktask_command", "qemu_command", "steal_s", "rows", "missing"]
 let vmFileRowKeys = ["system", "threads", "median_s", "min_s", "max_s", "spread_pct", "populate_median_s", "qemu_median_s",
                      "ratio_vs_ktask", "ratio_uncertainty_pct", "paired_ratio_vs_ktask"]
 
@@ -124,7 +124,7 @@ struct VMFileCompareCLITests {
 
     @Test("flags of the other workloads, thp pages and sizes that are not whole pages are usage errors", arguments: [
         ["--systems", "qemu"], ["--peers", "/tmp"], ["--helper-priority", "caller"], ["--plot", "/tmp/x.svg"], ["--pages", "thp"],
-        ["--pages", "hugetlb-2M", "--size", "3M"], ["--size", "5000"],
+        ["--pages", "hugetlb-2M", "--size", "3M"], ["--size", "5000"], ["--settle", "-1"],
     ])
     func badFlags(extra: [String]) throws {
         let run = try runKTask(["compare", "--workload", "vm-file", "--runs", "1"] + extra)

@@ -36,6 +36,8 @@ package struct VMFileResult: Sendable {
     package let size: Int
     package let pageMode: KTask.PageMode
     package let runs: Int
+    /// Seconds waited, untimed, after each run's file was removed.
+    package let settleSeconds: Double
     /// Where the files were made ("tmpfs /dev/shm"), or nil when no run could be made.
     package let location: String?
     /// The two commands each run executes, with placeholders for the thread count and file.
@@ -78,8 +80,13 @@ package struct VMFileComparison {
     package let runs: Int
     /// The `ktask` executable whose `populate` is timed.
     package let ktaskExecutable: String
+    /// Seconds to wait, untimed, after each run's file is removed: on a VM whose freed memory goes back to
+    /// the host (free page reporting, 2 s after it is freed), a run that starts at once finds part of it
+    /// still backed and part not, and its time depends on the race; after the wait every run finds none.
+    package let settleSeconds: Double
 
-    package init(size: Int, pageMode: KTask.PageMode, threadCounts: [Int], runs: Int, ktaskExecutable: String) {
+    package init(size: Int, pageMode: KTask.PageMode, threadCounts: [Int], runs: Int, ktaskExecutable: String, settleSeconds: Double = 0) {
+        self.settleSeconds = settleSeconds
         self.size = size
         self.pageMode = pageMode
         self.threadCounts = threadCounts
@@ -139,7 +146,7 @@ package struct VMFileComparison {
     /// Runs the comparison; `progress` hears (run, of runs, path, threads) before each run (run 0: warm-up).
     package func run(progress: (Int, Int, VMStartPath, Int) -> Void = { _, _, _, _ in }) throws -> VMFileResult {
         func result(location: String?, rows: [VMFileRow], missing: [(path: VMStartPath, reason: String)], steal: Double?) -> VMFileResult {
-            VMFileResult(size: size, pageMode: pageMode, runs: runs, location: location, ktaskCommand: ktaskCommand,
+            VMFileResult(size: size, pageMode: pageMode, runs: runs, settleSeconds: settleSeconds, location: location, ktaskCommand: ktaskCommand,
                          qemuCommand: qemuCommand, rows: rows, missing: missing, stealSeconds: steal)
         }
         // Both paths need QEMU and room for the file: without either, neither runs.
@@ -169,7 +176,11 @@ package struct VMFileComparison {
         /// the comparison: it is every ratio's baseline.
         func runOnce(_ path: VMStartPath, threads: Int) throws -> (populate: Double?, qemu: Double)? {
             guard unlink(file) == 0 || errno == ENOENT else { throw VMFileComparisonError.scratchFolder(path: file, errno: errno) }
-            defer { CKTask_scratch_set_child(0); unlink(file) }
+            defer {
+                CKTask_scratch_set_child(0)
+                unlink(file)
+                if settleSeconds > 0 { usleep(useconds_t(settleSeconds * 1e6)) }
+            }
             func drop(_ reason: String) -> (populate: Double?, qemu: Double)? {
                 missing.append((path, reason))
                 paths.removeAll { $0 == path }

@@ -6,7 +6,8 @@ enum VMFileOutput {
     static func table(_ result: VMFileResult) -> String {
         var table = TextTable(notes: [
             "vm-file: \(Units.bytes(result.size)) of guest RAM, \(result.pageMode) pages"
-                + (result.location.map { " on \($0)" } ?? "") + ", a fresh file each run, \(result.runs) alternating run(s) per path and thread count",
+                + (result.location.map { " on \($0)" } ?? "") + ", a fresh file each run, \(result.runs) alternating run(s) per path and thread count"
+                + (result.settleSeconds > 0 ? ", \(Units.significant(result.settleSeconds)) s settle after each" : ""),
             "ktask+qemu = \(result.ktaskCommand), then \(result.qemuCommand)",
             "qemu-prealloc = the same QEMU with prealloc=on,prealloc-threads=N; every process timed from start to exit",
             "ratio = the path's median / ktask+qemu's (above 1: ktask's path faster); ± = how far it would move in a second run;",
@@ -68,6 +69,7 @@ enum VMFileOutput {
         let pages: String
         let size: Int
         let runs: Int
+        let settle_s: Double
         let location: Nullable<String>
         let ktask_command: String
         let qemu_command: String
@@ -87,7 +89,7 @@ enum VMFileOutput {
                 paired_ratio_vs_ktask: Units.measured($0.pairedRatioVsKTask))
         }
         return try encodeJSON(Document(pages: result.pageMode.rawValue, size: result.size, runs: result.runs,
-                                       location: Nullable(result.location), ktask_command: result.ktaskCommand,
+                                       settle_s: result.settleSeconds, location: Nullable(result.location), ktask_command: result.ktaskCommand,
                                        qemu_command: result.qemuCommand, steal_s: Nullable(result.stealSeconds.map(Units.measured)),
                                        rows: rows, missing: result.missing.map { CompareOutput.Missing(system: $0.path.rawValue, reason: $0.reason) }))
     }
