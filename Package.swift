@@ -34,7 +34,7 @@ let package = Package(
         // not a product, so its API is `package`.
         .target(
             name: "KTaskWorkloads",
-            dependencies: ["KTask"]
+            dependencies: ["KTask", "CKTaskShims"]
         ),
         .executableTarget(
             name: "ktask",

@@ -3,7 +3,7 @@
 // CPU and node masks, retrying with a larger mask and reading the result are done in Swift. What must keep
 // state in C has a file and a header of its own, included here: per-thread caches (thread_state), the
 // fatal-signal module (signals), the jobserver's tokens (jobserver), the helpers' cgroup (helper_cgroup),
-// populate's fault walk and undo (populate).
+// populate's fault walk and undo (populate), a comparison's scratch folder (scratch).
 #ifndef CKTASK_SHIMS_H
 #define CKTASK_SHIMS_H
 
@@ -19,6 +19,7 @@
 #include "CKTaskShims_helper_cgroup.h"
 #include "CKTaskShims_jobserver.h"
 #include "CKTaskShims_populate.h"
+#include "CKTaskShims_scratch.h"
 #include "CKTaskShims_signals.h"
 #include "CKTaskShims_thread_state.h"
 
