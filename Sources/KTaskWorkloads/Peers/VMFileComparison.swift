@@ -164,101 +164,133 @@ package struct VMFileComparison {
 
         let scratch = try ScratchFolder(in: place.folder, fileName: Self.fileName)
         defer { try? scratch.remove() }
-        let file = scratch.filePath
-
         var missing: [(path: VMStartPath, reason: String)] = []
         var paths = VMStartPath.allCases
-        var totals: [VMStartPath: [Int: [Double]]] = [:], populates: [Int: [Double]] = [:], qemus: [VMStartPath: [Int: [Double]]] = [:]
-        var pairedRatios: [VMStartPath: [Int: [Double]]] = [:]
-
-        /// One run of `path` on a fresh file: (populate seconds, QEMU seconds); nil when qemu-prealloc
-        /// failed or left pages unallocated (it is then dropped with the reason). ktask's path failing ends
-        /// the comparison: it is every ratio's baseline.
-        func runOnce(_ path: VMStartPath, threads: Int) throws -> (populate: Double?, qemu: Double)? {
-            guard unlink(file) == 0 || errno == ENOENT else { throw VMFileComparisonError.scratchFolder(path: file, errno: errno) }
-            defer {
-                CKTask_scratch_set_child(0)
-                unlink(file)
-                if settleSeconds > 0 { usleep(useconds_t(settleSeconds * 1e6)) }
-            }
-            func drop(_ reason: String) -> (populate: Double?, qemu: Double)? {
+        var measured = Measurements()
+        /// One run, or nil where qemu-prealloc was dropped (with its reason) for good.
+        func timed(_ path: VMStartPath, threads: Int) throws -> (populate: Double?, qemu: Double)? {
+            switch try runOnce(path, threads: threads, qemu: qemu, file: scratch.filePath) {
+            case .timed(let populate, let qemu): return (populate, qemu)
+            case .dropped(let reason):
                 missing.append((path, reason))
                 paths.removeAll { $0 == path }
-                totals[path] = nil
+                measured.forget(path)
                 return nil
             }
-            let watch: (pid_t) -> Void = { CKTask_scratch_set_child($0) }
-            var populateSeconds: Double?
-            let qemuRun: TimedProcess
-            do {
-                switch path {
-                case .ktaskThenQEMU:
-                    let populate = try TimedProcess.run(ktaskExecutable, ["populate", "--write", "--threads", "\(threads)", "--size", "\(size)", file],
-                                                        started: watch)
-                    guard populate.status == 0 else { throw VMFileComparisonError.ktaskPathFailed(step: "ktask populate", reason: populate.failureReason) }
-                    populateSeconds = populate.seconds
-                    qemuRun = try TimedProcess.run(qemu, Self.qemuArguments(file: file, size: size, preallocThreads: nil), input: "quit\n", started: watch)
-                    guard qemuRun.status == 0 else { throw VMFileComparisonError.ktaskPathFailed(step: "qemu (prealloc=off)", reason: qemuRun.failureReason) }
-                case .qemuPrealloc:
-                    qemuRun = try TimedProcess.run(qemu, Self.qemuArguments(file: file, size: size, preallocThreads: threads), input: "quit\n", started: watch)
-                    guard qemuRun.status == 0 else { return drop("qemu failed: \(qemuRun.failureReason)") }
-                }
-            } catch let error as ProcessStartError {
-                throw VMFileComparisonError.processStart(error)
-            }
-            // Both must leave every page allocated (st_blocks counts tmpfs and hugetlbfs pages): QEMU with
-            // prealloc=off on a file ktask did not fill would allocate nothing.
-            var status = stat()
-            let allocated = stat(file, &status) == 0 ? Int(status.st_blocks) * 512 : 0
-            guard allocated >= size else {
-                let error = VMFileComparisonError.notAllocated(path: path, allocated: allocated, expected: size)
-                if path == .ktaskThenQEMU { throw error }
-                return drop(error.description)
-            }
-            return (populateSeconds, qemuRun.seconds)
         }
 
         // One untimed run of each first: the programs' files come into the page cache.
         for path in paths {
             progress(0, runs, path, threadCounts.last!)
-            _ = try runOnce(path, threads: threadCounts.last!)
+            _ = try timed(path, threads: threadCounts.last!)
         }
         let stealBefore = StealTime.total()
         for run in 1...runs {
             for threads in threadCounts {
                 // Which path goes first alternates run by run: what one run leaves behind (memory the host
                 // takes back, page cache) does not always fall on the same one.
-                var round: [VMStartPath: Double] = [:]
+                var round: [VMStartPath: (populate: Double?, qemu: Double)] = [:]
                 for path in run % 2 == 1 ? paths : paths.reversed() {
                     progress(run, runs, path, threads)
-                    guard let times = try runOnce(path, threads: threads) else { continue }
-                    let total = (times.populate ?? 0) + times.qemu
-                    totals[path, default: [:]][threads, default: []].append(total)
-                    qemus[path, default: [:]][threads, default: []].append(times.qemu)
-                    if let populate = times.populate { populates[threads, default: []].append(populate) }
-                    round[path] = total
+                    round[path] = try timed(path, threads: threads)
                 }
-                for (path, time) in round { pairedRatios[path, default: [:]][threads, default: []].append(time / round[.ktaskThenQEMU]!) }
+                measured.record(round, threads: threads)
             }
         }
         let steal = StealTime.total().flatMap { after in stealBefore.map { after - $0 } }
         try scratch.remove()
+        return result(location: place.description, rows: measured.rows(threadCounts: threadCounts), missing: missing, steal: steal)
+    }
 
-        var rows: [VMFileRow] = []
-        for threads in threadCounts {
-            let ktask = Sample(totals[.ktaskThenQEMU]![threads]!)
-            for path in VMStartPath.allCases {
-                guard let values = totals[path]?[threads] else { continue }
-                let sample = Sample(values)
-                rows.append(VMFileRow(path: path, threads: threads, seconds: sample,
-                                      populateSeconds: path == .ktaskThenQEMU ? Sample(populates[threads] ?? []) : nil,
-                                      qemuSeconds: Sample(qemus[path]?[threads] ?? []),
-                                      ratioVsKTask: sample.median / ktask.median,
-                                      ratioUncertaintyPercent: path == .ktaskThenQEMU ? 0 : Sample.ratioUncertaintyPercent(sample, ktask),
-                                      pairedRatioVsKTask: Sample(pairedRatios[path]?[threads] ?? []).median))
+    /// What one run of a path came to.
+    private enum RunOutcome {
+        case timed(populate: Double?, qemu: Double)
+        /// qemu-prealloc failed or left pages unallocated: dropped from the comparison with this reason.
+        case dropped(String)
+    }
+
+    /// One run of `path` on a fresh `file`. ktask's path failing ends the comparison (it is every ratio's
+    /// baseline); qemu-prealloc failing drops it.
+    private func runOnce(_ path: VMStartPath, threads: Int, qemu: String, file: String) throws -> RunOutcome {
+        guard unlink(file) == 0 || errno == ENOENT else { throw VMFileComparisonError.scratchFolder(path: file, errno: errno) }
+        defer {
+            CKTask_scratch_set_child(0)
+            unlink(file)
+            if settleSeconds > 0 { usleep(useconds_t(settleSeconds * 1e6)) }
+        }
+        let watch: (pid_t) -> Void = { CKTask_scratch_set_child($0) }
+        var populateSeconds: Double?
+        let qemuRun: TimedProcess
+        do {
+            switch path {
+            case .ktaskThenQEMU:
+                let populate = try TimedProcess.run(ktaskExecutable, ["populate", "--write", "--threads", "\(threads)", "--size", "\(size)", file],
+                                                    started: watch)
+                guard populate.status == 0 else { throw VMFileComparisonError.ktaskPathFailed(step: "ktask populate", reason: populate.failureReason) }
+                populateSeconds = populate.seconds
+                qemuRun = try TimedProcess.run(qemu, Self.qemuArguments(file: file, size: size, preallocThreads: nil), input: "quit\n", started: watch)
+                guard qemuRun.status == 0 else { throw VMFileComparisonError.ktaskPathFailed(step: "qemu (prealloc=off)", reason: qemuRun.failureReason) }
+            case .qemuPrealloc:
+                qemuRun = try TimedProcess.run(qemu, Self.qemuArguments(file: file, size: size, preallocThreads: threads), input: "quit\n", started: watch)
+                guard qemuRun.status == 0 else { return .dropped("qemu failed: \(qemuRun.failureReason)") }
+            }
+        } catch let error as ProcessStartError {
+            throw VMFileComparisonError.processStart(error)
+        }
+        // Both must leave every page allocated (st_blocks counts tmpfs and hugetlbfs pages): QEMU with
+        // prealloc=off on a file ktask did not fill would allocate nothing.
+        var status = stat()
+        let allocated = stat(file, &status) == 0 ? Int(status.st_blocks) * 512 : 0
+        guard allocated >= size else {
+            let error = VMFileComparisonError.notAllocated(path: path, allocated: allocated, expected: size)
+            if path == .ktaskThenQEMU { throw error }
+            return .dropped(error.description)
+        }
+        return .timed(populate: populateSeconds, qemu: qemuRun.seconds)
+    }
+
+    /// Every timed run, by path and thread count, and the rows they make.
+    private struct Measurements {
+        var totals: [VMStartPath: [Int: [Double]]] = [:]
+        var populates: [Int: [Double]] = [:]
+        var qemus: [VMStartPath: [Int: [Double]]] = [:]
+        var pairedRatios: [VMStartPath: [Int: [Double]]] = [:]
+
+        /// One round at `threads`: each path's time, and its ratio to ktask's path in the same round.
+        mutating func record(_ round: [VMStartPath: (populate: Double?, qemu: Double)], threads: Int) {
+            guard let ktask = round[.ktaskThenQEMU] else { return }
+            let ktaskTotal = (ktask.populate ?? 0) + ktask.qemu
+            for (path, times) in round {
+                let total = (times.populate ?? 0) + times.qemu
+                totals[path, default: [:]][threads, default: []].append(total)
+                qemus[path, default: [:]][threads, default: []].append(times.qemu)
+                if let populate = times.populate { populates[threads, default: []].append(populate) }
+                pairedRatios[path, default: [:]][threads, default: []].append(total / ktaskTotal)
             }
         }
-        return result(location: place.description, rows: rows, missing: missing, steal: steal)
+
+        mutating func forget(_ path: VMStartPath) {
+            (totals[path], qemus[path], pairedRatios[path]) = (nil, nil, nil)
+        }
+
+        func rows(threadCounts: [Int]) -> [VMFileRow] {
+            var rows: [VMFileRow] = []
+            for threads in threadCounts {
+                guard let ktaskTimes = totals[.ktaskThenQEMU]?[threads] else { continue }
+                let ktask = Sample(ktaskTimes)
+                for path in VMStartPath.allCases {
+                    guard let values = totals[path]?[threads] else { continue }
+                    let sample = Sample(values)
+                    rows.append(VMFileRow(path: path, threads: threads, seconds: sample,
+                                          populateSeconds: path == .ktaskThenQEMU ? Sample(populates[threads] ?? []) : nil,
+                                          qemuSeconds: Sample(qemus[path]?[threads] ?? []),
+                                          ratioVsKTask: sample.median / ktask.median,
+                                          ratioUncertaintyPercent: path == .ktaskThenQEMU ? 0 : Sample.ratioUncertaintyPercent(sample, ktask),
+                                          pairedRatioVsKTask: Sample(pairedRatios[path]?[threads] ?? []).median))
+                }
+            }
+            return rows
+        }
     }
 }
 
