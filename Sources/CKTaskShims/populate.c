@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/uio.h>
 
 // Why a guard and not a size check: the walk gets only a region (the caller's own mapping, maybe of a
 // file another process truncates at any moment), so a check of the file's size before the walk would
@@ -75,6 +76,42 @@ int CKTask_madvise_retrying(void *start, size_t length, int advice) {
         result = madvise(start, length, advice);
     } while (result != 0 && errno == EINTR);
     return result;
+}
+
+int CKTask_allocate_file_range(int descriptor, long long offset, long long length) {
+    int result;
+    do {
+        result = fallocate(descriptor, FALLOC_FL_KEEP_SIZE, (off_t)offset, (off_t)length);
+    } while (result != 0 && errno == EINTR);
+    return result;
+}
+
+long long CKTask_write_zeros(int descriptor, long long offset, long long length) {
+    // One small buffer read again and again stays in cache; 64 of them make a 4 MiB call.
+    static const char zeros[64 << 10];
+    enum { vectors = 64 };
+    struct iovec iov[vectors];
+    long long done = 0;
+    while (done < length) {
+        long long left = length - done;
+        int count = 0;
+        for (; count < vectors && left > 0; count++) {
+            size_t part = left < (long long)sizeof zeros ? (size_t)left : sizeof zeros;
+            iov[count] = (struct iovec){ .iov_base = (void *)zeros, .iov_len = part };
+            left -= (long long)part;
+        }
+        ssize_t written = pwritev(descriptor, iov, count, (off_t)(offset + done));
+        if (written < 0) {
+            if (errno == EINTR) continue;
+            return done;
+        }
+        if (written == 0) {
+            errno = ENOSPC;
+            return done;
+        }
+        done += written;
+    }
+    return done;
 }
 
 int CKTask_openat(int folder, const char *name, int flags, unsigned int mode) { return openat(folder, name, flags, (mode_t)mode); }

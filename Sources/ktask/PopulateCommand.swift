@@ -130,7 +130,7 @@ struct PopulateCommand: ParsableCommand {
         // A write that succeeded allocated every page; a read may leave a disk file's pages uncached (or
         // evicted), so it is measured. Pages per node are counted where the job was placed or --verify asks.
         let perNode = placement != nil || verify
-            ? KTask.NodeMemory.pageCounts(in: UnsafeRawBufferPointer(file.buffer), pageSize: file.pageMode.pageSize) : [:]
+            ? file.pageCountsPerNode() : [:]
         let after = write && !verify ? file.count : file.residentBytes
         switch format {
         case .table:

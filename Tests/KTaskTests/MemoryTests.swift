@@ -93,6 +93,30 @@ struct MemoryTests {
         #expect(hugePages2M("free_hugepages") == freeBefore, "unmapped: back in the pool")
     }
 
+    @Test("a hugetlbfs file is allocated through its descriptor (fallocate): every page from the pool, none mapped here",
+          .enabled(if: getuid() == 0, "needs root to mount hugetlbfs and reserve huge pages: skipped"))
+    func hugetlbfsFileThroughDescriptor() throws {
+        let mountPoint = NSTemporaryDirectory() + "ktask-lane-\(getpid())"
+        try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: mountPoint) }
+        try #require(Glibc.mount("none", mountPoint, "hugetlbfs", 0, "pagesize=2M") == 0, "hugetlbfs cannot be mounted here: skipped")
+        defer { umount(mountPoint) }
+        let before = try #require(hugePages2M("nr_hugepages"))
+        try "\(before + 8)".write(toFile: "/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages", atomically: false, encoding: .utf8)
+        defer { try? "\(before)".write(toFile: "/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages", atomically: false, encoding: .utf8) }
+        try #require(try #require(hugePages2M("nr_hugepages")) >= before + 8, "the kernel found no memory for 8 more huge pages: skipped")
+        let freeBefore = try #require(hugePages2M("free_hugepages"))
+        for threads in [1, 2] {
+            let path = mountPoint + "/vm"
+            defer { unlink(path) }
+            let file = try KTask.MappedFile(path: path, size: 16 << 20, writable: true)
+            try KTask.populate(file, write: true, options: KTask.Options(maxThreads: threads))
+            #expect(hugePages2M("free_hugepages") == freeBefore - 8, "\(threads) threads: 8 huge pages taken from the pool")
+            if threads == 1 { #expect(mappedBytes(file.buffer) == 0, "one thread: nothing mapped in this process, all fallocated") }
+        }
+        #expect(hugePages2M("free_hugepages") == freeBefore, "file removed: back in the pool")
+    }
+
     @Test("a region off page boundaries and a size below 1 are typed errors")
     func badInput() throws {
         let memory = try KTask.Memory(bytes: 8 << 20, pages: .base)
@@ -218,6 +242,54 @@ struct MappedFileTests {
         fstat(fd, &status)
         #expect(Int(status.st_blocks) * 512 == 16 << 20, "every page allocated")
         #expect(file.residentBytes == 16 << 20)
+    }
+
+    @Test("a tmpfs file this call created is allocated through its descriptor: every page, none mapped here, all zeros")
+    func createdTmpfsThroughDescriptor() throws {
+        let path = "/dev/shm/ktask-lane-\(getpid())"
+        unlink(path)
+        defer { unlink(path) }
+        let file = try KTask.MappedFile(path: path, size: 16 << 20, writable: true)
+        try KTask.populate(file, write: true, options: KTask.Options(maxThreads: 1))
+        var status = stat()
+        #expect(stat(path, &status) == 0 && Int(status.st_blocks) * 512 == 16 << 20, "every page allocated")
+        #expect(mappedBytes(file.buffer) == 0, "written through the descriptor, no page-table entry made here")
+        #expect(UnsafeRawBufferPointer(file.buffer).allSatisfy { $0 == 0 })
+    }
+
+    @Test("a tmpfs file that holds data is populated through the mapping: no byte written, every page mapped")
+    func existingTmpfsThroughMapping() throws {
+        let path = "/dev/shm/ktask-lane-data-\(getpid())"
+        let fd = open(path, O_CREAT | O_EXCL | O_RDWR, 0o600)
+        try #require(fd >= 0)
+        defer { unlink(path) }
+        let block = [UInt8](repeating: 0x5a, count: 1 << 20)
+        try #require(pwrite(fd, block, block.count, 3 << 20) == block.count && ftruncate(fd, 8 << 20) == 0)
+        close(fd)
+        let file = try KTask.MappedFile(path: path, writable: true)
+        try KTask.populate(file, write: true, options: KTask.Options(maxThreads: 1))
+        #expect(mappedBytes(file.buffer) == 8 << 20, "faulted in through the mapping")
+        let bytes = UnsafeRawBufferPointer(file.buffer)
+        #expect(bytes[(3 << 20)..<(4 << 20)].allSatisfy { $0 == 0x5a } && bytes[0..<(3 << 20)].allSatisfy { $0 == 0 })
+    }
+
+    @Test("a created file on a full tmpfs: a typed error at the first byte that did not fit, then undone",
+          .enabled(if: getuid() == 0, "needs root to mount a small tmpfs: skipped"))
+    func createdTmpfsFull() throws {
+        let mountPoint = NSTemporaryDirectory() + "ktask-small-tmpfs-\(getpid())"
+        try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: mountPoint) }
+        try #require(Glibc.mount("none", mountPoint, "tmpfs", 0, "size=4m") == 0, "tmpfs cannot be mounted here: skipped")
+        defer { umount(mountPoint) }
+        let file = try KTask.MappedFile(path: mountPoint + "/vm", size: 8 << 20, writable: true)
+        #expect {
+            try KTask.populate(file, write: true, options: KTask.Options(maxThreads: 1))
+        } throws: { error in
+            guard case KTask.Error.populateFailed(let offset, let reason) = error else { return false }
+            return offset == 4 << 20 && reason.hasPrefix("no space")
+        }
+        file.undoChanges()
+        #expect(!FileManager.default.fileExists(atPath: mountPoint + "/vm"), "the file this call created is removed")
     }
 
     @Test("a read-only mapping cannot be populated for writing")
@@ -386,4 +458,19 @@ struct PopulateFallbackTests {
         #expect(try KTask.MappedFile.Kind(filesystemType: 0x9584_58f6, blockSize: 2 << 20, path: "/mnt/huge/vm") == .hugetlbfs(pageSize: 2 << 20))
         #expect(try KTask.MappedFile.Kind(filesystemType: 0x0102_1994, blockSize: 4096, path: "/dev/shm/vm") == .tmpfs)
     }
+}
+
+/// Bytes of `region` mapped in this process's page tables (/proc/self/pagemap's present bit per base page):
+/// a page can be in a file's page cache, resident for mincore, without being mapped here.
+func mappedBytes(_ region: UnsafeMutableRawBufferPointer) -> Int? {
+    let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+    guard let base = region.baseAddress else { return nil }
+    let fd = open("/proc/self/pagemap", O_RDONLY)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    var entries = [UInt64](repeating: 0, count: region.count / page)
+    let bytes = entries.count * 8
+    let read = entries.withUnsafeMutableBytes { pread(fd, $0.baseAddress, bytes, off_t(Int(bitPattern: base) / page * 8)) }
+    guard read == bytes else { return nil }
+    return entries.reduce(0) { $0 + ($1 >> 63 == 1 ? page : 0) }
 }

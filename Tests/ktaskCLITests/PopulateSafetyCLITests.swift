@@ -11,7 +11,7 @@ import Glibc
 func runKTaskSafely(_ arguments: [String], inject: String? = nil) throws -> (status: Int32, stdout: String, stderr: String) {
     let ktask = try ktaskExecutable()
     guard let inject else { return try runCommand("/usr/bin/timeout", ["60", ktask] + arguments) }
-    return try runCommand("/usr/bin/timeout", ["60", "/usr/bin/strace", "-f", "-o", "/dev/null", "-e", "inject=madvise:error=\(inject)", ktask] + arguments)
+    return try runCommand("/usr/bin/timeout", ["60", "/usr/bin/strace", "-f", "-o", "/dev/null", "-e", "inject=madvise,pwritev:error=\(inject)", ktask] + arguments)
 }
 
 /// A file's bytes, size, allocated bytes and owner.
@@ -74,12 +74,18 @@ struct PopulateSafetyCLITests {
     @Test("probe: a failure other than EINVAL (ENOMEM) is reported, not taken for an old kernel",
           .enabled(if: straceUsable, "needs strace with fault injection: skipped"), .timeLimit(.minutes(2)))
     func probeOnlyEINVAL() throws {
-        let path = shm + "-enomem"
-        defer { unlink(path) }
-        let run = try runKTaskSafely(["populate", path, "--size", "8M", "--write"], inject: "ENOMEM")
+        // A file that exists: populated through the mapping (madvise), where the probe matters. A file this
+        // call created is written through its descriptor (pwritev, failing here too) and removed.
+        let path = shm + "-enomem", made = shm + "-enomem-new"
+        defer { unlink(path); unlink(made) }
+        try #require(FileManager.default.createFile(atPath: path, contents: nil) && truncate(path, 8 << 20) == 0)
+        let run = try runKTaskSafely(["populate", path, "--write"], inject: "ENOMEM")
         #expect(run.status == 1, "\(run.stderr)")
         #expect(run.stderr.contains("Cannot allocate memory"), "\(run.stderr)")
-        #expect(fileFacts(path) == nil, "the file this call created is removed")
+        #expect(fileFacts(path).map { ($0.size, $0.allocated) } ?? (0, 1) == (8 << 20, 0), "the file is as it was")
+        let new = try runKTaskSafely(["populate", made, "--size", "8M", "--write"], inject: "ENOMEM")
+        #expect(new.status == 1 && new.stderr.contains("Cannot allocate memory"), "\(new.stderr)")
+        #expect(fileFacts(made) == nil, "the file this call created is removed")
     }
 
     @Test("case 12: EFAULT reads \"no space\"; the file this call created is removed, the one it extended truncated back",

@@ -21,6 +21,16 @@ int CKTask_populate_undo_arm(int descriptor, int folder, const char *name, int c
 /// The populate is over (done, or undone by the caller): a signal or exit from now on changes nothing.
 void CKTask_populate_undo_disarm(void);
 
+/// Allocates `length` bytes of a hugetlbfs file from `offset` without mapping them: fallocate(2) with
+/// FALLOC_FL_KEEP_SIZE (the pages are zeroed and in the file, no byte of data changes, the size stays),
+/// retried on EINTR. Returns 0 or -1 with errno.
+int CKTask_allocate_file_range(int descriptor, long long offset, long long length);
+
+/// Writes zeros over `length` bytes of a file from `offset` (pwritev from one 64 KiB zero buffer), for a
+/// tmpfs file whose bytes are all zeros already (one this call created): the pages are allocated and
+/// zeroed, nothing mapped. Returns the bytes written before an error (== `length` when none), errno set.
+long long CKTask_write_zeros(int descriptor, long long offset, long long length);
+
 /// madvise(2), retried on EINTR. Returns 0 or -1 with errno.
 int CKTask_madvise_retrying(void *start, size_t length, int advice);
 

@@ -271,6 +271,26 @@ extension KTask {
 
         /// Bytes of the mapping resident in memory now (mincore).
         public var residentBytes: Int { KTask.residentBytes(buffer) }
+
+        /// The file's resident pages per node. move_pages sees only pages mapped in this process, and a page
+        /// a populate allocated through the descriptor is in the file but not mapped here: the resident runs
+        /// (mincore) are mapped in first with a read populate, which allocates nothing that mincore did not
+        /// already find.
+        public func pageCountsPerNode() -> [Int: Int] {
+            let pageSize = pageMode.pageSize, basePage = MemoryPopulator.basePageSize
+            if let vector = KTask.residency(base, bytes: count) {
+                var page = 0
+                let pages = count / pageSize, step = pageSize / basePage
+                while page < pages {
+                    guard vector[page * step] & 1 == 1 else { page += 1; continue }
+                    var end = page + 1
+                    while end < pages, vector[end * step] & 1 == 1 { end += 1 }
+                    _ = CKTask_madvise_retrying(base + page * pageSize, (end - page) * pageSize, CKTask_MADV_POPULATE_READ())
+                    page = end
+                }
+            }
+            return KTask.NodeMemory.pageCounts(in: UnsafeRawBufferPointer(buffer), pageSize: pageSize)
+        }
     }
 
     /// Faults in every page of a mapped file on the calling thread and helpers: read into the page cache
@@ -305,7 +325,8 @@ extension KTask {
         let placement = try nodes.map { nodes throws(KTask.Error) in try NodePlacement(nodes) }
         if write && !file.writable { throw KTask.Error.fileUnusable(path: file.path, reason: "is mapped read-only; open it writable to allocate its pages") }
         try MemoryHeadroom.check(needed: file.memoryNeeded(write: write))
-        return try populate(file.buffer, pageMode: file.pageMode, with: file.populator(write: write), placement: placement,
+        // Placed pages are bound through the mapping (mbind): those go through it.
+        return try populate(file.buffer, pageMode: file.pageMode, with: file.populator(write: write, fileLane: placement == nil), placement: placement,
                             bindMemory: write && file.kind != .pageCache && file.ownedByCaller, options: options,
                             progress: progress.map { ProgressReporter(report: $0) }, recording: record)
     }
@@ -328,7 +349,15 @@ extension KTask {
 
 extension KTask.MappedFile {
     /// The chunk function: base at the file's first byte, so page indices (and error offsets) are the file's.
-    func populator(write: Bool) -> MemoryPopulator {
-        MemoryPopulator(base: UInt(bitPattern: base), pageSize: pageMode.pageSize, write: write, onlyPages: write ? nil : dataPages())
+    /// With `fileLane`, a write allocates through the descriptor where that changes no byte: any hugetlbfs
+    /// file, a tmpfs file this call created.
+    func populator(write: Bool, fileLane: Bool) -> MemoryPopulator {
+        let lane: MemoryPopulator.FileLane? = switch kind {
+        case .hugetlbfs where fileLane: .init(descriptor: file.descriptor, call: .fallocate)
+        case .tmpfs where fileLane && created: .init(descriptor: file.descriptor, call: .writeZeros)
+        default: nil
+        }
+        return MemoryPopulator(base: UInt(bitPattern: base), pageSize: pageMode.pageSize, write: write, onlyPages: write ? nil : dataPages(),
+                               fileLane: lane)
     }
 }

@@ -36,8 +36,10 @@ extension KTask {
         }
 
         /// Pages of a region on each node (``nodes(ofPagesIn:pageSize:)`` counted): where a populate placed on
-        /// nodes put its pages. Pages not faulted in or not queryable are left out, and a region that cannot be
-        /// queried gives none. One `move_pages` query per page: not free for a large region.
+        /// nodes put its pages. Pages not mapped in this process or not queryable are left out, and a region
+        /// that cannot be queried gives none: for a file's pages (some allocated through its descriptor, not
+        /// mapped here) use ``MappedFile/pageCountsPerNode()``. One `move_pages` query per page: not free for
+        /// a large region.
         public static func pageCounts(in region: UnsafeRawBufferPointer, pageSize: Int) -> [Int: Int] {
             var counts: [Int: Int] = [:]
             for node in (try? nodes(ofPagesIn: region, pageSize: pageSize)) ?? [] {
