@@ -3,7 +3,8 @@
 # built with the Swift stdlib linked in, and a busybox initramfs around an init script.
 #   vm_prepare             installs qemu-system-x86, busybox-static, cpio where missing (apt-get, as root),
 #                          fetches the kernel and builds ktask; sets work, binary
-#   vm_initramfs INIT OUT  packs the init script INIT, ktask and busybox into the initramfs OUT
+#   vm_initramfs INIT OUT  packs the init script INIT, ktask and busybox into the initramfs OUT; vm_tools (more
+#                          busybox applets) and vm_host_binaries (host programs, with their libraries) add to it
 #   vm_console LOG         the guest's console from "=== nodes" (its init's first line) to "=== exit status",
 #                          as plain text
 #   vm_cannot WHY          says why this machine cannot run the check and exits 77
@@ -42,9 +43,10 @@ vm_initramfs() {
   rm -rf "$root" && mkdir -p "$root"/{bin,proc,sys,dev,tmp}
   cp "$binary" "$root/bin/ktask"
   cp /bin/busybox "$root/bin/busybox"
-  for tool in sh mount poweroff cat echo taskset grep mkdir dd sha256sum touch; do ln -s busybox "$root/bin/$tool"; done
-  # The shared libraries ktask needs, at the same paths, and the dynamic loader.
-  for lib in $(ldd "$binary" | grep -o '/[^ ]*'); do
+  for tool in sh mount poweroff cat echo taskset grep mkdir dd sha256sum touch ${vm_tools:-}; do ln -s busybox "$root/bin/$tool"; done
+  for tool in ${vm_host_binaries:-}; do cp "$(command -v "$tool")" "$root/bin/$(basename "$tool")"; done
+  # The shared libraries ktask (and the host programs) need, at the same paths, and the dynamic loader.
+  for lib in $(for tool in "$binary" ${vm_host_binaries:-}; do ldd "$(command -v "$tool")"; done | grep -o '/[^ ]*' | sort -u); do
     mkdir -p "$root$(dirname "$lib")" && cp -L "$lib" "$root$lib"
   done
   cp "$init" "$root/init" && chmod +x "$root/init"

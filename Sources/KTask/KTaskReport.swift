@@ -31,6 +31,11 @@ extension KTask {
         public let adaptiveThroughput: [Double]
         /// Completed claims per thread, the caller's first; nil for a job run inline as one call.
         private let perThread: [Int]?
+        /// Helpers set aside for each node they were pinned to, by node id (a job on nodes: the caller's node
+        /// first, then the nearest, or the nodes given); empty where helpers were not pinned (``KTask/Placement/anywhere``,
+        /// a machine with one node) or the job had none. The caller works where it is, on top of these; a
+        /// node has fewer than its usable CPUs where ``threadLimit`` cut (e.g. ``KTask/ThreadLimit/nodeCap``).
+        public let helpersPerNode: [Int: Int]
         /// The CPU time each thread that worked on the job got while it claimed chunks of the job's parallel
         /// part, the caller's first (its first chunks alone, before it sized the rest, are not counted); empty
         /// for a job its caller ran alone. On a busy machine, what a helper actually got: a helper at nice 19 in the
@@ -39,7 +44,9 @@ extension KTask {
 
         init(threadsUsed: Int, chunkSize: Int, claimCount: Int, helperNice: Int?, wallTime: Duration,
              threadLimit: KTask.ThreadLimit = .none, helpersRefusedBy: KTask.ThreadLimit? = nil, starvationGuard: KTask.StarvationGuard = .none, boostedHelpers: Int = 0,
-             adaptiveThreads: Int? = nil, adaptiveThroughput: [Double] = [], perThread: [Int]?, cpuTimePerThread: [Duration] = []) {
+             adaptiveThreads: Int? = nil, adaptiveThroughput: [Double] = [], perThread: [Int]?, cpuTimePerThread: [Duration] = [],
+             helpersPerNode: [Int: Int] = [:]) {
+            self.helpersPerNode = helpersPerNode
             self.threadsUsed = threadsUsed
             self.chunkSize = chunkSize
             self.claimCount = claimCount
@@ -64,7 +71,7 @@ extension KTask {
                           claimCount: claimCount + claims, helperNice: helperNice, wallTime: wallTime, threadLimit: threadLimit,
                           helpersRefusedBy: helpersRefusedBy, starvationGuard: starvationGuard, boostedHelpers: boostedHelpers,
                           adaptiveThreads: adaptiveThreads, adaptiveThroughput: adaptiveThroughput,
-                          perThread: threads, cpuTimePerThread: cpuTimePerThread)
+                          perThread: threads, cpuTimePerThread: cpuTimePerThread, helpersPerNode: helpersPerNode)
         }
 
         /// Whether the job ran on the calling thread alone, with no helper woken and nothing allocated: as one
@@ -80,6 +87,8 @@ extension KTask {
             "\(threadsUsed) thread(s) (limited by \(threadLimit.rawValue)), \(claimCount) claim(s), chunks of \(chunkSize), "
                 + "per thread \(claimsPerThread), \(wallTime)"
                 + (adaptiveThreads.map { ", adaptive: \($0) thread(s) from items/s \(adaptiveThroughput.map { Int($0) })" } ?? "")
+                + (helpersPerNode.isEmpty ? "" : ", helpers per node "
+                    + helpersPerNode.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }.joined(separator: ", "))
                 + (cpuTimePerThread.isEmpty ? "" : ", CPU ms per thread \(cpuTimePerThread.map { Double(Int($0.seconds * 10_000)) / 10 })")
         }
     }

@@ -19,6 +19,8 @@ package struct BenchRow: Sendable {
     package let starvationGuard: KTask.StarvationGuard
     /// What bounded the thread count in the run that used the fewest threads.
     package let threadLimit: KTask.ThreadLimit
+    /// Helpers pinned to each node in the run that used the fewest threads (empty: not pinned).
+    package var helpersPerNode: [Int: Int] = [:]
 }
 
 /// A finished benchmark: the seed's table for one workload.
@@ -28,6 +30,8 @@ package struct BenchResult: Sendable {
     package let runs: Int
     package let summary: String
     package let rows: [BenchRow]
+    /// Where helpers ran: the placement's description, or the nodes of a per-node job.
+    package var placement = ""
     /// CPU time the hypervisor took from this guest during the timed runs (nil: not a VM, or unknown).
     package let stealSeconds: Double?
     /// Wall time of the timed runs, set-up between them included.
@@ -102,6 +106,7 @@ package struct BenchRunner {
         var chunkCount: [Int: Int] = [:]
         var guards: [Int: KTask.StarvationGuard] = [:]
         var limits: [Int: KTask.ThreadLimit] = [:]
+        var perNode: [Int: [Int: Int]] = [:]
         // One untimed run first: the first touch of memory (by this guest's host, or of cold caches
         // and page tables) is slower than any later one and would skew whichever row ran first.
         progress(0, runs, threadCounts.last!)
@@ -116,7 +121,10 @@ package struct BenchRunner {
                 let report = measurement.report
                 seconds[threads, default: []].append(measurement.seconds)
                 cpuSeconds[threads, default: []].append(measurement.cpuSeconds)
-                if report.threadsUsed < threadsUsed[threads] ?? Int.max { limits[threads] = report.threadLimit }
+                if report.threadsUsed < threadsUsed[threads] ?? Int.max {
+                    limits[threads] = report.threadLimit
+                    perNode[threads] = report.helpersPerNode
+                }
                 threadsUsed[threads] = min(threadsUsed[threads] ?? Int.max, report.threadsUsed)
                 chunkCount[threads] = report.claimCount
                 guards[threads] = report.starvationGuard
@@ -132,11 +140,12 @@ package struct BenchRunner {
                             speedup: baseline.mean / sample.mean,
                             medianSpeedup: baseline.median / sample.median,
                             threadsUsed: threadsUsed[threads]!, chunkCount: chunkCount[threads]!,
-                            starvationGuard: guards[threads]!, threadLimit: limits[threads]!)
+                            starvationGuard: guards[threads]!, threadLimit: limits[threads]!, helpersPerNode: perNode[threads] ?? [:])
         }
         var result = BenchResult(workload: workload, size: size, runs: runs, summary: instance.summary, rows: rows,
                                  stealSeconds: steal)
         result.wallSeconds = wall.seconds
+        result.placement = nodeList.map { "one range per node on nodes \($0.map(String.init).joined(separator: ","))" } ?? options.placement.description
         result.pressureSeconds = pressure
         return result
     }

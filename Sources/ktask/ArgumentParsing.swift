@@ -50,6 +50,24 @@ struct SizeArgument {
 
 
 /// `--nodes`: "local", "any", or comma-separated node ids.
+/// `--placement`: caller (the caller's node, then the nearest), caller-only, any, or nodes:0,1.
+func parsePlacement(_ argument: String) throws -> KTask.Placement {
+    switch argument {
+    case "caller": return .callerNode
+    case "caller-only": return .callerNodeOnly
+    case "any": return .anywhere
+    default:
+        let allowed = "allowed: caller, caller-only, any, or nodes: and distinct node ids such as nodes:0,1"
+        guard argument.hasPrefix("nodes:") else { throw ValidationError(allowed) }
+        let parts = argument.dropFirst("nodes:".count).split(separator: ",", omittingEmptySubsequences: false)
+        let ids = parts.compactMap { Int($0) }
+        guard !parts.isEmpty, ids.count == parts.count, ids.allSatisfy({ $0 >= 0 }), Set(ids).count == ids.count else {
+            throw ValidationError(allowed)
+        }
+        return .nodes(ids)
+    }
+}
+
 func parseNodeChoice(_ argument: String) throws -> NodeChoice {
     switch argument {
     case "local": return .local

@@ -39,7 +39,8 @@ struct ScalingBenchCommand: ParsableCommand {
             JSON (--format json): {"schema", "workload", "size", "runs", "summary", "steal_s", "noise": \
             {"steady", "verdict", "wall_s", "cpu_pressure_s"}, "rows": [{"threads", "mean_s", "stddev_pct", \
             "median_s", "min_s", "max_s", "speedup", "speedup_median", "speedup_uncertainty_pct", "cpu_s", \
-            "threads_used", "thread_limit", "chunks", "starvation_guard"}]}. speedup is the ratio of means, as \
+            "threads_used", "thread_limit", "helpers_per_node", "chunks", "starvation_guard"}], "placement"}. \
+            helpers_per_node: {"node": helpers} in the run with the fewest threads ({} where helpers were not pinned). speedup is the ratio of means, as \
             in the seed; speedup_median the ratio of medians; steal_s the CPU time a hypervisor took from this \
             machine during the timed runs.
             """)
@@ -53,8 +54,12 @@ struct ScalingBenchCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Bytes for prefault/init, items for compute; K, M, G, T suffixes are powers of 1024 (default: about 2 s per 1-thread run).", valueName: "size"), transform: SizeArgument.parse)
     var size: SizeArgument?
 
-    @Option(help: ArgumentHelp("Where threads run: local (the caller's node), any, or node ids (one range per node, memory bound there).",
-                               valueName: "local|any|n,n,..."), transform: parseNodeChoice)
+    @Option(help: ArgumentHelp("Where a job's helpers run: caller (the caller's node, then the nearest nodes once it is full; the default), caller-only (never past the caller's node), any (wherever the scheduler puts them), or nodes:0,1 (spread over those nodes).",
+                               valueName: "caller|caller-only|any|nodes:n,..."), transform: parsePlacement)
+    var placement: KTask.Placement?
+
+    @Option(help: ArgumentHelp("Node ids: one range per node, its memory bound there (the kernel's ktask_run_numa); local and any are --placement caller and any.",
+                               valueName: "n,n,..."), transform: parseNodeChoice)
     var nodes: NodeChoice = .local
 
     @Option(help: ArgumentHelp("The prefault workload's pages: 4k, thp (transparent huge pages, as QEMU asks for guest RAM), hugetlb-2M or hugetlb-1G (from the reserved pool). Default: thp where transparent huge pages are not off, else 4k.",
@@ -85,6 +90,9 @@ struct ScalingBenchCommand: ParsableCommand {
             throw ValidationError("--runs is \(runCount); it must be between 1 and 10000")
         }
         if let plot { try SpeedupPlot.checkWritable(plot) }
+        if placement != nil, nodes != .local {
+            throw ValidationError("--placement and --nodes both say where helpers run; give one (--nodes n,n runs one range per node)")
+        }
         if pages != nil && workload != .prefault {
             throw ValidationError("--pages is for --workload prefault; \(workload.rawValue) allocates its own memory")
         }
@@ -98,7 +106,7 @@ struct ScalingBenchCommand: ParsableCommand {
         let pageMode = pages ?? preferred.mode
         let runs = runCount
         let runner = BenchRunner(workload: workload, size: size, threadCounts: counts, runs: runs, nodes: nodes,
-                                 options: KTask.Options(helperPriority: helperPriority), pageMode: pageMode)
+                                 options: KTask.Options(helperPriority: helperPriority, placement: placement ?? .callerNode), pageMode: pageMode)
         let progress = ProgressLine(jobs: runs * counts.count)
         let result = try runner.run { run, runs, threads in
             if run == 0 { progress.warmUp(workload.rawValue) } else { progress.job("\(workload.rawValue): run \(run)/\(runs), \(threads) thread(s)") }
@@ -110,6 +118,7 @@ struct ScalingBenchCommand: ParsableCommand {
                 print("# pages: \(pageMode)" + (pages == nil ? " (default: \(preferred.reason))" : " (--pages)"))
             }
             if helperPriority != .lowest { print("# helpers at \(helperPriority) (--helper-priority)") }
+            print("# placement: \(result.placement)" + (placement == nil && nodes == .local ? " (default)" : ""))
             print(BenchTable.render(result, cpuTime: cpuTime), terminator: "")
         case .json: print(try BenchJSON.render(result))
         }

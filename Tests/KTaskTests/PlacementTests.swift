@@ -39,6 +39,11 @@ struct LanePlanTests {
         let capped = try LanePlan.single(placement: .callerNode, threads: 16, callerCPU: 3, nodes: ia64) { _ in 2 }
         #expect(capped.helpers == 15 && capped.lanes.allSatisfy { $0.helpers <= 2 })
         #expect(Array(capped.lanes.prefix(4).map(\.node)) == [0, 1, 2, 3], "the nearest nodes first")
+        // Fewer helpers to be had (the pool's cap): the farthest lanes give them up, the caller's node stays full.
+        var trimmed = sixteen
+        let cut = trimmed.trim(toHelpers: 9)
+        #expect(cut)
+        #expect(trimmed.lanes.map(\.helpers) == [7, 2, 0, 0])
     }
 
     @Test("given nodes: helpers spread by free CPUs, the caller's own CPU counted")
@@ -134,13 +139,14 @@ struct LivePlacementTests {
         let helperMasks = Locked<Set<String>>([])
         // At the caller's priority: on a busy machine (other suites building beside) a nice-19 helper may not
         // run before the caller is done, and this test is about where helpers run, not when.
-        try KTask.run(0..<16, options: KTask.Options(maxThreads: 2, helperPriority: .inheritCaller, placement: .nodes([node.id]), pool: pool)) { _ in
+        let report = try KTask.run(0..<16, options: KTask.Options(maxThreads: 2, helperPriority: .inheritCaller, placement: .nodes([node.id]), pool: pool)) { _ in
             let tid = ThreadSnapshot.currentTID
             if tid != callerTID, let mask = Self.allowedCPUs(tid: tid) { helperMasks.withLock { _ = $0.insert(mask) } }
             usleep(2_000)
         }
         try #require(!helperMasks.current.isEmpty, "no helper joined")
         #expect(helperMasks.current == [node.cpus.description])
+        #expect(report.helpersPerNode == [node.id: 1], "the report names the node its helper was pinned to")
     }
 
     @Test("a per-node cap of 0 keeps node-placed jobs to the caller; unplaced jobs still get helpers")
@@ -155,6 +161,7 @@ struct LivePlacementTests {
         let anywhere = try KTask.run(0..<16, options: KTask.Options(maxThreads: 2, helperPriority: .inheritCaller, placement: .anywhere,
                                                                     pool: pool)) { _ in usleep(1_000) }
         #expect(anywhere.threadsUsed == 2)
+        #expect(placed.helpersPerNode.isEmpty && anywhere.helpersPerNode.isEmpty, "no helper pinned: none per node")
         #expect(throws: KTask.Error.invalidHelperCap(-1)) { try pool.setMaxBusyHelpersPerNode(-1) }
     }
 

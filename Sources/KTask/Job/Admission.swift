@@ -240,6 +240,8 @@ struct LanePlan: Equatable {
     private(set) var lanes: [Lane]
     /// The part the calling thread starts on.
     let callerPart: Int
+    /// Lanes in order of preference (the caller's node, then farther ones): a cut takes from the last first.
+    var nearestFirst = false
 
     var helpers: Int { lanes.reduce(0) { $0 + $1.helpers } }
 
@@ -255,10 +257,19 @@ struct LanePlan: Equatable {
     }
 
     /// Cuts the helpers to `total` in all, one at a time from the lane with the most (ties: the last), so
-    /// that the lanes keep their shares; whether any was cut.
+    /// that the lanes keep their shares; for lanes ``nearestFirst``, from the farthest, so that the caller's
+    /// node stays full. Whether any was cut.
     mutating func trim(toHelpers total: Int) -> Bool {
         var excess = helpers - max(0, total)
         guard excess > 0 else { return false }
+        if nearestFirst {
+            for index in lanes.indices.reversed() where excess > 0 {
+                let cut = min(excess, lanes[index].helpers)
+                lanes[index] = Lane(node: lanes[index].node, cpus: lanes[index].cpus, helpers: lanes[index].helpers - cut, part: lanes[index].part)
+                excess -= cut
+            }
+            return true
+        }
         while excess > 0, let index = lanes.indices.max(by: { lanes[$0].helpers <= lanes[$1].helpers }), lanes[index].helpers > 0 {
             let lane = lanes[index]
             lanes[index] = Lane(node: lane.node, cpus: lane.cpus, helpers: lane.helpers - 1, part: lane.part)
@@ -302,7 +313,7 @@ struct LanePlan: Equatable {
                     left -= count
                 }
             }
-            return LanePlan(lanes: lanes.filter { $0.helpers > 0 || $0.node == home.id }, callerPart: 0)
+            return LanePlan(lanes: lanes.filter { $0.helpers > 0 || $0.node == home.id }, callerPart: 0, nearestFirst: true)
         case .nodes(let ids):
             let chosen = try resolve(ids, nodes: nodes)
             var capacity = chosen.map { node in node.cpus.count - (node.cpus.contains(callerCPU) ? 1 : 0) }

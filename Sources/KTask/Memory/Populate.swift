@@ -147,7 +147,8 @@ extension KTask {
     /// luck does not decide). Only where asked: a lock and a system call per chunk that a plain populate
     /// does not pay.
     package final class ChunkPlacementRecord: Sendable {
-        private let seen = Locked<(cpus: Set<Int>, masks: Set<[Int]>, firstCPU: [Int: Int])>(([], [], [:]))
+        /// Per thread (by tid): the node whose pages its first chunk was in, and its mask then.
+        private let seen = Locked<(cpus: Set<Int>, masks: Set<[Int]>, firstChunk: [Int32: (node: Int?, mask: [Int])])>(([], [], [:]))
         private let nodeRanges = Locked<[NodeRange]>([])
 
         package init() {}
@@ -161,17 +162,18 @@ extension KTask {
         func record(chunkStart: Int) {
             let cpu = Affinity.currentCPU(), mask = Affinity.current()?.cpus ?? []
             let node = ranges.first { $0.range.contains(chunkStart) }?.node
+            let tid = CKTask_gettid()
             seen.withLock { seen in
                 seen.cpus.insert(cpu)
                 seen.masks.insert(mask)
-                if let node, seen.firstCPU[node] == nil { seen.firstCPU[node] = cpu }
+                if seen.firstChunk[tid] == nil { seen.firstChunk[tid] = (node, mask) }
             }
         }
 
-        /// For each node of a placed populate, the CPU of the first chunk of its pages that finished: its own
-        /// node's threads start there, so it ran on that node's CPUs unless a thread of another node got there
-        /// first.
-        package var firstChunkCPU: [Int: Int] { seen.current.firstCPU }
+        /// For each thread that ran a chunk of a placed populate: the node whose pages its first chunk was in,
+        /// and the CPUs it was pinned to. A node's helpers start on its pages (the engine's lanes), whenever
+        /// they wake; a thread of another node comes to them only after its own. A decision, not a race.
+        package var firstChunks: [(node: Int?, mask: [Int])] { Array(seen.current.firstChunk.values) }
 
         /// The CPUs chunks ran on, ascending.
         package var cpus: [Int] { seen.current.cpus.sorted() }

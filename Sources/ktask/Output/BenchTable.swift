@@ -22,6 +22,11 @@ enum BenchTable {
         for row in result.rows where row.threadsUsed < row.threads {
             table.footnotes.append("\(row.threads) thread(s) asked, \(row.threadsUsed) used: limited by \(row.threadLimit.rawValue)")
         }
+        // Which nodes a placed job's helpers ran on, where they ran on more than one.
+        for row in result.rows where row.helpersPerNode.count > 1 {
+            let nodes = row.helpersPerNode.sorted { $0.key < $1.key }.map { "node \($0.key): \($0.value)" }.joined(separator: ", ")
+            table.footnotes.append("\(row.threads) thread(s): helpers \(nodes), the caller on its own")
+        }
         // Would a second run of the same command agree? Said under every table.
         table.footnotes.append(contentsOf: result.noiseVerdict().lines)
         // The table has no "used" column when every row used the threads it asked for.
@@ -49,6 +54,7 @@ enum BenchJSON {
         let cpu_s: Double
         let threads_used: Int
         let thread_limit: String
+        let helpers_per_node: [String: Int]
         let chunks: Int
         let starvation_guard: String
         let speedup_uncertainty_pct: Nullable<Double>
@@ -70,6 +76,7 @@ enum BenchJSON {
         let steal_s: Nullable<Double>
         let noise: Noise
         let rows: [Row]
+        let placement: String
     }
 
     static func render(_ result: BenchResult) throws -> String {
@@ -77,7 +84,8 @@ enum BenchJSON {
             Row(threads: $0.threads, mean_s: Units.measured($0.seconds.mean), stddev_pct: Units.measured($0.seconds.standardDeviationPercent),
                 median_s: Units.measured($0.seconds.median), min_s: Units.measured($0.seconds.min), max_s: Units.measured($0.seconds.max),
                 speedup: Units.measured($0.speedup), speedup_median: Units.measured($0.medianSpeedup), cpu_s: Units.measured($0.cpuSeconds.mean),
-                threads_used: $0.threadsUsed, thread_limit: $0.threadLimit.rawValue, chunks: $0.chunkCount,
+                threads_used: $0.threadsUsed, thread_limit: $0.threadLimit.rawValue,
+                helpers_per_node: Dictionary(uniqueKeysWithValues: $0.helpersPerNode.map { (String($0.key), $0.value) }), chunks: $0.chunkCount,
                 starvation_guard: $0.starvationGuard.rawValue,
                 speedup_uncertainty_pct: Nullable($0.threads == 1 || !result.speedupUncertaintyPercent($0).isFinite ? nil
                                                   : Units.measured(result.speedupUncertaintyPercent($0))))
@@ -86,7 +94,8 @@ enum BenchJSON {
         let noise = Noise(steady: verdict.steady, verdict: verdict.lines, wall_s: Units.measured(result.wallSeconds),
                           cpu_pressure_s: Nullable(result.pressureSeconds.map(Units.measured)))
         return try encodeJSON(Document(workload: result.workload.rawValue, size: result.size, runs: result.runs,
-                                       summary: result.summary, steal_s: Nullable(result.stealSeconds.map(Units.measured)), noise: noise, rows: rows))
+                                       summary: result.summary, steal_s: Nullable(result.stealSeconds.map(Units.measured)), noise: noise, rows: rows,
+                                       placement: result.placement))
     }
 }
 
