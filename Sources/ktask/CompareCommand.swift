@@ -54,7 +54,7 @@ struct CompareCommand: ParsableCommand {
             a run that starts sooner finds some of it still backed, and its time depends on that race). Without qemu-system, a hugetlbfs \
             mount or enough free huge pages (free_hugepages) both paths are listed missing with the command that \
             fixes it. --systems, --peers, --helper-priority and --plot are for the other workloads. \
-            JSON: {"schema", "workload", "pages", "size", "runs", "settle_s", "location", "ktask_command", "qemu_command", \
+            JSON: {"schema", "workload", "pages", "size", "runs", "settle_s", "location", "ktask_command", "ktask_self_contained", "qemu_command", \
             "steal_s", "rows": [{"system", "threads", "median_s", "min_s", "max_s", "spread_pct", \
             "populate_median_s", "qemu_median_s", "ratio_vs_ktask", "ratio_uncertainty_pct", \
             "paired_ratio_vs_ktask"}], "missing": [{"system", "reason"}]}.

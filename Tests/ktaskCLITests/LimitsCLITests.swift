@@ -79,6 +79,23 @@ struct LimitsCLITests {
         }
     }
 
+    @Test("bench --placement: the placement and the helpers per node in its output; a bad value or both flags refused")
+    func benchPlacement() throws {
+        let placed = try runKTask(["bench", "--workload", "compute", "--size", "4M", "--threads", "2", "--runs", "1",
+                                   "--placement", "nodes:0", "--helper-priority", "caller", "--format", "json"])
+        #expect(placed.status == 0, "\(placed.stderr)")
+        let document = try decodeJSON(placed.stdout)
+        #expect(document["placement"] as? String == "nodes 0", "\(placed.stdout)")
+        let two = (document["rows"] as? [[String: Any]])?.first { $0["threads"] as? Int == 2 }
+        #expect(two?["helpers_per_node"] as? [String: Int] == ["0": 1], "one helper, pinned to node 0: \(placed.stdout)")
+        let anywhere = try runKTask(["bench", "--workload", "compute", "--size", "1M", "--threads", "2", "--runs", "1", "--placement", "any"])
+        #expect(anywhere.status == 0 && anywhere.stdout.contains("# placement: any node"), "\(anywhere.stdout)")
+        let bad = try runKTask(["bench", "--placement", "node:1"])
+        #expect(bad.status == 2 && bad.stderr.contains("caller, caller-only, any, or nodes:"), "\(bad.stderr)")
+        let both = try runKTask(["bench", "--placement", "any", "--nodes", "0"])
+        #expect(both.status == 2 && both.stderr.contains("give one"), "\(both.stderr)")
+    }
+
     @Test("ktask info writes nothing: no idle cgroup appears",
           .enabled(if: getuid() == 0 && FileManager.default.fileExists(atPath: "/sys/fs/cgroup/cpu/cgroup.procs"),
                    "needs root and the cgroup v1 cpu controller: skipped"))

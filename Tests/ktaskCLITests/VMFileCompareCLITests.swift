@@ -16,7 +16,7 @@ func runInPrivateMounts(_ script: String) throws -> (status: Int32, stdout: Stri
 }
 
 /// The keys `compare --workload vm-file --format json` documents, and each row's.
-let vmFileKeys = ["schema", "workload", "pages", "size", "runs", "settle_s", "location", "ktask_command", "qemu_command", "steal_s", "rows", "missing"]
+let vmFileKeys = ["schema", "workload", "pages", "size", "runs", "settle_s", "location", "ktask_command", "ktask_self_contained", "qemu_command", "steal_s", "rows", "missing"]
 let vmFileRowKeys = ["system", "threads", "median_s", "min_s", "max_s", "spread_pct", "populate_median_s", "qemu_median_s",
                      "ratio_vs_ktask", "ratio_uncertainty_pct", "paired_ratio_vs_ktask"]
 
@@ -25,6 +25,7 @@ let vmFileRowKeys = ["system", "threads", "median_s", "min_s", "max_s", "spread_
 func expectBothVMFileRows(_ json: String, threads: Int = 1) throws -> [String: Any] {
     let document = try jsonObject(json)
     for key in vmFileKeys { #expect(document.keys.contains(key), "\(key): \(json)") }
+    #expect(document["ktask_self_contained"] as? Bool == false, "the tests' debug build loads the Swift runtime: \(json)")
     let rows = try #require(document["rows"] as? [[String: Any]])
     #expect(rows.compactMap { $0["system"] as? String } == ["ktask+qemu", "qemu-prealloc"], "\(json)")
     #expect((document["missing"] as? [Any])?.isEmpty == true, "\(json)")

@@ -3,12 +3,18 @@ import KTaskWorkloads
 
 /// `ktask compare --workload vm-file`'s table and JSON, in compare's style.
 enum VMFileOutput {
+    /// Whether this executable carries the Swift runtime (built with --static-swift-stdlib): the timed
+    /// `ktask populate` is this same file, and loading 20 shared libraries costs a start about 5 ms.
+    static let selfContained: Bool = dlopen("libswiftCore.so", RTLD_LAZY | RTLD_NOLOAD) == nil
+
     static func table(_ result: VMFileResult) -> String {
         var table = TextTable(notes: [
             "vm-file: \(Units.bytes(result.size)) of guest RAM, \(result.pageMode) pages"
                 + (result.location.map { " on \($0)" } ?? "") + ", a fresh file each run, \(result.runs) alternating run(s) per path and thread count"
                 + (result.settleSeconds > 0 ? ", \(Units.significant(result.settleSeconds)) s settle after each" : ""),
             "ktask+qemu = \(result.ktaskCommand), then \(result.qemuCommand)",
+            "ktask = this executable, " + (selfContained ? "the Swift runtime linked in"
+                : "loading the Swift runtime's shared libraries (about 5 ms more per start than a --static-swift-stdlib build)"),
             "qemu-prealloc = the same QEMU with prealloc=on,prealloc-threads=N; every process timed from start to exit",
             "ratio = the path's median / ktask+qemu's (above 1: ktask's path faster); ± = how far it would move in a second run;",
             "paired = the median of (its time / ktask+qemu's) over rounds, each pair run back to back",
@@ -72,6 +78,7 @@ enum VMFileOutput {
         let settle_s: Double
         let location: Nullable<String>
         let ktask_command: String
+        let ktask_self_contained: Bool
         let qemu_command: String
         let steal_s: Nullable<Double>
         let rows: [Row]
@@ -90,7 +97,7 @@ enum VMFileOutput {
         }
         return try encodeJSON(Document(pages: result.pageMode.rawValue, size: result.size, runs: result.runs,
                                        settle_s: result.settleSeconds, location: Nullable(result.location), ktask_command: result.ktaskCommand,
-                                       qemu_command: result.qemuCommand, steal_s: Nullable(result.stealSeconds.map(Units.measured)),
+                                       ktask_self_contained: selfContained, qemu_command: result.qemuCommand, steal_s: Nullable(result.stealSeconds.map(Units.measured)),
                                        rows: rows, missing: result.missing.map { CompareOutput.Missing(system: $0.path.rawValue, reason: $0.reason) }))
     }
 }
