@@ -10,11 +10,11 @@
 // token handed on) at most one ran more than half of it, so a hand-over is not counted as two at once.
 // A helper that did not get half its CPU is not counted: the bounds checked are upper bounds. Its node is its last CPU (stat field 39) / N. --tokens J: make -jJ's slots, of which each
 // running process (a recipe) holds one, so at most J - (processes alive) helpers may run.
-// Prints: "running R node N slots S over O": the most helpers running at once, the most on one node, the
-// most flocks held at once (/proc/locks: ktask's machine slots), and the most helpers beyond make's tokens.
+// Prints: "running R node N slots S over O windows W": the most helpers running at once, the most on one
+// node, the most flocks held at once (/proc/locks: the guest holds no other), the most helpers beyond make's
+// tokens, and the windows sampled (0: the processes had ended; a check must see helpers run to count).
 #define _GNU_SOURCE
 #include <dirent.h>
-#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,6 +72,7 @@ static void snap(struct snapshot *snapshot) {
             if (!readLine(path, line, sizeof line)) continue;
             // Fields after "(comm) ": state is field 3, processor field 39.
             char *field = strrchr(line, ')');
+            if (!field) continue;
             int index = 2;
             thread->cpu = -1;
             for (char *token = strtok(field + 1, " "); token; token = strtok(NULL, " ")) {
@@ -115,7 +116,7 @@ int main(int argc, char **argv) {
     static struct snapshot snapshots[3];
     struct snapshot *before = &snapshots[0], *middle = &snapshots[1], *after = &snapshots[2];
     struct timespec window = { windowMs / 1000, (long)(windowMs % 1000) * 1000000 };
-    int mostRunning = 0, mostOnNode = 0, mostSlots = 0, mostOver = 0;
+    int mostRunning = 0, mostOnNode = 0, mostSlots = 0, mostOver = 0, windows = 0;
     snap(before);
     nanosleep(&window, NULL);
     snap(middle);
@@ -127,11 +128,14 @@ int main(int argc, char **argv) {
         int running = 0, perNode[1024] = {0};
         for (int i = 0; i < after->count; i++) {
             const struct thread *now = &after->threads[i], *then = find(middle, now), *first = find(before, now);
-            if (!then || !first || 2 * (now->runtime - then->runtime) <= after->at - middle->at
+            // A thread id reused by a new thread has less run time: not the same helper.
+            if (!then || !first || now->runtime < then->runtime || then->runtime < first->runtime
+                || 2 * (now->runtime - then->runtime) <= after->at - middle->at
                 || 2 * (then->runtime - first->runtime) <= middle->at - before->at) continue;
             running++;
             if (now->cpu >= 0 && now->cpu / cpusPerNode < 1024 && ++perNode[now->cpu / cpusPerNode] > mostOnNode) mostOnNode = perNode[now->cpu / cpusPerNode];
         }
+        windows++;
         if (running > mostRunning) mostRunning = running;
         if (tokens > 0 && running - (tokens - processes) > mostOver) mostOver = running - (tokens - processes);
         struct snapshot *oldest = before;
@@ -139,6 +143,6 @@ int main(int argc, char **argv) {
         middle = after;
         after = oldest;
     }
-    printf("running %d node %d slots %d over %d\n", mostRunning, mostOnNode, mostSlots, mostOver);
+    printf("running %d node %d slots %d over %d windows %d\n", mostRunning, mostOnNode, mostSlots, mostOver, windows);
     return 0;
 }

@@ -3,8 +3,8 @@
 # ktask against the peers that build there (OpenMP, oneTBB, GCD's concurrentPerform, TaskGroup, and QEMU for
 # prefault where installed), alternating run by run (`ktask compare`), writing JSON and an SVG per workload.
 #
-#   scripts/scaling-table.sh [--threads 1,2,...] [--runs N] [--out DIR]
-#       builds the bundle here and runs it (CI runs `--threads 1,2 --runs 1` as a smoke test)
+#   scripts/scaling-table.sh [--threads 1,2,...] [--runs N] [--workloads compute,init,prefault] [--out DIR]
+#       builds the bundle here and runs it (CI runs `--threads 1,2 --runs 1 --workloads compute` as a smoke test)
 #   scripts/scaling-table.sh --bundle DIR
 #       only builds the bundle: a folder to copy to a machine with nothing installed and run there as
 #       DIR/run.sh [--threads ...] [--runs N] [--out DIR]
@@ -19,14 +19,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bundle_only=
-threads=1,2,3,4,5,6,7,8,12,16 runs=3 out=.build/scaling
+threads=1,2,3,4,5,6,7,8,12,16 runs=3 out=.build/scaling workloads="compute init prefault"
 while [ $# -gt 0 ]; do
   case $1 in
     --bundle) bundle_only=1 bundle=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
+    --workloads) workloads=${2//,/ }; shift 2 ;;
     --runs) runs=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
-    *) echo "scaling-table: unknown argument $1 (allowed: --bundle DIR, --threads n,n,..., --runs N, --out DIR)" >&2; exit 2 ;;
+    *) echo "scaling-table: unknown argument $1 (allowed: --bundle DIR, --threads n,n,..., --runs N, --workloads w,w, --out DIR)" >&2; exit 2 ;;
   esac
 done
 bundle=${bundle:-.build/scaling-bundle}
@@ -62,27 +63,28 @@ cat > "$bundle/run.sh" <<'RUN'
 # Runs the scaling table from this bundle: ktask compare for compute, init and prefault.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-threads=1,2,3,4,5,6,7,8,12,16 runs=3 out=scaling
+threads=1,2,3,4,5,6,7,8,12,16 runs=3 out=scaling workloads="compute init prefault"
 while [ $# -gt 0 ]; do
   case $1 in
     --threads) threads=$2; shift 2 ;;
+    --workloads) workloads=${2//,/ }; shift 2 ;;
     --runs) runs=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
-    *) echo "run.sh: unknown argument $1 (allowed: --threads n,n,..., --runs N, --out DIR)" >&2; exit 2 ;;
+    *) echo "run.sh: unknown argument $1 (allowed: --threads n,n,..., --runs N, --workloads w,w, --out DIR)" >&2; exit 2 ;;
   esac
 done
 mkdir -p "$out"
 { uname -a; nproc; grep -m1 'model name' /proc/cpuinfo || true; "$here/ktask" info; } > "$out/machine.txt"
-for workload in compute init prefault; do
+for workload in $workloads; do
   echo "scaling-table: $workload at $threads threads, $runs run(s)" >&2
   "$here/ktask" compare --workload "$workload" --threads "$threads" --runs "$runs" --peers "$here/peers" \
     --format json --plot "$out/$workload.svg" > "$out/$workload.json"
 done
-echo "scaling-table: wrote $out/{compute,init,prefault}.{json,svg} and machine.txt" >&2
+echo "scaling-table: wrote $out/{${workloads// /,}}.{json,svg} and machine.txt" >&2
 RUN
 chmod +x "$bundle/run.sh"
 echo "scaling-table: bundle in $bundle ($(du -sh "$bundle" | cut -f1)): ktask $(du -h "$bundle/ktask" | cut -f1), peers: $(ls "$bundle/peers" | grep -v -e lib -e '\.log' | tr '\n' ' ')" >&2
 [ -z "$bundle_only" ] || exit 0
 
 # --- the run
-"$bundle/run.sh" --threads "$threads" --runs "$runs" --out "$out"
+"$bundle/run.sh" --threads "$threads" --runs "$runs" --workloads "${workloads// /,}" --out "$out"

@@ -3,10 +3,14 @@
 # built with the Swift stdlib linked in, and a busybox initramfs around an init script.
 #   vm_prepare             installs qemu-system-x86, busybox-static, cpio where missing (apt-get, as root),
 #                          fetches the kernel and builds ktask; sets work, binary
-#   vm_initramfs INIT OUT  packs the init script INIT, ktask and busybox into the initramfs OUT; vm_tools (more
+#   vm_initramfs INIT OUT  packs the init script INIT, ktask, busybox and scripts/guest-lib.sh (the init's
+#                          helpers, at /bin/guest-lib.sh) into the initramfs OUT; vm_tools (more
 #                          busybox applets) and vm_host_binaries (host programs, with their libraries) add to it
 #   vm_console LOG         the guest's console from "=== nodes" (its init's first line) to "=== exit status",
 #                          as plain text
+#   vm_big_machine         sets vm_big_args: qemu options for 16 CPUs on 4 nodes of 4 CPUs and 512 MiB, and a
+#                          memory-only node 4 whose initiator is node 2 (HMAT: near = own node, 2 -> 4)
+#   vm_boot INITRAMFS LOG MEMORY ARGS...  boots the guest (TCG, at most 300 s), its console into LOG
 #   vm_cannot WHY          says why this machine cannot run the check and exits 77
 # Set vm_name (the messages' prefix) before sourcing.
 vm_name=${vm_name:-$(basename "$0" .sh)}
@@ -49,10 +53,42 @@ vm_initramfs() {
   for lib in $(for tool in "$binary" ${vm_host_binaries:-}; do ldd "$(command -v "$tool")"; done | grep -o '/[^ ]*' | sort -u); do
     mkdir -p "$root$(dirname "$lib")" && cp -L "$lib" "$root$lib"
   done
+  cp scripts/guest-lib.sh "$root/bin/guest-lib.sh"
   cp "$init" "$root/init" && chmod +x "$root/init"
   (cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) > "$out"
 }
 
 vm_console() {
   sed -n '/=== nodes/,/=== exit status/p' "$1" | tr -d '\r' | sed 's/\x1bc//g; s/\x1b\[[0-9;?]*[a-zA-Z]//g'
+}
+
+vm_big_machine() {
+  local node initiator target near
+  vm_big_args=()
+  for node in 0 1 2 3; do
+    vm_big_args+=(-object "memory-backend-ram,id=m$node,size=512M"
+                  -numa "node,nodeid=$node,cpus=$((node * 4))-$((node * 4 + 3)),memdev=m$node,initiator=$node")
+  done
+  vm_big_args+=(-object memory-backend-ram,id=m4,size=512M -numa node,nodeid=4,memdev=m4,initiator=2)
+  # HMAT needs a latency and a bandwidth for every initiator and target.
+  for initiator in 0 1 2 3; do
+    for target in 0 1 2 3 4; do
+      near=$([ "$initiator" = "$target" ] || { [ "$initiator" = 2 ] && [ "$target" = 4 ]; } && echo 1 || echo 0)
+      vm_big_args+=(-numa "hmat-lb,initiator=$initiator,target=$target,hierarchy=memory,data-type=access-latency,latency=$((near ? 10 : 30))")
+      vm_big_args+=(-numa "hmat-lb,initiator=$initiator,target=$target,hierarchy=memory,data-type=access-bandwidth,bandwidth=$((near ? 200 : 100))M")
+    done
+  done
+  vm_big_args+=(-smp 16)
+}
+
+# Software emulation, multi-threaded: nested KVM is not dependable here (it hangs).
+vm_boot() {
+  local initramfs=$1 log=$2 memory=$3
+  shift 3
+  timeout 300 qemu-system-x86_64 -machine q35,hmat=on -accel tcg,thread=multi -m "$memory" "$@" \
+    -kernel "$work/vmlinuz" -initrd "$initramfs" \
+    -append "console=ttyS0 quiet panic=-1 rdinit=/init" -nographic -no-reboot > "$log" 2>&1 || true
+  vm_console "$log"
+  grep -q '=== exit status' "$log" || { echo "$vm_name: the guest did not finish; see $log" >&2; exit 1; }
+  grep -q '=== exit status 0' "$log"
 }

@@ -78,12 +78,17 @@ int CKTask_madvise_retrying(void *start, size_t length, int advice) {
     return result;
 }
 
-int CKTask_allocate_file_range(int descriptor, long long offset, long long length) {
-    int result;
-    do {
-        result = fallocate(descriptor, FALLOC_FL_KEEP_SIZE, (off_t)offset, (off_t)length);
-    } while (result != 0 && errno == EINTR);
-    return result;
+long long CKTask_allocate_file_range(int descriptor, long long offset, long long length, long long step) {
+    long long done = 0;
+    while (done < length) {
+        long long part = length - done < step ? length - done : step;
+        if (fallocate(descriptor, FALLOC_FL_KEEP_SIZE, (off_t)(offset + done), (off_t)part) != 0) {
+            if (errno == EINTR) continue;
+            return done;
+        }
+        done += part;
+    }
+    return done;
 }
 
 long long CKTask_write_zeros(int descriptor, long long offset, long long length) {

@@ -76,7 +76,7 @@ struct CheckPlacementCommand: ParsableCommand {
             let elsewhere = node.count > 1 ? pinnedHere.count - here : 0
             return RangeResult(node: part.node, cpus: cpus.cpus, pages: part.range.count, pages_on_node: onNode,
                                threads_started_here: here, threads_started_elsewhere: elsewhere,
-                               ok: onNode == part.range.count && (here > 0 || elsewhere == 0))
+                               ok: onNode == part.range.count && (here > 0 || elsewhere == 0 || part.range.isEmpty))
         }
         let cpusOK = cpusSeen.allSatisfy(allowed.contains), masksOK = masksSeen.allSatisfy { $0.allSatisfy(allowed.contains) }
         let onNode = rangeResults.reduce(0) { $0 + $1.pages_on_node }
@@ -103,7 +103,7 @@ struct CheckPlacementCommand: ParsableCommand {
                 if node.count > 1 {
                     table.add(["node \(part.node)'s threads' first chunk", "some in its pages",
                                "\(part.threads_started_here) of \(part.threads_started_here + part.threads_started_elsewhere)",
-                               part.threads_started_here > 0 || part.threads_started_elsewhere == 0 ? "ok" : "NONE HERE"])
+                               part.ok ? "ok" : "NONE HERE"])
                 }
             }
             table.footnotes.append("\(report.threadsUsed) thread(s) used; " + (ok ? "placement ok" : "placement off"))

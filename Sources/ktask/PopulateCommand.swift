@@ -59,6 +59,10 @@ struct PopulateCommand: ParsableCommand {
     @Option(help: "The most threads, the calling thread included (default: every usable CPU).")
     var threads: Int?
 
+    @Option(help: ArgumentHelp("Helpers' priority: lowest (nice 19 in the idle cgroup, the default: a VM host's other guests keep their CPU), caller (the caller's nice), or a nice value -20...19.", valueName: "lowest|caller|n"),
+            transform: parseHelperPriority)
+    var helperPriority: KTask.HelperPriority = .lowest
+
     @Flag(help: "Measure what is resident before and after (mincore) and the pages per node (move_pages) even where the populate itself says it: a file this call created holds nothing before, and a --write that succeeded allocated every page.")
     var verify = false
 
@@ -101,7 +105,7 @@ struct PopulateCommand: ParsableCommand {
             file.undoChanges()
             throw ValidationError("--pages \(pages): \(path) is on \(file.kind), which holds \(file.pageMode) pages")
         }
-        var options = KTask.Options(maxThreads: threads)
+        var options = KTask.Options(maxThreads: threads, helperPriority: helperPriority)
         if nodes == .any { options.placement = .anywhere }
         // Where chunks ran (sched_getcpu) is recorded only where the job is placed on nodes.
         let placement: (nodes: [Int], record: KTask.ChunkPlacementRecord)? = if case .list(let ids) = nodes {
@@ -122,8 +126,10 @@ struct PopulateCommand: ParsableCommand {
                 options.progress = KTask.Progress { done, total in line.value.bytes(label, done: done, of: total) }
             }
             let start = ContinuousClock.now
+            // A file this call has just created holds zeros that no one else has written (it is the caller's,
+            // 0600, and new): the populate may write zeros over them, which is faster than faulting it in.
             let report = try KTask.populate(file, onNodes: placement?.nodes, write: write, options: options, progress: nil,
-                                            recording: placement?.record)
+                                            recording: placement?.record, zeroNewFile: file.created)
             return (before, (ContinuousClock.now - start).seconds, report)
         }
         let cpusSeen = placement?.record.cpus

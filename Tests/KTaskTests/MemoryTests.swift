@@ -113,6 +113,8 @@ struct MemoryTests {
             try KTask.populate(file, write: true, options: KTask.Options(maxThreads: threads))
             #expect(hugePages2M("free_hugepages") == freeBefore - 8, "\(threads) threads: 8 huge pages taken from the pool")
             if threads == 1 { #expect(mappedBytes(file.buffer) == 0, "one thread: nothing mapped in this process, all fallocated") }
+            #expect(file.residentBytes == 16 << 20, "\(threads) threads: resident, mapped here or not")
+            #expect(file.pageCountsPerNode().values.reduce(0, +) == 8, "\(threads) threads: every huge page counted on a node")
         }
         #expect(hugePages2M("free_hugepages") == freeBefore, "file removed: back in the pool")
     }
@@ -244,17 +246,44 @@ struct MappedFileTests {
         #expect(file.residentBytes == 16 << 20)
     }
 
-    @Test("a tmpfs file this call created is allocated through its descriptor: every page, none mapped here, all zeros")
+    @Test("a tmpfs file just created is allocated through its descriptor where the caller says it is all zeros: every page, none mapped here")
     func createdTmpfsThroughDescriptor() throws {
         let path = "/dev/shm/ktask-lane-\(getpid())"
         unlink(path)
         defer { unlink(path) }
         let file = try KTask.MappedFile(path: path, size: 16 << 20, writable: true)
-        try KTask.populate(file, write: true, options: KTask.Options(maxThreads: 1))
+        try KTask.populate(file, onNodes: nil, write: true, options: KTask.Options(maxThreads: 1), progress: nil, recording: nil,
+                           zeroNewFile: true)
         var status = stat()
         #expect(stat(path, &status) == 0 && Int(status.st_blocks) * 512 == 16 << 20, "every page allocated")
         #expect(mappedBytes(file.buffer) == 0, "written through the descriptor, no page-table entry made here")
         #expect(UnsafeRawBufferPointer(file.buffer).allSatisfy { $0 == 0 })
+        #expect(file.pageCountsPerNode().values.reduce(0, +) == 4096, "counted per node though not mapped by the populate")
+    }
+
+    @Test("the public populate of a file it created keeps what the caller wrote into it since (no zeros written)")
+    func createdTmpfsKeepsCallersData() throws {
+        let path = "/dev/shm/ktask-lane-written-\(getpid())"
+        unlink(path)
+        defer { unlink(path) }
+        let file = try KTask.MappedFile(path: path, size: 8 << 20, writable: true)
+        file.buffer.storeBytes(of: 0x5a, toByteOffset: 5 << 20, as: UInt8.self)
+        try KTask.populate(file, write: true, options: KTask.Options(maxThreads: 1))
+        #expect(file.buffer.load(fromByteOffset: 5 << 20, as: UInt8.self) == 0x5a, "the caller's byte is still there")
+        #expect(file.residentBytes == 8 << 20)
+    }
+
+    @Test("a created tmpfs file whose size is not a whole number of pages keeps its size through the zeros")
+    func createdTmpfsOddSize() throws {
+        let path = "/dev/shm/ktask-lane-odd-\(getpid())"
+        unlink(path)
+        defer { unlink(path) }
+        let file = try KTask.MappedFile(path: path, size: 5000, writable: true)
+        try KTask.populate(file, onNodes: nil, write: true, options: KTask.Options(maxThreads: 1), progress: nil, recording: nil,
+                           zeroNewFile: true)
+        var status = stat()
+        #expect(stat(path, &status) == 0 && status.st_size == 5000, "size \(status.st_size)")
+        #expect(Int(status.st_blocks) * 512 == 8192, "both pages allocated")
     }
 
     @Test("a tmpfs file that holds data is populated through the mapping: no byte written, every page mapped")
@@ -283,7 +312,8 @@ struct MappedFileTests {
         defer { umount(mountPoint) }
         let file = try KTask.MappedFile(path: mountPoint + "/vm", size: 8 << 20, writable: true)
         #expect {
-            try KTask.populate(file, write: true, options: KTask.Options(maxThreads: 1))
+            try KTask.populate(file, onNodes: nil, write: true, options: KTask.Options(maxThreads: 1), progress: nil, recording: nil,
+                               zeroNewFile: true)
         } throws: { error in
             guard case KTask.Error.populateFailed(let offset, let reason) = error else { return false }
             return offset == 4 << 20 && reason.hasPrefix("no space")

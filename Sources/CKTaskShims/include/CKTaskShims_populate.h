@@ -23,8 +23,9 @@ void CKTask_populate_undo_disarm(void);
 
 /// Allocates `length` bytes of a hugetlbfs file from `offset` without mapping them: fallocate(2) with
 /// FALLOC_FL_KEEP_SIZE (the pages are zeroed and in the file, no byte of data changes, the size stays),
-/// retried on EINTR. Returns 0 or -1 with errno.
-int CKTask_allocate_file_range(int descriptor, long long offset, long long length);
+/// one `step` (a huge page) per call so that a failure names its page, each retried on EINTR. Returns the
+/// bytes allocated before an error (== `length` when none), errno set.
+long long CKTask_allocate_file_range(int descriptor, long long offset, long long length, long long step);
 
 /// Writes zeros over `length` bytes of a file from `offset` (pwritev from one 64 KiB zero buffer), for a
 /// tmpfs file whose bytes are all zeros already (one this call created): the pages are allocated and

@@ -269,8 +269,14 @@ extension KTask {
         /// The mapped bytes.
         public var buffer: UnsafeMutableRawBufferPointer { UnsafeMutableRawBufferPointer(start: base, count: count) }
 
-        /// Bytes of the mapping resident in memory now (mincore).
-        public var residentBytes: Int { KTask.residentBytes(buffer) }
+        /// Bytes of the file resident in memory now: mincore of the mapping (a tmpfs or disk file's page cache);
+        /// for hugetlbfs, the file's allocated huge pages (`st_blocks`), since mincore there sees only pages
+        /// mapped in this process and a populate may allocate them without mapping them.
+        public var residentBytes: Int {
+            guard case .hugetlbfs = kind else { return KTask.residentBytes(buffer) }
+            var status = stat()
+            return fstat(file.descriptor, &status) == 0 ? min(count, MappedFile.allocatedBytes(status)) : 0
+        }
 
         /// The file's resident pages per node. move_pages sees only pages mapped in this process, and a page
         /// a populate allocated through the descriptor is in the file but not mapped here: the resident runs
@@ -278,14 +284,25 @@ extension KTask {
         /// already find.
         public func pageCountsPerNode() -> [Int: Int] {
             let pageSize = pageMode.pageSize, basePage = MemoryPopulator.basePageSize
-            if let vector = KTask.residency(base, bytes: count) {
+            // A read through the mapping: MADV_POPULATE_READ, or one read per page on an older kernel.
+            func mapIn(_ pages: Range<Int>) {
+                let start = base + pages.lowerBound * pageSize, bytes = pages.count * pageSize
+                if !MemoryPopulator.kernelHasPopulate || CKTask_madvise_retrying(start, bytes, CKTask_MADV_POPULATE_READ()) != 0 {
+                    _ = CKTask_touch_pages(start, bytes / basePage, basePage, 0)
+                }
+            }
+            let pages = count / pageSize
+            if case .hugetlbfs = kind {
+                // mincore sees only what is mapped here; a hugetlbfs file's pages are its allocated ones.
+                if residentBytes >= count { mapIn(0..<pages) }
+            } else if let vector = KTask.residency(base, bytes: count) {
                 var page = 0
-                let pages = count / pageSize, step = pageSize / basePage
+                let step = pageSize / basePage
                 while page < pages {
                     guard vector[page * step] & 1 == 1 else { page += 1; continue }
                     var end = page + 1
                     while end < pages, vector[end * step] & 1 == 1 { end += 1 }
-                    _ = CKTask_madvise_retrying(base + page * pageSize, (end - page) * pageSize, CKTask_MADV_POPULATE_READ())
+                    mapIn(page..<end)
                     page = end
                 }
             }
@@ -320,14 +337,20 @@ extension KTask {
     /// The file populates, placed on `nodes` or not, as one job: `progress` hears the bytes done so far (at
     /// most every 100 ms, from one thread at a time, never after this returns), `record` where each chunk ran.
     @discardableResult
+    /// `zeroNewFile`: a tmpfs file this process created and no one has written may be allocated by writing
+    /// zeros over its zeros (faster than faulting it in; see ``MemoryPopulator/FileLane``). Only for a caller
+    /// that knows the bytes are still zeros: `ktask populate` right after creating the file.
     package static func populate(_ file: MappedFile, onNodes nodes: [Int]?, write: Bool, options: KTask.Options,
-                                 progress: ((_ bytesDone: Int) -> Void)?, recording record: ChunkPlacementRecord?) throws -> KTask.Report {
-        let placement = try nodes.map { nodes throws(KTask.Error) in try NodePlacement(nodes) }
+                                 progress: ((_ bytesDone: Int) -> Void)?, recording record: ChunkPlacementRecord?,
+                                 zeroNewFile: Bool = false) throws -> KTask.Report {
+        let bindMemory = write && file.kind != .pageCache && file.ownedByCaller
+        let placement = try nodes.map { nodes throws(KTask.Error) in try NodePlacement(nodes, memory: bindMemory) }
         if write && !file.writable { throw KTask.Error.fileUnusable(path: file.path, reason: "is mapped read-only; open it writable to allocate its pages") }
         try MemoryHeadroom.check(needed: file.memoryNeeded(write: write))
         // Placed pages are bound through the mapping (mbind): those go through it.
-        return try populate(file.buffer, pageMode: file.pageMode, with: file.populator(write: write, fileLane: placement == nil), placement: placement,
-                            bindMemory: write && file.kind != .pageCache && file.ownedByCaller, options: options,
+        return try populate(file.buffer, pageMode: file.pageMode,
+                            with: file.populator(write: write, fileLane: placement == nil, zeroNewFile: zeroNewFile), placement: placement,
+                            bindMemory: bindMemory, options: options,
                             progress: progress.map { ProgressReporter(report: $0) }, recording: record)
     }
 
@@ -349,12 +372,14 @@ extension KTask {
 
 extension KTask.MappedFile {
     /// The chunk function: base at the file's first byte, so page indices (and error offsets) are the file's.
-    /// With `fileLane`, a write allocates through the descriptor where that changes no byte: any hugetlbfs
-    /// file, a tmpfs file this call created.
-    func populator(write: Bool, fileLane: Bool) -> MemoryPopulator {
+    /// With `fileLane`, a write allocates through the descriptor where that changes no byte: a hugetlbfs
+    /// file the caller owns (fallocate; another user's file is not even touched in its times), a tmpfs file
+    /// this init created where the caller says it is still all zeros (`zeroNewFile`).
+    func populator(write: Bool, fileLane: Bool, zeroNewFile: Bool = false) -> MemoryPopulator {
+        let pageSize = pageMode.pageSize
         let lane: MemoryPopulator.FileLane? = switch kind {
-        case .hugetlbfs where fileLane: .init(descriptor: file.descriptor, call: .fallocate)
-        case .tmpfs where fileLane && created: .init(descriptor: file.descriptor, call: .writeZeros)
+        case .hugetlbfs where fileLane && ownedByCaller: .init(descriptor: file.descriptor, call: .fallocate, pageSize: pageSize)
+        case .tmpfs where fileLane && created && zeroNewFile: .init(descriptor: file.descriptor, call: .writeZeros, pageSize: pageSize)
         default: nil
         }
         return MemoryPopulator(base: UInt(bitPattern: base), pageSize: pageMode.pageSize, write: write, onlyPages: write ? nil : dataPages(),

@@ -61,7 +61,7 @@ extension KTask {
     @discardableResult
     package static func populate(_ region: UnsafeMutableRawBufferPointer, pageMode: PageMode, onNodes nodes: [Int]?, write: Bool,
                                  bindMemory: Bool, options: KTask.Options, recording record: ChunkPlacementRecord?) throws -> KTask.Report {
-        let placement = try nodes.map { nodes throws(KTask.Error) in try NodePlacement(nodes) }
+        let placement = try nodes.map { nodes throws(KTask.Error) in try NodePlacement(nodes, memory: bindMemory) }
         return try populate(region, pageMode: pageMode, with: prepare(region, pageMode: pageMode, write: write), placement: placement,
                             bindMemory: bindMemory, options: options, progress: nil, recording: record)
     }
@@ -188,7 +188,13 @@ struct NodePlacement {
     /// The nodes' usable CPUs (a memory-only node's: those that serve it): the caller works from them.
     let cpus: CPUList
 
-    init(_ nodes: [Int]) throws(KTask.Error) {
+    /// `memory`: the pages will be bound to the nodes, so a node the cpuset keeps memory off is refused as
+    /// that (before "no CPU this process may use", which it often also is).
+    init(_ nodes: [Int], memory: Bool = false) throws(KTask.Error) {
+        if memory {
+            let limits = SystemLimits.current(nodeCPUs: .never)
+            try KTask.NodeMemory.check(nodes, available: limits.nodeIDs, allowed: limits.allowedMemoryNodes)
+        }
         let resolved = try LanePlan.resolve(nodes, nodes: SystemLimits.current(nodeCPUs: .always).nodes)
         self.nodes = nodes
         cpus = CPUList(resolved.flatMap(\.cpus.cpus))
@@ -216,32 +222,42 @@ package struct MemoryPopulator: Sendable {
 
     /// A write populate of a file through its descriptor instead of the mapping: the same pages allocated and
     /// zeroed, without setting a page-table entry per page in this process and tearing it down at unmap,
-    /// which a process that maps the file later (QEMU) does not use. A hugetlbfs file is fallocated (its
-    /// data never changes; hugetlbfs files cannot be written); a tmpfs file only where this call created it,
-    /// with zeros written over its zeros. The kernel holds the file's inode lock through either call, so one
-    /// thread at a time takes the lane and the others fault their chunks in through the mapping meanwhile.
-    /// Measured on 1 GiB, 1 thread (this VM): hugetlbfs 2 MiB ~120 ms against ~140 ms; tmpfs 4 KiB ~300 ms
-    /// against ~420 ms (MADV_POPULATE_WRITE and munmap).
+    /// which a process that maps the file later (QEMU) does not use. A hugetlbfs file the caller owns is
+    /// fallocated (no byte of data changes; hugetlbfs files cannot be written); a tmpfs file only where the
+    /// caller asked for zeros to be written (`ktask populate` for a file it has just created, whose bytes are
+    /// zeros), never through the public API, whose caller may have written the file since. The kernel holds
+    /// the file's inode lock through either call, so one thread at a time takes the lane and the others
+    /// fault their chunks in through the mapping meanwhile. Measured on 1 GiB, 1 thread (this VM):
+    /// hugetlbfs 2 MiB ~120 ms against ~140 ms; tmpfs 4 KiB ~300 ms against ~420 ms (MADV_POPULATE_WRITE and
+    /// munmap).
     package final class FileLane: Sendable {
         enum Call { case fallocate, writeZeros }
         let descriptor: Int32
         let call: Call
+        let pageSize: Int
         private let busy = Atomic<Bool>(false)
 
-        init(descriptor: Int32, call: Call) { (self.descriptor, self.call) = (descriptor, call) }
+        init(descriptor: Int32, call: Call, pageSize: Int) { (self.descriptor, self.call, self.pageSize) = (descriptor, call, pageSize) }
 
-        /// Allocates `bytes` from `offset` where no other thread is in the lane: nil where it is taken (fault
-        /// the range in through the mapping), else the bytes allocated before an error (all of them, or fewer
-        /// with errno set).
+        /// Allocates `bytes` from `offset` where no other thread is in the lane and the file still holds
+        /// them: nil where the lane is taken or the file is now shorter (fault the range in through the
+        /// mapping, which reports a short file), else the bytes allocated before an error (all of them, or
+        /// fewer with errno set). Never past the file's size: a tmpfs file whose size is not a whole number
+        /// of pages keeps it (writing up to its end allocates the last page).
         func allocate(offset: Int, bytes: Int) -> Int? {
             guard busy.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else { return nil }
             defer { busy.store(false, ordering: .releasing) }
-            switch call {
-            case .writeZeros:
-                return Int(CKTask_write_zeros(descriptor, Int64(offset), Int64(bytes)))
-            case .fallocate:
-                return CKTask_allocate_file_range(descriptor, Int64(offset), Int64(bytes)) == 0 ? bytes : 0
+            var status = stat()
+            guard fstat(descriptor, &status) == 0 else { return nil }
+            let size = Int(status.st_size)
+            // The last page may end past the size; anything shorter is a file cut under the mapping.
+            guard size > offset + bytes - pageSize else { return nil }
+            let length = min(bytes, size - offset)
+            let done = switch call {
+            case .writeZeros: Int(CKTask_write_zeros(descriptor, Int64(offset), Int64(length)))
+            case .fallocate: Int(CKTask_allocate_file_range(descriptor, Int64(offset), Int64(length), Int64(pageSize)))
             }
+            return done == length ? bytes : done
         }
     }
 
@@ -272,10 +288,8 @@ package struct MemoryPopulator: Sendable {
         let start = UnsafeMutableRawPointer(bitPattern: base + UInt(pages.lowerBound * pageSize))!
         if let allocated = fileLane?.allocate(offset: pages.lowerBound * pageSize, bytes: pages.count * pageSize) {
             guard allocated < pages.count * pageSize else { return }
-            let reason = Self.reason(errno: errno)
-            // fallocate does not say how far it got: the resident prefix (page cache) does.
-            throw .populateFailed(offset: pages.lowerBound * pageSize + max(allocated, Self.residentPrefix(start, bytes: pages.count * pageSize)),
-                                  reason: reason)
+            // Both calls say how far they got: the first page not allocated.
+            throw .populateFailed(offset: pages.lowerBound * pageSize + allocated / pageSize * pageSize, reason: Self.reason(errno: errno))
         }
         if usePopulate {
             let advice = write ? CKTask_MADV_POPULATE_WRITE() : CKTask_MADV_POPULATE_READ()

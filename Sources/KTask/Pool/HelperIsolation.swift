@@ -31,6 +31,12 @@ package struct HelperIsolation: Sendable, Equatable, CustomStringConvertible {
 
     package var description: String {
         switch kind {
+        case .niceOnly where detail == Self.v2Reason:
+            "nice only (\(detail)): helpers run at nice 19 inside this process's cgroup, so a sibling cgroup of "
+                + "equal cpu.weight keeps its share of the CPU against the whole job (scripts/cgroup-v2-check.sh measures "
+                + "it), but other work in this cgroup sees helpers only 19 nice levels down; where that is not enough, "
+                + "run the job in a cgroup of low cpu.weight or with cpu.idle 1 (e.g. systemd-run -p CPUWeight=idle, "
+                + "or CPUWeight=idle in its unit), or delegate it a threaded subtree"
         case .niceOnly: "nice only (\(detail)): other sessions and services see helpers at full weight"
         default: "\(kind.rawValue) \(detail)"
         }
@@ -47,6 +53,7 @@ package struct HelperIsolation: Sendable, Equatable, CustomStringConvertible {
     private static let prepared: HelperIsolation = plannedShared.prepare()
 
     static let childName = "ktask-helpers"
+    static let v2Reason = "cgroup v2 would need a threaded subtree for helper threads"
 
     /// Decides the kind without writing: no cgroup is created and no file written. `noHelperCgroup`
     /// (`KTASK_NO_HELPER_CGROUP`, from ``Settings``) is a parameter for tests.
@@ -58,7 +65,7 @@ package struct HelperIsolation: Sendable, Equatable, CustomStringConvertible {
         guard let (folder, isV2) = CgroupLimits.cpuCgroupFolder(root: root) else { return niceOnly("no cgroup cpu controller mounted") }
         // v2 places threads (not processes) only inside a threaded subtree, which would change how the
         // whole process is accounted: not done.
-        if isV2 { return niceOnly("cgroup v2 would need a threaded subtree for helper threads") }
+        if isV2 { return niceOnly(v2Reason) }
         let child = "\(folder)/\(childName)"
         // Usable if this process may move threads into it (another process may have made it), or create it.
         let exists = access(root.resolve(child), F_OK) == 0
