@@ -78,17 +78,18 @@ struct SiblingServiceCLITests {
         let siblings = Siblings()
         try siblings.make()
         defer { siblings.remove() }
-        // A noisy VM: the best of three rounds, each pair measured back to back.
+        // A noisy VM (steal, memory the host takes back): five rounds, each trio back to back, medians.
         var rounds: [(one: Double, defaults: Double, caller: Double)] = []
-        for _ in 0..<3 {
+        for _ in 0..<5 {
             let one = try Self.loadShare(siblings, ktask: ktask, cpus: cpus, ["--threads", "1"])
             let defaults = try Self.loadShare(siblings, ktask: ktask, cpus: cpus, ["--threads", "\(cpus)"])
             let caller = try Self.loadShare(siblings, ktask: ktask, cpus: cpus, ["--threads", "\(cpus)", "--helper-priority", "caller"])
             rounds.append((one, defaults, caller))
-            if defaults >= one - 3 { break }
         }
-        let shown = rounds.map { String(format: "1 thread %.1f%%, defaults %.1f%%, --helper-priority caller %.1f%%", $0.one, $0.defaults, $0.caller) }
-        print("load's share of CPU time beside a ktask job: " + shown.joined(separator: "; "))
-        #expect(rounds.contains { $0.defaults >= $0.one - 3 }, "\(shown)")
+        func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
+        let (one, defaults, caller) = (median(rounds.map(\.one)), median(rounds.map(\.defaults)), median(rounds.map(\.caller)))
+        print(String(format: "load's share of CPU time beside a ktask job (medians of 5): 1 thread %.1f%%, defaults %.1f%%, "
+                     + "--helper-priority caller %.1f%%", one, defaults, caller))
+        #expect(defaults >= one - 3, "\(rounds)")
     }
 }
