@@ -17,13 +17,11 @@ vm_prepare
 init="$work/numa-init"
 cat > "$init" <<'INIT'
 #!/bin/sh
-mount -t proc proc /proc
-mount -t sysfs sys /sys
-mount -t devtmpfs dev /dev 2>/dev/null
+. /bin/guest-lib.sh
+mount_guest
 echo "=== nodes: $(cat /sys/devices/system/node/online); node 2 access0 initiators: $(ls /sys/devices/system/node/node2/access0/initiators 2>/dev/null | grep node | tr '\n' ' ')"
 echo "=== ktask info"
 /bin/ktask info --format json
-status=0
 # Node 2 is memory only (HMAT names node 1 its initiator): a job placed there runs on node 1's CPUs
 # and puts every page on node 2.
 for node in 1 0 2; do
@@ -39,7 +37,6 @@ for node in 1 0; do
 done
 # A VM's memory-backend-file on tmpfs, populated for node 1: every page on node 1, every chunk on node 1's
 # CPUs (3-5).
-mkdir -p /dev/shm && mount -t tmpfs tmpfs /dev/shm
 echo "=== ktask populate /dev/shm/guest-ram --size 64M --write --nodes 1"
 out=$(/bin/ktask populate /dev/shm/guest-ram --size 64M --write --nodes 1 --format json) || status=1
 echo "$out"

@@ -18,16 +18,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bundle_only=
-threads=1,2,3,4,5,6,7,8,12,16 runs=3 out=.build/scaling workloads="compute init prefault"
+# --bundle DIR: only make the bundle; every other argument is run.sh's.
+bundle_only= run=()
 while [ $# -gt 0 ]; do
   case $1 in
     --bundle) bundle_only=1 bundle=$2; shift 2 ;;
-    --threads) threads=$2; shift 2 ;;
-    --workloads) workloads=${2//,/ }; shift 2 ;;
-    --runs) runs=$2; shift 2 ;;
-    --out) out=$2; shift 2 ;;
-    *) echo "scaling-table: unknown argument $1 (allowed: --bundle DIR, --threads n,n,..., --runs N, --workloads w,w, --out DIR)" >&2; exit 2 ;;
+    *) run+=("$1"); shift ;;
   esac
 done
 bundle=${bundle:-.build/scaling-bundle}
@@ -80,11 +76,11 @@ for workload in $workloads; do
   "$here/ktask" compare --workload "$workload" --threads "$threads" --runs "$runs" --peers "$here/peers" \
     --format json --plot "$out/$workload.svg" > "$out/$workload.json"
 done
-echo "scaling-table: wrote $out/{${workloads// /,}}.{json,svg} and machine.txt" >&2
+echo "scaling-table: wrote $(for w in $workloads; do printf '%s ' "$out/$w.json" "$out/$w.svg"; done)$out/machine.txt" >&2
 RUN
 chmod +x "$bundle/run.sh"
 echo "scaling-table: bundle in $bundle ($(du -sh "$bundle" | cut -f1)): ktask $(du -h "$bundle/ktask" | cut -f1), peers: $(ls "$bundle/peers" | grep -v -e lib -e '\.log' | tr '\n' ' ')" >&2
 [ -z "$bundle_only" ] || exit 0
 
 # --- the run
-"$bundle/run.sh" --threads "$threads" --runs "$runs" --workloads "${workloads// /,}" --out "$out"
+"$bundle/run.sh" --out .build/scaling "${run[@]}"

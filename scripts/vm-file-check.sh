@@ -87,12 +87,9 @@ done
 init="$work/file-init"
 cat > "$init" <<'INIT'
 #!/bin/sh
-mount -t proc proc /proc
-mount -t sysfs sys /sys
-mount -t devtmpfs dev /dev 2>/dev/null
+. /bin/guest-lib.sh
+mount_guest
 echo "=== nodes: $(cat /sys/devices/system/node/online); $(grep MemTotal /proc/meminfo)"
-status=0
-mkdir -p /dev/shm && mount -t tmpfs tmpfs /dev/shm
 # Data on each node (written from its CPU, so its pages are there: in the host's file for that node).
 for node in 0 1; do
   taskset -c $((node * 2)) dd if=/dev/urandom of=/dev/shm/data$node bs=1M count=16 2>/dev/null

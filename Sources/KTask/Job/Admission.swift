@@ -214,6 +214,13 @@ struct Admission {
         return reserved
     }
 
+    /// The helpers reserved on each node they are pinned to (the report's ``KTask/Report/helpersPerNode``).
+    static func helpersPerNode(_ reserved: [LaneReservation]) -> [Int: Int] {
+        reserved.reduce(into: [:]) { perNode, entry in
+            if let node = entry.lane.node { perNode[node, default: 0] += entry.reservation.count }
+        }
+    }
+
     /// After the fact: adaptive mode settled below the helpers reserved, a helper's thread would not start,
     /// or the caller ran out of work before a dispatched helper joined.
     mutating func finished(adaptive: AdaptiveDriver?, startFailures: Int, threadsUsed: Int, dispatched: Int) {

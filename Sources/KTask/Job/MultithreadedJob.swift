@@ -177,10 +177,7 @@ enum MultithreadedJob {
                                wallTime: .nanoseconds(monotonicNanoseconds() - start), threadLimit: admission.limit,
                                helpersRefusedBy: admission.refusedBy, starvationGuard: setup.starvationGuard, boostedHelpers: boost?.boosted ?? 0,
                                adaptiveThreads: adaptive?.threads, adaptiveThroughput: adaptive?.rates ?? [], perThread: perThread,
-                               cpuTimePerThread: job.cpuTimePerThread,
-                               helpersPerNode: reserved.reduce(into: [:]) { perNode, entry in
-                                   if let node = entry.lane.node { perNode[node, default: 0] += entry.reservation.count }
-                               })
+                               cpuTimePerThread: job.cpuTimePerThread, helpersPerNode: Admission.helpersPerNode(reserved))
             return (report, log)
         }
     }
