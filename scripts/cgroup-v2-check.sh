@@ -98,13 +98,14 @@ usage() { sed -n 's/^usage_usec //p' "$cg/$1/cpu.stat"; }
 # The spinners' percent of both groups' CPU time while the job runs.
 share() {
   inside $cg/load /bin/ktask foreground-load --threads 4 --seconds 60 > /dev/null &
-  load=$!
   sleep 1
   l0=$(usage load); j0=$(usage job)
   inside $cg/job timeout 90 /bin/ktask populate /dev/shm/job-ram --size 512M --write "$@" > /dev/null 2>&1 || fail "populate $*"
   l1=$(usage load); j1=$(usage job)
   rm -f /dev/shm/job-ram
-  kill $load; wait $load 2>/dev/null
+  # Every process of the load group (a function run with & is a subshell: $! would not be the spinner).
+  for pid in $(cat $cg/load/cgroup.procs); do kill -9 $pid; done
+  while [ -n "$(cat $cg/load/cgroup.procs)" ]; do sleep 0.1; done
   echo $(( 100 * (l1 - l0) / (l1 - l0 + j1 - j0) ))
 }
 # Three rounds, each trio back to back; medians (a job's tail, where a starved helper may be lent the
