@@ -215,8 +215,10 @@ struct Admission {
     }
 
     /// The helpers reserved on each node they are pinned to (the report's ``KTask/Report/helpersPerNode``).
-    static func helpersPerNode(_ reserved: [LaneReservation]) -> [Int: Int] {
-        reserved.reduce(into: [:]) { perNode, entry in
+    /// nil where none is pinned.
+    static func helpersPerNode(_ reserved: [LaneReservation]) -> [Int: Int]? {
+        guard reserved.contains(where: { $0.lane.node != nil }) else { return nil }
+        return reserved.reduce(into: [:]) { perNode, entry in
             if let node = entry.lane.node { perNode[node, default: 0] += entry.reservation.count }
         }
     }
