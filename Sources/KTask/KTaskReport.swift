@@ -28,28 +28,46 @@ extension KTask {
         public let adaptiveThreads: Int?
         /// Adaptive mode: the throughput (items per second) it measured at 1, 2, ... threads, which its
         /// decision rests on; empty without adaptive mode.
-        public let adaptiveThroughput: [Double]
+        public var adaptiveThroughput: [Double] { details?.adaptiveThroughput ?? [] }
         /// Completed claims per thread, the caller's first; nil for a job run inline as one call.
         private let perThread: [Int]?
         /// Helpers set aside for each node they were pinned to, by node id (a job on nodes: the caller's node
         /// first, then the nearest, or the nodes given); empty where helpers were not pinned (``KTask/Placement/anywhere``,
         /// a machine with one node) or the job had none. The caller works where it is, on top of these; a
         /// node has fewer than its usable CPUs where ``threadLimit`` cut (e.g. ``KTask/ThreadLimit/nodeCap``).
-        public var helpersPerNode: [Int: Int] { pinnedHelpers ?? [:] }
-        /// nil rather than empty where nothing was pinned: a job run inline then makes and copies no
-        /// dictionary (a plain one cost a job below one chunk 7-11 ns, 117 -> 124-128 ns).
-        private let pinnedHelpers: [Int: Int]?
+        public var helpersPerNode: [Int: Int] { details?.helpersPerNode ?? [:] }
         /// The CPU time each thread that worked on the job got while it claimed chunks of the job's parallel
         /// part, the caller's first (its first chunks alone, before it sized the rest, are not counted); empty
         /// for a job its caller ran alone. On a busy machine, what a helper actually got: a helper at nice 19 in the
         /// idle cgroup beside a nice-0 load gets a sliver of its wall time.
-        public let cpuTimePerThread: [Duration]
+        public var cpuTimePerThread: [Duration] { details?.cpuTimePerThread ?? [] }
+
+        /// What a job run inline leaves empty, in one box, nil for such a job: a report is copied on its way
+        /// back, and each reference field of its own costs every copy a retain and a release (one more
+        /// field made a job below one chunk 117 -> 125 ns).
+        private let details: Details?
+
+        final class Details: Sendable, Equatable {
+            let adaptiveThroughput: [Double]
+            let cpuTimePerThread: [Duration]
+            let helpersPerNode: [Int: Int]?
+
+            init(adaptiveThroughput: [Double], cpuTimePerThread: [Duration], helpersPerNode: [Int: Int]?) {
+                (self.adaptiveThroughput, self.cpuTimePerThread, self.helpersPerNode) = (adaptiveThroughput, cpuTimePerThread, helpersPerNode)
+            }
+
+            static func == (left: Details, right: Details) -> Bool {
+                left.adaptiveThroughput == right.adaptiveThroughput && left.cpuTimePerThread == right.cpuTimePerThread
+                    && left.helpersPerNode == right.helpersPerNode
+            }
+        }
 
         init(threadsUsed: Int, chunkSize: Int, claimCount: Int, helperNice: Int?, wallTime: Duration,
              threadLimit: KTask.ThreadLimit = .none, helpersRefusedBy: KTask.ThreadLimit? = nil, starvationGuard: KTask.StarvationGuard = .none, boostedHelpers: Int = 0,
              adaptiveThreads: Int? = nil, adaptiveThroughput: [Double] = [], perThread: [Int]?, cpuTimePerThread: [Duration] = [],
              helpersPerNode: [Int: Int]? = nil) {
-            self.pinnedHelpers = helpersPerNode
+            details = adaptiveThroughput.isEmpty && cpuTimePerThread.isEmpty && helpersPerNode == nil ? nil
+                : Details(adaptiveThroughput: adaptiveThroughput, cpuTimePerThread: cpuTimePerThread, helpersPerNode: helpersPerNode)
             self.threadsUsed = threadsUsed
             self.chunkSize = chunkSize
             self.claimCount = claimCount
@@ -60,9 +78,7 @@ extension KTask {
             self.starvationGuard = starvationGuard
             self.boostedHelpers = boostedHelpers
             self.adaptiveThreads = adaptiveThreads
-            self.adaptiveThroughput = adaptiveThroughput
             self.perThread = perThread
-            self.cpuTimePerThread = cpuTimePerThread
         }
 
         /// The report of the rest of a job whose first `claims` chunks (the largest `largestChunk` items) the
@@ -74,7 +90,7 @@ extension KTask {
                           claimCount: claimCount + claims, helperNice: helperNice, wallTime: wallTime, threadLimit: threadLimit,
                           helpersRefusedBy: helpersRefusedBy, starvationGuard: starvationGuard, boostedHelpers: boostedHelpers,
                           adaptiveThreads: adaptiveThreads, adaptiveThroughput: adaptiveThroughput,
-                          perThread: threads, cpuTimePerThread: cpuTimePerThread, helpersPerNode: pinnedHelpers)
+                          perThread: threads, cpuTimePerThread: cpuTimePerThread, helpersPerNode: details?.helpersPerNode)
         }
 
         /// Whether the job ran on the calling thread alone, with no helper woken and nothing allocated: as one
